@@ -1,0 +1,46 @@
+# rustbp: `make demo` sets everything up and runs the article's demo; `make test` runs every test.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
+
+$(VENV)/.ready: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.ready ## create the virtualenv with the build and test tools
+
+.PHONY: build
+build: venv ## build the extension (release) into the virtualenv
+	maturin develop --release --quiet
+
+.PHONY: demo
+demo: build ## set up and walk through the article's worked example
+	$(PY) -m rustbp demo
+
+.PHONY: test
+test: build ## set up and run every test: cargo test, then pytest
+	cargo test --quiet
+	$(PY) -m pytest
+
+.PHONY: lint
+lint: venv ## rustfmt, clippy (warnings denied), ruff, mypy --strict, stubtest
+	cargo fmt --check
+	cargo clippy --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests
+	$(VENV)/bin/ruff format --check python tests
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest rustbp._rustbp
+
+.PHONY: wheel
+wheel: venv ## build the abi3 wheel into dist/
+	maturin build --release --out dist
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'

@@ -1,0 +1,16 @@
+"""rustbp: a three-layer neural network trainer with a Rust core.
+
+>>> import rustbp
+>>> net = rustbp.Network.article()
+>>> round(net.train_step([0.05, 0.10], [0.01, 0.99]), 10)
+0.2983711088
+"""
+
+from __future__ import annotations
+
+from ._rustbp import __version__
+from .errors import GpuUnavailableError, TrainingDivergedError
+from .network import Network
+from .optim import SGD, Adam
+
+__all__ = ["SGD", "Adam", "GpuUnavailableError", "Network", "TrainingDivergedError", "__version__"]

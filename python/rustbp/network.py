@@ -1,0 +1,250 @@
+"""The public ``Network`` class: Python-side argument checks and conversions around the Rust core."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _rustbp
+from .errors import GpuUnavailableError
+from .optim import SGD, Adam, Optimizer
+
+__all__ = ["Network"]
+
+ArrayLike = Union[npt.ArrayLike, np.ndarray]
+FloatArray = npt.NDArray[np.floating[Any]]
+
+DTYPES = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
+DEVICES = ("cpu", "gpu")
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected a positive integer, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name}: expected a positive integer, got {value}")
+    return int(value)
+
+
+def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
+    """``x`` as a numpy array of ``dtype``: other numeric dtypes and non-contiguous arrays are converted,
+    strings, objects and None rejected. Shapes and finiteness are checked in Rust."""
+    if type(x) is np.ndarray and x.dtype is dtype:
+        return x  # the fast path of train_step loops
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{name}: expected a numeric array, got {type(x).__name__}")
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: expected a numeric array ({e})") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+class Network:
+    """A three-layer fully connected network, input -> hidden -> output, trained in Rust.
+
+    Weights are laid out like ``torch.nn.Linear.weight``: ``w1`` is (n_hidden, n_in), ``w2`` is
+    (n_out, n_hidden). See the README for every option.
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_hidden: int,
+        n_out: int,
+        *,
+        hidden_activation: str = "sigmoid",
+        output_activation: str = "sigmoid",
+        loss: str = "half_sse",
+        bias: str = "per_neuron",
+        train_bias: bool = True,
+        optimizer: Optimizer | None = None,
+        dtype: str = "float64",
+        device: str = "cpu",
+        seed: int | None = None,
+    ) -> None:
+        widths = [_positive_int(n, v) for n, v in (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out))]
+        if optimizer is None:
+            optimizer = SGD(lr=0.5)
+        if not isinstance(optimizer, (SGD, Adam)):
+            raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(optimizer).__name__}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of float64, float32, got {dtype!r}")
+        if device not in DEVICES:
+            raise ValueError(f"device: expected one of cpu, gpu, got {device!r}")
+        if device == "gpu":
+            raise GpuUnavailableError("device='gpu': this build of rustbp has no GPU path yet; use device='cpu'")
+        if not isinstance(train_bias, bool):
+            raise TypeError(f"train_bias: expected a bool, got {type(train_bias).__name__}")
+        for name, value in (
+            ("hidden_activation", hidden_activation),
+            ("output_activation", output_activation),
+            ("loss", loss),
+            ("bias", bias),
+        ):
+            if not isinstance(value, str):
+                raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
+        if seed is None:
+            seed = secrets.randbits(64)
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {seed!r}")
+        sgd = isinstance(optimizer, SGD)
+        adam = optimizer if isinstance(optimizer, Adam) else Adam()
+        core = _rustbp.Core(
+            *widths,
+            hidden_activation=hidden_activation,
+            output_activation=output_activation,
+            loss=loss,
+            bias=bias,
+            train_bias=train_bias,
+            optimizer="sgd" if sgd else "adam",
+            lr=optimizer.lr,
+            momentum=optimizer.momentum if isinstance(optimizer, SGD) else 0.0,
+            nesterov=optimizer.nesterov if isinstance(optimizer, SGD) else False,
+            weight_decay=optimizer.weight_decay,
+            beta1=adam.betas[0],
+            beta2=adam.betas[1],
+            eps=adam.eps,
+            dtype=dtype,
+            seed=int(seed),
+        )
+        self._init(core, optimizer, device)
+
+    def _init(self, core: _rustbp.Core, optimizer: Optimizer, device: str) -> None:
+        self._core = core
+        self._config: dict[str, Any] = core.config()
+        self._dtype = DTYPES[core.dtype]
+        self._optimizer = optimizer
+        self._device = device
+
+    @classmethod
+    def article(cls) -> Network:
+        """The worked example of the article: 2-2-2, weights 0.15..0.55, shared biases 0.35 and 0.60
+        that are not trained, sigmoid on both layers, half_sse loss, plain SGD with lr 0.5, float64."""
+        net = cls.__new__(cls)
+        net._init(_rustbp.Core.article(), SGD(lr=0.5), "cpu")
+        return net
+
+    # -- shape and settings -------------------------------------------------------------------------
+    @property
+    def n_in(self) -> int:
+        return int(self._config["n_in"])
+
+    @property
+    def n_hidden(self) -> int:
+        return int(self._config["n_hidden"])
+
+    @property
+    def n_out(self) -> int:
+        return int(self._config["n_out"])
+
+    @property
+    def dtype(self) -> str:
+        return str(self._dtype)
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def optimizer(self) -> Optimizer:
+        return self._optimizer
+
+    def __repr__(self) -> str:
+        c = self._config
+        return (
+            f"Network({c['n_in']}, {c['n_hidden']}, {c['n_out']}, hidden_activation={c['hidden_activation']!r}, "
+            f"output_activation={c['output_activation']!r}, loss={c['loss']!r}, bias={c['bias']!r}, "
+            f"train_bias={c['train_bias']}, optimizer={self._optimizer!r}, dtype={self.dtype!r}, "
+            f"device={self._device!r})"
+        )
+
+    # -- computing ----------------------------------------------------------------------------------
+    def forward(self, X: ArrayLike) -> FloatArray:
+        """Outputs for ``X`` of shape (batch, n_in), or (n_in,) for one sample (same rank out)."""
+        return self._core.forward(_as_array(X, self._dtype, "X"))
+
+    __call__ = forward
+
+    def loss(self, X: ArrayLike, T: ArrayLike) -> float:
+        """The loss on (X, T), without training."""
+        return self._core.loss(_as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T"))
+
+    def train_step(self, X: ArrayLike, T: ArrayLike) -> float:
+        """One update on the batch (X, T); returns the loss of this step's forward pass, before the update."""
+        return self._core.train_step(_as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T"))
+
+    def train(self, X: ArrayLike, T: ArrayLike, steps: int) -> FloatArray:
+        """``steps`` updates on the same batch, looped in Rust; returns the loss of every step."""
+        steps = _positive_int("steps", steps)
+        return self._core.train(_as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T"), steps)
+
+    def fit(
+        self,
+        X: ArrayLike,
+        Y: ArrayLike,
+        epochs: int,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int | None = None,
+    ) -> FloatArray:
+        """Mini-batch training for ``epochs`` passes over (X, Y); returns each epoch's mean loss."""
+        epochs = _positive_int("epochs", epochs)
+        batch_size = _positive_int("batch_size", batch_size)
+        if seed is None:
+            seed = secrets.randbits(64)
+        x = _as_array(X, self._dtype, "X")
+        y = _as_array(Y, self._dtype, "Y")
+        return self._core.fit(x, y, epochs, batch_size, bool(shuffle), int(seed))
+
+    # -- weights ------------------------------------------------------------------------------------
+    def get_weights(self) -> dict[str, FloatArray]:
+        """Copies of the parameters: w1 (n_hidden, n_in), b1, w2 (n_out, n_hidden), b2. A per-neuron
+        bias has one value per neuron, a shared bias shape (1,), and ``bias="none"`` no entry."""
+        return self._core.get_weights()
+
+    def set_weights(self, weights: dict[str, ArrayLike]) -> None:
+        """Replaces the parameters from a dict shaped like ``get_weights()``'s; shapes and finiteness are
+        checked, and the optimizer state is kept."""
+        if not isinstance(weights, dict):
+            raise TypeError(f"weights: expected a dict of arrays, got {type(weights).__name__}")
+        unknown = set(weights) - {"w1", "b1", "w2", "b2"}
+        if unknown:
+            raise ValueError(f"weights: unknown keys {sorted(unknown)}; expected w1, b1, w2, b2")
+        self._core.set_weights({k: _as_array(v, self._dtype, k) for k, v in weights.items()})
+
+    # -- teaching -----------------------------------------------------------------------------------
+    def explain_step(self, x: ArrayLike, t: ArrayLike) -> dict[str, Any]:
+        """Performs one training step on one sample and returns every intermediate.
+
+        Keys: ``net_hidden``/``out_hidden`` and ``net_output``/``out_output`` (net input and output of
+        each neuron), ``loss``, ``delta_output`` and ``delta_hidden`` (dE/dnet of each neuron),
+        ``grad_w1``... (gradients of the trained parameters) and ``w1_after``... (parameters after the
+        update). For a 2-2-2 network the article's names are added: ``net_h1``, ``out_o2``, ``E_total``,
+        ``delta_o1``, ``dE_dw5``, ``w5_new`` ...
+        """
+        steps = self._core.explain_step(_as_array(x, self._dtype, "x"), _as_array(t, self._dtype, "t"))
+        if (self.n_in, self.n_hidden, self.n_out) == (2, 2, 2):
+            steps.update(_article_names(steps))
+        return steps
+
+
+def _article_names(s: dict[str, Any]) -> dict[str, float]:
+    """The article's names for a 2-2-2 network: w1..w4 are w1[0,0], w1[0,1], w1[1,0], w1[1,1] (input i
+    to hidden h), w5..w8 the same for w2 (hidden to output)."""
+    names: dict[str, float] = {"E_total": float(s["loss"])}
+    for layer, unit in (("hidden", "h"), ("output", "o")):
+        for j in range(2):
+            names[f"net_{unit}{j + 1}"] = float(s[f"net_{layer}"][j])
+            names[f"out_{unit}{j + 1}"] = float(s[f"out_{layer}"][j])
+            names[f"delta_{unit}{j + 1}"] = float(s[f"delta_{layer}"][j])
+    for first, key in ((1, "w1"), (5, "w2")):
+        for k, (grad, new) in enumerate(zip(s[f"grad_{key}"].ravel(), s[f"{key}_after"].ravel())):
+            names[f"dE_dw{first + k}"] = float(grad)
+            names[f"w{first + k}_new"] = float(new)
+    return names

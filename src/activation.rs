@@ -1,0 +1,149 @@
+//! Activations `a = f(z)`, applied element by element (softmax: row by row), and their derivatives
+//! written in terms of the output `a`, which is what backpropagation keeps:
+//! sigmoid' = a(1 - a), tanh' = 1 - a^2, relu' = [a > 0], identity' = 1.
+//! Softmax has no elementwise derivative here: it is only used with cross-entropy, whose combined
+//! gradient with respect to z is `p - t` (see `loss`).
+
+use crate::linalg::Scalar;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Sigmoid,
+    Tanh,
+    Relu,
+    Identity,
+    Softmax,
+}
+
+impl Activation {
+    pub const NAMES: &'static str = "sigmoid, tanh, relu, identity, softmax";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sigmoid => "sigmoid",
+            Self::Tanh => "tanh",
+            Self::Relu => "relu",
+            Self::Identity => "identity",
+            Self::Softmax => "softmax",
+        }
+    }
+
+    /// `a = f(z)` in place over a (rows x cols) row-major block.
+    pub fn apply<T: Scalar>(self, z: &mut [T], cols: usize) {
+        match self {
+            Self::Sigmoid => z.iter_mut().for_each(|v| *v = sigmoid(*v)),
+            Self::Tanh => z.iter_mut().for_each(|v| *v = v.tanh()),
+            Self::Relu => z.iter_mut().for_each(|v| *v = v.max(T::zero())),
+            Self::Identity => {}
+            Self::Softmax => z.chunks_exact_mut(cols).for_each(softmax),
+        }
+    }
+
+    /// `f'(z)` from the output `a`; not defined for softmax (callers use the cross-entropy shortcut).
+    #[inline]
+    pub fn derivative<T: Scalar>(self, a: T) -> T {
+        match self {
+            Self::Sigmoid => a * (T::one() - a),
+            Self::Tanh => T::one() - a * a,
+            Self::Relu => {
+                if a > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            Self::Identity | Self::Softmax => T::one(),
+        }
+    }
+}
+
+/// The logistic function, evaluated so that `exp` never overflows: for z < 0 it uses e^z / (1 + e^z).
+#[inline]
+pub fn sigmoid<T: Scalar>(z: T) -> T {
+    if z >= T::zero() {
+        T::one() / (T::one() + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// Softmax of one row in place, shifted by the row's maximum so that `exp` never overflows.
+pub fn softmax<T: Scalar>(row: &mut [T]) {
+    let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+    let mut sum = T::zero();
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum = sum + *v;
+    }
+    row.iter_mut().for_each(|v| *v = *v / sum);
+}
+
+/// `log(sum(exp(z)))` of one row, as `max + log(sum(exp(z - max)))` so that it is finite for any finite
+/// z; `log softmax(z)_j = z_j - log_sum_exp(z)`.
+pub fn log_sum_exp<T: Scalar>(row: &[T]) -> T {
+    let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+    let sum: T = row.iter().map(|&v| (v - max).exp()).sum();
+    max + sum.ln()
+}
+
+impl FromStr for Activation {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "sigmoid" => Self::Sigmoid,
+            "tanh" => Self::Tanh,
+            "relu" => Self::Relu,
+            "identity" => Self::Identity,
+            "softmax" => Self::Softmax,
+            _ => return Err(()),
+        })
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_for_large_inputs() {
+        for z in [-1e308_f64, -800.0, -40.0, 0.0, 40.0, 800.0, 1e308] {
+            let s = sigmoid(z);
+            assert!(s.is_finite() && (0.0..=1.0).contains(&s), "sigmoid({z}) = {s}");
+            assert!(f64::tanh(z).is_finite());
+        }
+        assert_eq!(sigmoid(-800.0_f64), 0.0);
+        assert_eq!(sigmoid(800.0_f64), 1.0);
+        let mut row = [1000.0_f64, -1000.0, 999.0];
+        softmax(&mut row);
+        assert!(row.iter().all(|p| p.is_finite()));
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-15);
+        let lse = log_sum_exp(&[1000.0_f64, -1000.0, 999.0]);
+        assert!((lse - 1000.0 - (1.0 + (-1.0f64).exp()).ln()).abs() < 1e-9, "{lse}");
+    }
+
+    #[test]
+    fn derivatives_match_finite_differences() {
+        for act in [Activation::Sigmoid, Activation::Tanh, Activation::Relu, Activation::Identity] {
+            for z in [-2.5_f64, -0.3, 0.7, 3.1] {
+                let f = |z: f64| {
+                    let mut v = [z];
+                    act.apply(&mut v, 1);
+                    v[0]
+                };
+                let h = 1e-6;
+                let numeric = (f(z + h) - f(z - h)) / (2.0 * h);
+                let analytic = act.derivative(f(z));
+                assert!((numeric - analytic).abs() < 1e-8, "{act} at {z}: {numeric} vs {analytic}");
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The one place where core errors become Python exceptions.
+
+use crate::error::Error;
+use pyo3::exceptions::{PyFloatingPointError, PyKeyboardInterrupt, PyMemoryError, PyValueError};
+use pyo3::prelude::*;
+
+pyo3::create_exception!(
+    rustbp,
+    TrainingDivergedError,
+    PyFloatingPointError,
+    "Training produced a non-finite loss or weight. `step` is the index of the failing step in this call, \
+     `losses` the losses before it; the network keeps the weights of the last finite step."
+);
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        let message = e.to_string();
+        match e {
+            Error::InvalidConfig { .. } | Error::ShapeMismatch { .. } | Error::NonFinite { .. } => PyValueError::new_err(message),
+            Error::OutOfMemory { .. } => PyMemoryError::new_err(message),
+            Error::Interrupted { .. } => PyKeyboardInterrupt::new_err(message),
+            Error::Diverged { step, losses, .. } => Python::attach(|py| {
+                let err = TrainingDivergedError::new_err(message);
+                let value = err.value(py);
+                match value.setattr("step", step).and_then(|()| value.setattr("losses", losses)) {
+                    Ok(()) => err,
+                    Err(e) => e,
+                }
+            }),
+        }
+    }
+}

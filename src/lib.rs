@@ -1,0 +1,22 @@
+//! rustbp: a three-layer fully connected network (input -> hidden -> output, any widths) with its
+//! forward and backward passes and optimizers, in f32 and f64.
+//!
+//! The math here knows nothing about Python: `network` builds on `linalg`, `activation`, `loss` and
+//! `optim`; the PyO3 bindings (feature `python`) sit on top and are the only code that imports `pyo3`.
+
+pub mod activation;
+pub mod error;
+pub mod linalg;
+pub mod loss;
+pub mod network;
+pub mod optim;
+
+#[cfg(feature = "python")]
+mod bindings;
+
+pub use activation::Activation;
+pub use error::{Error, Result};
+pub use linalg::Scalar;
+pub use loss::Loss;
+pub use network::{Bias, Config, Network, StepTrace};
+pub use optim::Optimizer;

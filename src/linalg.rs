@@ -1,0 +1,165 @@
+//! Matrix products on row-major matrices: `C (m x n) = op(A) (m x k) * op(B) (k x n)`, optionally added
+//! to C, where `op` is the identity or a transpose. Transposes cost nothing: they only swap strides.
+//!
+//! Large products go to the `gemm` crate (runtime-dispatched AVX2/AVX-512/NEON kernels, threaded with
+//! rayon). Tiny ones, like the article's 2x2 layers, skip its packing and dispatch and run as a direct
+//! loop, since for them the per-call overhead is the whole cost.
+
+use num_traits::Float;
+
+/// Products with fewer multiply-adds than this run as a direct loop.
+const SMALL: usize = 2048;
+/// Products with at least this many multiply-adds use every rayon thread; smaller ones run on one core,
+/// where threading costs more than it gains.
+const PARALLEL: usize = 1 << 18;
+
+/// The element types the network computes in: f32 and f64.
+pub trait Scalar: Float + Send + Sync + std::fmt::Debug + Default + std::iter::Sum + 'static {
+    /// Converts from f64, rounding to nearest for f32.
+    fn of(x: f64) -> Self;
+}
+
+impl Scalar for f32 {
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+}
+
+impl Scalar for f64 {
+    fn of(x: f64) -> Self {
+        x
+    }
+}
+
+/// A row-major operand as stored, and whether the product reads it transposed.
+#[derive(Clone, Copy)]
+pub struct Mat<'a, T> {
+    pub data: &'a [T],
+    /// Columns of the matrix as stored (its row stride).
+    pub cols: usize,
+    pub transposed: bool,
+}
+
+impl<'a, T> Mat<'a, T> {
+    pub fn n(data: &'a [T], cols: usize) -> Self {
+        Self { data, cols, transposed: false }
+    }
+    pub fn t(data: &'a [T], cols: usize) -> Self {
+        Self { data, cols, transposed: true }
+    }
+    /// (row stride, column stride) of the logical (possibly transposed) matrix.
+    fn strides(&self) -> (usize, usize) {
+        if self.transposed {
+            (1, self.cols)
+        } else {
+            (self.cols, 1)
+        }
+    }
+}
+
+/// `c = a * b` (or `c += a * b` when `accumulate`), with `c` row-major (m x n).
+///
+/// The caller guarantees the slices are large enough for the given shapes (the network sizes every
+/// buffer from its widths); this is checked in debug builds.
+pub fn matmul<T: Scalar>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) {
+    debug_assert!(c.len() >= m * n && a.data.len() >= m * k && b.data.len() >= k * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (a_rs, a_cs) = a.strides();
+    let (b_rs, b_cs) = b.strides();
+    let work = m * n * k;
+    if work < SMALL || k == 0 {
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = T::zero();
+                for p in 0..k {
+                    s = s + a.data[i * a_rs + p * a_cs] * b.data[p * b_rs + j * b_cs];
+                }
+                let dst = &mut c[i * n + j];
+                *dst = if accumulate { *dst + s } else { s };
+            }
+        }
+        return;
+    }
+    let parallelism = if work >= PARALLEL { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the shapes and strides describe memory inside the three slices (asserted above in debug
+    // builds, guaranteed by the network's buffer sizes), `c` does not alias `a` or `b` (it is borrowed
+    // mutably), and T is f32 or f64, both supported by `gemm`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.data.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain reference product, to check both the direct loop and the gemm path.
+    fn reference(m: usize, n: usize, k: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    fn transpose(rows: usize, cols: usize, x: &[f64]) -> Vec<f64> {
+        let mut t = vec![0.0; x.len()];
+        for i in 0..rows {
+            for j in 0..cols {
+                t[j * rows + i] = x[i * cols + j];
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn products_match_reference_for_every_transpose_and_size() {
+        for &(m, n, k) in &[(1, 2, 2), (3, 5, 7), (64, 33, 70), (129, 65, 100)] {
+            let a: Vec<f64> = (0..m * k).map(|i| ((i * 7 % 13) as f64 - 6.0) / 7.0).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| ((i * 5 % 11) as f64 - 5.0) / 3.0).collect();
+            let want = reference(m, n, k, &a, &b);
+            let at = transpose(m, k, &a);
+            let bt = transpose(k, n, &b);
+            for (am, bm) in [
+                (Mat::n(&a, k), Mat::n(&b, n)),
+                (Mat::t(&at, m), Mat::n(&b, n)),
+                (Mat::n(&a, k), Mat::t(&bt, k)),
+                (Mat::t(&at, m), Mat::t(&bt, k)),
+            ] {
+                let mut c = vec![1.0; m * n];
+                matmul(m, n, k, am, bm, &mut c, false);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - y).abs() < 1e-10, "{m}x{n}x{k}: {x} vs {y}");
+                }
+                matmul(m, n, k, am, bm, &mut c, true);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - 2.0 * y).abs() < 1e-10, "accumulate {m}x{n}x{k}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Losses over a batch of B rows with n_out outputs each, and the output layer's delta
+//! `dz2 = dL/dz2`, the gradient with respect to the output layer's net input:
+//! - `half_sse` (the article's): L = 1/B sum_b 1/2 sum_k (t - o)^2;      dL/do = (o - t) / B
+//! - `mse` (PyTorch's MSELoss):  L = 1/(B n_out) sum_b sum_k (t - o)^2;  dL/do = 2 (o - t) / (B n_out)
+//! - `cross_entropy` with softmax outputs: L = -1/B sum_b sum_k t log softmax(z);
+//!   dL/dz = (p sum_k t_k - t) / B, which is (p - t) / B for one-hot or probability rows.
+//!
+//! For the first two, `dz2 = dL/do * f'(o)` with f the output activation.
+
+use crate::activation::{log_sum_exp, Activation};
+use crate::linalg::Scalar;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    HalfSse,
+    Mse,
+    CrossEntropy,
+}
+
+impl Loss {
+    pub const NAMES: &'static str = "half_sse, mse, cross_entropy";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HalfSse => "half_sse",
+            Self::Mse => "mse",
+            Self::CrossEntropy => "cross_entropy",
+        }
+    }
+
+    /// The loss of a batch (accumulated in f64), without gradients.
+    pub fn value<T: Scalar>(self, z: &[T], o: &[T], t: &[T], n_out: usize) -> f64 {
+        let batch = o.len() / n_out;
+        match self {
+            Self::HalfSse | Self::Mse => {
+                let sse: f64 = o.iter().zip(t).map(|(&o, &t)| (t - o).to_f64().map_or(f64::NAN, |d| d * d)).sum();
+                if self == Self::HalfSse {
+                    0.5 * sse / batch as f64
+                } else {
+                    sse / o.len() as f64
+                }
+            }
+            Self::CrossEntropy => {
+                let mut total = 0.0;
+                for (zr, tr) in z.chunks_exact(n_out).zip(t.chunks_exact(n_out)) {
+                    let lse = log_sum_exp(zr);
+                    for (&zj, &tj) in zr.iter().zip(tr) {
+                        if tj != T::zero() {
+                            total -= (tj * (zj - lse)).to_f64().unwrap_or(f64::NAN);
+                        }
+                    }
+                }
+                total / batch as f64
+            }
+        }
+    }
+
+    /// Writes `dz = dL/dz` for the output layer and returns the loss.
+    pub fn delta<T: Scalar>(self, act: Activation, z: &[T], o: &[T], t: &[T], n_out: usize, dz: &mut [T]) -> f64 {
+        let batch = o.len() / n_out;
+        match self {
+            Self::HalfSse | Self::Mse => {
+                let scale = if self == Self::HalfSse { T::one() / T::of(batch as f64) } else { T::of(2.0 / o.len() as f64) };
+                for ((d, &o), &t) in dz.iter_mut().zip(o).zip(t) {
+                    *d = (o - t) * scale * act.derivative(o);
+                }
+            }
+            Self::CrossEntropy => {
+                let inv_b = T::one() / T::of(batch as f64);
+                for ((dr, pr), tr) in dz.chunks_exact_mut(n_out).zip(o.chunks_exact(n_out)).zip(t.chunks_exact(n_out)) {
+                    let mass: T = tr.iter().copied().sum();
+                    for ((d, &p), &t) in dr.iter_mut().zip(pr).zip(tr) {
+                        *d = (p * mass - t) * inv_b;
+                    }
+                }
+            }
+        }
+        self.value(z, o, t, n_out)
+    }
+}
+
+impl FromStr for Loss {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "half_sse" => Self::HalfSse,
+            "mse" => Self::Mse,
+            "cross_entropy" => Self::CrossEntropy,
+            _ => return Err(()),
+        })
+    }
+}
+
+impl fmt::Display for Loss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,562 @@
+//! The three-layer network: input (n_in) -> hidden (n_hidden) -> output (n_out), on batches of B rows.
+//!
+//! Weights are stored like PyTorch's `nn.Linear.weight`, (out, in) row-major, so for a batch X (B, n_in):
+//!   forward:  z1 = X w1^T + b1,  h = f(z1),  z2 = h w2^T + b2,  o = g(z2)
+//!   backward: dz2 = dL/dz2 (see `loss`),  dw2 = dz2^T h,  db2 = sum_b dz2,
+//!             dz1 = (dz2 w2) * f'(h),      dw1 = dz1^T X,  db1 = sum_b dz1
+//! A shared bias is one scalar per layer (the article's), so its gradient sums over neurons too.
+//! Both layers' gradients are computed from the weights before the update, as the article does.
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::linalg::{matmul, Mat, Scalar};
+use crate::loss::Loss;
+use crate::optim::Optimizer;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use std::fmt;
+use std::str::FromStr;
+
+/// Indices of the four parameter tensors, in state-dict order.
+pub const W1: usize = 0;
+pub const B1: usize = 1;
+pub const W2: usize = 2;
+pub const B2: usize = 3;
+pub const PARAM_NAMES: [&str; 4] = ["w1", "b1", "w2", "b2"];
+
+/// How each layer's bias is shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bias {
+    /// One bias per neuron, like `nn.Linear`.
+    PerNeuron,
+    /// One scalar per layer, shared by its neurons (the article's).
+    Shared,
+    /// No bias.
+    None,
+}
+
+impl Bias {
+    pub const NAMES: &'static str = "per_neuron, shared, none";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PerNeuron => "per_neuron",
+            Self::Shared => "shared",
+            Self::None => "none",
+        }
+    }
+
+    /// Number of bias values of a layer with `width` neurons.
+    pub fn len(self, width: usize) -> usize {
+        match self {
+            Self::PerNeuron => width,
+            Self::Shared => 1,
+            Self::None => 0,
+        }
+    }
+}
+
+impl FromStr for Bias {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "per_neuron" => Self::PerNeuron,
+            "shared" => Self::Shared,
+            "none" => Self::None,
+            _ => return Err(()),
+        })
+    }
+}
+
+impl fmt::Display for Bias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything that defines a network but its weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    pub n_in: usize,
+    pub n_hidden: usize,
+    pub n_out: usize,
+    pub hidden_activation: Activation,
+    pub output_activation: Activation,
+    pub loss: Loss,
+    pub bias: Bias,
+    pub train_bias: bool,
+    pub optimizer: Optimizer,
+}
+
+/// Networks with more parameters than this are refused before anything is allocated.
+const MAX_PARAMS: u128 = 1 << 32;
+
+impl Config {
+    /// A network with PyTorch's defaults for everything but the widths: sigmoid, half_sse, SGD(0.5).
+    pub fn new(n_in: usize, n_hidden: usize, n_out: usize) -> Self {
+        Self {
+            n_in,
+            n_hidden,
+            n_out,
+            hidden_activation: Activation::Sigmoid,
+            output_activation: Activation::Sigmoid,
+            loss: Loss::HalfSse,
+            bias: Bias::PerNeuron,
+            train_bias: true,
+            optimizer: Optimizer::sgd(0.5),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (arg, width) in [("n_in", self.n_in), ("n_hidden", self.n_hidden), ("n_out", self.n_out)] {
+            if width == 0 {
+                return Err(Error::config(arg, "a positive integer", width));
+            }
+        }
+        let params: u128 = self.shapes().iter().map(|&(r, c)| r as u128 * c as u128).sum();
+        if params > MAX_PARAMS {
+            return Err(Error::OutOfMemory { what: "network parameters", elements: params });
+        }
+        if self.hidden_activation == Activation::Softmax {
+            return Err(Error::config("hidden_activation", "one of sigmoid, tanh, relu, identity", "softmax"));
+        }
+        let softmax_out = self.output_activation == Activation::Softmax;
+        if softmax_out != (self.loss == Loss::CrossEntropy) {
+            return Err(Error::config(
+                if softmax_out { "loss" } else { "output_activation" },
+                "softmax output with cross_entropy loss (they go together)",
+                format!("output_activation={}, loss={}", self.output_activation, self.loss),
+            ));
+        }
+        self.optimizer.validate()
+    }
+
+    /// (rows, cols) of w1, b1, w2, b2.
+    pub fn shapes(&self) -> [(usize, usize); 4] {
+        [
+            (self.n_hidden, self.n_in),
+            (1, self.bias.len(self.n_hidden)),
+            (self.n_out, self.n_hidden),
+            (1, self.bias.len(self.n_out)),
+        ]
+    }
+
+    /// Whether parameter `i` is updated by training.
+    fn trained(&self, i: usize) -> bool {
+        (i == W1 || i == W2 || self.train_bias) && self.shapes()[i].1 > 0
+    }
+
+    /// Multiply-adds of one training step on a batch of `batch` rows.
+    fn step_work(&self, batch: usize) -> usize {
+        3 * batch * (self.n_in * self.n_hidden + self.n_hidden * self.n_out)
+    }
+}
+
+/// The activations of one forward pass on a batch: h = f(z1) (B, n_hidden), z2 and o = g(z2) (B, n_out).
+#[derive(Debug, Clone, Default)]
+pub struct Forward<T> {
+    pub h: Vec<T>,
+    pub z2: Vec<T>,
+    pub o: Vec<T>,
+}
+
+/// Every intermediate of one training step on one sample, for teaching (see `Network::explain_step`).
+#[derive(Debug, Clone)]
+pub struct StepTrace<T> {
+    pub net_hidden: Vec<T>,
+    pub out_hidden: Vec<T>,
+    pub net_output: Vec<T>,
+    pub out_output: Vec<T>,
+    pub loss: f64,
+    pub delta_output: Vec<T>,
+    pub delta_hidden: Vec<T>,
+    /// Gradients of w1, b1, w2, b2 (empty where a bias is absent or frozen).
+    pub grads: [Vec<T>; 4],
+    /// w1, b1, w2, b2 after the update.
+    pub params_after: [Vec<T>; 4],
+}
+
+/// A three-layer fully connected network and its optimizer state.
+#[derive(Debug, Clone)]
+pub struct Network<T> {
+    config: Config,
+    params: [Vec<T>; 4],
+    grads: [Vec<T>; 4],
+    /// Optimizer state per parameter (momentum buffer, or Adam's two moments), and its double buffer.
+    state: [Vec<Vec<T>>; 4],
+    state_next: [Vec<Vec<T>>; 4],
+    /// Optimizer updates committed so far (Adam's t).
+    updates: u64,
+    acts: Forward<T>,
+    dz2: Vec<T>,
+    dz1: Vec<T>,
+}
+
+/// Asks the caller whether to go on; called every few milliseconds of work during long loops.
+pub type KeepGoing<'a> = &'a mut dyn FnMut() -> bool;
+
+impl<T: Scalar> Network<T> {
+    /// A network initialised like PyTorch's `nn.Linear`: every weight and bias uniform in
+    /// (-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn in f64 from a seeded generator (so f32 and f64
+    /// networks with one seed start from the same weights, and a seed always gives the same ones).
+    pub fn new(config: Config, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let shapes = config.shapes();
+        let params = std::array::from_fn(|i| {
+            let bound = 1.0 / (shapes[i & !1].1 as f64).sqrt(); // fan_in of the layer
+            (0..shapes[i].0 * shapes[i].1).map(|_| T::of(bound * (2.0 * rng.random::<f64>() - 1.0))).collect()
+        });
+        Self::with_params(config, params)
+    }
+
+    /// A network with the given parameters (w1, b1, w2, b2 as flat row-major arrays).
+    pub fn with_params(config: Config, params: [Vec<T>; 4]) -> Result<Self> {
+        config.validate()?;
+        let mut net = Self {
+            config,
+            params: std::array::from_fn(|i| vec![T::zero(); config.shapes()[i].0 * config.shapes()[i].1]),
+            grads: Default::default(),
+            state: Default::default(),
+            state_next: Default::default(),
+            updates: 0,
+            acts: Forward::default(),
+            dz2: vec![],
+            dz1: vec![],
+        };
+        net.set_params(params)?;
+        for i in 0..4 {
+            let len = net.params[i].len();
+            let slots = if config.trained(i) { config.optimizer.slots() } else { 0 };
+            net.grads[i] = vec![T::zero(); len];
+            net.state[i] = vec![vec![T::zero(); len]; slots];
+            net.state_next[i] = net.state[i].clone();
+        }
+        Ok(net)
+    }
+
+    /// The article's worked example: 2-2-2, its eight weights, shared biases 0.35 and 0.60 that are
+    /// not trained, sigmoid on both layers, half_sse, plain SGD with lr 0.5.
+    pub fn article() -> Self {
+        let config = Config { bias: Bias::Shared, train_bias: false, ..Config::new(2, 2, 2) };
+        let params = [[0.15, 0.20, 0.25, 0.30].as_slice(), &[0.35], &[0.40, 0.45, 0.50, 0.55], &[0.60]]
+            .map(|p| p.iter().map(|&v| T::of(v)).collect());
+        match Self::with_params(config, params) {
+            Ok(net) => net,
+            Err(e) => unreachable!("the article's network is valid: {e}"),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// w1, b1, w2, b2 as flat row-major arrays (shapes in `Config::shapes`).
+    pub fn params(&self) -> &[Vec<T>; 4] {
+        &self.params
+    }
+
+    /// Replaces the parameters after checking their sizes and finiteness; optimizer state is kept.
+    pub fn set_params(&mut self, params: [Vec<T>; 4]) -> Result<()> {
+        for (i, (p, &(rows, cols))) in params.iter().zip(&self.config.shapes()).enumerate() {
+            if p.len() != rows * cols {
+                return Err(Error::ShapeMismatch {
+                    arg: PARAM_NAMES[i],
+                    expected: format!("{} values ({rows} x {cols})", rows * cols),
+                    got: format!("{} values", p.len()),
+                });
+            }
+            check_finite(PARAM_NAMES[i], p, cols.max(1))?;
+        }
+        self.params = params;
+        Ok(())
+    }
+
+    /// Optimizer state per parameter (empty for plain SGD) and the number of updates so far.
+    pub fn optimizer_state(&self) -> (&[Vec<Vec<T>>; 4], u64) {
+        (&self.state, self.updates)
+    }
+
+    /// Restores optimizer state saved by `optimizer_state`, checking its layout.
+    pub fn set_optimizer_state(&mut self, state: [Vec<Vec<T>>; 4], updates: u64) -> Result<()> {
+        for (i, s) in state.iter().enumerate() {
+            let expected = &self.state[i];
+            if s.len() != expected.len() || s.iter().zip(expected).any(|(a, b)| a.len() != b.len()) {
+                return Err(Error::ShapeMismatch {
+                    arg: "optimizer_state",
+                    expected: format!("{} buffers of {} values for {}", expected.len(), self.params[i].len(), PARAM_NAMES[i]),
+                    got: format!("{} buffers", s.len()),
+                });
+            }
+        }
+        self.state = state;
+        self.updates = updates;
+        Ok(())
+    }
+
+    /// Outputs for a batch of `x` (B, n_in) row-major; allocates its own buffers, so `&self` suffices
+    /// and many threads may predict at once.
+    pub fn forward(&self, x: &[T]) -> Result<Vec<T>> {
+        let batch = self.check_batch("X", x, self.config.n_in)?;
+        let mut acts = Forward::default();
+        self.forward_into(x, batch, &mut acts);
+        Ok(acts.o)
+    }
+
+    /// One training step on a batch: forward, loss, backward, update. Returns the loss of the forward
+    /// pass, taken before the update.
+    pub fn train_step(&mut self, x: &[T], t: &[T]) -> Result<f64> {
+        let batch = self.check_pair(x, t)?;
+        self.step(x, t, batch).map_err(|e| e.at_step(0, vec![]))
+    }
+
+    /// `steps` training steps on the same batch; returns the loss of each step.
+    pub fn train(&mut self, x: &[T], t: &[T], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
+        let batch = self.check_pair(x, t)?;
+        let check_every = (10_000_000 / self.config.step_work(batch).max(1)).max(1);
+        let mut losses = Vec::with_capacity(steps);
+        for s in 0..steps {
+            if s > 0 && s % check_every == 0 && !keep_going() {
+                return Err(Error::Interrupted { completed: s });
+            }
+            match self.step(x, t, batch) {
+                Ok(loss) => losses.push(loss),
+                Err(e) => return Err(e.at_step(s, losses)),
+            }
+        }
+        Ok(losses)
+    }
+
+    /// `epochs` passes over (x, y) in mini-batches of `batch_size` rows (the last one may be smaller),
+    /// shuffled each epoch by a generator seeded with `seed` when `shuffle`. Returns each epoch's mean
+    /// loss over its samples, as measured in the forward passes of its steps.
+    pub fn fit(
+        &mut self,
+        x: &[T],
+        y: &[T],
+        epochs: usize,
+        batch_size: usize,
+        shuffle: bool,
+        seed: u64,
+        keep_going: KeepGoing,
+    ) -> Result<Vec<f64>> {
+        let n = self.check_pair(x, y)?;
+        if batch_size == 0 {
+            return Err(Error::config("batch_size", "a positive integer", 0));
+        }
+        let (n_in, n_out) = (self.config.n_in, self.config.n_out);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut order: Vec<usize> = (0..n).collect();
+        let (mut xb, mut yb) = (Vec::new(), Vec::new());
+        let check_every = (10_000_000 / self.config.step_work(batch_size.min(n)).max(1)).max(1);
+        let mut epoch_losses = Vec::with_capacity(epochs);
+        let mut steps = 0;
+        for _ in 0..epochs {
+            if shuffle {
+                order.shuffle(&mut rng);
+            }
+            let mut total = 0.0;
+            for (b, rows) in order.chunks(batch_size).enumerate() {
+                if steps > 0 && steps % check_every == 0 && !keep_going() {
+                    return Err(Error::Interrupted { completed: steps });
+                }
+                let start = b * batch_size;
+                let (xs, ys) = if shuffle {
+                    gather(x, n_in, rows, &mut xb);
+                    gather(y, n_out, rows, &mut yb);
+                    (&xb[..], &yb[..])
+                } else {
+                    (&x[start * n_in..(start + rows.len()) * n_in], &y[start * n_out..(start + rows.len()) * n_out])
+                };
+                match self.step(xs, ys, rows.len()) {
+                    Ok(loss) => total += loss * rows.len() as f64,
+                    Err(e) => return Err(e.at_step(steps, epoch_losses)),
+                }
+                steps += 1;
+            }
+            epoch_losses.push(total / n as f64);
+        }
+        Ok(epoch_losses)
+    }
+
+    /// One training step on one sample, returning every intermediate: net inputs and outputs of each
+    /// layer, the loss, both deltas, every gradient, and the parameters after the update.
+    pub fn explain_step(&mut self, x: &[T], t: &[T]) -> Result<StepTrace<T>> {
+        let batch = self.check_pair(x, t)?;
+        if batch != 1 {
+            return Err(Error::ShapeMismatch { arg: "x", expected: "one sample".into(), got: format!("{batch} rows") });
+        }
+        let (n_hidden, bias) = (self.config.n_hidden, self.config.bias);
+        let mut net_hidden = vec![T::zero(); n_hidden];
+        affine(x, &self.params[W1], &self.params[B1], 1, self.config.n_in, n_hidden, bias, &mut net_hidden);
+        self.forward_train(x, 1);
+        let loss = self.backward(x, t, 1);
+        let grads = std::array::from_fn(|i| if self.config.trained(i) { self.grads[i].clone() } else { vec![] });
+        let trace_pre = (self.acts.clone(), self.dz2.clone(), self.dz1.clone());
+        self.update(loss).map_err(|e| e.at_step(0, vec![]))?;
+        let (acts, delta_output, delta_hidden) = trace_pre;
+        Ok(StepTrace {
+            net_hidden,
+            out_hidden: acts.h,
+            net_output: acts.z2,
+            out_output: acts.o,
+            loss,
+            delta_output,
+            delta_hidden,
+            grads,
+            params_after: self.params.clone(),
+        })
+    }
+
+    /// The loss of the network on (x, t) without training.
+    pub fn loss(&self, x: &[T], t: &[T]) -> Result<f64> {
+        self.check_pair(x, t)?;
+        let mut acts = Forward::default();
+        self.forward_into(x, x.len() / self.config.n_in, &mut acts);
+        Ok(self.config.loss.value(&acts.z2, &acts.o, t, self.config.n_out))
+    }
+
+    fn step(&mut self, x: &[T], t: &[T], batch: usize) -> Result<f64> {
+        self.forward_train(x, batch);
+        let loss = self.backward(x, t, batch);
+        self.update(loss)?;
+        Ok(loss)
+    }
+
+    fn forward_train(&mut self, x: &[T], batch: usize) {
+        let mut acts = std::mem::take(&mut self.acts);
+        self.forward_into(x, batch, &mut acts);
+        self.acts = acts;
+    }
+
+    fn forward_into(&self, x: &[T], batch: usize, acts: &mut Forward<T>) {
+        let c = &self.config;
+        acts.h.resize(batch * c.n_hidden, T::zero());
+        acts.z2.resize(batch * c.n_out, T::zero());
+        affine(x, &self.params[W1], &self.params[B1], batch, c.n_in, c.n_hidden, c.bias, &mut acts.h);
+        c.hidden_activation.apply(&mut acts.h, c.n_hidden);
+        affine(&acts.h, &self.params[W2], &self.params[B2], batch, c.n_hidden, c.n_out, c.bias, &mut acts.z2);
+        acts.o.clear();
+        acts.o.extend_from_slice(&acts.z2);
+        c.output_activation.apply(&mut acts.o, c.n_out);
+    }
+
+    /// Fills `grads` from the activations of the last forward pass; returns the loss.
+    fn backward(&mut self, x: &[T], t: &[T], batch: usize) -> f64 {
+        let c = self.config;
+        let (n_in, n_hidden, n_out) = (c.n_in, c.n_hidden, c.n_out);
+        self.dz2.resize(batch * n_out, T::zero());
+        self.dz1.resize(batch * n_hidden, T::zero());
+        let Self { params, grads, acts, dz2, dz1, .. } = self;
+        let loss = c.loss.delta(c.output_activation, &acts.z2, &acts.o, t, n_out, dz2);
+        matmul(n_out, n_hidden, batch, Mat::t(dz2, n_out), Mat::n(&acts.h, n_hidden), &mut grads[W2], false);
+        matmul(batch, n_hidden, n_out, Mat::n(dz2, n_out), Mat::n(&params[W2], n_hidden), dz1, false);
+        for (d, &h) in dz1.iter_mut().zip(&acts.h) {
+            *d = *d * c.hidden_activation.derivative(h);
+        }
+        matmul(n_hidden, n_in, batch, Mat::t(dz1, n_hidden), Mat::n(x, n_in), &mut grads[W1], false);
+        if c.train_bias {
+            bias_grad(dz1, n_hidden, &mut grads[B1]);
+            bias_grad(dz2, n_out, &mut grads[B2]);
+        }
+        loss
+    }
+
+    /// Applies the optimizer to every trained parameter, committing only if all results are finite.
+    fn update(&mut self, loss: f64) -> Result<()> {
+        if !loss.is_finite() {
+            return Err(Error::Diverged { step: 0, what: "loss", losses: vec![] });
+        }
+        let t = self.updates + 1;
+        let mut finite = true;
+        for i in (0..4).filter(|&i| self.config.trained(i)) {
+            finite &= self.config.optimizer.update(t, &self.params[i], &mut self.grads[i], &self.state[i], &mut self.state_next[i]);
+        }
+        if !finite {
+            return Err(Error::Diverged { step: 0, what: "weights", losses: vec![] });
+        }
+        for i in (0..4).filter(|&i| self.config.trained(i)) {
+            std::mem::swap(&mut self.params[i], &mut self.grads[i]);
+            std::mem::swap(&mut self.state[i], &mut self.state_next[i]);
+        }
+        self.updates = t;
+        Ok(())
+    }
+
+    /// Checks that `x` holds whole, finite rows of `cols` values; returns the number of rows.
+    fn check_batch(&self, arg: &'static str, x: &[T], cols: usize) -> Result<usize> {
+        if x.is_empty() || x.len() % cols != 0 {
+            return Err(Error::ShapeMismatch { arg, expected: format!("(batch >= 1, {cols})"), got: format!("{} values", x.len()) });
+        }
+        check_finite(arg, x, cols)?;
+        Ok(x.len() / cols)
+    }
+
+    fn check_pair(&self, x: &[T], t: &[T]) -> Result<usize> {
+        let batch = self.check_batch("X", x, self.config.n_in)?;
+        let n_out = self.config.n_out;
+        if t.len() != batch * n_out {
+            return Err(Error::ShapeMismatch { arg: "T", expected: format!("({batch}, {n_out})"), got: format!("{} values", t.len()) });
+        }
+        check_finite("T", t, n_out)?;
+        Ok(batch)
+    }
+}
+
+impl Error {
+    /// Places a divergence at step `step` of a loop, with the losses recorded before it.
+    fn at_step(self, step: usize, losses: Vec<f64>) -> Self {
+        match self {
+            Self::Diverged { what, .. } => Self::Diverged { step, what, losses },
+            other => other,
+        }
+    }
+}
+
+/// z = x w^T + b for a batch of `batch` rows: x (batch, n_in), w (n_out, n_in), z (batch, n_out).
+fn affine<T: Scalar>(x: &[T], w: &[T], b: &[T], batch: usize, n_in: usize, n_out: usize, bias: Bias, z: &mut [T]) {
+    matmul(batch, n_out, n_in, Mat::n(x, n_in), Mat::t(w, n_in), z, false);
+    match bias {
+        Bias::PerNeuron => z.chunks_exact_mut(n_out).for_each(|row| row.iter_mut().zip(b).for_each(|(v, &b)| *v = *v + b)),
+        Bias::Shared => z.iter_mut().for_each(|v| *v = *v + b[0]),
+        Bias::None => {}
+    }
+}
+
+/// Bias gradient from a layer's delta (batch, width): per-neuron column sums, or one total if shared.
+fn bias_grad<T: Scalar>(delta: &[T], width: usize, g: &mut [T]) {
+    match g.len() {
+        0 => {}
+        1 if width != 1 => g[0] = delta.iter().copied().sum(),
+        _ => {
+            g.fill(T::zero());
+            for row in delta.chunks_exact(width) {
+                g.iter_mut().zip(row).for_each(|(g, &d)| *g = *g + d);
+            }
+        }
+    }
+}
+
+/// Copies rows `rows` of a (n, cols) matrix into `out`.
+fn gather<T: Scalar>(src: &[T], cols: usize, rows: &[usize], out: &mut Vec<T>) {
+    out.clear();
+    for &r in rows {
+        out.extend_from_slice(&src[r * cols..(r + 1) * cols]);
+    }
+}
+
+/// Fails with the first non-finite value's position as `[row, col]`.
+pub fn check_finite<T: Scalar>(arg: &'static str, x: &[T], cols: usize) -> Result<()> {
+    match x.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::NonFinite {
+            arg,
+            position: format!("[{}, {}]", i / cols, i % cols),
+            value: x[i].to_f64().unwrap_or(f64::NAN),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

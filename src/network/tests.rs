@@ -1,0 +1,294 @@
+//! The article's numbers, finite-difference gradient checks, f32 vs f64, and the training contract.
+
+use super::*;
+
+const X: [f64; 2] = [0.05, 0.10];
+const T: [f64; 2] = [0.01, 0.99];
+
+fn close(got: f64, want: f64, tol: f64, what: &str) {
+    assert!((got - want).abs() <= tol, "{what}: got {got:e}, want {want:e}");
+}
+
+fn no_stop() -> impl FnMut() -> bool {
+    || true
+}
+
+#[test]
+fn article_forward_pass_gradients_and_first_update() {
+    let mut net = Network::<f64>::article();
+    let trace = net.explain_step(&X, &T).unwrap();
+    close(trace.net_hidden[0], 0.3775, 1e-12, "net_h1");
+    close(trace.net_hidden[1], 0.3925, 1e-12, "net_h2");
+    close(trace.out_hidden[0], 0.593_269_992_107_187_2, 1e-12, "out_h1");
+    close(trace.out_hidden[1], 0.596_884_378_259_767, 1e-12, "out_h2");
+    close(trace.net_output[0], 1.105_905_967_059_77, 1e-12, "net_o1");
+    close(trace.net_output[1], 1.224_921_404_096_465_3, 1e-12, "net_o2");
+    close(trace.out_output[0], 0.751_365_069_552_315_7, 1e-12, "out_o1");
+    close(trace.out_output[1], 0.772_928_465_321_462_5, 1e-12, "out_o2");
+    close(trace.loss, 0.298_371_108_760_002_7, 1e-12, "E_total");
+    let grads = [
+        0.000_438_567_734_474_346_5,
+        0.000_877_135_468_948_693,
+        0.000_497_712_735_260_859_9,
+        0.000_995_425_470_521_719_8,
+        0.082_167_040_564_230_77,
+        0.082_667_627_847_533_25,
+        -0.022_602_540_477_475_07,
+        -0.022_740_242_215_978_222,
+    ];
+    let got: Vec<f64> = trace.grads[W1].iter().chain(&trace.grads[W2]).copied().collect();
+    for (i, (&g, &w)) in got.iter().zip(&grads).enumerate() {
+        close(g, w, 1e-12, &format!("dE/dw{}", i + 1));
+    }
+    assert!(trace.grads[B1].is_empty() && trace.grads[B2].is_empty(), "the article's biases are frozen");
+    let after = [
+        0.149_780_716_132_762_8,
+        0.199_561_432_265_525_67,
+        0.249_751_143_632_369_58,
+        0.299_502_287_264_739_15,
+        0.358_916_479_717_884_65,
+        0.408_666_186_076_233_4,
+        0.511_301_270_238_737_5,
+        0.561_370_121_107_989_1,
+    ];
+    let got: Vec<f64> = net.params()[W1].iter().chain(&net.params()[W2]).copied().collect();
+    for (i, (&g, &w)) in got.iter().zip(&after).enumerate() {
+        close(g, w, 1e-12, &format!("w{} after one step", i + 1));
+    }
+    assert_eq!(net.params()[B1], vec![0.35]);
+    assert_eq!(net.params()[B2], vec![0.60]);
+    close(net.loss(&X, &T).unwrap(), 0.291_027_773_693_599_33, 1e-12, "E_total after one step");
+}
+
+#[test]
+fn article_ten_thousand_steps() {
+    let mut net = Network::<f64>::article();
+    let losses = net.train(&X, &T, 10_000, &mut no_stop()).unwrap();
+    let every_1000 = [
+        (0, 0.298_371_108_760_002_7),
+        (1000, 0.001_114_349_453_733_746),
+        (2000, 0.000_444_867_703_913_268_87),
+        (3000, 0.000_251_523_602_410_994_05),
+        (4000, 0.000_164_277_273_632_255_36),
+        (5000, 0.000_116_225_699_437_936_22),
+        (6000, 8.653_979_465_934_606e-5),
+        (7000, 6.676_957_838_285_888e-5),
+        (8000, 5.288_555_201_099_971e-5),
+        (9000, 4.274_228_425_554_508_5e-5),
+        (9999, 3.510_854_812_251_261e-5),
+    ];
+    for (step, want) in every_1000 {
+        close(losses[step], want, 1e-12, &format!("E_total at step {step}"));
+    }
+    close(net.loss(&X, &T).unwrap(), 3.510_187_782_978_859e-5, 1e-12, "final E_total");
+    let out = net.forward(&X).unwrap();
+    close(out[0], 0.015_913_620_443_550_68, 1e-12, "final out_o1");
+    close(out[1], 0.984_064_273_514_623_8, 1e-12, "final out_o2");
+}
+
+/// A small deterministic generator for test data.
+fn data(n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    (0..n).map(|_| 2.0 * rng.random::<f64>() - 1.0).collect()
+}
+
+fn targets(loss: Loss, batch: usize, n_out: usize, seed: u64) -> Vec<f64> {
+    let raw = data(batch * n_out, seed);
+    match loss {
+        // probability rows, so that the general p * sum(t) - t gradient is exercised
+        Loss::CrossEntropy => raw
+            .chunks(n_out)
+            .flat_map(|r| {
+                let e: Vec<f64> = r.iter().map(|v| v.exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.into_iter().map(move |v| v / s)
+            })
+            .collect(),
+        _ => raw.iter().map(|v| 0.5 + 0.4 * v).collect(),
+    }
+}
+
+#[test]
+fn gradients_match_central_finite_differences() {
+    let hidden = [Activation::Sigmoid, Activation::Tanh, Activation::Relu, Activation::Identity];
+    let outputs = [
+        (Activation::Sigmoid, Loss::HalfSse),
+        (Activation::Tanh, Loss::Mse),
+        (Activation::Identity, Loss::HalfSse),
+        (Activation::Relu, Loss::Mse),
+        (Activation::Softmax, Loss::CrossEntropy),
+    ];
+    let mut case = 0_u64;
+    for &hidden_activation in &hidden {
+        for &(output_activation, loss) in &outputs {
+            for bias in [Bias::PerNeuron, Bias::Shared, Bias::None] {
+                case += 1;
+                let widths = data(3, case).iter().map(|v| 1 + ((v + 1.0) * 4.0) as usize).collect::<Vec<_>>();
+                let (n_in, n_hidden, n_out) = (widths[0], widths[1], widths[2].max(2));
+                let config = Config {
+                    hidden_activation,
+                    output_activation,
+                    loss,
+                    bias,
+                    ..Config::new(n_in, n_hidden, n_out)
+                };
+                let batch = 3;
+                let mut net = Network::<f64>::new(config, case).unwrap();
+                let x = data(batch * n_in, 100 + case);
+                let t = targets(loss, batch, n_out, 200 + case);
+                net.forward_train(&x, batch);
+                net.backward(&x, &t, batch);
+                let analytic = net.grads.clone();
+                for i in 0..4 {
+                    for j in 0..net.params[i].len() {
+                        let h = 1e-6;
+                        let mut probe = net.clone();
+                        probe.params[i][j] += h;
+                        let up = probe.loss(&x, &t).unwrap();
+                        probe.params[i][j] -= 2.0 * h;
+                        let down = probe.loss(&x, &t).unwrap();
+                        let numeric = (up - down) / (2.0 * h);
+                        let a = analytic[i][j];
+                        let err = (numeric - a).abs() / a.abs().max(numeric.abs()).max(1e-3);
+                        assert!(
+                            err < 1e-6,
+                            "{hidden_activation}/{output_activation}/{loss}/{bias} {n_in}-{n_hidden}-{n_out} {}[{j}]: \
+                             analytic {a:e} numeric {numeric:e}",
+                            PARAM_NAMES[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn float32_agrees_with_float64() {
+    let config = Config { hidden_activation: Activation::Tanh, ..Config::new(5, 7, 3) };
+    let mut n64 = Network::<f64>::new(config, 7).unwrap();
+    let mut n32 = Network::<f32>::new(config, 7).unwrap();
+    for (a, b) in n64.params().iter().zip(n32.params()) {
+        assert!(a.iter().zip(b).all(|(&a, &b)| a as f32 == b), "f32 weights are the f64 ones rounded");
+    }
+    let x = data(4 * 5, 1);
+    let t = targets(Loss::HalfSse, 4, 3, 2);
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let t32: Vec<f32> = t.iter().map(|&v| v as f32).collect();
+    let l64 = n64.train(&x, &t, 50, &mut no_stop()).unwrap();
+    let l32 = n32.train(&x32, &t32, 50, &mut no_stop()).unwrap();
+    for (a, b) in l64.iter().zip(&l32) {
+        assert!((a - b).abs() <= 1e-5 * a.abs(), "{a} vs {b}");
+    }
+    for (a, b) in n64.params().iter().zip(n32.params()) {
+        for (&a, &b) in a.iter().zip(b) {
+            assert!((a - f64::from(b)).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_weights_and_pytorch_init_bounds() {
+    let config = Config::new(16, 9, 4);
+    let a = Network::<f64>::new(config, 42).unwrap();
+    let b = Network::<f64>::new(config, 42).unwrap();
+    let c = Network::<f64>::new(config, 43).unwrap();
+    assert_eq!(a.params(), b.params());
+    assert_ne!(a.params(), c.params());
+    for (i, p) in a.params().iter().enumerate() {
+        let bound = 1.0 / if i < 2 { 16.0_f64 } else { 9.0 }.sqrt();
+        assert!(p.iter().all(|v| v.abs() < bound), "{} within +-{bound}", PARAM_NAMES[i]);
+        assert!(p.iter().any(|v| v.abs() > bound / 2.0), "{} spreads over its range", PARAM_NAMES[i]);
+    }
+}
+
+#[test]
+fn fit_covers_every_sample_and_reduces_loss() {
+    let config = Config { optimizer: Optimizer::sgd(1.0), ..Config::new(3, 8, 2) };
+    let x = data(50 * 3, 5);
+    let y: Vec<f64> = x.chunks(3).flat_map(|r| [f64::from(u8::from(r[0] > 0.0)), f64::from(u8::from(r[1] > r[2]))]).collect();
+    let mut net = Network::<f64>::new(config, 1).unwrap();
+    let losses = net.fit(&x, &y, 200, 8, true, 3, &mut no_stop()).unwrap();
+    assert_eq!(losses.len(), 200);
+    assert!(losses[199] < 0.5 * losses[0], "{} -> {}", losses[0], losses[199]);
+    assert_eq!(net.updates, 200 * 7, "50 samples in batches of 8 make 7 steps per epoch");
+    // Without shuffling, one epoch with the whole set as one batch is exactly one train step.
+    let mut a = Network::<f64>::new(config, 1).unwrap();
+    let mut b = a.clone();
+    let fit = a.fit(&x, &y, 1, 50, false, 0, &mut no_stop()).unwrap();
+    let step = b.train_step(&x, &y).unwrap();
+    assert_eq!(fit, vec![step]);
+    assert_eq!(a.params(), b.params());
+}
+
+#[test]
+fn divergence_keeps_the_last_finite_weights_and_state() {
+    let config = Config {
+        hidden_activation: Activation::Identity,
+        output_activation: Activation::Identity,
+        optimizer: Optimizer::Sgd { lr: 1e3, momentum: 0.9, nesterov: false, weight_decay: 0.0 },
+        ..Config::new(2, 4, 1)
+    };
+    let mut net = Network::<f32>::new(config, 0).unwrap();
+    let (x, t) = ([3.0_f32, -2.0], [1.0_f32]);
+    let mut snapshots = vec![];
+    let err = loop {
+        snapshots.push(net.clone());
+        if let Err(e) = net.train_step(&x, &t) {
+            break e;
+        }
+        assert!(snapshots.len() < 100, "must diverge");
+    };
+    assert!(matches!(err, Error::Diverged { .. }), "{err:?}");
+    let last = snapshots.last().unwrap();
+    assert_eq!(net.params(), last.params());
+    assert_eq!(net.optimizer_state(), last.optimizer_state());
+    assert!(net.params().iter().flatten().all(|v| v.is_finite()));
+    // In a loop, the error carries the step and the losses before it.
+    let mut again = Network::<f32>::new(config, 0).unwrap();
+    match again.train(&x, &t, 100, &mut no_stop()) {
+        Err(Error::Diverged { step, losses, .. }) => {
+            assert_eq!(step, snapshots.len() - 1);
+            assert_eq!(losses.len(), step);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn interruption_stops_at_a_completed_step() {
+    let mut net = Network::<f64>::article();
+    let mut calls = 0;
+    let mut stop_second_time = || {
+        calls += 1;
+        calls < 2
+    };
+    match net.train(&X, &T, 100_000_000, &mut stop_second_time) {
+        Err(Error::Interrupted { completed }) => assert_eq!(net.updates, completed as u64),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_configuration_and_inputs_are_errors_naming_the_argument() {
+    let arg_of = |r: Result<Network<f64>>| match r {
+        Err(Error::InvalidConfig { arg, .. }) => arg,
+        Err(Error::OutOfMemory { .. }) => "memory",
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(arg_of(Network::new(Config::new(0, 2, 2), 0)), "n_in");
+    assert_eq!(arg_of(Network::new(Config { loss: Loss::CrossEntropy, ..Config::new(2, 2, 2) }, 0)), "output_activation");
+    assert_eq!(arg_of(Network::new(Config { output_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)), "loss");
+    assert_eq!(arg_of(Network::new(Config { hidden_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)), "hidden_activation");
+    assert_eq!(arg_of(Network::new(Config::new(1 << 20, 1 << 20, 2), 0)), "memory");
+
+    let mut net = Network::<f64>::article();
+    assert!(matches!(net.forward(&[1.0, 2.0, 3.0]), Err(Error::ShapeMismatch { arg: "X", .. })));
+    assert!(matches!(net.train_step(&X, &[1.0]), Err(Error::ShapeMismatch { arg: "T", .. })));
+    match net.forward(&[1.0, 2.0, 3.0, f64::NAN]) {
+        Err(Error::NonFinite { arg: "X", position, .. }) => assert_eq!(position, "[1, 1]"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(net.fit(&X, &T, 1, 0, true, 0, &mut no_stop()), Err(Error::InvalidConfig { arg: "batch_size", .. })));
+    assert_eq!(net.updates, 0, "nothing trained on bad input");
+}
