@@ -31,6 +31,7 @@ impl Activation {
     }
 
     /// `a = f(z)` in place over a (rows x cols) row-major block.
+    #[inline]
     pub fn apply<T: Scalar>(self, z: &mut [T], cols: usize) {
         match self {
             Self::Sigmoid => z.iter_mut().for_each(|v| *v = sigmoid(*v)),

@@ -61,30 +61,68 @@ impl<'a, T> Mat<'a, T> {
 ///
 /// The caller guarantees the slices are large enough for the given shapes (the network sizes every
 /// buffer from its widths); this is checked in debug builds.
+#[inline]
 pub fn matmul<T: Scalar>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) {
     debug_assert!(c.len() >= m * n && a.data.len() >= m * k && b.data.len() >= k * n);
     if m == 0 || n == 0 {
         return;
     }
-    let (a_rs, a_cs) = a.strides();
-    let (b_rs, b_cs) = b.strides();
-    let work = m * n * k;
-    if work < SMALL || k == 0 {
-        for i in 0..m {
-            for j in 0..n {
-                let mut s = T::zero();
-                for p in 0..k {
-                    s = s + a.data[i * a_rs + p * a_cs] * b.data[p * b_rs + j * b_cs];
+    if m * n * k < SMALL || k == 0 {
+        small(m, n, k, a, b, &mut c[..m * n], accumulate);
+    } else {
+        large(m, n, k, a, b, c, accumulate);
+    }
+}
+
+/// The direct loop, written so that every inner loop runs over contiguous rows: dot products of rows
+/// for `a b^T` (the forward pass), sums of outer products for `a^T b` (weight gradients), and row
+/// updates for `a b` (the hidden delta).
+#[inline]
+fn small<T: Scalar>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) {
+    if !accumulate {
+        c.fill(T::zero());
+    }
+    let axpy = |c: &mut [T], s: T, x: &[T]| c.iter_mut().zip(x).for_each(|(c, &x)| *c = *c + s * x);
+    match (a.transposed, b.transposed) {
+        (false, true) => {
+            for (c_row, a_row) in c.chunks_exact_mut(n).zip(a.data.chunks_exact(k)) {
+                for (c, b_row) in c_row.iter_mut().zip(b.data.chunks_exact(k)) {
+                    *c = *c + a_row.iter().zip(b_row).fold(T::zero(), |s, (&x, &y)| s + x * y);
                 }
-                let dst = &mut c[i * n + j];
-                *dst = if accumulate { *dst + s } else { s };
             }
         }
-        return;
+        (true, false) => {
+            for (a_row, b_row) in a.data.chunks_exact(m).zip(b.data.chunks_exact(n)).take(k) {
+                for (c_row, &s) in c.chunks_exact_mut(n).zip(a_row) {
+                    axpy(c_row, s, b_row);
+                }
+            }
+        }
+        (false, false) => {
+            for (c_row, a_row) in c.chunks_exact_mut(n).zip(a.data.chunks_exact(k)) {
+                for (&s, b_row) in a_row.iter().zip(b.data.chunks_exact(n)) {
+                    axpy(c_row, s, b_row);
+                }
+            }
+        }
+        (true, true) => {
+            // Unused by the network; kept correct for completeness.
+            for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
+                for (j, c) in c_row.iter_mut().enumerate() {
+                    *c = *c + (0..k).fold(T::zero(), |s, p| s + a.data[p * m + i] * b.data[j * k + p]);
+                }
+            }
+        }
     }
-    let parallelism = if work >= PARALLEL { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    // SAFETY: the shapes and strides describe memory inside the three slices (asserted above in debug
-    // builds, guaranteed by the network's buffer sizes), `c` does not alias `a` or `b` (it is borrowed
+}
+
+#[inline(never)]
+fn large<T: Scalar>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) {
+    let (a_rs, a_cs) = a.strides();
+    let (b_rs, b_cs) = b.strides();
+    let parallelism = if m * n * k >= PARALLEL { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the shapes and strides describe memory inside the three slices (asserted in debug builds,
+    // guaranteed by the network's buffer sizes), `c` does not alias `a` or `b` (it is borrowed
     // mutably), and T is f32 or f64, both supported by `gemm`.
     unsafe {
         gemm::gemm(

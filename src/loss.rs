@@ -58,14 +58,20 @@ impl Loss {
     }
 
     /// Writes `dz = dL/dz` for the output layer and returns the loss.
+    #[inline]
     pub fn delta<T: Scalar>(self, act: Activation, z: &[T], o: &[T], t: &[T], n_out: usize, dz: &mut [T]) -> f64 {
         let batch = o.len() / n_out;
         match self {
             Self::HalfSse | Self::Mse => {
                 let scale = if self == Self::HalfSse { T::one() / T::of(batch as f64) } else { T::of(2.0 / o.len() as f64) };
+                // The loss is summed in the same pass, exactly as `value` computes it.
+                let mut sse = 0.0;
                 for ((d, &o), &t) in dz.iter_mut().zip(o).zip(t) {
-                    *d = (o - t) * scale * act.derivative(o);
+                    let e = o - t;
+                    *d = e * scale * act.derivative(o);
+                    sse += e.to_f64().map_or(f64::NAN, |e| e * e);
                 }
+                return if self == Self::HalfSse { 0.5 * sse / batch as f64 } else { sse / o.len() as f64 };
             }
             Self::CrossEntropy => {
                 let inv_b = T::one() / T::of(batch as f64);

@@ -188,6 +188,8 @@ pub struct Network<T> {
     state_next: [Vec<Vec<T>>; 4],
     /// Optimizer updates committed so far (Adam's t).
     updates: u64,
+    /// Which of w1, b1, w2, b2 training updates (`Config::trained`), computed once.
+    trained: [bool; 4],
     acts: Forward<T>,
     dz2: Vec<T>,
     dz1: Vec<T>,
@@ -221,6 +223,7 @@ impl<T: Scalar> Network<T> {
             state: Default::default(),
             state_next: Default::default(),
             updates: 0,
+            trained: std::array::from_fn(|i| config.trained(i)),
             acts: Forward::default(),
             dz2: vec![],
             dz1: vec![],
@@ -314,10 +317,10 @@ impl<T: Scalar> Network<T> {
     /// `steps` training steps on the same batch; returns the loss of each step.
     pub fn train(&mut self, x: &[T], t: &[T], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
         let batch = self.check_pair(x, t)?;
-        let check_every = (10_000_000 / self.config.step_work(batch).max(1)).max(1);
+        let mut poll = Poll::new(self.config.step_work(batch));
         let mut losses = Vec::with_capacity(steps);
         for s in 0..steps {
-            if s > 0 && s % check_every == 0 && !keep_going() {
+            if poll.due() && !keep_going() {
                 return Err(Error::Interrupted { completed: s });
             }
             match self.step(x, t, batch) {
@@ -349,7 +352,7 @@ impl<T: Scalar> Network<T> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut order: Vec<usize> = (0..n).collect();
         let (mut xb, mut yb) = (Vec::new(), Vec::new());
-        let check_every = (10_000_000 / self.config.step_work(batch_size.min(n)).max(1)).max(1);
+        let mut poll = Poll::new(self.config.step_work(batch_size.min(n)));
         let mut epoch_losses = Vec::with_capacity(epochs);
         let mut steps = 0;
         for _ in 0..epochs {
@@ -358,7 +361,7 @@ impl<T: Scalar> Network<T> {
             }
             let mut total = 0.0;
             for (b, rows) in order.chunks(batch_size).enumerate() {
-                if steps > 0 && steps % check_every == 0 && !keep_going() {
+                if poll.due() && !keep_going() {
                     return Err(Error::Interrupted { completed: steps });
                 }
                 let start = b * batch_size;
@@ -392,7 +395,7 @@ impl<T: Scalar> Network<T> {
         affine(x, &self.params[W1], &self.params[B1], 1, self.config.n_in, n_hidden, bias, &mut net_hidden);
         self.forward_train(x, 1);
         let loss = self.backward(x, t, 1);
-        let grads = std::array::from_fn(|i| if self.config.trained(i) { self.grads[i].clone() } else { vec![] });
+        let grads = std::array::from_fn(|i| if self.trained[i] { self.grads[i].clone() } else { vec![] });
         let trace_pre = (self.acts.clone(), self.dz2.clone(), self.dz1.clone());
         self.update(loss).map_err(|e| e.at_step(0, vec![]))?;
         let (acts, delta_output, delta_hidden) = trace_pre;
@@ -418,6 +421,9 @@ impl<T: Scalar> Network<T> {
     }
 
     fn step(&mut self, x: &[T], t: &[T], batch: usize) -> Result<f64> {
+        if self.is_tiny(batch) {
+            return self.step_tiny(x, t);
+        }
         self.forward_train(x, batch);
         let loss = self.backward(x, t, batch);
         self.update(loss)?;
@@ -469,14 +475,15 @@ impl<T: Scalar> Network<T> {
             return Err(Error::Diverged { step: 0, what: "loss", losses: vec![] });
         }
         let t = self.updates + 1;
+        let rule = self.config.optimizer.rule::<T>(t);
         let mut finite = true;
-        for i in (0..4).filter(|&i| self.config.trained(i)) {
-            finite &= self.config.optimizer.update(t, &self.params[i], &mut self.grads[i], &self.state[i], &mut self.state_next[i]);
+        for i in (0..4).filter(|&i| self.trained[i]) {
+            finite &= rule.apply(&self.params[i], &mut self.grads[i], &self.state[i], &mut self.state_next[i]);
         }
         if !finite {
             return Err(Error::Diverged { step: 0, what: "weights", losses: vec![] });
         }
-        for i in (0..4).filter(|&i| self.config.trained(i)) {
+        for i in (0..4).filter(|&i| self.trained[i]) {
             std::mem::swap(&mut self.params[i], &mut self.grads[i]);
             std::mem::swap(&mut self.state[i], &mut self.state_next[i]);
         }
@@ -511,6 +518,30 @@ impl Error {
             Self::Diverged { what, .. } => Self::Diverged { step, what, losses },
             other => other,
         }
+    }
+}
+
+/// Says when a training loop should ask `keep_going`: every ~10 million multiply-adds (a few ms), so
+/// Ctrl-C is answered quickly without paying a clock read or a division per tiny step.
+struct Poll {
+    every: usize,
+    left: usize,
+}
+
+impl Poll {
+    fn new(step_work: usize) -> Self {
+        let every = (10_000_000 / step_work.max(1)).max(1);
+        Self { every, left: every }
+    }
+
+    /// True once every `every` calls.
+    #[inline]
+    fn due(&mut self) -> bool {
+        self.left -= 1;
+        if self.left == 0 {
+            self.left = self.every;
+        }
+        self.left == self.every
     }
 }
 
@@ -557,6 +588,8 @@ pub fn check_finite<T: Scalar>(arg: &'static str, x: &[T], cols: usize) -> Resul
         }),
     }
 }
+
+mod tiny;
 
 #[cfg(test)]
 mod tests;

@@ -57,14 +57,41 @@ impl Optimizer {
         }
     }
 
-    /// Computes update number `t` (1-based) of one parameter tensor. On entry `g` holds the gradient, on
-    /// return the new parameter values; `next` receives the new state from `state`. Nothing else is
-    /// written, so the caller commits by swapping buffers. Returns whether every new value is finite.
-    pub(crate) fn update<T: Scalar>(&self, t: u64, p: &[T], g: &mut [T], state: &[Vec<T>], next: &mut [Vec<T>]) -> bool {
-        let mut finite = true;
+    /// The constants of update number `t` (1-based), converted to `T` once for all parameters.
+    pub(crate) fn rule<T: Scalar>(&self, t: u64) -> Rule<T> {
         match *self {
             Self::Sgd { lr, momentum, nesterov, weight_decay } => {
-                let (lr, mu, wd) = (T::of(lr), T::of(momentum), T::of(weight_decay));
+                Rule::Sgd { lr: T::of(lr), mu: T::of(momentum), nesterov, wd: T::of(weight_decay) }
+            }
+            Self::Adam { lr, beta1, beta2, eps, weight_decay } => Rule::Adam {
+                step_size: T::of(lr / (1.0 - beta1.powf(t as f64))),
+                bc2_sqrt: T::of((1.0 - beta2.powf(t as f64)).sqrt()),
+                b2: T::of(beta2),
+                w1: T::of(1.0 - beta1),
+                w2: T::of(1.0 - beta2),
+                eps: T::of(eps),
+                wd: T::of(weight_decay),
+            },
+        }
+    }
+}
+
+/// One update's constants (see `Optimizer::rule`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rule<T> {
+    Sgd { lr: T, mu: T, nesterov: bool, wd: T },
+    Adam { step_size: T, bc2_sqrt: T, b2: T, w1: T, w2: T, eps: T, wd: T },
+}
+
+impl<T: Scalar> Rule<T> {
+    /// Updates one parameter tensor. On entry `g` holds the gradient, on return the new parameter
+    /// values; `next` receives the new state from `state`. Nothing else is written, so the caller
+    /// commits by swapping buffers. Returns whether every new value is finite.
+    #[inline]
+    pub(crate) fn apply(&self, p: &[T], g: &mut [T], state: &[Vec<T>], next: &mut [Vec<T>]) -> bool {
+        let mut finite = true;
+        match *self {
+            Self::Sgd { lr, mu, nesterov, wd } => {
                 if let ([buf], [buf_next]) = (state, next) {
                     for (((g, &p), &b), b_next) in g.iter_mut().zip(p).zip(buf).zip(buf_next.iter_mut()) {
                         let d = *g + wd * p;
@@ -80,12 +107,8 @@ impl Optimizer {
                     }
                 }
             }
-            Self::Adam { lr, beta1, beta2, eps, weight_decay } => {
-                let step_size = T::of(lr / (1.0 - beta1.powf(t as f64)));
-                let bc2_sqrt = T::of((1.0 - beta2.powf(t as f64)).sqrt());
-                let (b2, w1, w2, eps, wd) = (T::of(beta2), T::of(1.0 - beta1), T::of(1.0 - beta2), T::of(eps), T::of(weight_decay));
-                let [m, v] = state else { return false };
-                let [m_next, v_next] = next else { return false };
+            Self::Adam { step_size, bc2_sqrt, b2, w1, w2, eps, wd } => {
+                let ([m, v], [m_next, v_next]) = (state, next) else { return false };
                 for ((((g, &p), (&m, &v)), m_next), v_next) in
                     g.iter_mut().zip(p).zip(m.iter().zip(v)).zip(m_next.iter_mut()).zip(v_next.iter_mut())
                 {
@@ -132,7 +155,7 @@ mod tests {
         let mut path = vec![];
         for t in 1..=steps {
             let mut g = p.clone();
-            assert!(opt.update(t, &p, &mut g, &state, &mut next));
+            assert!(opt.rule::<f64>(t).apply(&p, &mut g, &state, &mut next));
             std::mem::swap(&mut p, &mut g);
             std::mem::swap(&mut state, &mut next);
             path.push(p[0]);

@@ -292,3 +292,34 @@ fn bad_configuration_and_inputs_are_errors_naming_the_argument() {
     assert!(matches!(net.fit(&X, &T, 1, 0, true, 0, &mut no_stop()), Err(Error::InvalidConfig { arg: "batch_size", .. })));
     assert_eq!(net.updates, 0, "nothing trained on bad input");
 }
+
+#[test]
+fn one_sample_path_is_bit_identical_to_the_batched_path() {
+    let mut case = 500_u64;
+    for (hidden_activation, output_activation, loss) in [
+        (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse),
+        (Activation::Tanh, Activation::Identity, Loss::Mse),
+        (Activation::Relu, Activation::Softmax, Loss::CrossEntropy),
+    ] {
+        for bias in [Bias::PerNeuron, Bias::Shared, Bias::None] {
+            for optimizer in [Optimizer::sgd(0.3), Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 }, Optimizer::adam(0.01)] {
+                case += 1;
+                let config = Config { hidden_activation, output_activation, loss, bias, optimizer, ..Config::new(3, 5, 4) };
+                let mut fast = Network::<f64>::new(config, case).unwrap();
+                let mut slow = fast.clone();
+                let x = data(3, case);
+                let t = targets(loss, 1, 4, case + 1);
+                for _ in 0..5 {
+                    assert!(fast.is_tiny(1));
+                    let a = fast.train_step(&x, &t).unwrap();
+                    slow.forward_train(&x, 1);
+                    let b = slow.backward(&x, &t, 1);
+                    slow.update(b).unwrap();
+                    assert_eq!(a.to_bits(), b.to_bits());
+                }
+                assert_eq!(fast.params(), slow.params(), "{config:?}");
+                assert_eq!(fast.optimizer_state(), slow.optimizer_state());
+            }
+        }
+    }
+}
