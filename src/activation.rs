@@ -5,6 +5,10 @@
 //! gradient with respect to z is `p - t` (see `loss`).
 
 use crate::linalg::Scalar;
+use rayon::prelude::*;
+
+/// Blocks of at least this many values are activated on every rayon thread.
+const PARALLEL: usize = 1 << 16;
 use std::fmt;
 use std::str::FromStr;
 
@@ -30,9 +34,21 @@ impl Activation {
         }
     }
 
-    /// `a = f(z)` in place over a (rows x cols) row-major block.
+    /// `a = f(z)` in place over a (rows x cols) row-major block. Large blocks are split over rayon's
+    /// threads (whole rows each, so softmax stays per row): elementwise work, so results do not depend
+    /// on the thread count.
     #[inline]
     pub fn apply<T: Scalar>(self, z: &mut [T], cols: usize) {
+        if z.len() >= PARALLEL && self != Self::Identity {
+            let rows_per_chunk = (PARALLEL / 4 / cols).max(1);
+            z.par_chunks_mut(rows_per_chunk * cols).for_each(|chunk| self.apply_serial(chunk, cols));
+        } else {
+            self.apply_serial(z, cols);
+        }
+    }
+
+    #[inline]
+    fn apply_serial<T: Scalar>(self, z: &mut [T], cols: usize) {
         match self {
             Self::Sigmoid => z.iter_mut().for_each(|v| *v = sigmoid(*v)),
             Self::Tanh => z.iter_mut().for_each(|v| *v = v.tanh()),
@@ -60,15 +76,13 @@ impl Activation {
     }
 }
 
-/// The logistic function, evaluated so that `exp` never overflows: for z < 0 it uses e^z / (1 + e^z).
+/// The logistic function, evaluated so that `exp` never overflows: with e = exp(-|z|), 1 / (1 + e)
+/// for z >= 0 and e / (1 + e) for z < 0 (both exact to rounding; a select, not a branch).
 #[inline]
 pub fn sigmoid<T: Scalar>(z: T) -> T {
-    if z >= T::zero() {
-        T::one() / (T::one() + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (T::one() + e)
-    }
+    let e = (-z.abs()).exp();
+    let num = if z >= T::zero() { T::one() } else { e };
+    num / (T::one() + e)
 }
 
 /// Softmax of one row in place, shifted by the row's maximum so that `exp` never overflows.
