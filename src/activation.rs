@@ -5,35 +5,23 @@
 //! gradient with respect to z is `p - t` (see `loss`).
 
 use crate::linalg::Scalar;
+use crate::names::named_enum;
 use rayon::prelude::*;
 
 /// Blocks of at least this many values are activated on every rayon thread.
 const PARALLEL: usize = 1 << 16;
-use std::fmt;
-use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    Sigmoid,
-    Tanh,
-    Relu,
-    Identity,
-    Softmax,
+named_enum! {
+    pub enum Activation {
+        Sigmoid => "sigmoid",
+        Tanh => "tanh",
+        Relu => "relu",
+        Identity => "identity",
+        Softmax => "softmax",
+    }
 }
 
 impl Activation {
-    pub const NAMES: &'static str = "sigmoid, tanh, relu, identity, softmax";
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sigmoid => "sigmoid",
-            Self::Tanh => "tanh",
-            Self::Relu => "relu",
-            Self::Identity => "identity",
-            Self::Softmax => "softmax",
-        }
-    }
-
     /// `a = f(z)` in place over a (rows x cols) row-major block. Large blocks are split over rayon's
     /// threads (whole rows each, so softmax stays per row): elementwise work, so results do not depend
     /// on the thread count.
@@ -104,25 +92,6 @@ pub fn log_sum_exp<T: Scalar>(row: &[T]) -> T {
     max + sum.ln()
 }
 
-impl FromStr for Activation {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Ok(match s {
-            "sigmoid" => Self::Sigmoid,
-            "tanh" => Self::Tanh,
-            "relu" => Self::Relu,
-            "identity" => Self::Identity,
-            "softmax" => Self::Softmax,
-            _ => return Err(()),
-        })
-    }
-}
-
-impl fmt::Display for Activation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,8 @@
 //! The math here knows nothing about Python: `network` builds on `linalg`, `activation`, `loss` and
 //! `optim`; the PyO3 bindings (feature `python`) sit on top and are the only code that imports `pyo3`.
 
+mod names;
+
 pub mod activation;
 pub mod error;
 pub mod linalg;

@@ -9,27 +9,17 @@
 
 use crate::activation::{log_sum_exp, Activation};
 use crate::linalg::Scalar;
-use std::fmt;
-use std::str::FromStr;
+use crate::names::named_enum;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loss {
-    HalfSse,
-    Mse,
-    CrossEntropy,
+named_enum! {
+    pub enum Loss {
+        HalfSse => "half_sse",
+        Mse => "mse",
+        CrossEntropy => "cross_entropy",
+    }
 }
 
 impl Loss {
-    pub const NAMES: &'static str = "half_sse, mse, cross_entropy";
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::HalfSse => "half_sse",
-            Self::Mse => "mse",
-            Self::CrossEntropy => "cross_entropy",
-        }
-    }
-
     /// The loss of a batch (accumulated in f64), without gradients.
     pub fn value<T: Scalar>(self, z: &[T], o: &[T], t: &[T], n_out: usize) -> f64 {
         let batch = o.len() / n_out;
@@ -87,20 +77,3 @@ impl Loss {
     }
 }
 
-impl FromStr for Loss {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Ok(match s {
-            "half_sse" => Self::HalfSse,
-            "mse" => Self::Mse,
-            "cross_entropy" => Self::CrossEntropy,
-            _ => return Err(()),
-        })
-    }
-}
-
-impl fmt::Display for Loss {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}

@@ -11,12 +11,11 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, Mat, Scalar};
 use crate::loss::Loss;
+use crate::names::named_enum;
 use crate::optim::Optimizer;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
-use std::fmt;
-use std::str::FromStr;
 
 /// Indices of the four parameter tensors, in state-dict order.
 pub const W1: usize = 0;
@@ -25,28 +24,19 @@ pub const W2: usize = 2;
 pub const B2: usize = 3;
 pub const PARAM_NAMES: [&str; 4] = ["w1", "b1", "w2", "b2"];
 
-/// How each layer's bias is shaped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bias {
-    /// One bias per neuron, like `nn.Linear`.
-    PerNeuron,
-    /// One scalar per layer, shared by its neurons (the article's).
-    Shared,
-    /// No bias.
-    None,
+named_enum! {
+    /// How each layer's bias is shaped.
+    pub enum Bias {
+        /// One bias per neuron, like `nn.Linear`.
+        PerNeuron => "per_neuron",
+        /// One scalar per layer, shared by its neurons (the article's).
+        Shared => "shared",
+        /// No bias.
+        None => "none",
+    }
 }
 
 impl Bias {
-    pub const NAMES: &'static str = "per_neuron, shared, none";
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::PerNeuron => "per_neuron",
-            Self::Shared => "shared",
-            Self::None => "none",
-        }
-    }
-
     /// Number of bias values of a layer with `width` neurons.
     pub fn len(self, width: usize) -> usize {
         match self {
@@ -57,23 +47,6 @@ impl Bias {
     }
 }
 
-impl FromStr for Bias {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Ok(match s {
-            "per_neuron" => Self::PerNeuron,
-            "shared" => Self::Shared,
-            "none" => Self::None,
-            _ => return Err(()),
-        })
-    }
-}
-
-impl fmt::Display for Bias {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Everything that defines a network but its weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
