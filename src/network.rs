@@ -11,6 +11,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, Mat, Scalar};
 use crate::loss::Loss;
+use crate::memory;
 use crate::optim::Optimizer;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -149,7 +150,14 @@ impl Config {
 
     /// Multiply-adds of one training step on a batch of `batch` rows.
     fn step_work(&self, batch: usize) -> usize {
-        3 * batch * (self.n_in * self.n_hidden + self.n_hidden * self.n_out)
+        (self.n_in * self.n_hidden + self.n_hidden * self.n_out).saturating_mul(batch).saturating_mul(3)
+    }
+
+    /// Refuses a network whose parameters, gradients and optimizer state would not fit in memory.
+    fn check_fits<T>(&self) -> Result<()> {
+        let params: u128 = self.shapes().iter().map(|&(r, c)| r as u128 * c as u128).sum();
+        let copies = 2 + 2 * self.optimizer.slots() as u128; // params, grads, state and its double buffer
+        memory::check::<T>("network parameters", params * copies).map(|_| ())
     }
 }
 
@@ -159,6 +167,15 @@ pub struct Forward<T> {
     pub h: Vec<T>,
     pub z2: Vec<T>,
     pub o: Vec<T>,
+}
+
+impl<T> Forward<T> {
+    /// Room for a pass over `batch` rows, so that a batch too large for memory is an error up front.
+    fn reserve(&mut self, c: &Config, batch: usize) -> Result<()> {
+        memory::reserve("hidden activations", &mut self.h, batch, c.n_hidden)?;
+        memory::reserve("output activations", &mut self.z2, batch, c.n_out)?;
+        memory::reserve("output activations", &mut self.o, batch, c.n_out)
+    }
 }
 
 /// Every intermediate of one training step on one sample, for teaching (see `Network::explain_step`).
@@ -202,6 +219,7 @@ impl<T: Scalar> Network<T> {
     /// networks with one seed start from the same weights, and a seed always gives the same ones).
     pub fn new(config: Config, seed: u64) -> Result<Self> {
         config.validate()?;
+        config.check_fits::<T>()?;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let shapes = config.shapes();
         let params = std::array::from_fn(|i| {
@@ -214,6 +232,7 @@ impl<T: Scalar> Network<T> {
     /// A network with the given parameters (w1, b1, w2, b2 as flat row-major arrays).
     pub fn with_params(config: Config, params: [Vec<T>; 4]) -> Result<Self> {
         config.validate()?;
+        config.check_fits::<T>()?;
         let mut net = Self {
             config,
             params: std::array::from_fn(|i| vec![T::zero(); config.shapes()[i].0 * config.shapes()[i].1]),
@@ -300,6 +319,7 @@ impl<T: Scalar> Network<T> {
     pub fn forward(&self, x: &[T]) -> Result<Vec<T>> {
         let batch = self.check_batch("X", x, self.config.n_in)?;
         let mut acts = Forward::default();
+        acts.reserve(&self.config, batch)?;
         self.forward_into(x, batch, &mut acts);
         Ok(acts.o)
     }
@@ -308,14 +328,17 @@ impl<T: Scalar> Network<T> {
     /// pass, taken before the update.
     pub fn train_step(&mut self, x: &[T], t: &[T]) -> Result<f64> {
         let batch = self.check_pair(x, t)?;
+        self.reserve(batch)?;
         self.step(x, t, batch).map_err(|e| e.at_step(0, vec![]))
     }
 
     /// `steps` training steps on the same batch; returns the loss of each step.
     pub fn train(&mut self, x: &[T], t: &[T], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
         let batch = self.check_pair(x, t)?;
+        self.reserve(batch)?;
         let check_every = (10_000_000 / self.config.step_work(batch).max(1)).max(1);
-        let mut losses = Vec::with_capacity(steps);
+        let mut losses = Vec::new();
+        memory::reserve("losses", &mut losses, steps, 1)?;
         for s in 0..steps {
             if s > 0 && s % check_every == 0 && !keep_going() {
                 return Err(Error::Interrupted { completed: s });
@@ -349,8 +372,10 @@ impl<T: Scalar> Network<T> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut order: Vec<usize> = (0..n).collect();
         let (mut xb, mut yb) = (Vec::new(), Vec::new());
+        self.reserve(batch_size.min(n))?;
         let check_every = (10_000_000 / self.config.step_work(batch_size.min(n)).max(1)).max(1);
-        let mut epoch_losses = Vec::with_capacity(epochs);
+        let mut epoch_losses = Vec::new();
+        memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
         let mut steps = 0;
         for _ in 0..epochs {
             if shuffle {
@@ -411,10 +436,18 @@ impl<T: Scalar> Network<T> {
 
     /// The loss of the network on (x, t) without training.
     pub fn loss(&self, x: &[T], t: &[T]) -> Result<f64> {
-        self.check_pair(x, t)?;
+        let batch = self.check_pair(x, t)?;
         let mut acts = Forward::default();
-        self.forward_into(x, x.len() / self.config.n_in, &mut acts);
+        acts.reserve(&self.config, batch)?;
+        self.forward_into(x, batch, &mut acts);
         Ok(self.config.loss.value(&acts.z2, &acts.o, t, self.config.n_out))
+    }
+
+    /// Room in the training buffers for steps on `batch` rows (see `memory`).
+    fn reserve(&mut self, batch: usize) -> Result<()> {
+        self.acts.reserve(&self.config, batch)?;
+        memory::reserve("output deltas", &mut self.dz2, batch, self.config.n_out)?;
+        memory::reserve("hidden deltas", &mut self.dz1, batch, self.config.n_hidden)
     }
 
     fn step(&mut self, x: &[T], t: &[T], batch: usize) -> Result<f64> {

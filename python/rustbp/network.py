@@ -24,8 +24,16 @@ DEVICES = ("cpu", "gpu")
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected a positive integer, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name}: expected a positive integer, got {value}")
+    if not 0 < value < 2**63:  # Rust counts in 64 bits; anything near that is a mistake anyway
+        raise ValueError(f"{name}: expected a positive integer below 2**63, got {value}")
+    return int(value)
+
+
+def _seed(value: object) -> int:
+    if value is None:
+        return secrets.randbits(64)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
+        raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {value!r}")
     return int(value)
 
 
@@ -38,11 +46,14 @@ def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
         raise TypeError(f"{name}: expected a numeric array, got {type(x).__name__}")
     try:
         a = np.asarray(x)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise TypeError(f"{name}: expected a numeric array ({e})") from None
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=dtype)
+    # A value beyond float32's range becomes inf, which Rust then reports with its position; numpy's
+    # cast warning would only repeat that, less precisely.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(a, dtype=dtype)
 
 
 class Network:
@@ -73,6 +84,9 @@ class Network:
             optimizer = SGD(lr=0.5)
         if not isinstance(optimizer, (SGD, Adam)):
             raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(optimizer).__name__}")
+        for name, value in (("dtype", dtype), ("device", device)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype: expected one of float64, float32, got {dtype!r}")
         if device not in DEVICES:
@@ -89,10 +103,7 @@ class Network:
         ):
             if not isinstance(value, str):
                 raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
-        if seed is None:
-            seed = secrets.randbits(64)
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {seed!r}")
+        seed = _seed(seed)
         sgd = isinstance(optimizer, SGD)
         adam = optimizer if isinstance(optimizer, Adam) else Adam()
         core = _rustbp.Core(
@@ -111,7 +122,7 @@ class Network:
             beta2=adam.betas[1],
             eps=adam.eps,
             dtype=dtype,
-            seed=int(seed),
+            seed=seed,
         )
         self._init(core, optimizer, device)
 
@@ -196,11 +207,10 @@ class Network:
         """Mini-batch training for ``epochs`` passes over (X, Y); returns each epoch's mean loss."""
         epochs = _positive_int("epochs", epochs)
         batch_size = _positive_int("batch_size", batch_size)
-        if seed is None:
-            seed = secrets.randbits(64)
+        seed = _seed(seed)
         x = _as_array(X, self._dtype, "X")
         y = _as_array(Y, self._dtype, "Y")
-        return self._core.fit(x, y, epochs, batch_size, bool(shuffle), int(seed))
+        return self._core.fit(x, y, epochs, batch_size, bool(shuffle), seed)
 
     # -- weights ------------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, FloatArray]:
@@ -215,7 +225,7 @@ class Network:
             raise TypeError(f"weights: expected a dict of arrays, got {type(weights).__name__}")
         unknown = set(weights) - {"w1", "b1", "w2", "b2"}
         if unknown:
-            raise ValueError(f"weights: unknown keys {sorted(unknown)}; expected w1, b1, w2, b2")
+            raise ValueError(f"weights: unknown keys {', '.join(sorted(map(repr, unknown)))}; expected w1, b1, w2, b2")
         self._core.set_weights({k: _as_array(v, self._dtype, k) for k, v in weights.items()})
 
     # -- teaching -----------------------------------------------------------------------------------

@@ -169,7 +169,7 @@ impl Core {
         let guard = self.read()?;
         dispatch!(&*guard, n => {
             let (x, rows, one_d) = rows_of(x, "X", n.config().n_in)?;
-            let work = rows * n.config().n_hidden * (n.config().n_in + n.config().n_out);
+            let work = rows.saturating_mul(n.config().n_hidden * (n.config().n_in + n.config().n_out));
             let o = maybe_detach(py, work, || n.forward(&x))?;
             to_numpy(py, o, if one_d { None } else { Some(rows) })
         })
@@ -180,7 +180,7 @@ impl Core {
         let guard = self.read()?;
         dispatch!(&*guard, n => {
             let (x, t, rows) = pair_of(n, x, t)?;
-            Ok(maybe_detach(py, n.config().n_in * n.config().n_hidden * rows, || n.loss(&x, &t))?)
+            Ok(maybe_detach(py, rows.saturating_mul(n.config().n_in * n.config().n_hidden), || n.loss(&x, &t))?)
         })
     }
 
@@ -189,7 +189,7 @@ impl Core {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
             let (x, t, rows) = pair_of(n, x, t)?;
-            let work = 3 * rows * n.config().n_hidden * (n.config().n_in + n.config().n_out);
+            let work = rows.saturating_mul(3 * n.config().n_hidden * (n.config().n_in + n.config().n_out));
             Ok(maybe_detach(py, work, || n.train_step(&x, &t))?)
         })
     }
@@ -364,11 +364,14 @@ fn rows_of<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, cols:
         return Err(Error::ShapeMismatch { arg, expected, got: format!("{shape:?}") }.into());
     }
     let readonly = array.readonly();
+    // The copy may not fit beside the caller's array: a MemoryError, not an abort.
+    let mut data = Vec::new();
+    crate::memory::reserve(arg, &mut data, rows, width)?;
     // `as_slice` also accepts Fortran order, whose memory is not row-major: copy by index then.
-    let data = match readonly.as_slice() {
-        Ok(s) if readonly.is_c_contiguous() => s.to_vec(),
-        _ => readonly.as_array().iter().copied().collect(),
-    };
+    match readonly.as_slice() {
+        Ok(s) if readonly.is_c_contiguous() => data.extend_from_slice(s),
+        _ => data.extend(readonly.as_array().iter().copied()),
+    }
     Ok((data, rows, one_d))
 }
 
