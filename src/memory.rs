@@ -13,9 +13,15 @@ const PROBE_BYTES: u128 = 64 << 20;
 /// Checks that `elements` values of `T` may be allocated; returns the count as a usize.
 pub fn check<T>(what: &'static str, elements: u128) -> Result<usize> {
     let bytes = elements.saturating_mul(size_of::<T>() as u128);
-    let fits = usize::try_from(elements).ok().filter(|_| bytes <= isize::MAX as u128);
+    let fits = usize::try_from(elements)
+        .ok()
+        .filter(|_| bytes <= isize::MAX as u128);
     match fits {
-        Some(n) if bytes < PROBE_BYTES || available().is_none_or(|free| bytes <= u128::from(free)) => Ok(n),
+        Some(n)
+            if bytes < PROBE_BYTES || available().is_none_or(|free| bytes <= u128::from(free)) =>
+        {
+            Ok(n)
+        }
         _ => Err(Error::OutOfMemory { what, elements }),
     }
 }
@@ -23,7 +29,11 @@ pub fn check<T>(what: &'static str, elements: u128) -> Result<usize> {
 /// Room in `v` for `rows * cols` values, so that resizing it to that length cannot fail.
 pub fn reserve<T>(what: &'static str, v: &mut Vec<T>, rows: usize, cols: usize) -> Result<()> {
     let len = check::<T>(what, rows as u128 * cols as u128)?;
-    v.try_reserve_exact(len.saturating_sub(v.len())).map_err(|_| Error::OutOfMemory { what, elements: len as u128 })
+    v.try_reserve_exact(len.saturating_sub(v.len()))
+        .map_err(|_| Error::OutOfMemory {
+            what,
+            elements: len as u128,
+        })
 }
 
 /// A vector of `len` copies of `value`, or `OutOfMemory`.
@@ -54,9 +64,15 @@ mod tests {
     fn absurd_sizes_are_errors_not_aborts() {
         let mut v: Vec<f64> = Vec::new();
         for (rows, cols) in [(usize::MAX, 2), (1 << 40, 1 << 30), (1 << 62, 1)] {
-            assert!(matches!(reserve("x", &mut v, rows, cols), Err(Error::OutOfMemory { what: "x", .. })));
+            assert!(matches!(
+                reserve("x", &mut v, rows, cols),
+                Err(Error::OutOfMemory { what: "x", .. })
+            ));
         }
-        assert!(matches!(filled("y", usize::MAX / 4, 0.0_f64), Err(Error::OutOfMemory { .. })));
+        assert!(matches!(
+            filled("y", usize::MAX / 4, 0.0_f64),
+            Err(Error::OutOfMemory { .. })
+        ));
         assert!(check::<f64>("z", u128::MAX).is_err());
     }
 

@@ -250,7 +250,7 @@ impl<T: Scalar> Network<T> {
             let slots = if config.trained(i) { config.optimizer.slots() } else { 0 };
             net.grads[i] = vec![T::zero(); len];
             net.state[i] = vec![vec![T::zero(); len]; slots];
-            net.state_next[i] = net.state[i].clone();
+            net.state_next[i].clone_from(&net.state[i]);
         }
         Ok(net)
     }
@@ -317,7 +317,7 @@ impl<T: Scalar> Network<T> {
     /// Outputs for a batch of `x` (B, n_in) row-major; allocates its own buffers, so `&self` suffices
     /// and many threads may predict at once.
     pub fn forward(&self, x: &[T]) -> Result<Vec<T>> {
-        let batch = self.check_batch("X", x, self.config.n_in)?;
+        let batch = Self::check_batch("X", x, self.config.n_in)?;
         let mut acts = Forward::default();
         acts.reserve(&self.config, batch)?;
         self.forward_into(x, batch, &mut acts);
@@ -518,7 +518,7 @@ impl<T: Scalar> Network<T> {
     }
 
     /// Checks that `x` holds whole, finite rows of `cols` values; returns the number of rows.
-    fn check_batch(&self, arg: &'static str, x: &[T], cols: usize) -> Result<usize> {
+    fn check_batch(arg: &'static str, x: &[T], cols: usize) -> Result<usize> {
         if x.is_empty() || x.len() % cols != 0 {
             return Err(Error::ShapeMismatch { arg, expected: format!("(batch >= 1, {cols})"), got: format!("{} values", x.len()) });
         }
@@ -527,7 +527,7 @@ impl<T: Scalar> Network<T> {
     }
 
     fn check_pair(&self, x: &[T], t: &[T]) -> Result<usize> {
-        let batch = self.check_batch("X", x, self.config.n_in)?;
+        let batch = Self::check_batch("X", x, self.config.n_in)?;
         let n_out = self.config.n_out;
         if t.len() != batch * n_out {
             return Err(Error::ShapeMismatch { arg: "T", expected: format!("({batch}, {n_out})"), got: format!("{} values", t.len()) });

@@ -249,8 +249,9 @@ impl Core {
             let mut params: [Vec<_>; 4] = Default::default();
             for (i, p) in params.iter_mut().enumerate() {
                 let (rows, cols) = shapes[i];
+                let shape = if i % 2 == 0 { vec![rows, cols] } else { vec![cols] };
                 match weights.get_item(PARAM_NAMES[i])? {
-                    Some(v) => *p = exact_shape(&v, PARAM_NAMES[i], if i % 2 == 0 { vec![rows, cols] } else { vec![cols] })?,
+                    Some(v) => *p = exact_shape(&v, PARAM_NAMES[i], &shape)?,
                     None if cols == 0 => {}
                     None => return Err(PyValueError::new_err(format!("weights: missing {:?}", PARAM_NAMES[i]))),
                 }
@@ -277,9 +278,9 @@ impl Core {
                 return Err(PyValueError::new_err("optimizer_state: expected 4 parameter entries"));
             }
             let mut typed: [Vec<Vec<_>>; 4] = Default::default();
-            for (slot, arrays) in typed.iter_mut().zip(&state) {
+            for (slot, arrays) in typed.iter_mut().zip(state) {
                 for a in arrays {
-                    let (v, _, _) = rows_of(a, "optimizer_state", 0)?;
+                    let (v, _, _) = rows_of(&a, "optimizer_state", 0)?;
                     slot.push(v);
                 }
             }
@@ -331,6 +332,8 @@ fn maybe_detach<R: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> R + Se
 fn interruptible<R: Send>(py: Python<'_>, f: impl FnOnce(&mut dyn FnMut() -> bool) -> crate::Result<R> + Send) -> PyResult<R> {
     let mut pending: Option<PyErr> = None;
     let result = py.detach(|| {
+        // A closure, not `Python::check_signals`: the method's lifetime is not general enough for `attach`.
+        #[allow(clippy::redundant_closure_for_method_calls)]
         let mut keep_going = || match Python::attach(|py| py.check_signals()) {
             Ok(()) => true,
             Err(e) => {
@@ -376,11 +379,11 @@ fn rows_of<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, cols:
 }
 
 /// Copies an array that must have exactly `shape`.
-fn exact_shape<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, shape: Vec<usize>) -> PyResult<Vec<T>> {
+fn exact_shape<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, shape: &[usize]) -> PyResult<Vec<T>> {
     let array = obj
         .cast::<PyArrayDyn<T>>()
         .map_err(|_| PyTypeError::new_err(format!("{arg}: expected a numpy array of {}, got {}", std::any::type_name::<T>(), describe(obj))))?;
-    if array.shape() != shape.as_slice() {
+    if array.shape() != shape {
         return Err(Error::ShapeMismatch { arg, expected: format!("{shape:?}"), got: format!("{:?}", array.shape()) }.into());
     }
     Ok(array.readonly().as_array().iter().copied().collect())
@@ -406,7 +409,7 @@ fn to_numpy<T: Element>(py: Python<'_>, v: Vec<T>, rows: Option<usize>) -> PyRes
     match rows {
         None => Ok(array.into_any()),
         Some(r) => {
-            let cols = if r == 0 { 0 } else { array.len() / r };
+            let cols = array.len().checked_div(r).unwrap_or(0);
             Ok(array.reshape([r, cols])?.into_any())
         }
     }
