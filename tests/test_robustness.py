@@ -11,14 +11,21 @@ import time
 
 import numpy as np
 import pytest
-
 import rustbp
 
 
 def linear_net(lr=1.0, dtype="float64", optimizer=None, seed=3):
     """An identity-activation network: with a large learning rate its weights grow geometrically."""
-    return rustbp.Network(2, 4, 1, hidden_activation="identity", output_activation="identity",
-                          optimizer=optimizer or rustbp.SGD(lr=lr), dtype=dtype, seed=seed)
+    return rustbp.Network(
+        2,
+        4,
+        1,
+        hidden_activation="identity",
+        output_activation="identity",
+        optimizer=optimizer or rustbp.SGD(lr=lr),
+        dtype=dtype,
+        seed=seed,
+    )
 
 
 def assert_same_weights(a, b):
@@ -30,11 +37,17 @@ def assert_same_weights(a, b):
 
 def run_child(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
     """Runs ``code`` in a fresh interpreter (so a crash or a signal cannot take pytest down)."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 # -- divergence -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fit_divergence_counts_steps_across_epochs(rng, dtype):
@@ -50,7 +63,7 @@ def test_fit_divergence_counts_steps_across_epochs(rng, dtype):
     assert all(np.isfinite(v).all() for v in net.get_weights().values())
     # The network is exactly where its last finite step left it: replay those steps one by one.
     replay = linear_net(dtype=dtype)
-    batches = [(X[i:i + 3], Y[i:i + 3]) for i in range(0, 10, 3)]
+    batches = [(X[i : i + 3], Y[i : i + 3]) for i in range(0, 10, 3)]
     epoch_losses, total = [], 0.0
     for s in range(err.step):
         xb, yb = batches[s % 4]
@@ -110,6 +123,7 @@ def test_train_step_divergence_leaves_the_network_untouched():
 
 
 # -- memory -----------------------------------------------------------------------------------------
+
 
 def test_buffers_too_large_for_memory_are_memory_errors():
     # Each of these would abort the process if allocated blindly.
@@ -181,18 +195,20 @@ print(f"latency={latency:.4f} steps={steps} step_s={step_s:.4f}")
 def test_ctrl_c_stops_within_100_ms_at_a_completed_step(method):
     # The only timed assertion here, because the issue asks for the bound. The latency is measured in
     # the child, from the signal to the exception; a loaded machine gets one retry.
-    for attempt in range(2):
+    latencies = []
+    for _ in range(2):
         child = run_child(INTERRUPT_CHILD, method)
         assert child.returncode == 0, child.stdout + child.stderr
         fields = dict(f.split("=") for f in child.stdout.split())
-        latency, steps = float(fields["latency"]), int(fields["steps"])
-        assert steps >= 1
-        if latency < 0.1:
+        assert int(fields["steps"]) >= 1
+        latencies.append(float(fields["latency"]))
+        if latencies[-1] < 0.1:
             break
-    assert latency < 0.1, f"KeyboardInterrupt came {latency * 1000:.0f} ms after SIGINT (attempt {attempt + 1})"
+    assert latencies[-1] < 0.1, f"KeyboardInterrupt came {latencies} s after SIGINT"
 
 
 # -- GIL and threads ----------------------------------------------------------------------------------
+
 
 def test_other_threads_run_during_a_long_fit(rng):
     X, Y = rng.normal(size=(512, 64)), rng.uniform(size=(512, 8))

@@ -225,7 +225,8 @@ class Network:
             raise TypeError(f"weights: expected a dict of arrays, got {type(weights).__name__}")
         unknown = set(weights) - {"w1", "b1", "w2", "b2"}
         if unknown:
-            raise ValueError(f"weights: unknown keys {', '.join(sorted(map(repr, unknown)))}; expected w1, b1, w2, b2")
+            keys = ", ".join(sorted(map(repr, unknown)))
+            raise ValueError(f"weights: unknown keys {keys}; expected w1, b1, w2, b2")
         self._core.set_weights({k: _as_array(v, self._dtype, k) for k, v in weights.items()})
 
     # -- teaching -----------------------------------------------------------------------------------

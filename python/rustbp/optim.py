@@ -22,8 +22,8 @@ def _number(name: str, value: object, ok: Callable[[float], bool], expected: str
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
     try:
         v = float(value)
-    except OverflowError:  # an int beyond float range
-        v = math.inf if value > 0 else -math.inf
+    except OverflowError:  # an int beyond float range: it fails every check below, whatever its sign
+        v = math.inf
     if not ok(v):
         raise ValueError(f"{name}: expected {expected}, got {value!r}")
     return v
@@ -79,7 +79,9 @@ class Adam:
         _check(self, "weight_decay", _non_negative, "a finite number >= 0")
         if not isinstance(self.betas, tuple) or len(self.betas) != 2:
             raise ValueError(f"betas: expected a pair of numbers in [0, 1), got {self.betas!r}")
-        betas = tuple(_number(f"betas[{i}]", b, _unit, "a number in [0, 1)") for i, b in enumerate(self.betas))
+        betas = tuple(
+            _number(f"betas[{i}]", b, _unit, "a number in [0, 1)") for i, b in enumerate(self.betas)
+        )
         _store(self, "betas", betas)
         _check(self, "eps", _positive, "a finite number > 0")
 
