@@ -344,7 +344,12 @@ fn interruptible<R: Send>(py: Python<'_>, f: impl FnOnce(&mut dyn FnMut() -> boo
         f(&mut keep_going)
     });
     match (result, pending) {
-        (Err(Error::Interrupted { .. }), Some(signal)) => Err(signal),
+        (Err(Error::Interrupted { completed }), Some(signal)) => {
+            // Say where training stopped: the network keeps the weights of exactly these steps.
+            // Best effort: a handler may raise an exception type that takes no attributes.
+            let _ = signal.value(py).setattr("completed_steps", completed);
+            Err(signal)
+        }
         (result, _) => Ok(result?),
     }
 }
