@@ -28,7 +28,11 @@ pub fn check<T>(what: &'static str, elements: u128) -> Result<usize> {
 
 /// Room in `v` for `rows * cols` values, so that resizing it to that length cannot fail.
 pub fn reserve<T>(what: &'static str, v: &mut Vec<T>, rows: usize, cols: usize) -> Result<()> {
-    let len = check::<T>(what, rows as u128 * cols as u128)?;
+    let elements = rows as u128 * cols as u128;
+    if elements <= v.capacity() as u128 {
+        return Ok(()); // the usual case in a training loop: the buffers are already there
+    }
+    let len = check::<T>(what, elements)?;
     v.try_reserve_exact(len.saturating_sub(v.len()))
         .map_err(|_| Error::OutOfMemory {
             what,

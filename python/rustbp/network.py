@@ -17,7 +17,7 @@ __all__ = ["Network"]
 ArrayLike = Union[npt.ArrayLike, np.ndarray]
 FloatArray = npt.NDArray[np.floating[Any]]
 
-DTYPES = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
+DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
 DEVICES = ("cpu", "gpu")
 
 
