@@ -61,6 +61,7 @@ fn available() -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail by panicking
 mod tests {
     use super::*;
 
@@ -78,6 +79,44 @@ mod tests {
             Err(Error::OutOfMemory { .. })
         ));
         assert!(check::<f64>("z", u128::MAX).is_err());
+    }
+
+    /// What an `OutOfMemory` error says could not be allocated.
+    fn what<V>(r: &Result<V>) -> Option<&'static str> {
+        match r {
+            Err(Error::OutOfMemory { what, .. }) => Some(what),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn networks_refuse_what_cannot_fit() {
+        use crate::network::{Config, Network};
+        let no_stop = &mut || true;
+        let huge = Config::new(60_000, 60_000, 1); // 3.6 G parameters: 115 GB with their gradients
+        assert!(matches!(
+            Network::<f64>::new(huge, 0),
+            Err(Error::OutOfMemory { .. })
+        ));
+        let mut net = Network::<f64>::new(Config::new(1, 100_000, 1), 0).unwrap();
+        let x = vec![0.0; 10_000_000]; // 80 MB of input, 8 TB of hidden activations
+        let acts = Some("hidden activations");
+        assert_eq!(what(&net.forward(&x)), acts);
+        assert_eq!(what(&net.loss(&x, &x)), acts);
+        assert_eq!(what(&net.train_step(&x, &x)), acts);
+        assert_eq!(
+            what(&net.fit(&x, &x, 1, 10_000_000, false, 0, no_stop)),
+            acts
+        );
+        let steps = net.train(&x[..1], &x[..1], 1 << 62, no_stop);
+        assert_eq!(what(&steps), Some("losses"));
+        let epochs = net.fit(&x[..2], &x[..2], 1 << 62, 1, false, 0, no_stop);
+        assert_eq!(what(&epochs), Some("losses"));
+        assert_eq!(
+            net.forward(&[1.0]).map(|o| o.len()),
+            Ok(1),
+            "the network still works"
+        );
     }
 
     #[test]
