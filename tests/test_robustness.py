@@ -137,7 +137,7 @@ def test_buffers_too_large_for_memory_are_memory_errors():
     with pytest.raises(MemoryError, match="losses"):
         net.fit(np.zeros((2, 1)), np.zeros((2, 1)), 2**62)
     with pytest.raises(MemoryError, match="network parameters"):
-        rustbp.Network(60_000, 60_000, 1, optimizer=rustbp.Adam())  # 21.6 G values with Adam's moments
+        rustbp.Network(65_000, 65_000, 1, optimizer=rustbp.Adam())  # 203 GB with Adam's moments
     with pytest.raises(ValueError, match="steps: expected a positive integer below 2\\*\\*63"):
         net.train(np.zeros((1, 1)), np.zeros((1, 1)), 2**70)
     # The network still works after every refusal.
