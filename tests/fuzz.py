@@ -95,7 +95,7 @@ def arrays(draw: st.DrawFn, width: int, rows: int) -> object:
             a = values.astype(dtype)
     except (TypeError, ValueError, OverflowError):
         a = values
-    layout = draw(st.integers(0, 4))
+    layout = draw(st.integers(0, 7))
     if layout == 1 and a.ndim == 2:
         a = np.asfortranarray(a)
     elif layout == 2 and a.ndim >= 1:  # a non-contiguous view of the same values
@@ -103,6 +103,14 @@ def arrays(draw: st.DrawFn, width: int, rows: int) -> object:
         a = wide[..., ::2]
     elif layout == 3:
         return a.tolist()
+    elif layout == 4 and a.dtype != object and a.nbytes:  # the same values at an odd address
+        src, buf = a, np.zeros(a.nbytes + 1, dtype=np.uint8)[1:]
+        a = np.frombuffer(buf, dtype=src.dtype).reshape(src.shape)
+        a[...] = src
+    elif layout == 5 and a.dtype.kind in "iuf":  # non-native byte order
+        a = a.astype(a.dtype.newbyteorder())
+    elif layout == 6:
+        a.flags.writeable = False
     return a
 
 

@@ -122,6 +122,24 @@ def test_train_step_divergence_leaves_the_network_untouched():
         np.testing.assert_array_equal(v, before[k])
 
 
+# -- conversions ------------------------------------------------------------------------------------
+
+
+def test_odd_layouts_are_converted_not_rejected(rng):
+    net = rustbp.Network(4, 3, 2, seed=0)
+    X = rng.normal(size=(5, 4))
+    want = net.forward(X)
+    misaligned = np.frombuffer(np.zeros(X.nbytes + 1, dtype=np.uint8)[1:], dtype=np.float64).reshape(5, 4)
+    misaligned[...] = X
+    assert not misaligned.flags.aligned
+    readonly = X.copy()
+    readonly.flags.writeable = False
+    for x in (misaligned, X.astype(">f8"), readonly, X.T.copy().T, X[::-1][::-1]):
+        np.testing.assert_array_equal(net.forward(x), want)
+    net.set_weights({k: np.asfortranarray(v).astype(">f8") for k, v in net.get_weights().items()})
+    np.testing.assert_array_equal(net.forward(X), want)
+
+
 # -- memory -----------------------------------------------------------------------------------------
 
 

@@ -40,8 +40,8 @@ def _seed(value: object) -> int:
 def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
     """``x`` as a numpy array of ``dtype``: other numeric dtypes and non-contiguous arrays are converted,
     strings, objects and None rejected. Shapes and finiteness are checked in Rust."""
-    if type(x) is np.ndarray and x.dtype is dtype:
-        return x  # the fast path of train_step loops
+    if type(x) is np.ndarray and x.dtype is dtype and x.flags.aligned:
+        return x  # the fast path of train_step loops (Rust copies strided arrays itself)
     if x is None or isinstance(x, (str, bytes)):
         raise TypeError(f"{name}: expected a numeric array, got {type(x).__name__}")
     try:
@@ -52,8 +52,9 @@ def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
         raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
     # A value beyond float32's range becomes inf, which Rust then reports with its position; numpy's
     # cast warning would only repeat that, less precisely.
+    # Aligned too: Rust reads the values as f32/f64, which a misaligned buffer does not hold.
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.ascontiguousarray(a, dtype=dtype)
+        return np.require(a, dtype=dtype, requirements="CA")
 
 
 class Network:
