@@ -54,7 +54,7 @@ def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
     # cast warning would only repeat that, less precisely.
     # Aligned too: Rust reads the values as f32/f64, which a misaligned buffer does not hold.
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.require(a, dtype=dtype, requirements="CA")
+        return np.require(a, dtype=dtype, requirements=["C", "A"])
 
 
 class Network:
