@@ -28,6 +28,10 @@ test: build ## set up and run every test: cargo test, then pytest
 	cargo test --quiet
 	$(PY) -m pytest
 
+.PHONY: fuzz
+fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); prints any finding
+	$(PY) tests/fuzz.py --cases $(or $(CASES),10000)
+
 .PHONY: lint
 lint: venv ## rustfmt, clippy (warnings denied), ruff, mypy --strict, stubtest
 	cargo fmt --check

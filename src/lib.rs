@@ -10,6 +10,7 @@ pub mod activation;
 pub mod error;
 pub mod linalg;
 pub mod loss;
+pub mod memory;
 pub mod network;
 pub mod optim;
 

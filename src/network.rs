@@ -11,6 +11,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::linalg::{matmul, Mat, Scalar};
 use crate::loss::Loss;
+use crate::memory;
 use crate::names::named_enum;
 use crate::optim::Optimizer;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -120,9 +121,18 @@ impl Config {
         (i == W1 || i == W2 || self.train_bias) && self.shapes()[i].1 > 0
     }
 
-    /// Multiply-adds of one training step on a batch of `batch` rows.
+    /// Multiply-adds of one training step on a batch of `batch` rows, plus the fixed cost of a step
+    /// (about 2000 multiply-adds' worth), which dominates tiny networks: without it the article's 2-2-2
+    /// net would check for Ctrl-C only every 160 ms or so.
     fn step_work(&self, batch: usize) -> usize {
-        3 * batch * (self.n_in * self.n_hidden + self.n_hidden * self.n_out)
+        (self.n_in * self.n_hidden + self.n_hidden * self.n_out).saturating_mul(batch).saturating_mul(3).saturating_add(2048)
+    }
+
+    /// Refuses a network whose parameters, gradients and optimizer state would not fit in memory.
+    fn check_fits<T>(&self) -> Result<()> {
+        let params: u128 = self.shapes().iter().map(|&(r, c)| r as u128 * c as u128).sum();
+        let copies = 2 + 2 * self.optimizer.slots() as u128; // params, grads, state and its double buffer
+        memory::check::<T>("network parameters", params * copies).map(|_| ())
     }
 }
 
@@ -132,6 +142,15 @@ pub struct Forward<T> {
     pub h: Vec<T>,
     pub z2: Vec<T>,
     pub o: Vec<T>,
+}
+
+impl<T> Forward<T> {
+    /// Room for a pass over `batch` rows, so that a batch too large for memory is an error up front.
+    fn reserve(&mut self, c: &Config, batch: usize) -> Result<()> {
+        memory::reserve("hidden activations", &mut self.h, batch, c.n_hidden)?;
+        memory::reserve("output activations", &mut self.z2, batch, c.n_out)?;
+        memory::reserve("output activations", &mut self.o, batch, c.n_out)
+    }
 }
 
 /// Every intermediate of one training step on one sample, for teaching (see `Network::explain_step`).
@@ -177,6 +196,7 @@ impl<T: Scalar> Network<T> {
     /// networks with one seed start from the same weights, and a seed always gives the same ones).
     pub fn new(config: Config, seed: u64) -> Result<Self> {
         config.validate()?;
+        config.check_fits::<T>()?;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let shapes = config.shapes();
         let params = std::array::from_fn(|i| {
@@ -189,6 +209,7 @@ impl<T: Scalar> Network<T> {
     /// A network with the given parameters (w1, b1, w2, b2 as flat row-major arrays).
     pub fn with_params(config: Config, params: [Vec<T>; 4]) -> Result<Self> {
         config.validate()?;
+        config.check_fits::<T>()?;
         let mut net = Self {
             config,
             params: std::array::from_fn(|i| vec![T::zero(); config.shapes()[i].0 * config.shapes()[i].1]),
@@ -207,7 +228,7 @@ impl<T: Scalar> Network<T> {
             let slots = if config.trained(i) { config.optimizer.slots() } else { 0 };
             net.grads[i] = vec![T::zero(); len];
             net.state[i] = vec![vec![T::zero(); len]; slots];
-            net.state_next[i] = net.state[i].clone();
+            net.state_next[i].clone_from(&net.state[i]);
         }
         Ok(net)
     }
@@ -274,8 +295,9 @@ impl<T: Scalar> Network<T> {
     /// Outputs for a batch of `x` (B, n_in) row-major; allocates its own buffers, so `&self` suffices
     /// and many threads may predict at once.
     pub fn forward(&self, x: &[T]) -> Result<Vec<T>> {
-        let batch = self.check_batch("X", x, self.config.n_in)?;
+        let batch = Self::check_batch("X", x, self.config.n_in)?;
         let mut acts = Forward::default();
+        acts.reserve(&self.config, batch)?;
         self.forward_into(x, batch, &mut acts);
         Ok(acts.o)
     }
@@ -284,14 +306,17 @@ impl<T: Scalar> Network<T> {
     /// pass, taken before the update.
     pub fn train_step(&mut self, x: &[T], t: &[T]) -> Result<f64> {
         let batch = self.check_pair(x, t)?;
+        self.reserve(batch)?;
         self.step(x, t, batch).map_err(|e| e.at_step(0, vec![]))
     }
 
     /// `steps` training steps on the same batch; returns the loss of each step.
     pub fn train(&mut self, x: &[T], t: &[T], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
         let batch = self.check_pair(x, t)?;
+        self.reserve(batch)?;
         let mut poll = Poll::new(self.config.step_work(batch));
-        let mut losses = Vec::with_capacity(steps);
+        let mut losses = Vec::new();
+        memory::reserve("losses", &mut losses, steps, 1)?;
         for s in 0..steps {
             if poll.due() && !keep_going() {
                 return Err(Error::Interrupted { completed: s });
@@ -325,8 +350,10 @@ impl<T: Scalar> Network<T> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut order: Vec<usize> = (0..n).collect();
         let (mut xb, mut yb) = (Vec::new(), Vec::new());
+        self.reserve(batch_size.min(n))?;
         let mut poll = Poll::new(self.config.step_work(batch_size.min(n)));
-        let mut epoch_losses = Vec::with_capacity(epochs);
+        let mut epoch_losses = Vec::new();
+        memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
         let mut steps = 0;
         for _ in 0..epochs {
             if shuffle {
@@ -387,10 +414,18 @@ impl<T: Scalar> Network<T> {
 
     /// The loss of the network on (x, t) without training.
     pub fn loss(&self, x: &[T], t: &[T]) -> Result<f64> {
-        self.check_pair(x, t)?;
+        let batch = self.check_pair(x, t)?;
         let mut acts = Forward::default();
-        self.forward_into(x, x.len() / self.config.n_in, &mut acts);
+        acts.reserve(&self.config, batch)?;
+        self.forward_into(x, batch, &mut acts);
         Ok(self.config.loss.value(&acts.z2, &acts.o, t, self.config.n_out))
+    }
+
+    /// Room in the training buffers for steps on `batch` rows (see `memory`).
+    fn reserve(&mut self, batch: usize) -> Result<()> {
+        self.acts.reserve(&self.config, batch)?;
+        memory::reserve("output deltas", &mut self.dz2, batch, self.config.n_out)?;
+        memory::reserve("hidden deltas", &mut self.dz1, batch, self.config.n_hidden)
     }
 
     fn step(&mut self, x: &[T], t: &[T], batch: usize) -> Result<f64> {
@@ -465,7 +500,7 @@ impl<T: Scalar> Network<T> {
     }
 
     /// Checks that `x` holds whole, finite rows of `cols` values; returns the number of rows.
-    fn check_batch(&self, arg: &'static str, x: &[T], cols: usize) -> Result<usize> {
+    fn check_batch(arg: &'static str, x: &[T], cols: usize) -> Result<usize> {
         if x.is_empty() || x.len() % cols != 0 {
             return Err(Error::ShapeMismatch { arg, expected: format!("(batch >= 1, {cols})"), got: format!("{} values", x.len()) });
         }
@@ -474,7 +509,7 @@ impl<T: Scalar> Network<T> {
     }
 
     fn check_pair(&self, x: &[T], t: &[T]) -> Result<usize> {
-        let batch = self.check_batch("X", x, self.config.n_in)?;
+        let batch = Self::check_batch("X", x, self.config.n_in)?;
         let n_out = self.config.n_out;
         if t.len() != batch * n_out {
             return Err(Error::ShapeMismatch { arg: "T", expected: format!("({batch}, {n_out})"), got: format!("{} values", t.len()) });

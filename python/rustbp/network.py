@@ -17,32 +17,44 @@ __all__ = ["Network"]
 ArrayLike = Union[npt.ArrayLike, np.ndarray]
 FloatArray = npt.NDArray[np.floating[Any]]
 
-DTYPES = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
+DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
 DEVICES = ("cpu", "gpu")
 
 
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected a positive integer, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name}: expected a positive integer, got {value}")
+    if not 0 < value < 2**63:  # Rust counts in 64 bits; anything near that is a mistake anyway
+        raise ValueError(f"{name}: expected a positive integer below 2**63, got {value}")
+    return int(value)
+
+
+def _seed(value: object) -> int:
+    if value is None:
+        return secrets.randbits(64)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
+        raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {value!r}")
     return int(value)
 
 
 def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
     """``x`` as a numpy array of ``dtype``: other numeric dtypes and non-contiguous arrays are converted,
     strings, objects and None rejected. Shapes and finiteness are checked in Rust."""
-    if type(x) is np.ndarray and x.dtype is dtype:
-        return x  # the fast path of train_step loops
+    if type(x) is np.ndarray and x.dtype is dtype and x.flags.aligned:
+        return x  # the fast path of train_step loops (Rust copies strided arrays itself)
     if x is None or isinstance(x, (str, bytes)):
         raise TypeError(f"{name}: expected a numeric array, got {type(x).__name__}")
     try:
         a = np.asarray(x)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise TypeError(f"{name}: expected a numeric array ({e})") from None
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=dtype)
+    # A value beyond float32's range becomes inf, which Rust then reports with its position; numpy's
+    # cast warning would only repeat that, less precisely.
+    # Aligned too: Rust reads the values as f32/f64, which a misaligned buffer does not hold.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.require(a, dtype=dtype, requirements=["C", "A"])
 
 
 class Network:
@@ -73,6 +85,9 @@ class Network:
             optimizer = SGD(lr=0.5)
         if not isinstance(optimizer, (SGD, Adam)):
             raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(optimizer).__name__}")
+        for name, value in (("dtype", dtype), ("device", device)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype: expected one of float64, float32, got {dtype!r}")
         if device not in DEVICES:
@@ -89,10 +104,7 @@ class Network:
         ):
             if not isinstance(value, str):
                 raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
-        if seed is None:
-            seed = secrets.randbits(64)
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {seed!r}")
+        seed = _seed(seed)
         sgd = isinstance(optimizer, SGD)
         adam = optimizer if isinstance(optimizer, Adam) else Adam()
         core = _rustbp.Core(
@@ -111,7 +123,7 @@ class Network:
             beta2=adam.betas[1],
             eps=adam.eps,
             dtype=dtype,
-            seed=int(seed),
+            seed=seed,
         )
         self._init(core, optimizer, device)
 
@@ -196,11 +208,10 @@ class Network:
         """Mini-batch training for ``epochs`` passes over (X, Y); returns each epoch's mean loss."""
         epochs = _positive_int("epochs", epochs)
         batch_size = _positive_int("batch_size", batch_size)
-        if seed is None:
-            seed = secrets.randbits(64)
+        seed = _seed(seed)
         x = _as_array(X, self._dtype, "X")
         y = _as_array(Y, self._dtype, "Y")
-        return self._core.fit(x, y, epochs, batch_size, bool(shuffle), int(seed))
+        return self._core.fit(x, y, epochs, batch_size, bool(shuffle), seed)
 
     # -- weights ------------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, FloatArray]:
@@ -215,7 +226,8 @@ class Network:
             raise TypeError(f"weights: expected a dict of arrays, got {type(weights).__name__}")
         unknown = set(weights) - {"w1", "b1", "w2", "b2"}
         if unknown:
-            raise ValueError(f"weights: unknown keys {sorted(unknown)}; expected w1, b1, w2, b2")
+            keys = ", ".join(sorted(map(repr, unknown)))
+            raise ValueError(f"weights: unknown keys {keys}; expected w1, b1, w2, b2")
         self._core.set_weights({k: _as_array(v, self._dtype, k) for k, v in weights.items()})
 
     # -- teaching -----------------------------------------------------------------------------------

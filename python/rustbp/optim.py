@@ -4,27 +4,45 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 __all__ = ["SGD", "Adam", "Optimizer"]
 
 
-def _check(name: str, value: float, ok: bool, expected: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _check(obj: object, name: str, ok: Callable[[float], bool], expected: str) -> None:
+    """Checks setting ``name`` of ``obj`` and stores it back as a float, so NumPy scalars, fractions and
+    huge integers reach Rust as plain floats."""
+    _store(obj, name, _number(name, getattr(obj, name), ok, expected))
+
+
+def _number(name: str, value: object, ok: Callable[[float], bool], expected: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    if not ok:
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float range: it fails every check below, whatever its sign
+        v = math.inf
+    if not ok(v):
         raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return v
 
 
-def _check_common(lr: float, weight_decay: float) -> None:
-    _check("lr", lr, isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, "a finite number > 0")
-    _check(
-        "weight_decay",
-        weight_decay,
-        isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0,
-        "a finite number >= 0",
-    )
+def _store(obj: object, field: str, value: object) -> None:
+    object.__setattr__(obj, field, value)  # a frozen dataclass may normalise itself in __post_init__
+
+
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return math.isfinite(v) and v >= 0
+
+
+def _unit(v: float) -> bool:
+    return 0 <= v < 1
 
 
 @dataclass(frozen=True)
@@ -38,9 +56,9 @@ class SGD:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_common(self.lr, self.weight_decay)
-        m = self.momentum
-        _check("momentum", m, isinstance(m, (int, float)) and 0 <= m < 1, "a number in [0, 1)")
+        _check(self, "lr", _positive, "a finite number > 0")
+        _check(self, "weight_decay", _non_negative, "a finite number >= 0")
+        _check(self, "momentum", _unit, "a number in [0, 1)")
         if not isinstance(self.nesterov, bool):
             raise TypeError(f"nesterov: expected a bool, got {type(self.nesterov).__name__}")
         if self.nesterov and self.momentum == 0:
@@ -57,13 +75,15 @@ class Adam:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_common(self.lr, self.weight_decay)
+        _check(self, "lr", _positive, "a finite number > 0")
+        _check(self, "weight_decay", _non_negative, "a finite number >= 0")
         if not isinstance(self.betas, tuple) or len(self.betas) != 2:
             raise ValueError(f"betas: expected a pair of numbers in [0, 1), got {self.betas!r}")
-        for i, b in enumerate(self.betas):
-            _check(f"betas[{i}]", b, isinstance(b, (int, float)) and 0 <= b < 1, "a number in [0, 1)")
-        e = self.eps
-        _check("eps", e, isinstance(e, (int, float)) and math.isfinite(e) and e > 0, "a finite number > 0")
+        betas = tuple(
+            _number(f"betas[{i}]", b, _unit, "a number in [0, 1)") for i, b in enumerate(self.betas)
+        )
+        _store(self, "betas", betas)
+        _check(self, "eps", _positive, "a finite number > 0")
 
 
 Optimizer = Union[SGD, Adam]

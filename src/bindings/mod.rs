@@ -169,7 +169,7 @@ impl Core {
         let guard = self.read()?;
         dispatch!(&*guard, n => {
             let (x, rows, one_d) = rows_of(x, "X", n.config().n_in)?;
-            let work = rows * n.config().n_hidden * (n.config().n_in + n.config().n_out);
+            let work = rows.saturating_mul(n.config().n_hidden * (n.config().n_in + n.config().n_out));
             let o = maybe_detach(py, work, || n.forward(&x))?;
             to_numpy(py, o, if one_d { None } else { Some(rows) })
         })
@@ -180,7 +180,7 @@ impl Core {
         let guard = self.read()?;
         dispatch!(&*guard, n => {
             let (x, t, rows) = pair_of(n, x, t)?;
-            Ok(maybe_detach(py, n.config().n_in * n.config().n_hidden * rows, || n.loss(&x, &t))?)
+            Ok(maybe_detach(py, rows.saturating_mul(n.config().n_in * n.config().n_hidden), || n.loss(&x, &t))?)
         })
     }
 
@@ -189,7 +189,7 @@ impl Core {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
             let (x, t, rows) = pair_of(n, x, t)?;
-            let work = 3 * rows * n.config().n_hidden * (n.config().n_in + n.config().n_out);
+            let work = rows.saturating_mul(3 * n.config().n_hidden * (n.config().n_in + n.config().n_out));
             Ok(maybe_detach(py, work, || n.train_step(&x, &t))?)
         })
     }
@@ -249,8 +249,9 @@ impl Core {
             let mut params: [Vec<_>; 4] = Default::default();
             for (i, p) in params.iter_mut().enumerate() {
                 let (rows, cols) = shapes[i];
+                let shape = if i % 2 == 0 { vec![rows, cols] } else { vec![cols] };
                 match weights.get_item(PARAM_NAMES[i])? {
-                    Some(v) => *p = exact_shape(&v, PARAM_NAMES[i], if i % 2 == 0 { vec![rows, cols] } else { vec![cols] })?,
+                    Some(v) => *p = exact_shape(&v, PARAM_NAMES[i], &shape)?,
                     None if cols == 0 => {}
                     None => return Err(PyValueError::new_err(format!("weights: missing {:?}", PARAM_NAMES[i]))),
                 }
@@ -277,9 +278,9 @@ impl Core {
                 return Err(PyValueError::new_err("optimizer_state: expected 4 parameter entries"));
             }
             let mut typed: [Vec<Vec<_>>; 4] = Default::default();
-            for (slot, arrays) in typed.iter_mut().zip(&state) {
+            for (slot, arrays) in typed.iter_mut().zip(state) {
                 for a in arrays {
-                    let (v, _, _) = rows_of(a, "optimizer_state", 0)?;
+                    let (v, _, _) = rows_of(&a, "optimizer_state", 0)?;
                     slot.push(v);
                 }
             }
@@ -331,6 +332,8 @@ fn maybe_detach<R: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> R + Se
 fn interruptible<R: Send>(py: Python<'_>, f: impl FnOnce(&mut dyn FnMut() -> bool) -> crate::Result<R> + Send) -> PyResult<R> {
     let mut pending: Option<PyErr> = None;
     let result = py.detach(|| {
+        // A closure, not `Python::check_signals`: the method's lifetime is not general enough for `attach`.
+        #[allow(clippy::redundant_closure_for_method_calls)]
         let mut keep_going = || match Python::attach(|py| py.check_signals()) {
             Ok(()) => true,
             Err(e) => {
@@ -341,7 +344,12 @@ fn interruptible<R: Send>(py: Python<'_>, f: impl FnOnce(&mut dyn FnMut() -> boo
         f(&mut keep_going)
     });
     match (result, pending) {
-        (Err(Error::Interrupted { .. }), Some(signal)) => Err(signal),
+        (Err(Error::Interrupted { completed }), Some(signal)) => {
+            // Say where training stopped: the network keeps the weights of exactly these steps.
+            // Best effort: a handler may raise an exception type that takes no attributes.
+            let _ = signal.value(py).setattr("completed_steps", completed);
+            Err(signal)
+        }
         (result, _) => Ok(result?),
     }
 }
@@ -364,20 +372,23 @@ fn rows_of<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, cols:
         return Err(Error::ShapeMismatch { arg, expected, got: format!("{shape:?}") }.into());
     }
     let readonly = array.readonly();
+    // The copy may not fit beside the caller's array: a MemoryError, not an abort.
+    let mut data = Vec::new();
+    crate::memory::reserve(arg, &mut data, rows, width)?;
     // `as_slice` also accepts Fortran order, whose memory is not row-major: copy by index then.
-    let data = match readonly.as_slice() {
-        Ok(s) if readonly.is_c_contiguous() => s.to_vec(),
-        _ => readonly.as_array().iter().copied().collect(),
-    };
+    match readonly.as_slice() {
+        Ok(s) if readonly.is_c_contiguous() => data.extend_from_slice(s),
+        _ => data.extend(readonly.as_array().iter().copied()),
+    }
     Ok((data, rows, one_d))
 }
 
 /// Copies an array that must have exactly `shape`.
-fn exact_shape<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, shape: Vec<usize>) -> PyResult<Vec<T>> {
+fn exact_shape<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, shape: &[usize]) -> PyResult<Vec<T>> {
     let array = obj
         .cast::<PyArrayDyn<T>>()
         .map_err(|_| PyTypeError::new_err(format!("{arg}: expected a numpy array of {}, got {}", std::any::type_name::<T>(), describe(obj))))?;
-    if array.shape() != shape.as_slice() {
+    if array.shape() != shape {
         return Err(Error::ShapeMismatch { arg, expected: format!("{shape:?}"), got: format!("{:?}", array.shape()) }.into());
     }
     Ok(array.readonly().as_array().iter().copied().collect())
@@ -403,7 +414,7 @@ fn to_numpy<T: Element>(py: Python<'_>, v: Vec<T>, rows: Option<usize>) -> PyRes
     match rows {
         None => Ok(array.into_any()),
         Some(r) => {
-            let cols = if r == 0 { 0 } else { array.len() / r };
+            let cols = array.len().checked_div(r).unwrap_or(0);
             Ok(array.reshape([r, cols])?.into_any())
         }
     }

@@ -1,0 +1,373 @@
+"""Nothing lost, never a crash: divergence, Ctrl-C, the GIL, threads, memory limits and determinism."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+import rustbp
+
+
+def linear_net(lr=1.0, dtype="float64", optimizer=None, seed=3):
+    """An identity-activation network: with a large learning rate its weights grow geometrically."""
+    return rustbp.Network(
+        2,
+        4,
+        1,
+        hidden_activation="identity",
+        output_activation="identity",
+        optimizer=optimizer or rustbp.SGD(lr=lr),
+        dtype=dtype,
+        seed=seed,
+    )
+
+
+def assert_same_weights(a, b):
+    wa, wb = a.get_weights(), b.get_weights()
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+
+
+def run_child(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    """Runs ``code`` in a fresh interpreter (so a crash or a signal cannot take pytest down)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+# -- divergence -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fit_divergence_counts_steps_across_epochs(rng, dtype):
+    X, Y = rng.normal(size=(10, 2)), rng.normal(size=(10, 1))
+    net = linear_net(dtype=dtype)
+    with pytest.raises(rustbp.TrainingDivergedError) as info:
+        net.fit(X, Y, epochs=1000, batch_size=3, shuffle=False)
+    err = info.value
+    # Four batches per epoch (3 + 3 + 3 + 1): `step` counts every step of the call, `losses` holds the
+    # epochs completed before the failing one.
+    assert err.step >= 4, "this setup diverges after the first epoch"
+    assert len(err.losses) == err.step // 4
+    assert all(np.isfinite(v).all() for v in net.get_weights().values())
+    # The network is exactly where its last finite step left it: replay those steps one by one.
+    replay = linear_net(dtype=dtype)
+    batches = [(X[i : i + 3], Y[i : i + 3]) for i in range(0, 10, 3)]
+    epoch_losses, total = [], 0.0
+    for s in range(err.step):
+        xb, yb = batches[s % 4]
+        total += replay.train_step(xb, yb) * len(xb)
+        if s % 4 == 3:
+            epoch_losses.append(total / 10)
+            total = 0.0
+    assert_same_weights(net, replay)
+    np.testing.assert_allclose(err.losses, epoch_losses, rtol=1e-12)
+    # The failing step fails again, from the same state.
+    with pytest.raises(rustbp.TrainingDivergedError, match="step 0"):
+        replay.train_step(*batches[err.step % 4])
+
+
+@pytest.mark.parametrize(("dtype", "lr"), [("float32", 1e20), ("float64", 1e200)])
+def test_adam_divergence_keeps_weights_and_moments(rng, dtype, lr):
+    X, T = rng.normal(size=(4, 2)), rng.normal(size=(4, 1))
+    net = linear_net(optimizer=rustbp.Adam(lr=lr), dtype=dtype)
+    with pytest.raises(rustbp.TrainingDivergedError) as info:
+        net.train(X, T, 100)
+    step = info.value.step
+    assert step >= 1 and len(info.value.losses) == step
+    replay = linear_net(optimizer=rustbp.Adam(lr=lr), dtype=dtype)
+    replay.train(X, T, step)
+    assert_same_weights(net, replay)
+    # Adam's moments and step count were not touched by the failed update either.
+    (got, t_got), (want, t_want) = net._core.get_optimizer_state(), replay._core.get_optimizer_state()
+    assert t_got == t_want == step
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_float64_overflow_diverges_cleanly(rng):
+    X, T = rng.normal(size=(5, 2)) * 1e3, rng.normal(size=(5, 1))
+    net = linear_net(lr=1e3)
+    before = net.get_weights()
+    with pytest.raises(rustbp.TrainingDivergedError) as info:
+        net.train(X, T, 10_000)
+    err = info.value
+    assert "non-finite" in str(err) and 0 < err.step < 10_000
+    assert np.isfinite(err.losses).all() and max(err.losses) > 1e100, "it got far before overflowing"
+    weights = net.get_weights()
+    assert all(np.isfinite(v).all() for v in weights.values())
+    assert not np.array_equal(weights["w1"], before["w1"])
+
+
+def test_train_step_divergence_leaves_the_network_untouched():
+    net = linear_net(lr=1.0)
+    before = net.get_weights()
+    with pytest.raises(rustbp.TrainingDivergedError) as info:
+        net.train_step([[1e200, 1e200]], [[0.0]])  # finite input, infinite loss
+    assert info.value.step == 0 and info.value.losses == []
+    assert_same_weights(net, net)  # still readable
+    for k, v in net.get_weights().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+# -- conversions ------------------------------------------------------------------------------------
+
+
+def test_odd_layouts_are_converted_not_rejected(rng):
+    net = rustbp.Network(4, 3, 2, seed=0)
+    X = rng.normal(size=(5, 4))
+    want = net.forward(X)
+    misaligned = np.frombuffer(np.zeros(X.nbytes + 1, dtype=np.uint8)[1:], dtype=np.float64).reshape(5, 4)
+    misaligned[...] = X
+    assert not misaligned.flags.aligned
+    readonly = X.copy()
+    readonly.flags.writeable = False
+    for x in (misaligned, X.astype(">f8"), readonly, X.T.copy().T, X[::-1][::-1]):
+        np.testing.assert_array_equal(net.forward(x), want)
+    net.set_weights({k: np.asfortranarray(v).astype(">f8") for k, v in net.get_weights().items()})
+    np.testing.assert_array_equal(net.forward(X), want)
+
+
+# -- memory -----------------------------------------------------------------------------------------
+
+
+def test_buffers_too_large_for_memory_are_memory_errors():
+    # Each of these would abort the process if allocated blindly.
+    net = rustbp.Network(1, 100_000, 1, seed=0)
+    with pytest.raises(MemoryError, match="hidden activations"):
+        net.forward(np.zeros((10**7, 1)))  # 80 MB of input, 8 TB of hidden activations
+    with pytest.raises(MemoryError, match="hidden activations"):
+        net.loss(np.zeros((10**7, 1)), np.zeros((10**7, 1)))
+    with pytest.raises(MemoryError, match="losses"):
+        net.train(np.zeros((1, 1)), np.zeros((1, 1)), 2**62)
+    with pytest.raises(MemoryError, match="losses"):
+        net.fit(np.zeros((2, 1)), np.zeros((2, 1)), 2**62)
+    with pytest.raises(MemoryError, match="network parameters"):
+        rustbp.Network(65_000, 65_000, 1, optimizer=rustbp.Adam())  # 203 GB with Adam's moments
+    with pytest.raises(ValueError, match="steps: expected a positive integer below 2\\*\\*63"):
+        net.train(np.zeros((1, 1)), np.zeros((1, 1)), 2**70)
+    # The network still works after every refusal.
+    assert net.forward(np.zeros((2, 1))).shape == (2, 1)
+
+
+# -- Ctrl-C -----------------------------------------------------------------------------------------
+
+INTERRUPT_CHILD = """
+import os, signal, sys, threading, time
+import numpy as np
+import rustbp
+
+method, size = sys.argv[1:]
+rng = np.random.default_rng(0)
+if size == "tiny":  # the article's 2-2-2 net: a step costs well under a microsecond
+    X, T = np.array([[0.05, 0.10]] * 2), np.array([[0.01, 0.99]] * 2)
+    make = rustbp.Network.article
+else:  # every step is a few milliseconds of gemm
+    X, T = rng.normal(size=(128, 256)), rng.uniform(size=(128, 64))
+    make = lambda: rustbp.Network(256, 512, 64, seed=1, optimizer=rustbp.SGD(lr=0.01))
+half = len(X) // 2
+net = make()
+sent = []
+
+def interrupt():
+    time.sleep(0.5)
+    sent.append(time.perf_counter())
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt).start()
+try:
+    if method == "train":
+        net.train(X[:half], T[:half], 10**7)
+    else:
+        net.fit(X, T, epochs=10**6, batch_size=half, shuffle=False)
+    print("no interrupt")
+    sys.exit(1)
+except KeyboardInterrupt as e:
+    latency = time.perf_counter() - sent[0]
+    steps = e.completed_steps
+# The network holds exactly the weights of `steps` completed steps: replay them.
+replay = make()
+if method == "train":
+    replay.train(X[:half], T[:half], steps)
+else:
+    if steps >= 2:
+        replay.fit(X, T, epochs=steps // 2, batch_size=half, shuffle=False)
+    if steps % 2:
+        replay.train_step(X[:half], T[:half])
+same = all(np.array_equal(v, net.get_weights()[k]) for k, v in replay.get_weights().items())
+print(f"latency={latency:.4f} steps={steps} same={same}")
+"""
+
+
+@pytest.mark.parametrize("size", ["tiny", "big"])
+@pytest.mark.parametrize("method", ["train", "fit"])
+def test_ctrl_c_stops_within_100_ms_at_a_completed_step(method, size):
+    # The only timed assertion here, because the issue asks for the bound. The latency is measured in
+    # the child, from the signal to the exception; a loaded machine gets one retry.
+    latencies = []
+    for _ in range(2):
+        child = run_child(INTERRUPT_CHILD, method, size)
+        assert child.returncode == 0, child.stdout + child.stderr
+        fields = dict(f.split("=") for f in child.stdout.split())
+        assert int(fields["steps"]) >= 1 and fields["same"] == "True", child.stdout
+        latencies.append(float(fields["latency"]))
+        if latencies[-1] < 0.1:
+            break
+    assert latencies[-1] < 0.1, f"KeyboardInterrupt came {latencies} s after SIGINT"
+
+
+# -- GIL and threads ----------------------------------------------------------------------------------
+
+
+def test_other_threads_run_during_a_long_fit(rng):
+    X, Y = rng.normal(size=(512, 64)), rng.uniform(size=(512, 8))
+    net = rustbp.Network(64, 256, 8, seed=0)
+    counter, done = [0], threading.Event()
+
+    def count():
+        while not done.is_set():
+            counter[0] += 1
+            time.sleep(0.001)
+
+    net.fit(X, Y, epochs=1)  # warm up
+    thread = threading.Thread(target=count)
+    thread.start()
+    time.sleep(0.01)
+    start = counter[0]
+    net.fit(X, Y, epochs=150, batch_size=64, seed=1)
+    during = counter[0] - start
+    done.set()
+    thread.join()
+    # Holding the GIL for the whole fit would leave the counter where it was.
+    assert during > 10
+
+
+def test_training_excludes_readers_cleanly(rng):
+    """While one thread trains, others read: each read sees the weights of some completed step (or is
+    refused with RuntimeError), never a mix of two steps."""
+    X, T = rng.normal(size=(64, 32)), rng.uniform(size=(64, 4))
+    net = rustbp.Network(32, 64, 4, seed=5, optimizer=rustbp.SGD(lr=0.05, momentum=0.9))
+    steps, snapshots, outputs, refused, unexpected = 150, [], [], [], []
+    done = threading.Event()
+
+    def read():
+        while not done.is_set():
+            try:
+                snapshots.append(net.get_weights())
+                outputs.append(net.forward(X[:2]))
+            except RuntimeError as e:
+                refused.append(str(e))
+            except BaseException as e:  # pragma: no cover - reported below
+                unexpected.append(e)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for r in readers:
+        r.start()
+    trainer_errors = []
+    for _ in range(steps):
+        try:
+            net.train_step(X, T)
+        except RuntimeError as e:  # a reader held the lock at that instant
+            trainer_errors.append(str(e))
+    done.set()
+    for r in readers:
+        r.join()
+    assert not unexpected
+    assert all("busy" in m for m in refused + trainer_errors)
+    # Every state the network passed through, replayed on a twin that trains alone.
+    twin = rustbp.Network(32, 64, 4, seed=5, optimizer=rustbp.SGD(lr=0.05, momentum=0.9))
+    states = [twin.get_weights()]
+    for _ in range(steps - len(trainer_errors)):
+        twin.train_step(X, T)
+        states.append(twin.get_weights())
+    keyed = {s["w1"].tobytes(): s for s in states}
+    for snap in snapshots:
+        match = keyed.get(snap["w1"].tobytes())
+        assert match is not None, "a reader saw w1 of no completed step"
+        for k in snap:
+            np.testing.assert_array_equal(snap[k], match[k], err_msg=f"{k} from another step than w1")
+    assert_same_weights(net, twin)
+
+
+def test_a_long_train_refuses_other_threads_with_a_clear_error(rng):
+    X, T = rng.normal(size=(256, 64)), rng.uniform(size=(256, 8))
+    net = rustbp.Network(64, 256, 8, seed=0)
+    want = net.get_weights()
+    results, done = [], threading.Event()
+
+    def train():
+        try:
+            net.train(X, T, 300)
+        finally:
+            done.set()
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    while not done.is_set():
+        for call in (lambda: net.forward(X[:1]), net.get_weights):
+            try:
+                call()
+                results.append("ok")
+            except RuntimeError as e:
+                results.append(str(e))
+        time.sleep(0.001)
+    trainer.join()
+    busy = [r for r in results if r != "ok"]
+    assert busy, "300 steps of 256 x 64 x 256 hold the network long enough to be refused"
+    assert all("the network is busy: another thread is training it" in m for m in busy)
+    # The readers changed nothing: the result is exactly 300 steps from the start.
+    twin = rustbp.Network(64, 256, 8, seed=0)
+    for k, v in twin.get_weights().items():
+        np.testing.assert_array_equal(v, want[k])
+    twin.train(X, T, 300)
+    assert_same_weights(net, twin)
+
+
+# -- determinism ------------------------------------------------------------------------------------
+
+DETERMINISM_CHILD = """
+import hashlib
+import numpy as np
+import rustbp
+
+rng = np.random.default_rng(0)
+X, T = rng.normal(size=(512, 256)), rng.uniform(size=(512, 64))
+h = hashlib.sha256()
+for dtype in ("float64", "float32"):
+    net = rustbp.Network(256, 512, 64, seed=9, dtype=dtype, optimizer=rustbp.Adam(lr=1e-3))
+    h.update(net.forward(X).tobytes())
+    h.update(net.train(X, T, 3).tobytes())
+    h.update(net.fit(X, T, epochs=1, batch_size=200, seed=4).tobytes())
+    for v in net.get_weights().values():
+        h.update(v.tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_training_is_bit_identical_whatever_the_thread_count():
+    digests = []
+    for threads in ("1", "2", "3"):
+        child = run_child(DETERMINISM_CHILD, env={"RAYON_NUM_THREADS": threads})
+        assert child.returncode == 0, child.stderr
+        digests.append(child.stdout.strip())
+    assert digests[0] == digests[1] == digests[2]
+
+
+def test_forward_is_deterministic(rng):
+    net = rustbp.Network(256, 512, 64, seed=2)
+    X = rng.normal(size=(300, 256))
+    first = net.forward(X)
+    for _ in range(3):
+        np.testing.assert_array_equal(net.forward(X), first)
