@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod error;
+pub mod io;
 pub mod linalg;
 pub mod loss;
 pub mod network;
