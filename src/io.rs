@@ -128,6 +128,14 @@ pub fn to_safetensors<T: FileScalar>(net: &Network<T>, optimizer: bool) -> Resul
 /// Reads a network written by `to_safetensors`, checking the format, version, checksum, every shape
 /// and dtype, and that every value is finite.
 pub fn from_safetensors(bytes: &[u8]) -> Result<LoadedNetwork> {
+    // Every failure, including a shape or a value the network itself refuses, says it is the file's.
+    read(bytes).map_err(|e| match e {
+        Error::InvalidFile { .. } => e,
+        other => file_error(other.to_string()),
+    })
+}
+
+fn read(bytes: &[u8]) -> Result<LoadedNetwork> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| file_error(format!("not a readable safetensors file ({e})")))?;
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| file_error(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
