@@ -14,17 +14,20 @@ import struct
 
 import numpy as np
 import pytest
+import rustbp
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
-
-import rustbp
 
 NETS = {
     "adam": {"optimizer": rustbp.Adam(lr=0.01)},
     "nesterov": {"optimizer": rustbp.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)},
     "sgd-shared": {"bias": "shared", "hidden_activation": "tanh"},
-    "float32-softmax": {"dtype": "float32", "output_activation": "softmax", "loss": "cross_entropy",
-                        "optimizer": rustbp.Adam(lr=0.02, betas=(0.8, 0.95), weight_decay=0.01)},
+    "float32-softmax": {
+        "dtype": "float32",
+        "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "optimizer": rustbp.Adam(lr=0.02, betas=(0.8, 0.95), weight_decay=0.01),
+    },
     "no-bias-frozen": {"bias": "none", "train_bias": False, "optimizer": rustbp.SGD(lr=0.3, momentum=0.5)},
 }
 
@@ -166,7 +169,9 @@ def saved(tmp_path):
 def test_forged_file_of_the_tests_loads(tmp_path, saved):
     # The forging helper is right, so the failures below are for the reasons they name.
     (tmp_path / "f.safetensors").write_bytes(forge(saved))
-    assert_same(rustbp.Network.load(tmp_path / "f.safetensors"), rustbp.Network.load(tmp_path / "good.safetensors"))
+    assert_same(
+        rustbp.Network.load(tmp_path / "f.safetensors"), rustbp.Network.load(tmp_path / "good.safetensors")
+    )
 
 
 def damaged(saved):
@@ -180,14 +185,34 @@ def damaged(saved):
     yield "bit flip", bytes(flipped), "checksum mismatch: the file is corrupted"
     yield "version", forge(saved, format_version="2"), "format version 2 is not supported"
     yield "not rustbp", st_save(t), "not one written by rustbp"
-    yield "wrong shape", forge(saved, {**t, "0.weight": t["0.weight"][:, :4].copy()}), r"0.weight: expected shape \[7, 5\]"
-    yield "wrong dtype", forge(saved, {**t, "2.bias": t["2.bias"].astype(np.float32)}), "2.bias: expected dtype F64"
+    yield (
+        "wrong shape",
+        forge(saved, {**t, "0.weight": t["0.weight"][:, :4].copy()}),
+        r"0.weight: expected shape \[7, 5\]",
+    )
+    yield (
+        "wrong dtype",
+        forge(saved, {**t, "2.bias": t["2.bias"].astype(np.float32)}),
+        "2.bias: expected dtype F64",
+    )
     yield "missing", forge(saved, {k: v for k, v in t.items() if k != "2.weight"}), "missing tensor 2.weight"
-    yield "extra", forge(saved, {**t, "4.weight": t["2.weight"]}), "unexpected tensor \"4.weight\""
+    yield "extra", forge(saved, {**t, "4.weight": t["2.weight"]}), 'unexpected tensor "4.weight"'
     yield "nan", forge(saved, {**t, "0.bias": np.full(7, np.nan)}), "b1: expected finite values"
-    yield "config", forge(saved, hidden_activation="swish"), "metadata field hidden_activation: expected sigmoid, tanh"
-    yield "no state", forge(saved, **{"optimizer.2.bias.exp_avg": None}), "missing metadata field \"optimizer.2.bias.exp_avg\""
-    yield "state size", forge(saved, **{"optimizer.2.bias.exp_avg": "AAAAAAAAAAA="}), "expected 3 values, got 8 bytes"
+    yield (
+        "config",
+        forge(saved, hidden_activation="swish"),
+        "metadata field hidden_activation: expected sigmoid, tanh",
+    )
+    yield (
+        "no state",
+        forge(saved, **{"optimizer.2.bias.exp_avg": None}),
+        'missing metadata field "optimizer.2.bias.exp_avg"',
+    )
+    yield (
+        "state size",
+        forge(saved, **{"optimizer.2.bias.exp_avg": "AAAAAAAAAAA="}),
+        "expected 3 values, got 8 bytes",
+    )
     yield "base64", forge(saved, **{"optimizer.2.bias.exp_avg": "not base64!"}), "invalid base64"
     yield "softmax", forge(saved, output_activation="softmax"), "cross_entropy"
 
@@ -203,7 +228,7 @@ def test_load_refuses_damaged_files_clearly(tmp_path, saved, case):
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.safetensors"):
         rustbp.Network.load(tmp_path / "nope.safetensors")
 
 

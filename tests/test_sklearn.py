@@ -10,14 +10,13 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import load_digits, make_regression  # noqa: E402
-from sklearn.model_selection import cross_val_score, train_test_split  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
-
-from rustbp.sklearn import NetworkClassifier, NetworkRegressor  # noqa: E402
+from rustbp.sklearn import NetworkClassifier, NetworkRegressor
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_regression
+from sklearn.model_selection import cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 
 @parametrize_with_checks([NetworkClassifier(), NetworkRegressor()])
@@ -99,16 +98,23 @@ def test_partial_fit_and_warm_start_continue_training():
 
 def test_early_stopping_uses_a_validation_split():
     X, y = load_digits(n_class=5, return_X_y=True)
-    clf = NetworkClassifier(n_hidden=32, early_stopping=True, n_iter_no_change=3, max_iter=500, random_state=0)
+    clf = NetworkClassifier(
+        n_hidden=32, early_stopping=True, n_iter_no_change=3, max_iter=500, random_state=0
+    )
     clf.fit(X / 16, y)
     assert clf.n_iter_ < 500 and len(clf.validation_loss_curve_) == clf.n_iter_
 
 
 @pytest.mark.parametrize(
     ("params", "pattern"),
-    [({"optimizer": "rmsprop"}, "optimizer: expected one of adam, sgd"), ({"max_iter": 0}, "max_iter"),
-     ({"hidden_activation": "gelu"}, "hidden_activation"), ({"dtype": "float16"}, "dtype"),
-     ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr")],
+    [
+        ({"optimizer": "rmsprop"}, "optimizer: expected one of adam, sgd"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"hidden_activation": "gelu"}, "hidden_activation"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": -1.0}, "lr"),
+    ],
 )
 def test_bad_parameters_are_reported_at_fit(params, pattern):
     clf = NetworkClassifier(**params)  # scikit-learn's convention: no checks before fit

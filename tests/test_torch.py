@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import rustbp
 
 torch = pytest.importorskip("torch")
@@ -14,21 +13,34 @@ nn = torch.nn
 
 CASES = {
     "sigmoid": {},
-    "relu-softmax-f32": {"hidden_activation": "relu", "output_activation": "softmax", "loss": "cross_entropy",
-                         "dtype": "float32"},
+    "relu-softmax-f32": {
+        "hidden_activation": "relu",
+        "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "dtype": "float32",
+    },
     "tanh-identity-nobias": {"hidden_activation": "tanh", "output_activation": "identity", "bias": "none"},
     "shared": {"bias": "shared", "hidden_activation": "identity"},
 }
 
 
 def torch_module(net):
-    acts = {"sigmoid": nn.Sigmoid(), "relu": nn.ReLU(), "tanh": nn.Tanh(), "identity": nn.Identity(),
-            "softmax": nn.Softmax(dim=-1)}
+    acts = {
+        "sigmoid": nn.Sigmoid(),
+        "relu": nn.ReLU(),
+        "tanh": nn.Tanh(),
+        "identity": nn.Identity(),
+        "softmax": nn.Softmax(dim=-1),
+    }
     c = net.config
     dtype = getattr(torch, c.dtype)
     bias = c.bias != "none"
-    return nn.Sequential(nn.Linear(c.n_in, c.n_hidden, bias=bias, dtype=dtype), acts[c.hidden_activation],
-                         nn.Linear(c.n_hidden, c.n_out, bias=bias, dtype=dtype), acts[c.output_activation])
+    return nn.Sequential(
+        nn.Linear(c.n_in, c.n_hidden, bias=bias, dtype=dtype),
+        acts[c.hidden_activation],
+        nn.Linear(c.n_hidden, c.n_out, bias=bias, dtype=dtype),
+        acts[c.output_activation],
+    )
 
 
 @pytest.mark.parametrize("kw", CASES.values(), ids=CASES.keys())
@@ -60,7 +72,9 @@ def test_to_torch_and_back(rng, kw):
 
 def test_from_torch_trains_like_pytorch(rng):
     torch.manual_seed(0)
-    module = nn.Sequential(nn.Linear(3, 4, dtype=torch.float64), nn.Tanh(), nn.Linear(4, 2, dtype=torch.float64))
+    module = nn.Sequential(
+        nn.Linear(3, 4, dtype=torch.float64), nn.Tanh(), nn.Linear(4, 2, dtype=torch.float64)
+    )
     net = rustbp.Network.from_torch(module, loss="mse", optimizer=rustbp.SGD(lr=0.1, momentum=0.9))
     assert net.config.output_activation == "identity"
     X, T = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))

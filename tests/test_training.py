@@ -7,10 +7,10 @@ import dataclasses
 import logging
 import sys
 import types
+from typing import ClassVar
 
 import numpy as np
 import pytest
-
 import rustbp
 from rustbp import training
 
@@ -27,8 +27,17 @@ def classification(rng, n=60):
 
 # -- configuration ------------------------------------------------------------------------------------
 def test_network_config_round_trips_and_rebuilds_the_same_network():
-    cfg = rustbp.NetworkConfig(4, 8, 3, hidden_activation="tanh", output_activation="softmax",
-                               loss="cross_entropy", optimizer=rustbp.Adam(lr=0.01), dtype="float32", seed=5)
+    cfg = rustbp.NetworkConfig(
+        4,
+        8,
+        3,
+        hidden_activation="tanh",
+        output_activation="softmax",
+        loss="cross_entropy",
+        optimizer=rustbp.Adam(lr=0.01),
+        dtype="float32",
+        seed=5,
+    )
     net = rustbp.Network.from_config(cfg)
     assert net.config == cfg
     twin = rustbp.Network.from_config(net.config)
@@ -36,12 +45,13 @@ def test_network_config_round_trips_and_rebuilds_the_same_network():
     # An unseeded network records the seed it drew, so its config rebuilds it too.
     drawn = make(seed=None)
     assert isinstance(drawn.config.seed, int)
-    np.testing.assert_array_equal(rustbp.Network.from_config(drawn.config).get_weights()["w2"],
-                                  drawn.get_weights()["w2"])
+    np.testing.assert_array_equal(
+        rustbp.Network.from_config(drawn.config).get_weights()["w2"], drawn.get_weights()["w2"]
+    )
     assert repr(cfg).startswith("NetworkConfig(n_in=4, n_hidden=8, n_out=3, hidden_activation='tanh'")
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.n_in = 5  # type: ignore[misc]
-    with pytest.raises(TypeError, match="config: expected a rustbp.NetworkConfig"):
+    with pytest.raises(TypeError, match=r"config: expected a rustbp\.NetworkConfig"):
         rustbp.Network.from_config({"n_in": 4})
 
 
@@ -50,10 +60,18 @@ def test_network_config_round_trips_and_rebuilds_the_same_network():
     [
         ({"n_in": 0}, ValueError, "n_in: expected a positive integer, got 0"),
         ({"n_hidden": 2.5}, TypeError, "n_hidden"),
-        ({"hidden_activation": "softmax"}, ValueError, "hidden_activation: expected one of sigmoid, tanh, relu, identity"),
+        (
+            {"hidden_activation": "softmax"},
+            ValueError,
+            "hidden_activation: expected one of sigmoid, tanh, relu, identity",
+        ),
         ({"output_activation": "gelu"}, ValueError, "output_activation: expected one of .*softmax"),
         ({"loss": "l1"}, ValueError, "loss: expected one of half_sse, mse, cross_entropy, got 'l1'"),
-        ({"loss": "cross_entropy"}, ValueError, "output_activation: expected softmax output with cross_entropy"),
+        (
+            {"loss": "cross_entropy"},
+            ValueError,
+            "output_activation: expected softmax output with cross_entropy",
+        ),
         ({"bias": "some"}, ValueError, "bias: expected one of per_neuron, shared, none"),
         ({"train_bias": 1}, TypeError, "train_bias: expected a bool"),
         ({"optimizer": "adam"}, TypeError, "optimizer: expected rustbp.SGD or rustbp.Adam"),
@@ -94,7 +112,7 @@ def test_fit_takes_a_training_config_or_arguments_not_both(rng):
     np.testing.assert_array_equal(a.fit(X, Y, config=cfg), b.fit(X, Y, 3, batch_size=16, seed=1))
     with pytest.raises(TypeError, match="not both"):
         a.fit(X, Y, 3, config=cfg)
-    with pytest.raises(TypeError, match="config: expected a rustbp.TrainingConfig"):
+    with pytest.raises(TypeError, match=r"config: expected a rustbp\.TrainingConfig"):
         a.fit(X, Y, config={"epochs": 3})
 
 
@@ -146,8 +164,16 @@ def test_early_stopping_stops_and_restores_the_best_weights(rng):
     Xv, Yv = classification(rng, 30)
     snapshots = []
     net = make(optimizer=rustbp.SGD(lr=3.0))  # a large step, so the validation loss soon stops improving
-    h = net.fit(X, Y, 200, batch_size=4, seed=0, validation_data=(Xv, Yv), patience=3,
-                callbacks=[lambda epoch, logs: snapshots.append(net.get_weights())])
+    h = net.fit(
+        X,
+        Y,
+        200,
+        batch_size=4,
+        seed=0,
+        validation_data=(Xv, Yv),
+        patience=3,
+        callbacks=[lambda epoch, logs: snapshots.append(net.get_weights())],
+    )
     assert h.stopped_early and h.epochs < 200
     assert h.epochs == h.best_epoch + 4, "stops after `patience` epochs without improvement"
     assert h.val_loss[h.best_epoch] == h.val_loss.min()
@@ -155,8 +181,9 @@ def test_early_stopping_stops_and_restores_the_best_weights(rng):
     assert net.loss(Xv, Yv) == h.val_loss.min()
 
     kept = make(optimizer=rustbp.SGD(lr=3.0))
-    h2 = kept.fit(X, Y, 200, batch_size=4, seed=0, validation_data=(Xv, Yv), patience=3,
-                  restore_best_weights=False)
+    h2 = kept.fit(
+        X, Y, 200, batch_size=4, seed=0, validation_data=(Xv, Yv), patience=3, restore_best_weights=False
+    )
     assert h2.epochs == h.epochs and kept.loss(Xv, Yv) == h2.val_loss[-1]
 
 
@@ -183,8 +210,12 @@ def test_callbacks_see_every_epoch_and_can_stop(rng):
 
 def test_divergence_in_fit_counts_steps_across_epochs():
     X, Y = np.array([[3.0, -2.0, 1.0, 0.5]] * 8), np.ones((8, 3))
-    net = make(hidden_activation="identity", output_activation="identity", optimizer=rustbp.SGD(lr=5.0),
-               dtype="float32")
+    net = make(
+        hidden_activation="identity",
+        output_activation="identity",
+        optimizer=rustbp.SGD(lr=5.0),
+        dtype="float32",
+    )
     with pytest.raises(rustbp.TrainingDivergedError) as info:
         net.fit(X, Y, 100, batch_size=4, shuffle=False)
     err = info.value
@@ -212,12 +243,19 @@ def test_train_logs_the_loss_every_n_steps_like_the_article(caplog):
 
 
 def test_chunked_train_numbers_a_divergence_from_the_start(caplog):
-    args = {"hidden_activation": "identity", "output_activation": "identity", "optimizer": rustbp.SGD(lr=50.0),
-            "dtype": "float32"}
+    args = {
+        "hidden_activation": "identity",
+        "output_activation": "identity",
+        "optimizer": rustbp.SGD(lr=50.0),
+        "dtype": "float32",
+    }
     X, T = np.array([[3.0, -2.0, 1.0, 0.5]]), np.array([[1.0, 0.0, 1.0]])
     with pytest.raises(rustbp.TrainingDivergedError) as plain:
         make(**args).train(X, T, 1000)
-    with caplog.at_level(logging.INFO, logger="rustbp"), pytest.raises(rustbp.TrainingDivergedError) as chunked:
+    with (
+        caplog.at_level(logging.INFO, logger="rustbp"),
+        pytest.raises(rustbp.TrainingDivergedError) as chunked,
+    ):
         make(**args).train(X, T, 1000, log_every=2)
     assert chunked.value.step == plain.value.step == 3, "in the second chunk of 2 steps"
     np.testing.assert_array_equal(chunked.value.losses, plain.value.losses)
@@ -232,7 +270,7 @@ def test_fit_logs_each_epoch(rng, caplog):
 
 
 class FakeBar:
-    instances: list[FakeBar] = []
+    instances: ClassVar[list[FakeBar]] = []
 
     def __init__(self, **kw):
         self.kw, self.n, self.closed, self.postfix = kw, 0, False, None

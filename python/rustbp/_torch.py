@@ -15,7 +15,13 @@ if TYPE_CHECKING:
 __all__ = ["from_torch", "to_torch"]
 
 # rustbp activation -> torch.nn class name; softmax normalises each row (dim=-1).
-ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU", "identity": "Identity", "softmax": "Softmax"}
+ACTIVATIONS = {
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "relu": "ReLU",
+    "identity": "Identity",
+    "softmax": "Softmax",
+}
 
 
 def _torch() -> Any:
@@ -64,7 +70,10 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
         len(layers) == 4
         and isinstance(layers[0], nn.Linear)
         and isinstance(layers[2], nn.Linear)
-        and all(type(layers[i]).__name__ in names and type(layers[i]).__module__.startswith("torch.") for i in (1, 3))
+        and all(
+            type(layers[i]).__name__ in names and type(layers[i]).__module__.startswith("torch.")
+            for i in (1, 3)
+        )
         and layers[0].out_features == layers[2].in_features
     )
     if not shape_ok:
@@ -77,12 +86,18 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
         raise ValueError("module: softmax is only supported as the output activation")
     for i in (1, 3):
         if type(layers[i]).__name__ == "Softmax" and layers[i].dim not in (-1, 1):
-            raise ValueError(f"module: Softmax must normalise each sample (dim=-1 or 1), got dim={layers[i].dim}")
+            raise ValueError(
+                f"module: Softmax must normalise each sample (dim=-1 or 1), got dim={layers[i].dim}"
+            )
     if (l1.bias is None) != (l2.bias is None):
-        raise ValueError("module: both Linear layers must have a bias, or neither (rustbp uses one bias mode)")
+        raise ValueError(
+            "module: both Linear layers must have a bias, or neither (rustbp uses one bias mode)"
+        )
     dtypes = {torch.float32: "float32", torch.float64: "float64"}
     if l1.weight.dtype not in dtypes or l2.weight.dtype != l1.weight.dtype:
-        raise ValueError(f"module: expected float32 or float64 weights, got {l1.weight.dtype} and {l2.weight.dtype}")
+        raise ValueError(
+            f"module: expected float32 or float64 weights, got {l1.weight.dtype} and {l2.weight.dtype}"
+        )
     output = names[type(layers[3]).__name__]
     kwargs = {
         "hidden_activation": names[type(layers[1]).__name__],
@@ -97,7 +112,7 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
     def numpy(t: Any) -> np.ndarray:
         return np.asarray(t.detach().cpu().numpy())
 
-    weights = {"w1": numpy(l1.weight), "w2": numpy(l2.weight)}
+    weights: dict[str, Any] = {"w1": numpy(l1.weight), "w2": numpy(l2.weight)}
     if l1.bias is not None:
         weights.update(b1=numpy(l1.bias), b2=numpy(l2.bias))
     net.set_weights(weights)

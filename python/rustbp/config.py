@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -35,7 +35,9 @@ def _positive_int(name: str, value: object) -> None:
 
 def _one_of(name: str, value: object, accepted: tuple[str, ...]) -> None:
     if not isinstance(value, str):
-        raise TypeError(f"{name}: expected a string, one of {', '.join(accepted)}; got {type(value).__name__}")
+        raise TypeError(
+            f"{name}: expected a string, one of {', '.join(accepted)}; got {type(value).__name__}"
+        )
     if value not in accepted:
         raise ValueError(f"{name}: expected one of {', '.join(accepted)}, got {value!r}")
 
@@ -76,7 +78,7 @@ class NetworkConfig:
     optimizer: Optimizer = field(default_factory=lambda: SGD(lr=0.5))
     dtype: str = "float64"
     device: str = "cpu"
-    seed: Optional[int] = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_in", "n_hidden", "n_out"):
@@ -93,14 +95,18 @@ class NetworkConfig:
         _one_of("bias", self.bias, BIASES)
         _bool("train_bias", self.train_bias)
         if not isinstance(self.optimizer, (SGD, Adam)):
-            raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(self.optimizer).__name__}")
+            raise TypeError(
+                f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(self.optimizer).__name__}"
+            )
         _one_of("dtype", self.dtype, DTYPES)
         _one_of("device", self.device, DEVICES)
         _seed(self.seed)
 
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``Network(n_in, n_hidden, n_out, **kwargs)``."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("n_in", "n_hidden", "n_out")}
+        return {
+            k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("n_in", "n_hidden", "n_out")
+        }
 
 
 @dataclass(frozen=True)
@@ -123,12 +129,12 @@ class TrainingConfig:
     epochs: int
     batch_size: int = 32
     shuffle: bool = True
-    seed: Optional[int] = None
+    seed: int | None = None
     validation_split: float = 0.0
-    patience: Optional[int] = None
+    patience: int | None = None
     min_delta: float = 0.0
     restore_best_weights: bool = True
-    accuracy: Optional[bool] = None
+    accuracy: bool | None = None
     verbose: bool = False
 
     def __post_init__(self) -> None:

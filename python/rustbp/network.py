@@ -22,7 +22,7 @@ __all__ = ["Network"]
 ArrayLike = Union[npt.ArrayLike, np.ndarray]
 FloatArray = npt.NDArray[np.floating[Any]]
 
-DTYPES = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
+DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
 DEVICES = ("cpu", "gpu")
 
 
@@ -56,6 +56,8 @@ class Network:
     Weights are laid out like ``torch.nn.Linear.weight``: ``w1`` is (n_hidden, n_in), ``w2`` is
     (n_out, n_hidden). See the README for every option.
     """
+
+    _seed: int | None  # the seed it was built with, for ``config``; None when loaded or unpickled
 
     def __init__(
         self,
@@ -127,7 +129,7 @@ class Network:
         self._dtype = DTYPES[core.dtype]
         self._optimizer = optimizer
         self._device = device
-        self._seed: int | None = None
+        self._seed = None
 
     @classmethod
     def article(cls) -> Network:
@@ -219,13 +221,13 @@ class Network:
         """Mini-batch training for ``epochs`` passes over (X, Y), with optional validation, early stopping
         and per-epoch callbacks (see ``rustbp.TrainingConfig``; pass the settings as arguments or as
         ``config=``). Returns a ``History``, which also acts as the array of per-epoch mean losses."""
-        settings = {
+        settings: dict[str, Any] = {
             "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "validation_split": validation_split, "patience": patience, "min_delta": min_delta,
             "restore_best_weights": restore_best_weights, "accuracy": accuracy, "verbose": verbose,
         }  # fmt: skip
         if config is None:
-            config = TrainingConfig(**settings)  # type: ignore[arg-type]
+            config = TrainingConfig(**settings)
         elif not isinstance(config, TrainingConfig):
             raise TypeError(f"config: expected a rustbp.TrainingConfig, got {type(config).__name__}")
         elif any(v is not _FIT_DEFAULTS[k] and v != _FIT_DEFAULTS[k] for k, v in settings.items()):
@@ -240,7 +242,7 @@ class Network:
             )
         if isinstance(callbacks, str) or not all(callable(cb) for cb in callbacks):
             raise TypeError("callbacks: expected a sequence of callables callback(epoch, logs)")
-        return training.fit(self, x, y, config, validation_data, callbacks)  # type: ignore[arg-type]
+        return training.fit(self, x, y, config, validation_data, callbacks)
 
     # -- weights ------------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, FloatArray]:

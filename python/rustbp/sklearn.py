@@ -22,7 +22,7 @@ from .optim import SGD, Adam, Optimizer
 
 __all__ = ["NetworkClassifier", "NetworkRegressor"]
 
-_DTYPES = {"float64": np.float64, "float32": np.float32}
+_DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 
 
 class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
@@ -115,7 +115,8 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
             batch_size=self.batch_size,
             shuffle=self.shuffle, seed=int(rng.randint(np.iinfo(np.int64).max, dtype=np.int64)),
             validation_data=validation, patience=None if incremental else self.n_iter_no_change,
-            min_delta=self.tol, restore_best_weights=self.early_stopping, accuracy=False, verbose=self.verbose,
+            min_delta=self.tol, restore_best_weights=self.early_stopping, accuracy=False,
+            verbose=self.verbose,
         )  # fmt: skip
         self.n_iter_ += history.epochs
         self.loss_curve_ += list(history.loss)
@@ -167,12 +168,16 @@ class NetworkClassifier(ClassifierMixin, _NetworkEstimator):  # type: ignore[mis
         if first:
             self.classes_ = np.unique(y) if classes is None else np.unique(np.asarray(classes))
             if len(self.classes_) < 2:
-                raise ValueError(f"y: a classifier needs at least 2 classes, got 1 class ({self.classes_[0]!r})")
+                raise ValueError(
+                    f"y: a classifier needs at least 2 classes, got 1 class ({self.classes_[0]!r})"
+                )
         index = np.searchsorted(self.classes_, y)
         index = np.minimum(index, len(self.classes_) - 1)
         unknown = self.classes_[index] != y
         if unknown.any():
-            raise ValueError(f"y: labels {np.unique(y[unknown]).tolist()} are not in classes_ {self.classes_.tolist()}")
+            raise ValueError(
+                f"y: labels {np.unique(y[unknown]).tolist()} are not in classes_ {self.classes_.tolist()}"
+            )
         return np.eye(len(self.classes_), dtype=self._dtype())[index]
 
     def predict_proba(self, X: Any) -> npt.NDArray[Any]:
@@ -210,7 +215,9 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):  # type: ignore[misc]
             self._y_1d = y.ndim == 1
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
         if not first and y2.shape[1] != self.network_.n_out:
-            raise ValueError(f"y: expected {self.network_.n_out} targets, as in the first fit, got {y2.shape[1]}")
+            raise ValueError(
+                f"y: expected {self.network_.n_out} targets, as in the first fit, got {y2.shape[1]}"
+            )
         return np.ascontiguousarray(y2, dtype=self._dtype())
 
     def predict(self, X: Any) -> npt.NDArray[Any]:

@@ -96,7 +96,7 @@ class History:
     def dtype(self) -> np.dtype[np.float64]:
         return np.dtype(np.float64)
 
-    def __array__(self, dtype: npt.DTypeLike = None, copy: bool | None = None) -> npt.NDArray[Any]:
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> npt.NDArray[Any]:
         return self.loss if dtype is None else self.loss.astype(dtype)
 
     def __len__(self) -> int:
@@ -171,7 +171,8 @@ def fit(
     seed = secrets.randbits(64) if config.seed is None else int(config.seed)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     history = History(config)
-    best, best_weights, wait = math.inf, None, 0
+    best, wait = math.inf, 0
+    best_weights: dict[str, Any] | None = None
     bar = _progress(config.verbose, config.epochs, "epoch")
     try:
         for epoch in range(config.epochs):
@@ -191,7 +192,10 @@ def fit(
                     logs["val_accuracy"] = _accuracy(net.forward(validation_data[0]), validation_data[1])
             history._record(logs)
             logger.info(
-                "epoch %d/%d: %s", epoch + 1, config.epochs, ", ".join(f"{k}={v:.6g}" for k, v in logs.items())
+                "epoch %d/%d: %s",
+                epoch + 1,
+                config.epochs,
+                ", ".join(f"{k}={v:.6g}" for k, v in logs.items()),
             )
             if bar is not None:
                 bar.set_postfix(logs, refresh=False)
@@ -205,8 +209,13 @@ def fit(
                 else:
                     wait += 1
                     if wait >= config.patience:
-                        logger.info("early stopping after epoch %d: best %s=%.6g at epoch %d", epoch + 1,
-                                    monitor, best, (history.best_epoch or 0) + 1)
+                        logger.info(
+                            "early stopping after epoch %d: best %s=%.6g at epoch %d",
+                            epoch + 1,
+                            monitor,
+                            best,
+                            (history.best_epoch or 0) + 1,
+                        )
                         stop = True
             if stop:
                 history.stopped_early = epoch + 1 < config.epochs
@@ -246,4 +255,3 @@ def train(
         if bar is not None:
             bar.close()
     return np.concatenate(chunks)
-

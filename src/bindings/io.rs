@@ -8,7 +8,11 @@ use pyo3::types::PyBytes;
 
 /// The safetensors bytes of `core`'s network; with `optimizer`, its optimizer state too.
 #[pyfunction]
-pub(super) fn core_to_safetensors<'py>(py: Python<'py>, core: &Bound<'py, Core>, optimizer: bool) -> PyResult<Bound<'py, PyBytes>> {
+pub(super) fn core_to_safetensors<'py>(
+    py: Python<'py>,
+    core: &Bound<'py, Core>,
+    optimizer: bool,
+) -> PyResult<Bound<'py, PyBytes>> {
     let guard = core.get().read()?;
     let bytes = match &*guard {
         Net::F32(n) => py.detach(|| to_safetensors(n, optimizer))?,
