@@ -4,22 +4,22 @@ written atomically. Never pickle inside: loading a rustbp file runs no code."""
 from __future__ import annotations
 
 import os
-import secrets
-from pathlib import Path
 from typing import Union
 
 from . import _rustbp
 
 __all__ = ["read", "write_atomic"]
 
+# os.path rather than pathlib, and os.urandom rather than secrets: `import rustbp` stays cheap.
 PathLike = Union[str, "os.PathLike[str]"]
 
 
 def write_atomic(path: PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` so that a crash leaves either the old file or the new one, never a
     part: a temporary file in the same directory, flushed to disk, then renamed over ``path``."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    target = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
     # os.open with 0o666 lets the umask set the permissions, as for any new file.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -29,10 +29,11 @@ def write_atomic(path: PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
     if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX; Windows cannot open folders)
-        dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -41,7 +42,8 @@ def write_atomic(path: PathLike, data: bytes) -> None:
 
 def read(path: PathLike) -> _rustbp.Core:
     """The core saved at ``path``; ValueError naming the file if it is not a valid rustbp file."""
-    data = Path(path).read_bytes()
+    with open(path, "rb") as f:
+        data = f.read()
     try:
         return _rustbp.core_from_safetensors(data)
     except ValueError as e:

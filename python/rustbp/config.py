@@ -5,6 +5,7 @@ runs with). Every error names the field and the accepted values."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -150,6 +151,11 @@ class TrainingConfig:
         if self.accuracy is not None:
             _bool("accuracy", self.accuracy)
         _bool("verbose", self.verbose)
+
+
+def random_seed() -> int:
+    """A fresh 64-bit seed from the OS (``os.urandom``: the ``secrets`` module costs import time)."""
+    return int.from_bytes(os.urandom(8), "little")
 
 
 def optimizer_from_core(spec: tuple[Any, ...]) -> Optimizer:

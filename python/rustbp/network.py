@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, Union
@@ -12,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _files, _rustbp, _torch, training
-from .config import NetworkConfig, TrainingConfig, optimizer_from_core
+from .config import NetworkConfig, TrainingConfig, optimizer_from_core, random_seed
 from .errors import GpuUnavailableError
 from .optim import SGD, Adam, Optimizer
 from .training import Callback, History
@@ -97,7 +96,7 @@ class Network:
             if not isinstance(value, str):
                 raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
         if seed is None:
-            seed = secrets.randbits(64)
+            seed = random_seed()
         elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
             raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {seed!r}")
         sgd = isinstance(optimizer, SGD)
@@ -285,11 +284,9 @@ class Network:
         _files.write_atomic(path, _rustbp.core_to_safetensors(self._core, bool(optimizer)))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> Network:
+    def load(cls, path: str | os.PathLike[str]) -> Network:
         """A network saved by ``save``; the file is checked (format, version, checksum, shapes) first."""
-        if device not in DEVICES:
-            raise ValueError(f"device: expected one of cpu, gpu, got {device!r}")
-        return cls._from_core(_files.read(path), device)
+        return cls._from_core(_files.read(path), "cpu")
 
     @classmethod
     def _from_core(cls, core: _rustbp.Core, device: str) -> Network:

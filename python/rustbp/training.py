@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-import secrets
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, overload
@@ -16,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._rustbp import TrainingDivergedError
-from .config import TrainingConfig
+from .config import TrainingConfig, random_seed
 
 if TYPE_CHECKING:
     from .network import Network
@@ -168,7 +167,7 @@ def fit(
         validation_data = (_rows(validation_data[0]), _rows(validation_data[1]))
     classify = config.accuracy if config.accuracy is not None else net._config["loss"] == "cross_entropy"
     monitor = "val_loss" if validation_data is not None else "loss"
-    seed = secrets.randbits(64) if config.seed is None else int(config.seed)
+    seed = random_seed() if config.seed is None else int(config.seed)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     history = History(config)
     best, wait = math.inf, 0
