@@ -124,6 +124,9 @@ def test_history_records_metrics_and_acts_as_the_loss_array(rng):
     assert isinstance(h, rustbp.History) and h.epochs == len(h) == 5 and h.shape == (5,)
     assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert h[0] == h.loss[0] and list(h) == h.loss.tolist() and np.asarray(h).dtype == np.float64
+    assert h.mean() == h.loss.mean() and h.tolist() == h.loss.tolist() and h[1:].shape == (4,)
+    with pytest.raises(AttributeError):
+        h.no_such_method()
     assert h.loss[-1] < h.loss[0]
     # Accuracy is measured after each epoch: the final one is the network's.
     final = np.mean(np.argmax(net.forward(X), 1) == np.argmax(Y, 1))

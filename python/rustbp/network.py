@@ -295,13 +295,15 @@ class Network:
         return net
 
     def __getstate__(self) -> dict[str, Any]:
-        # The same safetensors bytes as save(): pickles (joblib, multiprocessing, sklearn's clone)
-        # resume training exactly, and unpickling builds the network from checked data only.
-        return {"safetensors": _rustbp.core_to_safetensors(self._core, True), "device": self._device,
-                "seed": self._seed}  # fmt: skip
+        # The safetensors bytes of save() for weights and configuration, so unpickling builds the network
+        # from checked data; the optimizer state beside them as arrays, exact and without the size limit
+        # of a safetensors header. Pickles (joblib, multiprocessing, sklearn's clone) resume exactly.
+        return {"safetensors": _rustbp.core_to_safetensors(self._core, False), "device": self._device,
+                "seed": self._seed, "optimizer_state": self._core.get_optimizer_state()}  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         core = _rustbp.core_from_safetensors(state["safetensors"])
+        core.set_optimizer_state(*state["optimizer_state"])
         self._init(core, optimizer_from_core(core.config()["optimizer"]), state["device"])
         self._seed = state["seed"]
 

@@ -45,7 +45,8 @@ class History:
     forward passes of its steps), and where recorded ``val_loss``, ``accuracy``, ``val_accuracy``.
 
     For backward compatibility it also behaves like the array of training losses that ``fit`` used to
-    return: ``len(h)``, ``h[0]``, ``h.shape``, ``np.asarray(h)``.
+    return: ``len(h)``, ``h[0]``, ``h.shape``, ``np.asarray(h)``, and array methods such as ``h.mean()``
+    or ``h.tolist()``.
     """
 
     def __init__(self, config: TrainingConfig) -> None:
@@ -112,6 +113,12 @@ class History:
 
     def __iter__(self) -> Iterator[float]:
         return iter(self.history.get("loss", []))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names History lacks: ndarray methods of the losses (mean, min, tolist...).
+        if name.startswith("_") or name == "history":
+            raise AttributeError(name)
+        return getattr(self.loss, name)
 
     def __repr__(self) -> str:
         last = ", ".join(f"{k}={v[-1]:.6g}" for k, v in self.history.items() if v)
