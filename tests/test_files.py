@@ -215,11 +215,18 @@ def damaged(saved):
     )
     yield "base64", forge(saved, **{"optimizer.2.bias.exp_avg": "not base64!"}), "invalid base64"
     yield "softmax", forge(saved, output_activation="softmax"), "cross_entropy"
+    yield "shared", forge(saved, bias="shared"), "0.bias: a shared bias must hold one value repeated"
+    yield "no bias", forge(saved, bias="none"), "tensor 0.bias present, but the network has bias=none"
 
 
-@pytest.mark.parametrize("case", range(17))
+N_DAMAGED = 19
+
+
+@pytest.mark.parametrize("case", range(N_DAMAGED))
 def test_load_refuses_damaged_files_clearly(tmp_path, saved, case):
-    name, raw, pattern = list(damaged(saved))[case]
+    cases = list(damaged(saved))
+    assert len(cases) == N_DAMAGED, "every case is run"
+    name, raw, pattern = cases[case]
     path = tmp_path / f"{name}.safetensors"
     path.write_bytes(raw)
     with pytest.raises(ValueError, match=pattern) as info:
