@@ -120,7 +120,7 @@ def test_fit_takes_a_training_config_or_arguments_not_both(rng):
 def test_history_records_metrics_and_acts_as_the_loss_array(rng):
     X, Y = classification(rng)
     net = make(output_activation="softmax", loss="cross_entropy", optimizer=rustbp.Adam(lr=0.05))
-    h = net.fit(X, Y, 5, seed=0, validation_data=(X[:10], Y[:10]))
+    h = net.fit(X, Y, 5, seed=0, validation_data=(X[:10], Y[:10]), accuracy=True)
     assert isinstance(h, rustbp.History) and h.epochs == len(h) == 5 and h.shape == (5,)
     assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert h[0] == h.loss[0] and list(h) == h.loss.tolist() and np.asarray(h).dtype == np.float64
@@ -134,6 +134,14 @@ def test_history_records_metrics_and_acts_as_the_loss_array(rng):
     assert repr(h).startswith("History(epochs=5, loss=")
     regression = make().fit(X, Y, 2)
     assert regression.accuracy is None and regression.val_loss is None
+    # By default a classifier records validation accuracy, but not the costlier training accuracy.
+    default = make(output_activation="softmax", loss="cross_entropy").fit(X, Y, 2, validation_split=0.2)
+    assert set(default.history) == {"loss", "val_loss", "val_accuracy"}
+    assert set(make(output_activation="softmax", loss="cross_entropy").fit(X, Y, 2).history) == {"loss"}
+    none = make(output_activation="softmax", loss="cross_entropy").fit(
+        X, Y, 2, validation_split=0.2, accuracy=False
+    )
+    assert set(none.history) == {"loss", "val_loss"}
 
 
 def test_fit_runs_the_cores_fit_one_epoch_at_a_time(rng):

@@ -121,8 +121,10 @@ class TrainingConfig:
     - Early stopping when ``patience`` is set: training stops once the monitored loss (``val_loss``
       when there is validation data, else ``loss``) has not fallen by more than ``min_delta`` for
       ``patience`` epochs; ``restore_best_weights`` then puts back the weights of the best epoch.
-    - ``accuracy``: record accuracy (argmax of outputs vs targets); ``None`` means for softmax /
-      cross_entropy networks. It costs one extra forward pass over the data per epoch.
+    - ``accuracy``: record the training ``accuracy`` (argmax of outputs vs targets) after each epoch, at
+      the cost of one forward pass over the training data per epoch. ``None`` (the default) records
+      only ``val_accuracy``, for cross_entropy networks with validation data: cheap, and what early
+      stopping and plots usually want; ``False`` records no accuracy at all.
     - ``verbose``: a progress bar (tqdm, if installed) when stderr is a terminal. Per-epoch metrics
       are logged at INFO on the ``rustbp`` logger in any case.
     """

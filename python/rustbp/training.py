@@ -172,7 +172,10 @@ def fit(
         x, y = x[:n_train], y[:n_train]
     if validation_data is not None:
         validation_data = (_rows(validation_data[0]), _rows(validation_data[1]))
-    classify = config.accuracy if config.accuracy is not None else net._config["loss"] == "cross_entropy"
+    # Training accuracy costs a forward pass over all of x per epoch, so it is recorded only on request;
+    # validation accuracy comes by default for classifiers.
+    train_accuracy = config.accuracy is True
+    val_accuracy = train_accuracy or (config.accuracy is None and net._config["loss"] == "cross_entropy")
     monitor = "val_loss" if validation_data is not None else "loss"
     seed = random_seed() if config.seed is None else int(config.seed)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
@@ -190,11 +193,11 @@ def fit(
                 e.losses = [*history.history.get("loss", []), *e.losses]
                 raise
             logs = {"loss": float(losses[0])}
-            if classify:
+            if train_accuracy:
                 logs["accuracy"] = _accuracy(net.forward(x), y)
             if validation_data is not None:
                 logs["val_loss"] = net.loss(*validation_data)
-                if classify:
+                if val_accuracy:
                     logs["val_accuracy"] = _accuracy(net.forward(validation_data[0]), validation_data[1])
             history._record(logs)
             logger.info(
