@@ -26,6 +26,11 @@ pub enum Error {
     #[error("interrupted after {completed} completed steps")]
     Interrupted { completed: usize },
 
+    /// A saved network that cannot be read back: not safetensors, not rustbp's, another format
+    /// version, corrupted, or inconsistent with its own configuration.
+    #[error("invalid rustbp file: {reason}")]
+    InvalidFile { reason: String },
+
     /// A buffer would not fit in memory.
     #[error("{what}: cannot allocate {elements} elements")]
     OutOfMemory { what: &'static str, elements: u128 },

@@ -8,6 +8,7 @@ mod names;
 
 pub mod activation;
 pub mod error;
+pub mod io;
 pub mod linalg;
 pub mod loss;
 pub mod memory;

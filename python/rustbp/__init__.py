@@ -9,8 +9,20 @@
 from __future__ import annotations
 
 from ._rustbp import __version__
+from .config import NetworkConfig, TrainingConfig
 from .errors import GpuUnavailableError, TrainingDivergedError
 from .network import Network
 from .optim import SGD, Adam
+from .training import History
 
-__all__ = ["SGD", "Adam", "GpuUnavailableError", "Network", "TrainingDivergedError", "__version__"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "GpuUnavailableError",
+    "History",
+    "Network",
+    "NetworkConfig",
+    "TrainingConfig",
+    "TrainingDivergedError",
+    "__version__",
+]

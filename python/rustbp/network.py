@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import secrets
+import os
+from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _rustbp
+from . import _files, _rustbp, _torch, training
+from .config import NetworkConfig, TrainingConfig, optimizer_from_core, random_seed
 from .errors import GpuUnavailableError
 from .optim import SGD, Adam, Optimizer
+from .training import Callback, History
 
 __all__ = ["Network"]
 
@@ -31,7 +35,7 @@ def _positive_int(name: str, value: object) -> int:
 
 def _seed(value: object) -> int:
     if value is None:
-        return secrets.randbits(64)
+        return random_seed()
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
         raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {value!r}")
     return int(value)
@@ -63,6 +67,8 @@ class Network:
     Weights are laid out like ``torch.nn.Linear.weight``: ``w1`` is (n_hidden, n_in), ``w2`` is
     (n_out, n_hidden). See the README for every option.
     """
+
+    _seed: int | None  # the seed it was built with, for ``config``; None when loaded or unpickled
 
     def __init__(
         self,
@@ -126,6 +132,7 @@ class Network:
             seed=seed,
         )
         self._init(core, optimizer, device)
+        self._seed = int(seed)
 
     def _init(self, core: _rustbp.Core, optimizer: Optimizer, device: str) -> None:
         self._core = core
@@ -133,6 +140,7 @@ class Network:
         self._dtype = DTYPES[core.dtype]
         self._optimizer = optimizer
         self._device = device
+        self._seed = None
 
     @classmethod
     def article(cls) -> Network:
@@ -191,27 +199,61 @@ class Network:
         """One update on the batch (X, T); returns the loss of this step's forward pass, before the update."""
         return self._core.train_step(_as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T"))
 
-    def train(self, X: ArrayLike, T: ArrayLike, steps: int) -> FloatArray:
-        """``steps`` updates on the same batch, looped in Rust; returns the loss of every step."""
+    def train(
+        self, X: ArrayLike, T: ArrayLike, steps: int, *, log_every: int = 1000, verbose: bool = False
+    ) -> FloatArray:
+        """``steps`` updates on the same batch, looped in Rust; returns the loss of every step. The loss
+        of every ``log_every``-th step is logged at INFO on the ``rustbp`` logger (as the article printed
+        it every 1000), and ``verbose`` shows a progress bar on a terminal (with tqdm installed)."""
         steps = _positive_int("steps", steps)
-        return self._core.train(_as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T"), steps)
+        log_every = _positive_int("log_every", log_every)
+        x, t = _as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T")
+        return training.train(self, x, t, steps, log_every, bool(verbose))
 
     def fit(
         self,
         X: ArrayLike,
         Y: ArrayLike,
-        epochs: int,
+        epochs: int | None = None,
         batch_size: int = 32,
         shuffle: bool = True,
         seed: int | None = None,
-    ) -> FloatArray:
-        """Mini-batch training for ``epochs`` passes over (X, Y); returns each epoch's mean loss."""
-        epochs = _positive_int("epochs", epochs)
-        batch_size = _positive_int("batch_size", batch_size)
-        seed = _seed(seed)
-        x = _as_array(X, self._dtype, "X")
-        y = _as_array(Y, self._dtype, "Y")
-        return self._core.fit(x, y, epochs, batch_size, bool(shuffle), seed)
+        *,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        validation_split: float = 0.0,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        restore_best_weights: bool = True,
+        accuracy: bool | None = None,
+        verbose: bool = False,
+        callbacks: Sequence[Callback] = (),
+        config: TrainingConfig | None = None,
+    ) -> History:
+        """Mini-batch training for ``epochs`` passes over (X, Y), with optional validation, early stopping
+        and per-epoch callbacks (see ``rustbp.TrainingConfig``; pass the settings as arguments or as
+        ``config=``). Returns a ``History``, which also acts as the array of per-epoch mean losses."""
+        settings: dict[str, Any] = {
+            "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
+            "validation_split": validation_split, "patience": patience, "min_delta": min_delta,
+            "restore_best_weights": restore_best_weights, "accuracy": accuracy, "verbose": verbose,
+        }  # fmt: skip
+        if config is None:
+            config = TrainingConfig(**settings)
+        elif not isinstance(config, TrainingConfig):
+            raise TypeError(f"config: expected a rustbp.TrainingConfig, got {type(config).__name__}")
+        elif any(v is not _FIT_DEFAULTS[k] and v != _FIT_DEFAULTS[k] for k, v in settings.items()):
+            raise TypeError("config: pass the training settings either as config= or as arguments, not both")
+        x, y = _as_array(X, self._dtype, "X"), _as_array(Y, self._dtype, "Y")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data: expected a pair (X_val, Y_val)")
+            validation_data = (
+                _as_array(validation_data[0], self._dtype, "validation_data[0]"),
+                _as_array(validation_data[1], self._dtype, "validation_data[1]"),
+            )
+        if isinstance(callbacks, str) or not all(callable(cb) for cb in callbacks):
+            raise TypeError("callbacks: expected a sequence of callables callback(epoch, logs)")
+        return training.fit(self, x, y, config, validation_data, callbacks)
 
     # -- weights ------------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, FloatArray]:
@@ -230,6 +272,64 @@ class Network:
             raise ValueError(f"weights: unknown keys {keys}; expected w1, b1, w2, b2")
         self._core.set_weights({k: _as_array(v, self._dtype, k) for k, v in weights.items()})
 
+    # -- configuration, files, pickling and PyTorch --------------------------------------------------
+    @classmethod
+    def from_config(cls, config: NetworkConfig) -> Network:
+        """A new network built from a ``rustbp.NetworkConfig``."""
+        if not isinstance(config, NetworkConfig):
+            raise TypeError(f"config: expected a rustbp.NetworkConfig, got {type(config).__name__}")
+        return cls(config.n_in, config.n_hidden, config.n_out, **config.kwargs())
+
+    @property
+    def config(self) -> NetworkConfig:
+        """The settings of this network (``seed`` is the one it was built with, None if unknown)."""
+        c = self._config
+        names = ("hidden_activation", "output_activation", "loss", "bias", "train_bias")
+        return NetworkConfig(
+            c["n_in"], c["n_hidden"], c["n_out"], **{k: c[k] for k in names},
+            optimizer=self._optimizer, dtype=self.dtype, device=self._device, seed=self._seed,
+        )  # fmt: skip
+
+    def save(self, path: str | os.PathLike[str], *, optimizer: bool = True) -> None:
+        """Writes the network to ``path`` as safetensors, atomically: weights named like PyTorch's
+        ``nn.Sequential`` state dict, the configuration and (with ``optimizer``) the optimizer state in
+        the metadata, so that ``Network.load`` resumes training exactly."""
+        _files.write_atomic(path, _rustbp.core_to_safetensors(self._core, bool(optimizer)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Network:
+        """A network saved by ``save``; the file is checked (format, version, checksum, shapes) first."""
+        return cls._from_core(_files.read(path), "cpu")
+
+    @classmethod
+    def _from_core(cls, core: _rustbp.Core, device: str) -> Network:
+        net = cls.__new__(cls)
+        net._init(core, optimizer_from_core(core.config()["optimizer"]), device)
+        return net
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The safetensors bytes of save() for weights and configuration, so unpickling builds the network
+        # from checked data; the optimizer state beside them as arrays, exact and without the size limit
+        # of a safetensors header. Pickles (joblib, multiprocessing, sklearn's clone) resume exactly.
+        return {"safetensors": _rustbp.core_to_safetensors(self._core, False), "device": self._device,
+                "seed": self._seed, "optimizer_state": self._core.get_optimizer_state()}  # fmt: skip
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        core = _rustbp.core_from_safetensors(state["safetensors"])
+        core.set_optimizer_state(*state["optimizer_state"])
+        self._init(core, optimizer_from_core(core.config()["optimizer"]), state["device"])
+        self._seed = state["seed"]
+
+    def to_torch(self) -> Any:
+        """A ``torch.nn.Sequential(Linear, activation, Linear, activation)`` with copies of the weights."""
+        return _torch.to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module: Any, **kwargs: Any) -> Network:
+        """A network with the layout and weights of ``nn.Sequential(Linear, act, Linear[, act])``;
+        ``kwargs`` (loss, optimizer, seed...) go to ``Network``."""
+        return _torch.from_torch(cls, module, kwargs)
+
     # -- teaching -----------------------------------------------------------------------------------
     def explain_step(self, x: ArrayLike, t: ArrayLike) -> dict[str, Any]:
         """Performs one training step on one sample and returns every intermediate.
@@ -244,6 +344,11 @@ class Network:
         if (self.n_in, self.n_hidden, self.n_out) == (2, 2, 2):
             steps.update(_article_names(steps))
         return steps
+
+
+_FIT_DEFAULTS: dict[str, Any] = {"epochs": None} | {
+    f.name: f.default for f in fields(TrainingConfig) if f.name != "epochs"
+}
 
 
 def _article_names(s: dict[str, Any]) -> dict[str, float]:

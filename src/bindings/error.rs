@@ -16,7 +16,9 @@ impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let message = e.to_string();
         match e {
-            Error::InvalidConfig { .. } | Error::ShapeMismatch { .. } | Error::NonFinite { .. } => PyValueError::new_err(message),
+            Error::InvalidConfig { .. } | Error::ShapeMismatch { .. } | Error::NonFinite { .. } | Error::InvalidFile { .. } => {
+                PyValueError::new_err(message)
+            }
             Error::OutOfMemory { .. } => PyMemoryError::new_err(message),
             Error::Interrupted { .. } => PyKeyboardInterrupt::new_err(message),
             Error::Diverged { step, losses, .. } => Python::attach(|py| {

@@ -4,6 +4,7 @@
 //! Python types, logging and the public API live in `python/rustbp`.
 
 mod error;
+mod io;
 
 use crate::activation::Activation;
 use crate::error::Error;
@@ -423,6 +424,8 @@ fn to_numpy<T: Element>(py: Python<'_>, v: Vec<T>, rows: Option<usize>) -> PyRes
 #[pymodule]
 fn _rustbp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
+    m.add_function(wrap_pyfunction!(io::core_to_safetensors, m)?)?;
+    m.add_function(wrap_pyfunction!(io::core_from_safetensors, m)?)?;
     m.add("TrainingDivergedError", m.py().get_type::<TrainingDivergedError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,0 +1,169 @@
+"""Settings as frozen dataclasses, validated on construction: ``NetworkConfig`` (what ``Network`` is
+built from, ``Network.from_config`` / ``net.config``) and ``TrainingConfig`` (what ``Network.fit``
+runs with). Every error names the field and the accepted values."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .optim import SGD, Adam, Optimizer
+
+__all__ = ["NetworkConfig", "TrainingConfig"]
+
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+OUTPUT_ACTIVATIONS = (*HIDDEN_ACTIVATIONS, "softmax")
+LOSSES = ("half_sse", "mse", "cross_entropy")
+BIASES = ("per_neuron", "shared", "none")
+DTYPES = ("float64", "float32")
+DEVICES = ("cpu", "gpu")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not _is_int(value):
+        raise TypeError(f"{name}: expected a positive integer, got {type(value).__name__}")
+    if value <= 0:  # type: ignore[operator]
+        raise ValueError(f"{name}: expected a positive integer, got {value}")
+
+
+def _one_of(name: str, value: object, accepted: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name}: expected a string, one of {', '.join(accepted)}; got {type(value).__name__}"
+        )
+    if value not in accepted:
+        raise ValueError(f"{name}: expected one of {', '.join(accepted)}, got {value!r}")
+
+
+def _bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+
+
+def _seed(value: object) -> None:
+    if value is not None and (not _is_int(value) or not 0 <= value < 2**64):  # type: ignore[operator]
+        raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {value!r}")
+
+
+def _number(name: str, value: object, ok: Callable[[float], bool], expected: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
+    if not ok(float(value)):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Everything that defines a ``Network`` but its weights; ``Network.from_config(cfg)`` builds one.
+
+    ``seed=None`` draws fresh weights each time; ``net.config`` records the seed a network was built
+    with, so ``Network.from_config(net.config)`` rebuilds its initial weights.
+    """
+
+    n_in: int
+    n_hidden: int
+    n_out: int
+    hidden_activation: str = "sigmoid"
+    output_activation: str = "sigmoid"
+    loss: str = "half_sse"
+    bias: str = "per_neuron"
+    train_bias: bool = True
+    optimizer: Optimizer = field(default_factory=lambda: SGD(lr=0.5))
+    dtype: str = "float64"
+    device: str = "cpu"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("n_in", "n_hidden", "n_out"):
+            _positive_int(name, getattr(self, name))
+        _one_of("hidden_activation", self.hidden_activation, HIDDEN_ACTIVATIONS)
+        _one_of("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
+        _one_of("loss", self.loss, LOSSES)
+        if (self.output_activation == "softmax") != (self.loss == "cross_entropy"):
+            raise ValueError(
+                f"{'loss' if self.output_activation == 'softmax' else 'output_activation'}: expected softmax "
+                f"output with cross_entropy loss (they go together), got output_activation="
+                f"{self.output_activation!r}, loss={self.loss!r}"
+            )
+        _one_of("bias", self.bias, BIASES)
+        _bool("train_bias", self.train_bias)
+        if not isinstance(self.optimizer, (SGD, Adam)):
+            raise TypeError(
+                f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(self.optimizer).__name__}"
+            )
+        _one_of("dtype", self.dtype, DTYPES)
+        _one_of("device", self.device, DEVICES)
+        _seed(self.seed)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``Network(n_in, n_hidden, n_out, **kwargs)``."""
+        return {
+            k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("n_in", "n_hidden", "n_out")
+        }
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The settings of ``Network.fit``, which takes them as keyword arguments or as ``config=``.
+
+    - ``epochs`` passes over the data in mini-batches of ``batch_size`` rows, reshuffled every epoch
+      when ``shuffle`` (reproducibly for an integer ``seed``).
+    - ``validation_split``: the fraction of samples, taken from the end before any shuffling, held out
+      to compute ``val_loss`` after each epoch (or pass ``validation_data=(X, Y)`` to ``fit``).
+    - Early stopping when ``patience`` is set: training stops once the monitored loss (``val_loss``
+      when there is validation data, else ``loss``) has not fallen by more than ``min_delta`` for
+      ``patience`` epochs; ``restore_best_weights`` then puts back the weights of the best epoch.
+    - ``accuracy``: record the training ``accuracy`` (argmax of outputs vs targets) after each epoch, at
+      the cost of one forward pass over the training data per epoch. ``None`` (the default) records
+      only ``val_accuracy``, for cross_entropy networks with validation data: cheap, and what early
+      stopping and plots usually want; ``False`` records no accuracy at all.
+    - ``verbose``: a progress bar (tqdm, if installed) when stderr is a terminal. Per-epoch metrics
+      are logged at INFO on the ``rustbp`` logger in any case.
+    """
+
+    epochs: int
+    batch_size: int = 32
+    shuffle: bool = True
+    seed: int | None = None
+    validation_split: float = 0.0
+    patience: int | None = None
+    min_delta: float = 0.0
+    restore_best_weights: bool = True
+    accuracy: bool | None = None
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        _positive_int("epochs", self.epochs)
+        _positive_int("batch_size", self.batch_size)
+        _bool("shuffle", self.shuffle)
+        _seed(self.seed)
+        _number("validation_split", self.validation_split, lambda s: 0 <= s < 1, "a number in [0, 1)")
+        if self.patience is not None:
+            _positive_int("patience", self.patience)
+        _number("min_delta", self.min_delta, lambda d: math.isfinite(d) and d >= 0, "a finite number >= 0")
+        _bool("restore_best_weights", self.restore_best_weights)
+        if self.accuracy is not None:
+            _bool("accuracy", self.accuracy)
+        _bool("verbose", self.verbose)
+
+
+def random_seed() -> int:
+    """A fresh 64-bit seed from the OS (``os.urandom``: the ``secrets`` module costs import time)."""
+    return int.from_bytes(os.urandom(8), "little")
+
+
+def optimizer_from_core(spec: tuple[Any, ...]) -> Optimizer:
+    """The optimizer object of a core's ``config()["optimizer"]`` tuple."""
+    if spec[0] == "sgd":
+        _, lr, momentum, nesterov, weight_decay = spec
+        return SGD(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    _, lr, betas, eps, weight_decay = spec
+    return Adam(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)

@@ -1,0 +1,231 @@
+"""scikit-learn estimators on ``rustbp.Network``: ``NetworkClassifier`` and ``NetworkRegressor``.
+
+They follow ``MLPClassifier``/``MLPRegressor``'s parameter names where the meaning is the same
+(``max_iter`` epochs, ``batch_size``, ``early_stopping``, ``n_iter_no_change``, ``tol``...) and
+rustbp's conventions otherwise; the README lists the differences. Needs ``pip install rustbp[sklearn]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .network import Network
+from .optim import SGD, Adam, Optimizer
+
+__all__ = ["NetworkClassifier", "NetworkRegressor"]
+
+_DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
+
+
+class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
+    """What the classifier and the regressor share: parameters, the network and the training loop."""
+
+    _output_activation: str
+    _loss: str
+
+    def __init__(
+        self,
+        n_hidden: int = 100,
+        *,
+        hidden_activation: str = "relu",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        batch_size: int = 32,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        dtype: str = "float64",
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        self.n_hidden = n_hidden
+        self.hidden_activation = hidden_activation
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.dtype = dtype
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    # Parameters are checked in fit, never in __init__ or set_params (scikit-learn's convention).
+    def _make_optimizer(self) -> Optimizer:
+        if self.optimizer == "adam":
+            return Adam(lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer == "sgd":
+            return SGD(lr=self.lr, momentum=self.momentum, nesterov=False, weight_decay=self.weight_decay)
+        raise ValueError(f"optimizer: expected one of adam, sgd, got {self.optimizer!r}")
+
+    def _dtype(self) -> type[np.floating[Any]]:
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype: expected one of float64, float32, got {self.dtype!r}")
+        return _DTYPES[self.dtype]
+
+    def _targets(self, y: npt.NDArray[Any], first: bool, classes: Any) -> npt.NDArray[Any]:
+        raise NotImplementedError
+
+    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> _NetworkEstimator:
+        fitted = hasattr(self, "network_")
+        first = not fitted or (not incremental and not self.warm_start)
+        X, y = validate_data(self, X, y, reset=first, dtype=self._dtype(), **self._y_checks())
+        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter: expected a positive integer, got {self.max_iter!r}")
+        targets = self._targets(y, first, classes)
+        rng = check_random_state(self.random_state)
+        if first:
+            self.network_ = Network(
+                X.shape[1], self.n_hidden, targets.shape[1],
+                hidden_activation=self.hidden_activation, output_activation=self._output_activation,
+                loss=self._loss, optimizer=self._make_optimizer(), dtype=self.dtype,
+                seed=int(rng.randint(np.iinfo(np.int64).max, dtype=np.int64)),
+            )  # fmt: skip
+            self.n_iter_ = 0
+            self.loss_curve_: list[float] = []
+        validation = None
+        if self.early_stopping and not incremental:
+            stratify = y if self._output_activation == "softmax" else None
+            X, X_val, targets, T_val = train_test_split(
+                X, targets, test_size=self.validation_fraction, random_state=rng, stratify=stratify
+            )
+            validation = (X_val, T_val)
+        history = self.network_.fit(
+            X, targets, 1 if incremental else self.max_iter,
+            batch_size=self.batch_size,
+            shuffle=self.shuffle, seed=int(rng.randint(np.iinfo(np.int64).max, dtype=np.int64)),
+            validation_data=validation, patience=None if incremental else self.n_iter_no_change,
+            min_delta=self.tol, restore_best_weights=self.early_stopping, accuracy=False,
+            verbose=self.verbose,
+        )  # fmt: skip
+        self.n_iter_ += history.epochs
+        self.loss_curve_ += list(history.loss)
+        self.loss_ = self.loss_curve_[-1]
+        if validation is not None:
+            self.validation_loss_curve_ = list(history.val_loss if history.val_loss is not None else [])
+        return self
+
+    def _y_checks(self) -> dict[str, Any]:
+        return {}
+
+    def _outputs(self, X: Any) -> npt.NDArray[Any]:
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, reset=False, dtype=self._dtype())
+        return self.network_.forward(X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False  # deterministic for a fixed random_state
+        return tags
+
+
+class NetworkClassifier(ClassifierMixin, _NetworkEstimator):  # type: ignore[misc]
+    """A classifier on a rustbp ``Network``: softmax outputs, one per class, trained with cross-entropy.
+
+    ``predict_proba`` returns the softmax outputs; ``classes_`` holds the labels in sorted order.
+    """
+
+    _output_activation = "softmax"
+    _loss = "cross_entropy"
+
+    def fit(self, X: Any, y: Any) -> NetworkClassifier:
+        """Trains for up to ``max_iter`` epochs (from scratch unless ``warm_start``)."""
+        self._fit(X, y, incremental=False)
+        return self
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> NetworkClassifier:
+        """One epoch over (X, y); the first call needs ``classes``, every label there may be."""
+        if classes is None and not hasattr(self, "classes_"):
+            raise ValueError("classes: the first call to partial_fit needs the list of all classes")
+        self._fit(X, y, incremental=True, classes=classes)
+        return self
+
+    def _y_checks(self) -> dict[str, Any]:
+        return {"multi_output": False}
+
+    def _targets(self, y: npt.NDArray[Any], first: bool, classes: Any) -> npt.NDArray[Any]:
+        check_classification_targets(y)
+        if first:
+            self.classes_ = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"y: a classifier needs at least 2 classes, got 1 class ({self.classes_[0]!r})"
+                )
+        index = np.searchsorted(self.classes_, y)
+        index = np.minimum(index, len(self.classes_) - 1)
+        unknown = self.classes_[index] != y
+        if unknown.any():
+            raise ValueError(
+                f"y: labels {np.unique(y[unknown]).tolist()} are not in classes_ {self.classes_.tolist()}"
+            )
+        return np.eye(len(self.classes_), dtype=self._dtype())[index]
+
+    def predict_proba(self, X: Any) -> npt.NDArray[Any]:
+        """Class probabilities, (n_samples, n_classes), columns in the order of ``classes_``."""
+        return self._outputs(X)
+
+    def predict(self, X: Any) -> npt.NDArray[Any]:
+        """The most probable class of each sample."""
+        outputs = self._outputs(X)  # first, so that an unfitted estimator raises NotFittedError
+        return self.classes_[np.argmax(outputs, axis=1)]  # type: ignore[no-any-return]
+
+
+class NetworkRegressor(RegressorMixin, _NetworkEstimator):  # type: ignore[misc]
+    """A regressor on a rustbp ``Network``: identity outputs (one per target), trained on the mean
+    squared error (PyTorch's ``MSELoss``). Accepts 1-D or 2-D ``y``; ``predict`` returns the same rank."""
+
+    _output_activation = "identity"
+    _loss = "mse"
+
+    def fit(self, X: Any, y: Any) -> NetworkRegressor:
+        """Trains for up to ``max_iter`` epochs (from scratch unless ``warm_start``)."""
+        self._fit(X, y, incremental=False)
+        return self
+
+    def partial_fit(self, X: Any, y: Any) -> NetworkRegressor:
+        """One epoch over (X, y), continuing from the current weights."""
+        self._fit(X, y, incremental=True)
+        return self
+
+    def _y_checks(self) -> dict[str, Any]:
+        return {"multi_output": True, "y_numeric": True}
+
+    def _targets(self, y: npt.NDArray[Any], first: bool, classes: Any) -> npt.NDArray[Any]:
+        if first:
+            self._y_1d = y.ndim == 1
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if not first and y2.shape[1] != self.network_.n_out:
+            raise ValueError(
+                f"y: expected {self.network_.n_out} targets, as in the first fit, got {y2.shape[1]}"
+            )
+        return np.ascontiguousarray(y2, dtype=self._dtype())
+
+    def predict(self, X: Any) -> npt.NDArray[Any]:
+        """Predicted targets: (n_samples,) when fitted on 1-D ``y``, else (n_samples, n_targets)."""
+        out = self._outputs(X)
+        return out.ravel() if self._y_1d else out
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

@@ -1,0 +1,266 @@
+"""The training loops around the core: ``fit`` one epoch at a time (validation, early stopping,
+callbacks, a ``History``), ``train`` in chunks that log the loss every N steps, and the optional
+progress bar. The Rust core only returns metrics; everything reported is reported from here."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from ._rustbp import TrainingDivergedError
+from .config import TrainingConfig, random_seed
+
+if TYPE_CHECKING:
+    from .network import Network
+
+__all__ = ["Callback", "History"]
+
+logger = logging.getLogger("rustbp")
+
+#: Called after every epoch as ``callback(epoch, logs)`` (epoch counts from 0; ``logs`` maps
+#: ``loss``, ``val_loss``, ``accuracy``, ``val_accuracy`` to this epoch's values, where recorded).
+#: Returning ``True`` stops training after this epoch.
+Callback = Callable[[int, "dict[str, float]"], Optional[bool]]
+
+#: The progress bar waits this long before it appears, so short runs never show one.
+BAR_DELAY_S = 0.5
+
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / phi: spreads consecutive epochs over the seed space
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of epoch ``epoch`` of a fit seeded with ``seed``."""
+    return (seed + (epoch + 1) * _GOLDEN) % 2**64
+
+
+class History:
+    """What one ``fit`` call recorded, per epoch: ``loss`` (the mean training loss of the epoch, from the
+    forward passes of its steps), and where recorded ``val_loss``, ``accuracy``, ``val_accuracy``.
+
+    For backward compatibility it also behaves like the array of training losses that ``fit`` used to
+    return: ``len(h)``, ``h[0]``, ``h.shape``, ``np.asarray(h)``, and array methods such as ``h.mean()``
+    or ``h.tolist()``.
+    """
+
+    def __init__(self, config: TrainingConfig) -> None:
+        self.config = config
+        #: Metric name -> one value per epoch run.
+        self.history: dict[str, list[float]] = {}
+        #: The epoch (from 0) with the best monitored loss, when early stopping was on.
+        self.best_epoch: int | None = None
+        #: Whether early stopping or a callback ended training before ``config.epochs``.
+        self.stopped_early = False
+
+    def _record(self, logs: dict[str, float]) -> None:
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def _metric(self, name: str) -> npt.NDArray[np.float64] | None:
+        values = self.history.get(name)
+        return None if values is None else np.array(values, dtype=np.float64)
+
+    @property
+    def loss(self) -> npt.NDArray[np.float64]:
+        return np.array(self.history.get("loss", []), dtype=np.float64)
+
+    @property
+    def val_loss(self) -> npt.NDArray[np.float64] | None:
+        return self._metric("val_loss")
+
+    @property
+    def accuracy(self) -> npt.NDArray[np.float64] | None:
+        return self._metric("accuracy")
+
+    @property
+    def val_accuracy(self) -> npt.NDArray[np.float64] | None:
+        return self._metric("val_accuracy")
+
+    @property
+    def epochs(self) -> int:
+        """How many epochs ran."""
+        return len(self.history.get("loss", []))
+
+    # -- the array of training losses ----------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.epochs,)
+
+    @property
+    def dtype(self) -> np.dtype[np.float64]:
+        return np.dtype(np.float64)
+
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> npt.NDArray[Any]:
+        return self.loss if dtype is None else self.loss.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.epochs
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+    @overload
+    def __getitem__(self, index: slice) -> npt.NDArray[np.float64]: ...
+    def __getitem__(self, index: int | slice) -> float | npt.NDArray[np.float64]:
+        if isinstance(index, slice):
+            return self.loss[index]
+        return float(self.loss[index])
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.history.get("loss", []))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names History lacks: ndarray methods of the losses (mean, min, tolist...).
+        if name.startswith("_") or name == "history":
+            raise AttributeError(name)
+        return getattr(self.loss, name)
+
+    def __repr__(self) -> str:
+        last = ", ".join(f"{k}={v[-1]:.6g}" for k, v in self.history.items() if v)
+        extra = f", best_epoch={self.best_epoch}" if self.best_epoch is not None else ""
+        extra += ", stopped_early=True" if self.stopped_early else ""
+        return f"History(epochs={self.epochs}{', ' if last else ''}{last}{extra})"
+
+
+def _progress(verbose: bool, total: int, unit: str) -> Any:
+    """A tqdm bar on stderr when ``verbose``, stderr is a terminal and tqdm is installed; else None."""
+    if not verbose or not sys.stderr.isatty():
+        return None
+    try:
+        tqdm = importlib.import_module("tqdm")
+    except ImportError:
+        logger.debug("verbose=True: install tqdm (pip install rustbp[progress]) for a progress bar")
+        return None
+    return tqdm.tqdm(total=total, unit=unit, delay=BAR_DELAY_S, leave=False, dynamic_ncols=True)
+
+
+def _accuracy(outputs: npt.NDArray[Any], targets: npt.NDArray[Any]) -> float:
+    if outputs.shape[1] == 1:  # one output: a 0/1 target, thresholded at 0.5
+        return float(np.mean((outputs[:, 0] >= 0.5) == (targets[:, 0] >= 0.5)))
+    return float(np.mean(np.argmax(outputs, axis=1) == np.argmax(targets, axis=1)))
+
+
+def _rows(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return a.reshape(1, -1) if a.ndim == 1 else a
+
+
+def fit(
+    net: Network,
+    x: npt.NDArray[Any],
+    y: npt.NDArray[Any],
+    config: TrainingConfig,
+    validation_data: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
+    callbacks: Sequence[Callback],
+) -> History:
+    """``Network.fit``'s loop: the core's fit one epoch at a time, then metrics, callbacks, stopping."""
+    x, y = _rows(x), _rows(y)
+    if validation_data is not None and config.validation_split > 0:
+        raise ValueError("validation_data: pass either validation_data or validation_split, not both")
+    if config.validation_split > 0:
+        n_train = int(len(x) * (1 - config.validation_split))
+        if not 1 <= n_train < len(x):
+            raise ValueError(
+                f"validation_split: {config.validation_split} of {len(x)} samples leaves no training or no "
+                "validation sample"
+            )
+        validation_data = (x[n_train:], y[n_train:])
+        x, y = x[:n_train], y[:n_train]
+    if validation_data is not None:
+        validation_data = (_rows(validation_data[0]), _rows(validation_data[1]))
+    # Training accuracy costs a forward pass over all of x per epoch, so it is recorded only on request;
+    # validation accuracy comes by default for classifiers.
+    train_accuracy = config.accuracy is True
+    val_accuracy = train_accuracy or (config.accuracy is None and net._config["loss"] == "cross_entropy")
+    monitor = "val_loss" if validation_data is not None else "loss"
+    seed = random_seed() if config.seed is None else int(config.seed)
+    steps_per_epoch = math.ceil(len(x) / config.batch_size)
+    history = History(config)
+    best, wait = math.inf, 0
+    best_weights: dict[str, Any] | None = None
+    bar = _progress(config.verbose, config.epochs, "epoch")
+    try:
+        for epoch in range(config.epochs):
+            try:
+                losses = net._core.fit(x, y, 1, config.batch_size, config.shuffle, epoch_seed(seed, epoch))
+            except TrainingDivergedError as e:
+                # Number the failing step and list the losses as if the epochs were one run.
+                e.step += epoch * steps_per_epoch
+                e.losses = [*history.history.get("loss", []), *e.losses]
+                raise
+            logs = {"loss": float(losses[0])}
+            if train_accuracy:
+                logs["accuracy"] = _accuracy(net.forward(x), y)
+            if validation_data is not None:
+                logs["val_loss"] = net.loss(*validation_data)
+                if val_accuracy:
+                    logs["val_accuracy"] = _accuracy(net.forward(validation_data[0]), validation_data[1])
+            history._record(logs)
+            logger.info(
+                "epoch %d/%d: %s",
+                epoch + 1,
+                config.epochs,
+                ", ".join(f"{k}={v:.6g}" for k, v in logs.items()),
+            )
+            if bar is not None:
+                bar.set_postfix(logs, refresh=False)
+                bar.update(1)
+            stop = any([cb(epoch, dict(logs)) is True for cb in callbacks])  # every callback sees every epoch
+            if config.patience is not None:
+                if logs[monitor] < best - config.min_delta:
+                    best, wait, history.best_epoch = logs[monitor], 0, epoch
+                    if config.restore_best_weights:
+                        best_weights = net.get_weights()
+                else:
+                    wait += 1
+                    if wait >= config.patience:
+                        logger.info(
+                            "early stopping after epoch %d: best %s=%.6g at epoch %d",
+                            epoch + 1,
+                            monitor,
+                            best,
+                            (history.best_epoch or 0) + 1,
+                        )
+                        stop = True
+            if stop:
+                history.stopped_early = epoch + 1 < config.epochs
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if best_weights is not None and history.best_epoch != history.epochs - 1:
+        net.set_weights(best_weights)
+    return history
+
+
+def train(
+    net: Network, x: npt.NDArray[Any], t: npt.NDArray[Any], steps: int, log_every: int, verbose: bool
+) -> npt.NDArray[np.float64]:
+    """``Network.train``: one Rust loop, or chunks of ``log_every`` steps when someone is listening (an
+    INFO logger or a progress bar), logging the loss of every ``log_every``-th step as it goes."""
+    bar = _progress(verbose, steps, "step")
+    if bar is None and not logger.isEnabledFor(logging.INFO):
+        return net._core.train(x, t, steps)
+    chunks: list[npt.NDArray[np.float64]] = []
+    try:
+        for start in range(0, steps, log_every):
+            n = min(log_every, steps - start)
+            try:
+                losses = net._core.train(x, t, n)
+            except TrainingDivergedError as e:
+                e.step += start
+                e.losses = [*np.concatenate(chunks or [np.zeros(0)]).tolist(), *e.losses]
+                raise
+            chunks.append(losses)
+            logger.info("step %d: loss %r", start, float(losses[0]))
+            if bar is not None:
+                bar.set_postfix(loss=float(losses[-1]), refresh=False)
+                bar.update(n)
+    finally:
+        if bar is not None:
+            bar.close()
+    return np.concatenate(chunks)

@@ -1,0 +1,105 @@
+"""PyTorch interchange: a rustbp file loads into nn.Sequential with safetensors.torch + load_state_dict,
+and to_torch / from_torch convert directly. Skipped when PyTorch is not installed (it is optional)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rustbp
+
+torch = pytest.importorskip("torch")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+nn = torch.nn
+
+CASES = {
+    "sigmoid": {},
+    "relu-softmax-f32": {
+        "hidden_activation": "relu",
+        "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "dtype": "float32",
+    },
+    "tanh-identity-nobias": {"hidden_activation": "tanh", "output_activation": "identity", "bias": "none"},
+    "shared": {"bias": "shared", "hidden_activation": "identity"},
+}
+
+
+def torch_module(net):
+    acts = {
+        "sigmoid": nn.Sigmoid(),
+        "relu": nn.ReLU(),
+        "tanh": nn.Tanh(),
+        "identity": nn.Identity(),
+        "softmax": nn.Softmax(dim=-1),
+    }
+    c = net.config
+    dtype = getattr(torch, c.dtype)
+    bias = c.bias != "none"
+    return nn.Sequential(
+        nn.Linear(c.n_in, c.n_hidden, bias=bias, dtype=dtype),
+        acts[c.hidden_activation],
+        nn.Linear(c.n_hidden, c.n_out, bias=bias, dtype=dtype),
+        acts[c.output_activation],
+    )
+
+
+@pytest.mark.parametrize("kw", CASES.values(), ids=CASES.keys())
+def test_rustbp_file_loads_into_pytorch(tmp_path, rng, kw):
+    net = rustbp.Network(5, 6, 3, seed=1, optimizer=rustbp.Adam(lr=0.01), **kw)
+    X = rng.normal(size=(8, 5))
+    net.train(X, np.full((8, 3), 1 / 3), 5)
+    net.save(tmp_path / "net.safetensors")
+    module = torch_module(net)
+    module.load_state_dict(safetensors_torch.load_file(tmp_path / "net.safetensors"))  # strict
+    with torch.no_grad():
+        out = module(torch.from_numpy(X.astype(net.dtype))).numpy()
+    np.testing.assert_allclose(out, net.forward(X), rtol=1e-6 if net.dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("kw", CASES.values(), ids=CASES.keys())
+def test_to_torch_and_back(rng, kw):
+    net = rustbp.Network(5, 6, 3, seed=2, **kw)
+    module = net.to_torch()
+    X = rng.normal(size=(4, 5))
+    with torch.no_grad():
+        out = module(torch.from_numpy(X.astype(net.dtype))).numpy()
+    np.testing.assert_allclose(out, net.forward(X), rtol=1e-6 if net.dtype == "float32" else 1e-12)
+    back = rustbp.Network.from_torch(module, loss=net.config.loss)
+    np.testing.assert_array_equal(back.forward(X), net.forward(X)) if kw.get("bias") != "shared" else None
+    assert back.config.hidden_activation == net.config.hidden_activation
+    assert back.config.dtype == net.config.dtype
+
+
+def test_from_torch_trains_like_pytorch(rng):
+    torch.manual_seed(0)
+    module = nn.Sequential(
+        nn.Linear(3, 4, dtype=torch.float64), nn.Tanh(), nn.Linear(4, 2, dtype=torch.float64)
+    )
+    net = rustbp.Network.from_torch(module, loss="mse", optimizer=rustbp.SGD(lr=0.1, momentum=0.9))
+    assert net.config.output_activation == "identity"
+    X, T = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    opt = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(5):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(module(torch.from_numpy(X)), torch.from_numpy(T))
+        loss.backward()
+        opt.step()
+        assert net.train_step(X, T) == pytest.approx(loss.item(), rel=1e-12)
+    np.testing.assert_allclose(net.get_weights()["w1"], module[0].weight.detach().numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("module", "pattern"),
+    [
+        (lambda: nn.Linear(2, 3), "nn.Sequential"),
+        (lambda: nn.Sequential(nn.Linear(2, 3), nn.GELU(), nn.Linear(3, 1)), "nn.Sequential"),
+        (lambda: nn.Sequential(nn.Linear(2, 3), nn.Softmax(dim=-1), nn.Linear(3, 1)), "output activation"),
+        (lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1, bias=False)), "bias"),
+        (lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(4, 1)), "nn.Sequential"),
+        (lambda: nn.Sequential(nn.Linear(2, 3, dtype=torch.float16), nn.ReLU(), nn.Linear(3, 1)), "float32"),
+        (lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2), nn.Softmax(dim=0)), "dim"),
+    ],
+)
+def test_from_torch_refuses_other_architectures(module, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        rustbp.Network.from_torch(module())
