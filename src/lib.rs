@@ -11,6 +11,8 @@ pub mod loss;
 pub mod network;
 pub mod optim;
 
+pub mod gpu;
+
 #[cfg(feature = "python")]
 mod bindings;
 
