@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from ._rustbp import __version__
 from .errors import GpuUnavailableError, TrainingDivergedError
+from .gpu import GpuDevice, gpu_devices
 from .network import Network
 from .optim import SGD, Adam
 
-__all__ = ["SGD", "Adam", "GpuUnavailableError", "Network", "TrainingDivergedError", "__version__"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "GpuDevice",
+    "GpuUnavailableError",
+    "Network",
+    "TrainingDivergedError",
+    "__version__",
+    "gpu_devices",
+]
