@@ -1,4 +1,4 @@
-//! PyO3 bindings of the GPU backend: `GpuCore`, with the methods of `Core` on a float32 network that
+//! `PyO3` bindings of the GPU backend: `GpuCore`, with the methods of `Core` on a float32 network that
 //! lives on a GPU, and `gpu_devices()`. Built with or without the `gpu` feature: without it the
 //! backend's stand-in makes every constructor raise `GpuUnavailableError`.
 
@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
-/// The adapters wgpu sees, best first, as dicts: name, backend, device_type, is_software.
+/// The adapters wgpu sees, best first, as dicts: `name`, `backend`, `device_type`, `is_software`.
 #[pyfunction]
 pub fn gpu_devices(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
     let found = py.detach(crate::gpu::devices)?;
@@ -48,7 +48,7 @@ impl GpuCore {
     }
 }
 
-/// X and T as rows of n_in and n_out float32 values with the same number of rows.
+/// X and T as rows of `n_in` and `n_out` float32 values with the same number of rows.
 fn pair(n: &GpuNetwork, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<(Vec<f32>, Vec<f32>, usize)> {
     let (x, rows, _) = rows_of::<f32>(x, "X", n.config().n_in)?;
     let (t, t_rows, _) = rows_of::<f32>(t, "T", n.config().n_out)?;
@@ -105,11 +105,12 @@ impl GpuCore {
     }
 
     #[getter]
+    #[allow(clippy::unused_self)] // a getter, for the same interface as `Core`
     fn dtype(&self) -> &'static str {
         "float32"
     }
 
-    /// The adapter this network runs on: name, backend, device_type, is_software.
+    /// The adapter this network runs on: `name`, `backend`, `device_type`, `is_software`.
     fn adapter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let a = self.lock()?.adapter();
         let d = PyDict::new(py);
@@ -129,7 +130,7 @@ impl GpuCore {
         config_dict(py, self.lock()?.config())
     }
 
-    /// Outputs for X of shape (batch, n_in) or (n_in,); the result has the same rank.
+    /// Outputs for X of shape (batch, `n_in`) or (`n_in`,); the result has the same rank.
     fn forward<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
@@ -141,21 +142,21 @@ impl GpuCore {
     fn loss(&self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, t, _) = pair(&n, x, t)?;
+        let (x, t, _) = pair(n, x, t)?;
         Ok(py.detach(|| n.loss(&x, &t))?)
     }
 
     fn train_step(&self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, t, _) = pair(&n, x, t)?;
+        let (x, t, _) = pair(n, x, t)?;
         Ok(py.detach(|| n.train_step(&x, &t))?)
     }
 
     fn train<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, steps: usize) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, t, _) = pair(&n, x, t)?;
+        let (x, t, _) = pair(n, x, t)?;
         let losses = interruptible(py, |keep_going| n.train(&x, &t, steps, keep_going))?;
         Ok(numpy::IntoPyArray::into_pyarray(losses, py).into_any())
     }
@@ -173,7 +174,7 @@ impl GpuCore {
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, y, _) = pair(&n, x, y)?;
+        let (x, y, _) = pair(n, x, y)?;
         let losses = interruptible(py, |keep_going| n.fit(&x, &y, epochs, batch_size, shuffle, seed, keep_going))?;
         Ok(numpy::IntoPyArray::into_pyarray(losses, py).into_any())
     }
@@ -200,6 +201,7 @@ impl GpuCore {
         Ok(state_lists(py, &state, updates))
     }
 
+    #[allow(clippy::needless_pass_by_value)] // PyO3 extracts the argument by value
     fn set_optimizer_state(&self, py: Python<'_>, state: Vec<Vec<Bound<'_, PyAny>>>, updates: u64) -> PyResult<()> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
@@ -211,7 +213,7 @@ impl GpuCore {
     fn explain_step<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, t, _) = pair(&n, x, t)?;
+        let (x, t, _) = pair(n, x, t)?;
         let s = py.detach(|| n.explain_step(&x, &t))?;
         trace_dict(py, s, n.config())
     }

@@ -13,7 +13,7 @@ pub struct AdapterSummary {
     pub name: String,
     /// Vulkan, Metal, Dx12...
     pub backend: String,
-    /// DiscreteGpu, IntegratedGpu, VirtualGpu, Cpu, Other.
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu`, `Other`.
     pub device_type: String,
     /// A CPU implementation such as lavapipe (Mesa's software Vulkan GPU).
     pub is_software: bool,

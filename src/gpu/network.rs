@@ -78,7 +78,7 @@ struct Layout {
     off: [usize; 4],
     len: [usize; 4],
     n_params: usize,
-    /// The trained values are the prefix [0, n_trained): weights, then biases when trained.
+    /// The trained values are the prefix `[0, n_trained)`: weights, then biases when trained.
     n_trained: usize,
     slots: usize,
 }
@@ -363,6 +363,7 @@ impl GpuNetwork {
         Ok(())
     }
 
+    #[allow(clippy::too_many_lines)] // one list of dispatches, in the order a step runs them
     fn build_plan(&self, w: &Work, rows: usize) -> Result<Plan> {
         let c = &self.config;
         let l = &self.layout;
@@ -535,6 +536,7 @@ impl GpuNetwork {
     /// the row cursor starting at `row0`. Returns the loss of each step.
     fn run_chunk(&self, rows: &[usize], gathers: Option<&HashMap<usize, [Dispatch; 2]>>, row0: usize) -> Result<Vec<f32>> {
         let n = rows.len();
+        let Some(&first) = rows.first() else { return Ok(vec![]) };
         self.write(&self.counter, &[0_u32, row0 as u32]);
         if let Optimizer::Adam { lr, beta1, beta2, .. } = self.config.optimizer {
             // Bias corrections in f64 on the host, as the CPU optimizer computes them.
@@ -546,7 +548,8 @@ impl GpuNetwork {
                 .collect();
             self.write(&self.sched, &sched);
         }
-        let many_per_dispatch = gathers.is_none() && rows.iter().all(|&r| r == rows[0]) && self.uses_fused(rows[0]);
+        // All steps alike on the fused kernel: many steps per dispatch. Otherwise one dispatch list per step.
+        let many_per_dispatch = gathers.is_none() && rows.iter().all(|&r| r == first) && self.uses_fused(first);
         let mut sizes: Vec<usize> = rows.to_vec();
         sizes.sort_unstable();
         sizes.dedup();
@@ -566,7 +569,7 @@ impl GpuNetwork {
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
             if many_per_dispatch {
-                if let Some(f) = &self.plan(rows[0])?.fused {
+                if let Some(f) = &self.plan(first)?.fused {
                     for _ in 0..full_dispatches {
                         self.record(&mut pass, &f.full.0);
                     }
@@ -577,9 +580,9 @@ impl GpuNetwork {
             } else {
                 for &r in rows {
                     let plan = self.plan(r)?;
-                    if let Some(g) = gathers.and_then(|g| g.get(&r)) {
-                        self.record(&mut pass, &g[0]);
-                        self.record(&mut pass, &g[1]);
+                    if let Some([gx, gy]) = gathers.and_then(|g| g.get(&r)) {
+                        self.record(&mut pass, gx);
+                        self.record(&mut pass, gy);
                     }
                     match &plan.fused {
                         Some(f) => self.record(&mut pass, &f.tail.0),
@@ -671,7 +674,7 @@ impl GpuNetwork {
         Ok(())
     }
 
-    /// Outputs for a batch `x` (rows, n_in).
+    /// Outputs for a batch `x` (rows, `n_in`).
     pub fn forward(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let rows = Self::check_rows("X", x, self.config.n_in)?;
         self.upload_batch(x, None, rows)?;
@@ -701,13 +704,13 @@ impl GpuNetwork {
             }
             self.ctx.submit_and_read("loss", encoder, &self.losses, 0, 1)
         })?;
-        Ok(f64::from(losses[0]))
+        losses.first().map(|&l| f64::from(l)).ok_or_else(|| Error::Gpu { op: "loss", message: "no loss came back".into() })
     }
 
     /// One training step; the loss before the update.
     pub fn train_step(&mut self, x: &[f32], t: &[f32]) -> Result<f64> {
         let losses = self.train(x, t, 1, &mut || true)?;
-        Ok(losses[0])
+        losses.first().copied().ok_or_else(|| Error::Gpu { op: "training", message: "no loss came back".into() })
     }
 
     /// `steps` training steps on one batch; the loss of each.
@@ -815,6 +818,7 @@ impl GpuNetwork {
     }
 
     /// Restores what `optimizer_state` returned, after checking its layout.
+    #[allow(clippy::needless_pass_by_value)] // the signature of `Network::set_optimizer_state`
     pub fn set_optimizer_state(&mut self, state: [Vec<Vec<f32>>; 4], updates: u64) -> Result<()> {
         let l = self.layout;
         for (i, s) in state.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! GPU against CPU on the same start: needs an adapter (lavapipe will do); without one each test
-//! says so and passes, unless RUSTBP_REQUIRE_GPU=1, where a missing adapter fails.
+//! says so and passes, unless `RUSTBP_REQUIRE_GPU=1`, where a missing adapter fails.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)] // tests fail, and say why, loudly
 
 use super::GpuNetwork;
 use crate::activation::Activation;
