@@ -5,9 +5,12 @@ use bytemuck::{Pod, Zeroable};
 use std::borrow::Cow;
 
 const COMMON: &str = include_str!("kernels/common.wgsl");
+const MATMUL: &str = include_str!("kernels/matmul.wgsl");
 
 pub(crate) struct Kernels {
     pub matmul: wgpu::ComputePipeline,
+    /// The same product with 128 x 128 tiles, for large matrices.
+    pub matmul_wide: wgpu::ComputePipeline,
     pub rows: wgpu::ComputePipeline,
     pub reduce: wgpu::ComputePipeline,
     pub bias_grad: wgpu::ComputePipeline,
@@ -37,7 +40,8 @@ impl Kernels {
     /// Compiles every kernel; errors surface through the caller's error scope.
     pub fn new(device: &wgpu::Device) -> Self {
         Self {
-            matmul: pipeline(device, "matmul", include_str!("kernels/matmul.wgsl")),
+            matmul: pipeline(device, "matmul", MATMUL),
+            matmul_wide: pipeline(device, "matmul_wide", &MATMUL.replace("const PER: u32 = 4u;", "const PER: u32 = 8u;")),
             rows: pipeline(device, "rows", include_str!("kernels/rows.wgsl")),
             reduce: pipeline(device, "reduce", include_str!("kernels/reduce.wgsl")),
             bias_grad: pipeline(device, "bias_grad", include_str!("kernels/bias_grad.wgsl")),
@@ -49,6 +53,8 @@ impl Kernels {
     }
 }
 
+/// Products whose both sides reach this use `matmul_wide`.
+pub const WIDE_MIN: u32 = 128;
 /// matmul.wgsl's epilogues.
 pub const EPI_STORE: u32 = 0;
 pub const EPI_BIAS_ACT: u32 = 1;

@@ -16,7 +16,7 @@
 use super::context::Context;
 use super::kernels::{
     FusedParams, MatmulParams, OptimParams, Quad, ReduceParams, RowsParams, EPI_BIAS_ACT, EPI_DERIV, EPI_STORE, FUSED_MAX_WIDTH,
-    LOSS_NONE, TRANS_A, TRANS_B,
+    LOSS_NONE, TRANS_A, TRANS_B, WIDE_MIN,
 };
 use super::AdapterSummary;
 use crate::activation::Activation;
@@ -103,6 +103,7 @@ impl Layout {
 #[derive(Clone, Copy)]
 enum Kernel {
     Matmul,
+    MatmulWide,
     Rows,
     Reduce,
     BiasGrad,
@@ -276,6 +277,7 @@ impl GpuNetwork {
         let ks = &self.ctx.kernels;
         match k {
             Kernel::Matmul => &ks.matmul,
+            Kernel::MatmulWide => &ks.matmul_wide,
             Kernel::Rows => &ks.rows,
             Kernel::Reduce => &ks.reduce,
             Kernel::BiasGrad => &ks.bias_grad,
@@ -315,7 +317,8 @@ impl GpuNetwork {
 
     fn matmul(&self, p: MatmulParams, a: &wgpu::Buffer, b: &wgpu::Buffer, bias: &wgpu::Buffer, d: &wgpu::Buffer, c: &wgpu::Buffer) -> Result<Dispatch> {
         let u = self.uniform("matmul", &p);
-        self.dispatch(Kernel::Matmul, &u, &[a, b, bias, d, c], [(p.n as usize).div_ceil(64), (p.m as usize).div_ceil(64), 1])
+        let (kernel, tile) = if p.m >= WIDE_MIN && p.n >= WIDE_MIN { (Kernel::MatmulWide, 128) } else { (Kernel::Matmul, 64) };
+        self.dispatch(kernel, &u, &[a, b, bias, d, c], [(p.n as usize).div_ceil(tile), (p.m as usize).div_ceil(tile), 1])
     }
 
     /// Makes sure buffers for `rows` rows exist (growing them drops the plans built on the old ones).

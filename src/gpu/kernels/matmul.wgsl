@@ -3,8 +3,10 @@
 // or (n, k) when bit 1 is set. Offsets are in elements, so several tensors can share one buffer.
 // Epilogues: 0 store; 1 c = act(acc + bias) (bias per column, shared, or none);
 //            2 c = acc * f'(d) with d the activation output at the same position (dz1 = dz2 w2 * f'(h)).
-// Each workgroup computes a 64 x 64 tile; each of its 16 x 16 threads 4 x 4 values, strided by 16
-// so that neighbouring threads touch neighbouring columns (coalesced stores, no bank conflicts).
+// Each workgroup computes a TILE x TILE tile; each of its 16 x 16 threads PER x PER values, strided
+// by 16 so that neighbouring threads touch neighbouring columns (coalesced stores, no bank conflicts).
+// PER is 4 here; the host builds a second pipeline with PER = 8 (128 x 128 tiles, twice the reuse of
+// each loaded value) for products whose both sides are at least 128.
 
 struct Params {
     m: u32, n: u32, k: u32, flags: u32,
@@ -25,11 +27,13 @@ struct Params {
 // The result: written only, but read_write is what storage writes require.
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
-const TILE: u32 = 64u;
+const PER: u32 = 4u;
+const TILE: u32 = 16u * PER;
 const BK: u32 = 16u;
+const LOADS: u32 = BK * TILE / 256u;
 // Tiles of A^T and B, both k-major: [kk * TILE + i].
-var<workgroup> tile_a: array<f32, 1024>;
-var<workgroup> tile_b: array<f32, 1024>;
+var<workgroup> tile_a: array<f32, BK * TILE>;
+var<workgroup> tile_b: array<f32, BK * TILE>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -38,9 +42,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let col0 = wid.x * TILE;
     let trans_a = (p.flags & 1u) != 0u;
     let trans_b = (p.flags & 2u) != 0u;
-    var acc: array<f32, 16>;
+    var acc: array<f32, PER * PER>;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        for (var r = 0u; r < 4u; r++) {
+        for (var r = 0u; r < LOADS; r++) {
             let e = t + r * 256u;
             // Pick the loading order that walks memory contiguously for the stored layout.
             var kk = e % BK;
@@ -73,29 +77,29 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
+            var av: array<f32, PER>;
+            var bv: array<f32, PER>;
+            for (var i = 0u; i < PER; i++) {
                 av[i] = tile_a[kk * TILE + lid.y + 16u * i];
                 bv[i] = tile_b[kk * TILE + lid.x + 16u * i];
             }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
+            for (var i = 0u; i < PER; i++) {
+                for (var j = 0u; j < PER; j++) {
+                    acc[i * PER + j] = fma(av[i], bv[j], acc[i * PER + j]);
                 }
             }
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < PER; i++) {
         let gm = row0 + lid.y + 16u * i;
-        for (var j = 0u; j < 4u; j++) {
+        for (var j = 0u; j < PER; j++) {
             let gn = col0 + lid.x + 16u * j;
             // Bounds guard: edge tiles hang over the matrix.
             if (gm >= p.m || gn >= p.n) {
                 continue;
             }
-            var v = acc[i * 4u + j];
+            var v = acc[i * PER + j];
             if (p.epilogue == 1u) {
                 if (p.bias_mode == 1u) {
                     v += bias[p.bias_off + gn];
