@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-
 import rustbp
 
 REPEAT = 5
@@ -80,7 +79,10 @@ def torch_wide(torch: Any, X: np.ndarray, T: np.ndarray, hidden: int, steps: int
     dev = torch.device("cuda")
     x, t = torch.tensor(X, device=dev), torch.tensor(T, device=dev)
     model = torch.nn.Sequential(
-        torch.nn.Linear(X.shape[1], hidden), torch.nn.Sigmoid(), torch.nn.Linear(hidden, T.shape[1]), torch.nn.Sigmoid()
+        torch.nn.Linear(X.shape[1], hidden),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(hidden, T.shape[1]),
+        torch.nn.Sigmoid(),
     ).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
 
@@ -102,7 +104,10 @@ def nvidia_driver() -> str:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -130,8 +135,10 @@ def main() -> None:
         "nvidia_smi": nvidia_driver(),
         "torch": torch_note,
     }
-    print(f"adapter: {adapter['name']} ({adapter['backend']}, {adapter['device_type']})"
-          + ("  [SOFTWARE adapter: timings say nothing about GPUs]" if software else ""))
+    print(
+        f"adapter: {adapter['name']} ({adapter['backend']}, {adapter['device_type']})"
+        + ("  [SOFTWARE adapter: timings say nothing about GPUs]" if software else "")
+    )
     print(f"torch: {torch_note}")
 
     # 1. The article's net.
@@ -147,7 +154,9 @@ def main() -> None:
     art["rustbp_cpu_steps_per_s"] = ARTICLE_STEPS / median_time(cpu_article)
     if torch is not None:
         art["torch_cuda_steps_per_s"] = ARTICLE_STEPS / median_time(torch_article(torch), repeat=3)
-        art["ratio_rustbp_gpu_over_torch_cuda"] = art["rustbp_gpu_steps_per_s"] / art["torch_cuda_steps_per_s"]
+        art["ratio_rustbp_gpu_over_torch_cuda"] = (
+            art["rustbp_gpu_steps_per_s"] / art["torch_cuda_steps_per_s"]
+        )
     results["article"] = art
 
     # 2. The wide net.
@@ -157,18 +166,32 @@ def main() -> None:
     X = rng.normal(size=(batch, 784)).astype(np.float32)
     T = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
     net = rustbp.Network(784, hidden, 10, device="gpu", optimizer=rustbp.SGD(lr=0.1), seed=0)
-    wide: dict[str, Any] = {"n_in": 784, "hidden": hidden, "n_out": 10, "batch": batch, "steps": steps,
-                            "reduced": reduced, "dtype": "float32", "tf32": False}
+    wide: dict[str, Any] = {
+        "n_in": 784,
+        "hidden": hidden,
+        "n_out": 10,
+        "batch": batch,
+        "steps": steps,
+        "reduced": reduced,
+        "dtype": "float32",
+        "tf32": False,
+    }
     wide["rustbp_gpu_samples_per_s"] = steps * batch / median_time(lambda: net.train(X, T, steps))
     if torch is not None:
         wide["torch_cuda_samples_per_s"] = steps * batch / median_time(torch_wide(torch, X, T, hidden, steps))
-        wide["ratio_rustbp_gpu_over_torch_cuda"] = wide["rustbp_gpu_samples_per_s"] / wide["torch_cuda_samples_per_s"]
+        wide["ratio_rustbp_gpu_over_torch_cuda"] = (
+            wide["rustbp_gpu_samples_per_s"] / wide["torch_cuda_samples_per_s"]
+        )
     results["wide"] = wide
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"gpu_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+
+    def num(d: dict[str, Any], key: str, fmt: str = ".0f", suffix: str = "") -> str:
+        return f"{d[key]:{fmt}}{suffix}" if key in d else "n/a"
+
     lines = [
         f"# GPU comparison, {results['date']}",
         "",
@@ -179,12 +202,12 @@ def main() -> None:
         "",
         "| workload | rustbp GPU | rustbp CPU | PyTorch CUDA eager | ratio (rustbp GPU / PyTorch) |",
         "| --- | --- | --- | --- | --- |",
-        f"| article 2-2-2, {ARTICLE_STEPS} steps (steps/s) | {art['rustbp_gpu_steps_per_s']:.0f} | "
-        f"{art['rustbp_cpu_steps_per_s']:.0f} | {art.get('torch_cuda_steps_per_s', float('nan')):.0f} | "
-        f"{art.get('ratio_rustbp_gpu_over_torch_cuda', float('nan')):.1f}x |",
+        f"| article 2-2-2, {ARTICLE_STEPS} steps (steps/s) | {num(art, 'rustbp_gpu_steps_per_s')} | "
+        f"{num(art, 'rustbp_cpu_steps_per_s')} | {num(art, 'torch_cuda_steps_per_s')} | "
+        f"{num(art, 'ratio_rustbp_gpu_over_torch_cuda', '.1f', 'x')} |",
         f"| 784-{hidden}-10, batch {batch}, float32 (samples/s){' (reduced)' if reduced else ''} | "
-        f"{wide['rustbp_gpu_samples_per_s']:.0f} | | {wide.get('torch_cuda_samples_per_s', float('nan')):.0f} | "
-        f"{wide.get('ratio_rustbp_gpu_over_torch_cuda', float('nan')):.2f}x |",
+        f"{num(wide, 'rustbp_gpu_samples_per_s')} | not run | {num(wide, 'torch_cuda_samples_per_s')} | "
+        f"{num(wide, 'ratio_rustbp_gpu_over_torch_cuda', '.2f', 'x')} |",
     ]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[6:]))

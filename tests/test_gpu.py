@@ -11,9 +11,8 @@ import os
 
 import numpy as np
 import pytest
-from conftest import ARTICLE, ARTICLE_FINAL, ARTICLE_LOSSES, ARTICLE_T, ARTICLE_X
-
 import rustbp
+from conftest import ARTICLE, ARTICLE_FINAL, ARTICLE_LOSSES, ARTICLE_T, ARTICLE_X
 
 OPTIMIZERS = {
     "sgd": rustbp.SGD(lr=0.1),
@@ -113,13 +112,24 @@ def test_explain_step_on_the_gpu_gives_the_articles_numbers():
         ("tanh", "softmax", "cross_entropy"),
     ],
 )
-@pytest.mark.parametrize("bias,train_bias", [("per_neuron", True), ("shared", True), ("none", True), ("per_neuron", False)])
+@pytest.mark.parametrize(
+    "bias,train_bias", [("per_neuron", True), ("shared", True), ("none", True), ("per_neuron", False)]
+)
 @pytest.mark.parametrize("widths,batch", [((5, 7, 4), 6), ((40, 9, 4), 300)], ids=["fused", "tiled"])
-def test_every_activation_loss_and_bias_matches_the_cpu(rng, hidden, output, loss, bias, train_bias, widths, batch):
+def test_every_activation_loss_and_bias_matches_the_cpu(
+    rng, hidden, output, loss, bias, train_bias, widths, batch
+):
     # SGD with momentum, not Adam: with softmax and cross-entropy a shared output bias has a gradient of
     # exactly zero, whose rounding noise Adam would blow up to +-lr per step (see the parity test).
-    kw = dict(widths=widths, hidden_activation=hidden, output_activation=output, loss=loss, bias=bias,
-              train_bias=train_bias, optimizer=rustbp.SGD(lr=0.1, momentum=0.9))
+    kw = dict(
+        widths=widths,
+        hidden_activation=hidden,
+        output_activation=output,
+        loss=loss,
+        bias=bias,
+        train_bias=train_bias,
+        optimizer=rustbp.SGD(lr=0.1, momentum=0.9),
+    )
     cpu, gpu = pair(**kw)
     assert gpu._core.uses_fused(batch) == (widths[0] <= 32)
     X, T = data(rng, widths[0], widths[2], batch, loss)
@@ -161,8 +171,12 @@ def test_train_step_and_weights_round_trip(rng):
 
 
 def test_divergence_keeps_the_last_finite_weights():
-    kw = dict(widths=(2, 4, 1), hidden_activation="identity", output_activation="identity",
-              optimizer=rustbp.SGD(lr=50.0))
+    kw = dict(
+        widths=(2, 4, 1),
+        hidden_activation="identity",
+        output_activation="identity",
+        optimizer=rustbp.SGD(lr=50.0),
+    )
     _, gpu = pair(**kw)
     X, T = np.array([[3.0, -2.0]]), np.array([[1.0]])
     with pytest.raises(rustbp.TrainingDivergedError) as info:
