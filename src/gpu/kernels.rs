@@ -6,6 +6,20 @@ use std::borrow::Cow;
 
 const COMMON: &str = include_str!("kernels/common.wgsl");
 const MATMUL: &str = include_str!("kernels/matmul.wgsl");
+const FUSED: &str = include_str!("kernels/fused.wgsl");
+const FUSED_SCRATCH_BINDING: &str = "@group(0) @binding(8) var<storage, read_write> scratch: array<f32>;";
+
+/// Values of activations `fused_local` holds: with the 2 * 32 * 32 + 2 * 32 weights and 256 partial
+/// sums, this fills the 16 KiB of workgroup memory every adapter offers.
+pub const FUSED_LOCAL_SCRATCH: usize = 1536;
+
+/// fused.wgsl with `scratch` in workgroup memory: only this workgroup touches it, so workgroup
+/// barriers order it.
+fn fused_local() -> String {
+    FUSED
+        .replace(FUSED_SCRATCH_BINDING, &format!("var<workgroup> scratch: array<f32, {FUSED_LOCAL_SCRATCH}>;"))
+        .replace("storageBarrier();", "workgroupBarrier();")
+}
 
 pub(crate) struct Kernels {
     pub matmul: wgpu::ComputePipeline,
@@ -18,6 +32,8 @@ pub(crate) struct Kernels {
     pub tick: wgpu::ComputePipeline,
     pub gather: wgpu::ComputePipeline,
     pub fused: wgpu::ComputePipeline,
+    /// The fused kernel with its activations in workgroup memory, for batches whose activations fit.
+    pub fused_local: wgpu::ComputePipeline,
 }
 
 fn pipeline(device: &wgpu::Device, label: &'static str, source: &str) -> wgpu::ComputePipeline {
@@ -48,7 +64,8 @@ impl Kernels {
             optim: pipeline(device, "optim", include_str!("kernels/optim.wgsl")),
             tick: pipeline(device, "tick", include_str!("kernels/tick.wgsl")),
             gather: pipeline(device, "gather", include_str!("kernels/gather.wgsl")),
-            fused: pipeline(device, "fused", include_str!("kernels/fused.wgsl")),
+            fused: pipeline(device, "fused", FUSED),
+            fused_local: pipeline(device, "fused_local", &fused_local()),
         }
     }
 }

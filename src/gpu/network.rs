@@ -15,7 +15,7 @@
 
 use super::context::Context;
 use super::kernels::{
-    FusedParams, MatmulParams, OptimParams, Quad, ReduceParams, RowsParams, EPI_BIAS_ACT, EPI_DERIV, EPI_STORE, FUSED_MAX_WIDTH,
+    FusedParams, MatmulParams, OptimParams, Quad, ReduceParams, RowsParams, EPI_BIAS_ACT, EPI_DERIV, EPI_STORE, FUSED_LOCAL_SCRATCH, FUSED_MAX_WIDTH,
     LOSS_NONE, TRANS_A, TRANS_B, WIDE_MIN,
 };
 use super::AdapterSummary;
@@ -111,6 +111,7 @@ enum Kernel {
     Tick,
     Gather,
     Fused,
+    FusedLocal,
 }
 
 struct Dispatch {
@@ -285,6 +286,7 @@ impl GpuNetwork {
             Kernel::Tick => &ks.tick,
             Kernel::Gather => &ks.gather,
             Kernel::Fused => &ks.fused,
+            Kernel::FusedLocal => &ks.fused_local,
         }
     }
 
@@ -458,14 +460,16 @@ impl GpuNetwork {
                 loss_scale: loss_scale as f32,
                 pad: [0; 3],
             };
+            // Activations in workgroup memory when they fit, else in the global scratch buffer.
+            let local = rows * (2 * c.n_hidden + 3 * c.n_out + 1) <= FUSED_LOCAL_SCRATCH;
             let make = || -> Result<(Dispatch, wgpu::Buffer)> {
                 let u = self.uniform("fused", &p);
-                let d = self.dispatch(
-                    Kernel::Fused,
-                    &u,
-                    &[&w.x, &w.t, &self.theta, &self.state, &self.sched, &self.losses, &w.scratch, &self.counter],
-                    [1, 1, 1],
-                )?;
+                let buffers = [&w.x, &w.t, &self.theta, &self.state, &self.sched, &self.losses, &self.counter, &w.scratch];
+                let d = if local {
+                    self.dispatch(Kernel::FusedLocal, &u, &buffers[..7], [1, 1, 1])?
+                } else {
+                    self.dispatch(Kernel::Fused, &u, &buffers, [1, 1, 1])?
+                };
                 Ok((d, u))
             };
             Some(Fused { params: p, full: make()?, tail: make()?, steps_per_dispatch: (FUSED_LOOP_BUDGET / self.fused_loops(rows)).max(1) })

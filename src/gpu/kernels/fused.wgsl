@@ -6,7 +6,9 @@
 //   loss history[step] = sum of row losses * loss_scale; dz1 = (dz2 w2) * f'(h);
 //   each owner computes its gradient (dw1 = dz1^T x, dw2 = dz2^T h, bias: column sums) and updates
 //   its parameter with the optimizer of optim.wgsl. All gradients use the weights before the step.
-// Activations live in `scratch` (global memory, touched by this workgroup only).
+// Activations live in `scratch`: global memory touched by this workgroup only, or, when they fit
+// (the host swaps the binding for `var<workgroup> scratch: array<f32, 1536>` and every storageBarrier
+// for a workgroupBarrier), workgroup memory, which spares each phase a round trip through the caches.
 
 struct Params {
     n_in: u32, n_hidden: u32, n_out: u32, rows: u32,
@@ -39,10 +41,10 @@ const OWN: u32 = 9u;             // ceil(MAX_PARAMS / 256)
 @group(0) @binding(5) var<storage, read> sched: array<vec2<f32>>;
 // Loss history of the submission.
 @group(0) @binding(6) var<storage, read_write> losses: array<f32>;
-// h (rows, n_hidden) | z2 | o | dz2 (rows, n_out each) | dz1 (rows, n_hidden) | row losses (rows).
-@group(0) @binding(7) var<storage, read_write> scratch: array<f32>;
 // Step counter of the submission, advanced by this dispatch.
-@group(0) @binding(8) var<storage, read_write> counter: Counter;
+@group(0) @binding(7) var<storage, read_write> counter: Counter;
+// h (rows, n_hidden) | z2 | o | dz2 (rows, n_out each) | dz1 (rows, n_hidden) | row losses (rows).
+@group(0) @binding(8) var<storage, read_write> scratch: array<f32>;
 
 var<workgroup> w: array<f32, MAX_PARAMS>;
 var<workgroup> sums: array<f32, 256>;
