@@ -31,7 +31,7 @@ test: build ## set up and run every test: cargo test, then pytest
 .PHONY: lint
 lint: venv ## rustfmt, clippy (warnings denied), ruff, mypy --strict, stubtest
 	cargo fmt --check
-	cargo clippy --all-targets --features python -- -D warnings
+	cargo clippy --all-targets --features python,gpu -- -D warnings
 	$(VENV)/bin/ruff check python tests
 	$(VENV)/bin/ruff format --check python tests
 	$(VENV)/bin/mypy

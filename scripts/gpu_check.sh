@@ -5,8 +5,13 @@
 #
 # Vulkan: wgpu needs the Vulkan loader (libvulkan.so.1) and a driver manifest. Where the loader is
 # missing, .deb files in .gl/ (libvulkan1 and friends, fetched on another machine) are unpacked; where
-# no manifest is registered, NVIDIA's under /usr/local/nvidia is used. PyTorch or CUDA missing is not
-# an error: the comparison notes it and leaves those columns empty.
+# no manifest is registered, NVIDIA's under /usr/local/nvidia is used. To fill .gl/ (on a machine with
+# apt, once, in the repository root):
+#   echo /.gl/ >>.git/info/exclude; mkdir -p .gl /tmp/amd64/partial
+#   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+#   apt-get $o update; (cd .gl && apt-get $o download libvulkan1)
+# PyTorch or CUDA missing is not an error: the comparison notes it and leaves those columns empty.
+# Extra arguments go to benchmarks/gpu_compare.py (--quick for reduced sizes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
