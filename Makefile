@@ -35,7 +35,7 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 .PHONY: lint
 lint: venv ## rustfmt, clippy (warnings denied), ruff, mypy --strict, stubtest
 	cargo fmt --check
-	cargo clippy --all-targets --features python -- -D warnings
+	cargo clippy --all-targets --features python,gpu -- -D warnings
 	$(VENV)/bin/ruff check python tests
 	$(VENV)/bin/ruff format --check python tests
 	$(VENV)/bin/mypy

@@ -34,6 +34,19 @@ pub enum Error {
     /// A buffer would not fit in memory.
     #[error("{what}: cannot allocate {elements} elements")]
     OutOfMemory { what: &'static str, elements: u128 },
+
+    /// No GPU can be used: no adapter, none matching `RUSTBP_GPU_ADAPTER`, or a build without the
+    /// `gpu` feature. The message says what to install or set.
+    #[error("{0}")]
+    GpuUnavailable(String),
+
+    /// A GPU operation failed (device lost, validation error, timeout); the message says which.
+    #[error("GPU {op} failed: {message}")]
+    Gpu { op: &'static str, message: String },
+
+    /// A GPU buffer would exceed one of the adapter's limits (software GPUs have small ones).
+    #[error("{what} needs {needed} bytes, more than this GPU's {limit} ({max} bytes); use smaller batches or layers, or another adapter")]
+    GpuLimit { what: &'static str, needed: u64, limit: &'static str, max: u64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -15,6 +15,8 @@ pub mod memory;
 pub mod network;
 pub mod optim;
 
+pub mod gpu;
+
 #[cfg(feature = "python")]
 mod bindings;
 

@@ -109,12 +109,12 @@ mod tests {
         assert_eq!(what(&net.loss(&x, &x)), acts);
         assert_eq!(what(&net.train_step(&x, &x)), acts);
         assert_eq!(
-            what(&net.fit(&x, &x, 1, 10_000_000, false, 0, no_stop)),
+            what(&net.fit(&x, &x, 1, 10_000_000, false, 0, 0, no_stop)),
             acts
         );
         let steps = net.train(&x[..1], &x[..1], 1 << 62, no_stop);
         assert_eq!(what(&steps), Some("losses"));
-        let epochs = net.fit(&x[..2], &x[..2], 1 << 62, 1, false, 0, no_stop);
+        let epochs = net.fit(&x[..2], &x[..2], 1 << 62, 1, false, 0, 0, no_stop);
         assert_eq!(what(&epochs), Some("losses"));
         assert_eq!(
             net.forward(&[1.0]).map(|o| o.len()),

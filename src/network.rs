@@ -330,8 +330,9 @@ impl<T: Scalar> Network<T> {
     }
 
     /// `epochs` passes over (x, y) in mini-batches of `batch_size` rows (the last one may be smaller),
-    /// shuffled each epoch by a generator seeded with `seed` when `shuffle`. Returns each epoch's mean
-    /// loss over its samples, as measured in the forward passes of its steps.
+    /// numbered from `first_epoch` and, when `shuffle`, each in the order `epoch_order(seed, epoch)`, so
+    /// one call of k epochs trains exactly like k calls of one. Returns each epoch's mean loss over its
+    /// samples, as measured in the forward passes of its steps.
     pub fn fit(
         &mut self,
         x: &[T],
@@ -340,6 +341,7 @@ impl<T: Scalar> Network<T> {
         batch_size: usize,
         shuffle: bool,
         seed: u64,
+        first_epoch: usize,
         keep_going: KeepGoing,
     ) -> Result<Vec<f64>> {
         let n = self.check_pair(x, y)?;
@@ -347,17 +349,18 @@ impl<T: Scalar> Network<T> {
             return Err(Error::config("batch_size", "a positive integer", 0));
         }
         let (n_in, n_out) = (self.config.n_in, self.config.n_out);
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let mut order: Vec<usize> = (0..n).collect();
+        let mut order = Vec::new();
         let (mut xb, mut yb) = (Vec::new(), Vec::new());
         self.reserve(batch_size.min(n))?;
         let mut poll = Poll::new(self.config.step_work(batch_size.min(n)));
         let mut epoch_losses = Vec::new();
         memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
         let mut steps = 0;
-        for _ in 0..epochs {
+        for epoch in first_epoch..first_epoch + epochs {
             if shuffle {
-                order.shuffle(&mut rng);
+                epoch_order(n, seed, epoch, &mut order);
+            } else if order.len() != n {
+                order = (0..n).collect();
             }
             let mut total = 0.0;
             for (b, rows) in order.chunks(batch_size).enumerate() {
@@ -575,6 +578,17 @@ fn bias_grad<T: Scalar>(delta: &[T], width: usize, g: &mut [T]) {
             }
         }
     }
+}
+
+/// The order of the `n` samples in epoch `epoch` of a shuffled `fit` seeded with `seed`: each epoch has
+/// its own generator, seeded with `seed + (epoch + 1) * 2^64/phi` (mod 2^64), which spreads consecutive
+/// epochs over the seed space; so any epoch can be reproduced alone (the GPU's `fit` uses it too).
+pub fn epoch_order(n: usize, seed: u64, epoch: usize, order: &mut Vec<usize>) {
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_add((epoch as u64).wrapping_add(1).wrapping_mul(GOLDEN)));
+    order.clear();
+    order.extend(0..n);
+    order.shuffle(&mut rng);
 }
 
 /// Copies rows `rows` of a (n, cols) matrix into `out`.

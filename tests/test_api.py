@@ -293,12 +293,6 @@ def test_divergence_raises_and_keeps_the_last_finite_weights():
         np.testing.assert_array_equal(v, net.get_weights()[k])
 
 
-def test_gpu_device_without_gpu_path_is_a_clear_error():
-    with pytest.raises(rustbp.GpuUnavailableError, match="gpu"):
-        make(device="gpu")
-    assert issubclass(rustbp.GpuUnavailableError, RuntimeError)
-
-
 def test_forward_from_many_threads(rng):
     net = make(16, 64, 8)
     X = rng.normal(size=(256, 16))

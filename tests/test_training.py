@@ -144,13 +144,19 @@ def test_history_records_metrics_and_acts_as_the_loss_array(rng):
     assert set(none.history) == {"loss", "val_loss"}
 
 
-def test_fit_runs_the_cores_fit_one_epoch_at_a_time(rng):
+def test_fit_trains_alike_in_one_core_call_or_epoch_by_epoch(rng):
+    # Plain fit is one core call; with a callback (or validation, logging...) fit runs epoch by epoch.
     X, Y = classification(rng)
-    a, c = make(), make()
+    a, b, c = make(), make(), make()
     h = a.fit(X, Y, 4, seed=9)
-    losses = [c._core.fit(X, Y, 1, 32, True, training.epoch_seed(9, e))[0] for e in range(4)]
+    seen = []
+    hb = b.fit(X, Y, 4, seed=9, callbacks=[lambda epoch, logs: seen.append(epoch)])
+    assert seen == [0, 1, 2, 3]
+    losses = [c._core.fit(X, Y, 1, 32, True, 9, e)[0] for e in range(4)]
     np.testing.assert_array_equal(h, losses)
-    np.testing.assert_array_equal(a.get_weights()["w1"], c.get_weights()["w1"])
+    np.testing.assert_array_equal(hb, losses)
+    for other in (b, c):
+        np.testing.assert_array_equal(a.get_weights()["w1"], other.get_weights()["w1"])
 
 
 def test_validation_split_holds_out_the_last_samples(rng):

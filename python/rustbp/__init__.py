@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._rustbp import __version__
 from .config import NetworkConfig, TrainingConfig
 from .errors import GpuUnavailableError, TrainingDivergedError
+from .gpu import GpuDevice, gpu_devices
 from .network import Network
 from .optim import SGD, Adam
 from .training import History
@@ -18,6 +19,7 @@ from .training import History
 __all__ = [
     "SGD",
     "Adam",
+    "GpuDevice",
     "GpuUnavailableError",
     "History",
     "Network",
@@ -25,4 +27,5 @@ __all__ = [
     "TrainingConfig",
     "TrainingDivergedError",
     "__version__",
+    "gpu_devices",
 ]

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from ._rustbp import TrainingDivergedError
+from ._rustbp import GpuUnavailableError, TrainingDivergedError
 
 __all__ = ["GpuUnavailableError", "TrainingDivergedError"]
-
-
-class GpuUnavailableError(RuntimeError):
-    """No GPU adapter could be used; the message says what to install."""

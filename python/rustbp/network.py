@@ -12,7 +12,6 @@ import numpy.typing as npt
 
 from . import _files, _rustbp, _torch, training
 from .config import NetworkConfig, TrainingConfig, optimizer_from_core, random_seed
-from .errors import GpuUnavailableError
 from .optim import SGD, Adam, Optimizer
 from .training import Callback, History
 
@@ -82,7 +81,7 @@ class Network:
         bias: str = "per_neuron",
         train_bias: bool = True,
         optimizer: Optimizer | None = None,
-        dtype: str = "float64",
+        dtype: str | None = None,
         device: str = "cpu",
         seed: int | None = None,
     ) -> None:
@@ -92,14 +91,14 @@ class Network:
         if not isinstance(optimizer, (SGD, Adam)):
             raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(optimizer).__name__}")
         for name, value in (("dtype", dtype), ("device", device)):
-            if not isinstance(value, str):
+            if not isinstance(value, str) and not (name == "dtype" and value is None):
                 raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype: expected one of float64, float32, got {dtype!r}")
         if device not in DEVICES:
             raise ValueError(f"device: expected one of cpu, gpu, got {device!r}")
-        if device == "gpu":
-            raise GpuUnavailableError("device='gpu': this build of rustbp has no GPU path yet; use device='cpu'")
+        if dtype is None:
+            dtype = "float32" if device == "gpu" else "float64"  # GPU compute is float32
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of float64, float32, got {dtype!r}")
         if not isinstance(train_bias, bool):
             raise TypeError(f"train_bias: expected a bool, got {type(train_bias).__name__}")
         for name, value in (
@@ -113,7 +112,8 @@ class Network:
         seed = _seed(seed)
         sgd = isinstance(optimizer, SGD)
         adam = optimizer if isinstance(optimizer, Adam) else Adam()
-        core = _rustbp.Core(
+        core_class = _rustbp.GpuCore if device == "gpu" else _rustbp.Core
+        core = core_class(
             *widths,
             hidden_activation=hidden_activation,
             output_activation=output_activation,
@@ -134,7 +134,7 @@ class Network:
         self._init(core, optimizer, device)
         self._seed = int(seed)
 
-    def _init(self, core: _rustbp.Core, optimizer: Optimizer, device: str) -> None:
+    def _init(self, core: _rustbp.Core | _rustbp.GpuCore, optimizer: Optimizer, device: str) -> None:
         self._core = core
         self._config: dict[str, Any] = core.config()
         self._dtype = DTYPES[core.dtype]
@@ -143,11 +143,14 @@ class Network:
         self._seed = None
 
     @classmethod
-    def article(cls) -> Network:
+    def article(cls, device: str = "cpu") -> Network:
         """The worked example of the article: 2-2-2, weights 0.15..0.55, shared biases 0.35 and 0.60
-        that are not trained, sigmoid on both layers, half_sse loss, plain SGD with lr 0.5, float64."""
+        that are not trained, sigmoid on both layers, half_sse loss, plain SGD with lr 0.5; float64 on
+        the CPU, float32 on the GPU."""
+        if device not in DEVICES:
+            raise ValueError(f"device: expected one of cpu, gpu, got {device!r}")
         net = cls.__new__(cls)
-        net._init(_rustbp.Core.article(), SGD(lr=0.5), "cpu")
+        net._init(_rustbp.GpuCore.article() if device == "gpu" else _rustbp.Core.article(), SGD(lr=0.5), device)
         return net
 
     # -- shape and settings -------------------------------------------------------------------------

@@ -32,14 +32,6 @@ Callback = Callable[[int, "dict[str, float]"], Optional[bool]]
 #: The progress bar waits this long before it appears, so short runs never show one.
 BAR_DELAY_S = 0.5
 
-_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / phi: spreads consecutive epochs over the seed space
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The shuffle seed of epoch ``epoch`` of a fit seeded with ``seed``."""
-    return (seed + (epoch + 1) * _GOLDEN) % 2**64
-
-
 class History:
     """What one ``fit`` call recorded, per epoch: ``loss`` (the mean training loss of the epoch, from the
     forward passes of its steps), and where recorded ``val_loss``, ``accuracy``, ``val_accuracy``.
@@ -183,14 +175,26 @@ def fit(
     best, wait = math.inf, 0
     best_weights: dict[str, Any] | None = None
     bar = _progress(config.verbose, config.epochs, "epoch")
+    per_epoch = (
+        validation_data is not None or callbacks or config.patience is not None or train_accuracy or bar is not None
+        or logger.isEnabledFor(logging.INFO)
+    )  # fmt: skip
+    if not per_epoch:
+        # Nothing to do between epochs: one call, looped in Rust (the core seeds each epoch alike).
+        for loss in net._core.fit(x, y, config.epochs, config.batch_size, config.shuffle, seed):
+            history._record({"loss": float(loss)})
+        return history
     try:
         for epoch in range(config.epochs):
             try:
-                losses = net._core.fit(x, y, 1, config.batch_size, config.shuffle, epoch_seed(seed, epoch))
+                losses = net._core.fit(x, y, 1, config.batch_size, config.shuffle, seed, epoch)
             except TrainingDivergedError as e:
                 # Number the failing step and list the losses as if the epochs were one run.
                 e.step += epoch * steps_per_epoch
                 e.losses = [*history.history.get("loss", []), *e.losses]
+                raise
+            except KeyboardInterrupt as e:
+                e.completed_steps = epoch * steps_per_epoch + getattr(e, "completed_steps", 0)
                 raise
             logs = {"loss": float(losses[0])}
             if train_accuracy:

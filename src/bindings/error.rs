@@ -1,7 +1,7 @@
 //! The one place where core errors become Python exceptions.
 
 use crate::error::Error;
-use pyo3::exceptions::{PyFloatingPointError, PyKeyboardInterrupt, PyMemoryError, PyValueError};
+use pyo3::exceptions::{PyFloatingPointError, PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(
@@ -12,6 +12,14 @@ pyo3::create_exception!(
      `losses` the losses before it; the network keeps the weights of the last finite step."
 );
 
+pyo3::create_exception!(
+    rustbp,
+    GpuUnavailableError,
+    PyRuntimeError,
+    "No GPU could be used (no adapter, none matching RUSTBP_GPU_ADAPTER, a build without the GPU path, or a \
+     GPU that failed); the message says what to install or set."
+);
+
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let message = e.to_string();
@@ -19,7 +27,9 @@ impl From<Error> for PyErr {
             Error::InvalidConfig { .. } | Error::ShapeMismatch { .. } | Error::NonFinite { .. } | Error::InvalidFile { .. } => {
                 PyValueError::new_err(message)
             }
-            Error::OutOfMemory { .. } => PyMemoryError::new_err(message),
+            Error::OutOfMemory { .. } | Error::GpuLimit { .. } => PyMemoryError::new_err(message),
+            // A GPU that fails mid-way (device lost, timeout) is as unusable as one never found.
+            Error::GpuUnavailable(_) | Error::Gpu { .. } => GpuUnavailableError::new_err(message),
             Error::Interrupted { .. } => PyKeyboardInterrupt::new_err(message),
             Error::Diverged { step, losses, .. } => Python::attach(|py| {
                 let err = TrainingDivergedError::new_err(message);

@@ -4,6 +4,7 @@
 //! Python types, logging and the public API live in `python/rustbp`.
 
 mod error;
+mod gpu;
 mod io;
 
 use crate::activation::Activation;
@@ -19,7 +20,7 @@ use pyo3::types::PyDict;
 use std::str::FromStr;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
-pub use error::TrainingDivergedError;
+pub use error::{GpuUnavailableError, TrainingDivergedError};
 
 /// Below this many multiply-adds a call keeps the GIL: releasing it would cost more than the work.
 const DETACH_WORK: usize = 50_000;
@@ -46,6 +47,43 @@ struct Core {
     // run Python meanwhile; one that wants the network then fails fast with a clear error instead of
     // reading half-updated weights. Predictions share it for reading, so many threads predict at once.
     net: RwLock<Net>,
+}
+
+/// The core's `Config` from the constructor's keyword arguments (shared by `Core` and `GpuCore`).
+fn make_config(
+    n_in: usize,
+    n_hidden: usize,
+    n_out: usize,
+    hidden_activation: &str,
+    output_activation: &str,
+    loss: &str,
+    bias: &str,
+    train_bias: bool,
+    optimizer: &str,
+    lr: f64,
+    momentum: f64,
+    nesterov: bool,
+    weight_decay: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+) -> PyResult<Config> {
+    let optimizer = match optimizer {
+        "sgd" => Optimizer::Sgd { lr, momentum, nesterov, weight_decay },
+        "adam" => Optimizer::Adam { lr, beta1, beta2, eps, weight_decay },
+        other => return Err(PyValueError::new_err(format!("optimizer: expected sgd or adam, got {other:?}"))),
+    };
+    Ok(Config {
+        n_in,
+        n_hidden,
+        n_out,
+        hidden_activation: parse("hidden_activation", hidden_activation, Activation::NAMES)?,
+        output_activation: parse("output_activation", output_activation, Activation::NAMES)?,
+        loss: parse::<Loss>("loss", loss, Loss::NAMES)?,
+        bias: parse::<Bias>("bias", bias, Bias::NAMES)?,
+        train_bias,
+        optimizer,
+    })
 }
 
 fn parse<V: FromStr>(arg: &'static str, value: &str, accepted: &str) -> PyResult<V> {
@@ -103,22 +141,10 @@ impl Core {
         dtype: &str,
         seed: u64,
     ) -> PyResult<Self> {
-        let optimizer = match optimizer {
-            "sgd" => Optimizer::Sgd { lr, momentum, nesterov, weight_decay },
-            "adam" => Optimizer::Adam { lr, beta1, beta2, eps, weight_decay },
-            other => return Err(PyValueError::new_err(format!("optimizer: expected sgd or adam, got {other:?}"))),
-        };
-        let config = Config {
-            n_in,
-            n_hidden,
-            n_out,
-            hidden_activation: parse("hidden_activation", hidden_activation, Activation::NAMES)?,
-            output_activation: parse("output_activation", output_activation, Activation::NAMES)?,
-            loss: parse::<Loss>("loss", loss, Loss::NAMES)?,
-            bias: parse::<Bias>("bias", bias, Bias::NAMES)?,
-            train_bias,
-            optimizer,
-        };
+        let config = make_config(
+            n_in, n_hidden, n_out, hidden_activation, output_activation, loss, bias, train_bias, optimizer, lr, momentum,
+            nesterov, weight_decay, beta1, beta2, eps,
+        )?;
         let net = match dtype {
             "float32" => Net::F32(Network::new(config, seed)?),
             "float64" => Net::F64(Network::new(config, seed)?),
@@ -144,25 +170,7 @@ impl Core {
     /// The configuration as plain values, for the Python layer's config objects.
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let guard = self.read()?;
-        let c = *dispatch!(&*guard, n => n.config());
-        let d = PyDict::new(py);
-        d.set_item("n_in", c.n_in)?;
-        d.set_item("n_hidden", c.n_hidden)?;
-        d.set_item("n_out", c.n_out)?;
-        d.set_item("hidden_activation", c.hidden_activation.name())?;
-        d.set_item("output_activation", c.output_activation.name())?;
-        d.set_item("loss", c.loss.name())?;
-        d.set_item("bias", c.bias.name())?;
-        d.set_item("train_bias", c.train_bias)?;
-        match c.optimizer {
-            Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => {
-                d.set_item("optimizer", ("sgd", lr, momentum, nesterov, weight_decay))?;
-            }
-            Optimizer::Adam { lr, beta1, beta2, eps, weight_decay } => {
-                d.set_item("optimizer", ("adam", lr, (beta1, beta2), eps, weight_decay))?;
-            }
-        }
-        Ok(d)
+        config_dict(py, dispatch!(&*guard, n => n.config()))
     }
 
     /// Outputs for X of shape (batch, n_in) or (n_in,); the result has the same rank.
@@ -206,7 +214,7 @@ impl Core {
     }
 
     /// Mini-batch training over (X, Y); the mean loss of each epoch.
-    #[pyo3(signature = (x, y, epochs, batch_size, shuffle, seed))]
+    #[pyo3(signature = (x, y, epochs, batch_size, shuffle, seed, first_epoch=0))]
     fn fit<'py>(
         &self,
         py: Python<'py>,
@@ -216,11 +224,12 @@ impl Core {
         batch_size: usize,
         shuffle: bool,
         seed: u64,
+        first_epoch: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
             let (x, y, _) = pair_of(n, x, y)?;
-            let losses = interruptible(py, |keep_going| n.fit(&x, &y, epochs, batch_size, shuffle, seed, keep_going))?;
+            let losses = interruptible(py, |keep_going| n.fit(&x, &y, epochs, batch_size, shuffle, seed, first_epoch, keep_going))?;
             Ok(losses.into_pyarray(py).into_any())
         })
     }
@@ -229,34 +238,14 @@ impl Core {
     /// biases are absent when the network has none.
     fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let guard = self.read()?;
-        let d = PyDict::new(py);
-        dispatch!(&*guard, n => {
-            let shapes = n.config().shapes();
-            for (i, p) in n.params().iter().enumerate() {
-                if shapes[i].1 > 0 {
-                    let rows = if i % 2 == 0 { Some(shapes[i].0) } else { None };
-                    d.set_item(PARAM_NAMES[i], to_numpy(py, p.clone(), rows)?)?;
-                }
-            }
-        });
-        Ok(d)
+        dispatch!(&*guard, n => weights_dict(py, n.config(), n.params()))
     }
 
     /// Replaces the weights from a dict shaped like `get_weights()`'s (shapes and finiteness checked).
     fn set_weights(&self, weights: &Bound<'_, PyDict>) -> PyResult<()> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
-            let shapes = n.config().shapes();
-            let mut params: [Vec<_>; 4] = Default::default();
-            for (i, p) in params.iter_mut().enumerate() {
-                let (rows, cols) = shapes[i];
-                let shape = if i % 2 == 0 { vec![rows, cols] } else { vec![cols] };
-                match weights.get_item(PARAM_NAMES[i])? {
-                    Some(v) => *p = exact_shape(&v, PARAM_NAMES[i], &shape)?,
-                    None if cols == 0 => {}
-                    None => return Err(PyValueError::new_err(format!("weights: missing {:?}", PARAM_NAMES[i]))),
-                }
-            }
+            let params = params_of(weights, n.config())?;
             Ok(n.set_params(params)?)
         })
     }
@@ -266,27 +255,14 @@ impl Core {
         let guard = self.read()?;
         dispatch!(&*guard, n => {
             let (state, updates) = n.optimizer_state();
-            let arrays = state.iter().map(|slots| slots.iter().map(|s| s.clone().into_pyarray(py).into_any()).collect()).collect();
-            Ok((arrays, updates))
+            Ok(state_lists(py, state, updates))
         })
     }
 
     /// Restores what `get_optimizer_state` returned.
     fn set_optimizer_state(&self, state: Vec<Vec<Bound<'_, PyAny>>>, updates: u64) -> PyResult<()> {
         let mut guard = self.write()?;
-        dispatch!(&mut *guard, n => {
-            if state.len() != 4 {
-                return Err(PyValueError::new_err("optimizer_state: expected 4 parameter entries"));
-            }
-            let mut typed: [Vec<Vec<_>>; 4] = Default::default();
-            for (slot, arrays) in typed.iter_mut().zip(state) {
-                for a in arrays {
-                    let (v, _, _) = rows_of(&a, "optimizer_state", 0)?;
-                    slot.push(v);
-                }
-            }
-            Ok(n.set_optimizer_state(typed, updates)?)
-        })
+        dispatch!(&mut *guard, n => Ok(n.set_optimizer_state(state_of(&state)?, updates)?))
     }
 
     /// One training step on one sample, returning every intermediate (see `Network.explain_step`).
@@ -295,27 +271,104 @@ impl Core {
         dispatch!(&mut *guard, n => {
             let (x, t, _) = pair_of(n, x, t)?;
             let s = n.explain_step(&x, &t)?;
-            let shapes = n.config().shapes();
-            let d = PyDict::new(py);
-            d.set_item("net_hidden", s.net_hidden.into_pyarray(py))?;
-            d.set_item("out_hidden", s.out_hidden.into_pyarray(py))?;
-            d.set_item("net_output", s.net_output.into_pyarray(py))?;
-            d.set_item("out_output", s.out_output.into_pyarray(py))?;
-            d.set_item("loss", s.loss)?;
-            d.set_item("delta_output", s.delta_output.into_pyarray(py))?;
-            d.set_item("delta_hidden", s.delta_hidden.into_pyarray(py))?;
-            for (i, (g, p)) in s.grads.into_iter().zip(s.params_after).enumerate() {
-                let rows = if i % 2 == 0 { Some(shapes[i].0) } else { None };
-                if !g.is_empty() {
-                    d.set_item(format!("grad_{}", PARAM_NAMES[i]), to_numpy(py, g, rows)?)?;
-                }
-                if !p.is_empty() {
-                    d.set_item(format!("{}_after", PARAM_NAMES[i]), to_numpy(py, p, rows)?)?;
-                }
-            }
-            Ok(d)
+            trace_dict(py, s, n.config())
         })
     }
+}
+
+/// The configuration as a dict of plain values.
+fn config_dict<'py>(py: Python<'py>, c: &Config) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("n_in", c.n_in)?;
+    d.set_item("n_hidden", c.n_hidden)?;
+    d.set_item("n_out", c.n_out)?;
+    d.set_item("hidden_activation", c.hidden_activation.name())?;
+    d.set_item("output_activation", c.output_activation.name())?;
+    d.set_item("loss", c.loss.name())?;
+    d.set_item("bias", c.bias.name())?;
+    d.set_item("train_bias", c.train_bias)?;
+    match c.optimizer {
+        Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => {
+            d.set_item("optimizer", ("sgd", lr, momentum, nesterov, weight_decay))?;
+        }
+        Optimizer::Adam { lr, beta1, beta2, eps, weight_decay } => {
+            d.set_item("optimizer", ("adam", lr, (beta1, beta2), eps, weight_decay))?;
+        }
+    }
+    Ok(d)
+}
+
+/// {"w1": (n_hidden, n_in), "b1": ..., "w2": (n_out, n_hidden), "b2": ...} as numpy arrays; biases
+/// are absent when the network has none.
+fn weights_dict<'py, T: Element + Scalar>(py: Python<'py>, c: &Config, params: &[Vec<T>; 4]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let shapes = c.shapes();
+    for (i, p) in params.iter().enumerate() {
+        if shapes[i].1 > 0 {
+            let rows = if i % 2 == 0 { Some(shapes[i].0) } else { None };
+            d.set_item(PARAM_NAMES[i], to_numpy(py, p.clone(), rows)?)?;
+        }
+    }
+    Ok(d)
+}
+
+/// Parameters from a dict shaped like `weights_dict`'s (shapes checked here, values by the core).
+fn params_of<T: Element + Scalar>(weights: &Bound<'_, PyDict>, c: &Config) -> PyResult<[Vec<T>; 4]> {
+    let shapes = c.shapes();
+    let mut params: [Vec<T>; 4] = Default::default();
+    for (i, p) in params.iter_mut().enumerate() {
+        let (rows, cols) = shapes[i];
+        match weights.get_item(PARAM_NAMES[i])? {
+            Some(v) => *p = exact_shape(&v, PARAM_NAMES[i], &if i % 2 == 0 { vec![rows, cols] } else { vec![cols] })?,
+            None if cols == 0 => {}
+            None => return Err(PyValueError::new_err(format!("weights: missing {:?}", PARAM_NAMES[i]))),
+        }
+    }
+    Ok(params)
+}
+
+/// Optimizer state as lists of flat arrays per parameter, and the update count.
+fn state_lists<'py, T: Element + Scalar>(py: Python<'py>, state: &[Vec<Vec<T>>; 4], updates: u64) -> (Vec<Vec<Bound<'py, PyAny>>>, u64) {
+    let arrays = state.iter().map(|slots| slots.iter().map(|s| s.clone().into_pyarray(py).into_any()).collect()).collect();
+    (arrays, updates)
+}
+
+/// The reverse of `state_lists` (layout checked by the core).
+fn state_of<T: Element + Scalar>(state: &[Vec<Bound<'_, PyAny>>]) -> PyResult<[Vec<Vec<T>>; 4]> {
+    if state.len() != 4 {
+        return Err(PyValueError::new_err("optimizer_state: expected 4 parameter entries"));
+    }
+    let mut typed: [Vec<Vec<T>>; 4] = Default::default();
+    for (slot, arrays) in typed.iter_mut().zip(state) {
+        for a in arrays {
+            let (v, _, _) = rows_of(a, "optimizer_state", 0)?;
+            slot.push(v);
+        }
+    }
+    Ok(typed)
+}
+
+/// Every intermediate of an explained step as a dict of numpy arrays.
+fn trace_dict<'py, T: Element + Scalar>(py: Python<'py>, s: crate::StepTrace<T>, c: &Config) -> PyResult<Bound<'py, PyDict>> {
+    let shapes = c.shapes();
+    let d = PyDict::new(py);
+    d.set_item("net_hidden", s.net_hidden.into_pyarray(py))?;
+    d.set_item("out_hidden", s.out_hidden.into_pyarray(py))?;
+    d.set_item("net_output", s.net_output.into_pyarray(py))?;
+    d.set_item("out_output", s.out_output.into_pyarray(py))?;
+    d.set_item("loss", s.loss)?;
+    d.set_item("delta_output", s.delta_output.into_pyarray(py))?;
+    d.set_item("delta_hidden", s.delta_hidden.into_pyarray(py))?;
+    for (i, (g, p)) in s.grads.into_iter().zip(s.params_after).enumerate() {
+        let rows = if i % 2 == 0 { Some(shapes[i].0) } else { None };
+        if !g.is_empty() {
+            d.set_item(format!("grad_{}", PARAM_NAMES[i]), to_numpy(py, g, rows)?)?;
+        }
+        if !p.is_empty() {
+            d.set_item(format!("{}_after", PARAM_NAMES[i]), to_numpy(py, p, rows)?)?;
+        }
+    }
+    Ok(d)
 }
 
 /// Runs `f` with the GIL released when the work is large enough to be worth it.
@@ -426,7 +479,10 @@ fn _rustbp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_function(wrap_pyfunction!(io::core_to_safetensors, m)?)?;
     m.add_function(wrap_pyfunction!(io::core_from_safetensors, m)?)?;
+    m.add_class::<gpu::GpuCore>()?;
+    m.add_function(wrap_pyfunction!(gpu::gpu_devices, m)?)?;
     m.add("TrainingDivergedError", m.py().get_type::<TrainingDivergedError>())?;
+    m.add("GpuUnavailableError", m.py().get_type::<GpuUnavailableError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

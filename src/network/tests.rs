@@ -211,14 +211,14 @@ fn fit_covers_every_sample_and_reduces_loss() {
     let x = data(50 * 3, 5);
     let y: Vec<f64> = x.chunks(3).flat_map(|r| [f64::from(u8::from(r[0] > 0.0)), f64::from(u8::from(r[1] > r[2]))]).collect();
     let mut net = Network::<f64>::new(config, 1).unwrap();
-    let losses = net.fit(&x, &y, 200, 8, true, 3, &mut no_stop()).unwrap();
+    let losses = net.fit(&x, &y, 200, 8, true, 3, 0, &mut no_stop()).unwrap();
     assert_eq!(losses.len(), 200);
     assert!(losses[199] < 0.5 * losses[0], "{} -> {}", losses[0], losses[199]);
     assert_eq!(net.updates, 200 * 7, "50 samples in batches of 8 make 7 steps per epoch");
     // Without shuffling, one epoch with the whole set as one batch is exactly one train step.
     let mut a = Network::<f64>::new(config, 1).unwrap();
     let mut b = a.clone();
-    let fit = a.fit(&x, &y, 1, 50, false, 0, &mut no_stop()).unwrap();
+    let fit = a.fit(&x, &y, 1, 50, false, 0, 0, &mut no_stop()).unwrap();
     let step = b.train_step(&x, &y).unwrap();
     assert_eq!(fit, vec![step]);
     assert_eq!(a.params(), b.params());
@@ -292,7 +292,7 @@ fn bad_configuration_and_inputs_are_errors_naming_the_argument() {
         Err(Error::NonFinite { arg: "X", position, .. }) => assert_eq!(position, "[1, 1]"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(net.fit(&X, &T, 1, 0, true, 0, &mut no_stop()), Err(Error::InvalidConfig { arg: "batch_size", .. })));
+    assert!(matches!(net.fit(&X, &T, 1, 0, true, 0, 0, &mut no_stop()), Err(Error::InvalidConfig { arg: "batch_size", .. })));
     assert_eq!(net.updates, 0, "nothing trained on bad input");
 }
 

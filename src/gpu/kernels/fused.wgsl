@@ -1,0 +1,269 @@
+// Many training steps of a small network in ONE dispatch of ONE workgroup, so that a step costs no
+// launch: the parameters stay in workgroup memory for the whole dispatch and each thread keeps the
+// optimizer state of the parameters it owns (i = thread + 256 r) in registers. Widths are at most
+// 32, so w1, w2, b1, b2 fit in 2 * 32 * 32 + 2 * 32 values. Per step, with barriers between phases:
+//   h = f(x w1^T + b1); z2 = h w2^T + b2; o = g(z2), row losses, dz2 (as rows.wgsl);
+//   loss history[step] = sum of row losses * loss_scale; dz1 = (dz2 w2) * f'(h);
+//   each owner computes its gradient (dw1 = dz1^T x, dw2 = dz2^T h, bias: column sums) and updates
+//   its parameter with the optimizer of optim.wgsl. All gradients use the weights before the step.
+// Activations live in `scratch`: global memory touched by this workgroup only, or, when they fit
+// (the host swaps the binding for `var<workgroup> scratch: array<f32, 1536>` and every storageBarrier
+// for a workgroupBarrier), workgroup memory, which spares each phase a round trip through the caches.
+
+struct Params {
+    n_in: u32, n_hidden: u32, n_out: u32, rows: u32,
+    steps: u32, hidden_act: u32, out_act: u32, loss: u32,
+    bias_mode: u32, n_trained: u32, kind: u32, n_params: u32,
+    lr: f32, mu: f32, wd: f32, beta1w: f32,
+    beta2: f32, beta2w: f32, eps: f32, scale: f32,
+    loss_scale: f32, _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+struct Counter {
+    step: u32,
+    row: u32,
+}
+
+const MAX_PARAMS: u32 = 2112u;   // 2 * 32 * 32 + 2 * 32
+const OWN: u32 = 9u;             // ceil(MAX_PARAMS / 256)
+
+// Sizes, activations, loss, optimizer and the number of steps of this dispatch.
+@group(0) @binding(0) var<uniform> p: Params;
+// Inputs of the batch (rows, n_in).
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// Targets (rows, n_out).
+@group(0) @binding(2) var<storage, read> t: array<f32>;
+// Parameters [w1 | w2 | b1 | b2]: read at the start, written back at the end.
+@group(0) @binding(3) var<storage, read_write> theta: array<f32>;
+// Optimizer state, slot s of parameter i at s * n_params + i.
+@group(0) @binding(4) var<storage, read_write> state: array<f32>;
+// Adam's (step_size, bc2_sqrt) per step of the submission.
+@group(0) @binding(5) var<storage, read> sched: array<vec2<f32>>;
+// Loss history of the submission.
+@group(0) @binding(6) var<storage, read_write> losses: array<f32>;
+// Step counter of the submission, advanced by this dispatch.
+@group(0) @binding(7) var<storage, read_write> counter: Counter;
+// h (rows, n_hidden) | z2 | o | dz2 (rows, n_out each) | dz1 (rows, n_hidden) | row losses (rows).
+@group(0) @binding(8) var<storage, read_write> scratch: array<f32>;
+
+var<workgroup> w: array<f32, MAX_PARAMS>;
+var<workgroup> sums: array<f32, 256>;
+
+fn bias_of(off: u32, j: u32) -> f32 {
+    switch p.bias_mode {
+        case 1u: { return w[off + j]; }
+        case 2u: { return w[off]; }
+        default: { return 0.0; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32) {
+    let ni = p.n_in;
+    let nh = p.n_hidden;
+    let no = p.n_out;
+    let rows = p.rows;
+    let o_w2 = nh * ni;
+    let o_b1 = o_w2 + no * nh;
+    let o_b2 = o_b1 + bias_len(p.bias_mode, nh);
+    let s_z2 = rows * nh;
+    let s_o = s_z2 + rows * no;
+    let s_dz2 = s_o + rows * no;
+    let s_dz1 = s_dz2 + rows * no;
+    let s_loss = s_dz1 + rows * nh;
+
+    var m: array<f32, OWN>;
+    var v: array<f32, OWN>;
+    for (var r = 0u; r < OWN; r++) {
+        let i = lid + 256u * r;
+        if (i < p.n_params) {
+            w[i] = theta[i];
+        }
+        if (i < p.n_trained) {
+            if (p.kind != 0u) {
+                m[r] = state[i];
+            }
+            if (p.kind == 3u) {
+                v[r] = state[p.n_params + i];
+            }
+        }
+    }
+    let step0 = counter.step;
+    workgroupBarrier();
+
+    for (var s = 0u; s < p.steps; s++) {
+        // Hidden layer.
+        for (var idx = lid; idx < rows * nh; idx += 256u) {
+            let b = idx / nh;
+            let j = idx % nh;
+            var acc = 0.0;
+            for (var i = 0u; i < ni; i++) {
+                acc = fma(x[b * ni + i], w[j * ni + i], acc);
+            }
+            scratch[idx] = activate(p.hidden_act, acc + bias_of(o_b1, j));
+        }
+        storageBarrier();
+        // Output layer net input.
+        for (var idx = lid; idx < rows * no; idx += 256u) {
+            let b = idx / no;
+            let k = idx % no;
+            var acc = 0.0;
+            for (var j = 0u; j < nh; j++) {
+                acc = fma(scratch[b * nh + j], w[o_w2 + k * nh + j], acc);
+            }
+            scratch[s_z2 + idx] = acc + bias_of(o_b2, k);
+        }
+        storageBarrier();
+        // Outputs, row losses and dz2, one thread per row.
+        for (var b = lid; b < rows; b += 256u) {
+            let base = b * no;
+            var loss = 0.0;
+            if (p.out_act == 4u) {
+                var mx = scratch[s_z2 + base];
+                for (var k = 1u; k < no; k++) {
+                    mx = max(mx, scratch[s_z2 + base + k]);
+                }
+                var sum = 0.0;
+                var mass = 0.0;
+                for (var k = 0u; k < no; k++) {
+                    let e = exp(scratch[s_z2 + base + k] - mx);
+                    scratch[s_o + base + k] = e;
+                    sum += e;
+                    mass += t[base + k];
+                }
+                let lse = mx + log(sum);
+                for (var k = 0u; k < no; k++) {
+                    let pk = scratch[s_o + base + k] / sum;
+                    let tk = t[base + k];
+                    scratch[s_o + base + k] = pk;
+                    if (tk != 0.0) {
+                        loss -= tk * (scratch[s_z2 + base + k] - lse);
+                    }
+                    scratch[s_dz2 + base + k] = (pk * mass - tk) * p.scale;
+                }
+            } else {
+                for (var k = 0u; k < no; k++) {
+                    let ok = activate(p.out_act, scratch[s_z2 + base + k]);
+                    let tk = t[base + k];
+                    scratch[s_o + base + k] = ok;
+                    let diff = tk - ok;
+                    loss += diff * diff;
+                    scratch[s_dz2 + base + k] = (ok - tk) * p.scale * derivative(p.out_act, ok);
+                }
+                if (p.loss == 0u) {
+                    loss *= 0.5;
+                }
+            }
+            scratch[s_loss + b] = loss;
+        }
+        storageBarrier();
+        // The batch loss, and the hidden delta.
+        var part = 0.0;
+        for (var b = lid; b < rows; b += 256u) {
+            part += scratch[s_loss + b];
+        }
+        sums[lid] = part;
+        for (var idx = lid; idx < rows * nh; idx += 256u) {
+            let b = idx / nh;
+            let j = idx % nh;
+            var acc = 0.0;
+            for (var k = 0u; k < no; k++) {
+                acc = fma(scratch[s_dz2 + b * no + k], w[o_w2 + k * nh + j], acc);
+            }
+            scratch[s_dz1 + idx] = acc * derivative(p.hidden_act, scratch[idx]);
+        }
+        workgroupBarrier();
+        for (var half = 128u; half > 0u; half >>= 1u) {
+            if (lid < half) {
+                sums[lid] += sums[lid + half];
+            }
+            workgroupBarrier();
+        }
+        if (lid == 0u) {
+            losses[step0 + s] = sums[0] * p.loss_scale;
+        }
+        storageBarrier();
+        // Gradients and updates of the owned parameters; nothing reads w in this phase but its owner.
+        let sc = sched[step0 + s];
+        for (var r = 0u; r < OWN; r++) {
+            let i = lid + 256u * r;
+            if (i >= p.n_trained) {
+                break;
+            }
+            var g = 0.0;
+            if (i < o_w2) {
+                let j = i / ni;
+                let c = i % ni;
+                for (var b = 0u; b < rows; b++) {
+                    g = fma(scratch[s_dz1 + b * nh + j], x[b * ni + c], g);
+                }
+            } else if (i < o_b1) {
+                let k = (i - o_w2) / nh;
+                let j = (i - o_w2) % nh;
+                for (var b = 0u; b < rows; b++) {
+                    g = fma(scratch[s_dz2 + b * no + k], scratch[b * nh + j], g);
+                }
+            } else {
+                // A bias: its layer's delta summed over rows, and over neurons too when shared.
+                var off = s_dz1;
+                var width = nh;
+                var j = i - o_b1;
+                if (i >= o_b2) {
+                    off = s_dz2;
+                    width = no;
+                    j = i - o_b2;
+                }
+                if (p.bias_mode == 2u) {
+                    for (var e = 0u; e < rows * width; e++) {
+                        g += scratch[off + e];
+                    }
+                } else {
+                    for (var b = 0u; b < rows; b++) {
+                        g += scratch[off + b * width + j];
+                    }
+                }
+            }
+            let wi = w[i];
+            let d = g + p.wd * wi;
+            switch p.kind {
+                case 0u: {
+                    w[i] = wi - p.lr * d;
+                }
+                case 1u, 2u: {
+                    let bm = m[r] * p.mu + d;
+                    m[r] = bm;
+                    w[i] = wi - p.lr * select(bm, d + p.mu * bm, p.kind == 2u);
+                }
+                default: {
+                    let mm = lerp_torch(m[r], d, p.beta1w);
+                    let vv = v[r] * p.beta2 + p.beta2w * d * d;
+                    m[r] = mm;
+                    v[r] = vv;
+                    w[i] = wi + (-sc.x * mm) / (sqrt(vv) / sc.y + p.eps);
+                }
+            }
+        }
+        // The next step overwrites the activations that this phase read, and reads the new w.
+        storageBarrier();
+        workgroupBarrier();
+    }
+
+    for (var r = 0u; r < OWN; r++) {
+        let i = lid + 256u * r;
+        if (i < p.n_params) {
+            theta[i] = w[i];
+        }
+        if (i < p.n_trained) {
+            if (p.kind != 0u) {
+                state[i] = m[r];
+            }
+            if (p.kind == 3u) {
+                state[p.n_params + i] = v[r];
+            }
+        }
+    }
+    if (lid == 0u) {
+        counter.step = step0 + p.steps;
+        counter.row += rows * p.steps;
+    }
+}

@@ -1,0 +1,116 @@
+// C (m x n) = A (m x k) B (k x n), tiled in workgroup memory, with an optional fused epilogue.
+// A is stored (m, k) row-major, or (k, m) when flag bit 0 is set (A^T is used); B is stored (k, n),
+// or (n, k) when bit 1 is set. Offsets are in elements, so several tensors can share one buffer.
+// Epilogues: 0 store; 1 c = act(acc + bias) (bias per column, shared, or none);
+//            2 c = acc * f'(d) with d the activation output at the same position (dz1 = dz2 w2 * f'(h)).
+// Each workgroup computes a TILE x TILE tile; each of its 16 x 16 threads PER x PER values, strided
+// by 16 so that neighbouring threads touch neighbouring columns (coalesced stores, no bank conflicts).
+// PER is 4 here; the host builds a second pipeline with PER = 8 (128 x 128 tiles, twice the reuse of
+// each loaded value) for products whose both sides are at least 128.
+
+struct Params {
+    m: u32, n: u32, k: u32, flags: u32,
+    a_off: u32, b_off: u32, c_off: u32, bias_off: u32,
+    d_off: u32, epilogue: u32, act: u32, bias_mode: u32,
+}
+
+// Sizes, offsets and epilogue of this product.
+@group(0) @binding(0) var<uniform> p: Params;
+// Left operand.
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+// Right operand.
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+// Bias of epilogue 1 (a dummy otherwise).
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+// Activation outputs of epilogue 2 (a dummy otherwise).
+@group(0) @binding(4) var<storage, read> d: array<f32>;
+// The result: written only, but read_write is what storage writes require.
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+
+const PER: u32 = 4u;
+const TILE: u32 = 16u * PER;
+const BK: u32 = 16u;
+const LOADS: u32 = BK * TILE / 256u;
+// Tiles of A^T and B, both k-major: [kk * TILE + i].
+var<workgroup> tile_a: array<f32, BK * TILE>;
+var<workgroup> tile_b: array<f32, BK * TILE>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = lid.y * 16u + lid.x;
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    let trans_a = (p.flags & 1u) != 0u;
+    let trans_b = (p.flags & 2u) != 0u;
+    var acc: array<f32, PER * PER>;
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        for (var r = 0u; r < LOADS; r++) {
+            let e = t + r * 256u;
+            // Pick the loading order that walks memory contiguously for the stored layout.
+            var kk = e % BK;
+            var mm = e / BK;
+            if (trans_a) {
+                kk = e / TILE;
+                mm = e % TILE;
+            }
+            let gm = row0 + mm;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if (gm < p.m && gk < p.k) {
+                v = a[p.a_off + select(gm * p.k + gk, gk * p.m + gm, trans_a)];
+            }
+            tile_a[kk * TILE + mm] = v;
+
+            var bk = e / TILE;
+            var nn = e % TILE;
+            if (trans_b) {
+                bk = e % BK;
+                nn = e / BK;
+            }
+            let gn = col0 + nn;
+            let gk2 = k0 + bk;
+            var w = 0.0;
+            if (gn < p.n && gk2 < p.k) {
+                w = b[p.b_off + select(gk2 * p.n + gn, gn * p.k + gk2, trans_b)];
+            }
+            tile_b[bk * TILE + nn] = w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var av: array<f32, PER>;
+            var bv: array<f32, PER>;
+            for (var i = 0u; i < PER; i++) {
+                av[i] = tile_a[kk * TILE + lid.y + 16u * i];
+                bv[i] = tile_b[kk * TILE + lid.x + 16u * i];
+            }
+            for (var i = 0u; i < PER; i++) {
+                for (var j = 0u; j < PER; j++) {
+                    acc[i * PER + j] = fma(av[i], bv[j], acc[i * PER + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < PER; i++) {
+        let gm = row0 + lid.y + 16u * i;
+        for (var j = 0u; j < PER; j++) {
+            let gn = col0 + lid.x + 16u * j;
+            // Bounds guard: edge tiles hang over the matrix.
+            if (gm >= p.m || gn >= p.n) {
+                continue;
+            }
+            var v = acc[i * PER + j];
+            if (p.epilogue == 1u) {
+                if (p.bias_mode == 1u) {
+                    v += bias[p.bias_off + gn];
+                } else if (p.bias_mode == 2u) {
+                    v += bias[p.bias_off];
+                }
+                v = activate(p.act, v);
+            } else if (p.epilogue == 2u) {
+                v *= derivative(p.act, d[p.d_off + gm * p.n + gn]);
+            }
+            c[p.c_off + gm * p.n + gn] = v;
+        }
+    }
+}

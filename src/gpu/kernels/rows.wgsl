@@ -1,0 +1,83 @@
+// The output layer, one thread per row of the batch: o = g(z2) (softmax over the row), and for
+// training the row's loss and the output delta dz2 = dL/dz2, as in src/loss.rs:
+//   half_sse: row loss 1/2 sum (t - o)^2,  dz2 = (o - t) * scale * g'(o), scale = 1/B
+//   mse:      row loss sum (t - o)^2,      dz2 = (o - t) * scale * g'(o), scale = 2/(B n_out)
+//   cross_entropy: row loss -sum t (z - logsumexp z),  dz2 = (p sum(t) - t) * scale, scale = 1/B
+// The batch loss is the sum of row losses times a constant, taken by reduce.wgsl.
+
+struct Params {
+    n_out: u32, rows: u32, act: u32, loss: u32,   // loss: 0 half_sse, 1 mse, 2 cross_entropy, 3 none
+    scale: f32, _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+// Sizes and loss of this batch.
+@group(0) @binding(0) var<uniform> p: Params;
+// Output layer net input z2 (rows, n_out).
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+// Targets (rows, n_out); unread when loss is 3.
+@group(0) @binding(2) var<storage, read> t: array<f32>;
+// Outputs o = g(z2).
+@group(0) @binding(3) var<storage, read_write> o: array<f32>;
+// Output delta dz2.
+@group(0) @binding(4) var<storage, read_write> dz: array<f32>;
+// Each row's loss.
+@group(0) @binding(5) var<storage, read_write> row_loss: array<f32>;
+
+// A grid-stride loop over rows: a batch may have more rows than one dispatch dimension holds threads.
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var r = gid.x; r < p.rows; r += nwg.x * 64u) {
+        row(r);
+    }
+}
+
+fn row(r: u32) {
+    let base = r * p.n_out;
+    if (p.act == 4u) {
+        // Softmax shifted by the row's maximum so that exp never overflows.
+        var mx = z[base];
+        for (var k = 1u; k < p.n_out; k++) {
+            mx = max(mx, z[base + k]);
+        }
+        var sum = 0.0;
+        for (var k = 0u; k < p.n_out; k++) {
+            let e = exp(z[base + k] - mx);
+            o[base + k] = e;
+            sum += e;
+        }
+        for (var k = 0u; k < p.n_out; k++) {
+            o[base + k] = o[base + k] / sum;
+        }
+        if (p.loss == 2u) {
+            let lse = mx + log(sum);
+            var mass = 0.0;
+            for (var k = 0u; k < p.n_out; k++) {
+                mass += t[base + k];
+            }
+            var loss = 0.0;
+            for (var k = 0u; k < p.n_out; k++) {
+                let tk = t[base + k];
+                if (tk != 0.0) {
+                    loss -= tk * (z[base + k] - lse);
+                }
+                dz[base + k] = (o[base + k] * mass - tk) * p.scale;
+            }
+            row_loss[r] = loss;
+        }
+        return;
+    }
+    var loss = 0.0;
+    for (var k = 0u; k < p.n_out; k++) {
+        let ok = activate(p.act, z[base + k]);
+        o[base + k] = ok;
+        if (p.loss < 2u) {
+            let tk = t[base + k];
+            let diff = tk - ok;
+            loss += diff * diff;
+            dz[base + k] = (ok - tk) * p.scale * derivative(p.act, ok);
+        }
+    }
+    if (p.loss < 2u) {
+        row_loss[r] = select(loss, 0.5 * loss, p.loss == 0u);
+    }
+}
