@@ -25,6 +25,8 @@ def crossover(widths: list[int], gpu: list[float], cpu: list[float]) -> int | No
 def sweep_plot(points: list[dict[str, Any]], path: Path, machine: str) -> None:
     """Writes the plot of the sweep ``points`` (as in the JSON file) to ``path``."""
     batches = sorted({p["batch"] for p in points})
+    names = list(dict.fromkeys(r["impl"] for p in points for r in p["results"]))
+    colors = {n: f"C{i % 10}" for i, n in enumerate(names)}
     fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 5), squeeze=False)
     for ax, batch in zip(axes[0], batches):
         rows = sorted((p for p in points if p["batch"] == batch), key=lambda p: p["spec"]["n_hidden"])
@@ -36,9 +38,8 @@ def sweep_plot(points: list[dict[str, Any]], path: Path, machine: str) -> None:
                 ys.append(r["median_s_per_step"] * 1e6)
         for name, (xs, ys) in lines.items():
             style = "--" if "Python loop" in name else "-"
-            ax.plot(
-                xs, ys, style, marker="o", markersize=3, label=name, linewidth=2 if "rustbp" in name else 1
-            )
+            width = 2 if "rustbp" in name else 1
+            ax.plot(xs, ys, style, marker="o", markersize=3, label=name, linewidth=width, color=colors[name])
         gpus = [n for n in lines if "GPU" in n or "CUDA" in n]
         cpus = [n for n in lines if n not in gpus]
         for g in gpus:
@@ -58,7 +59,7 @@ def sweep_plot(points: list[dict[str, Any]], path: Path, machine: str) -> None:
         ax.set_ylabel("time per training step (us)")
         ax.set_title(f"batch {batch}")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+        ax.legend(fontsize=7)
     fig.suptitle(f"rustbp width sweep: median time per step, {machine}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
