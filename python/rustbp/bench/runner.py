@@ -2,8 +2,8 @@
 the JSON file and the plot.
 
 Method: every implementation starts from the same float64 weights; each is warmed up first; then the
-implementations run in turn, rotating the order every repetition, and each time is the median of the
-repetitions. After timing, every implementation's final loss is compared with an untimed float64 NumPy
+implementations run in turn, in a new seeded random order every repetition, and each time is the median
+of the repetitions. After timing, every implementation's final loss is compared with an untimed float64 NumPy
 run of the same steps, to a tolerance fitting its dtype; a mismatch is printed in capitals, recorded in
 the JSON and makes the command exit with status 1.
 """
@@ -17,6 +17,7 @@ import json
 import operator
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -179,12 +180,15 @@ def agree(loss: float, reference: float, dtype: str) -> bool:
 def interleave(
     impls: list[Impl], build: Callable[[Impl], Trainer], go: Callable[[Trainer], float], reps: int
 ) -> dict[str, tuple[list[float], float]]:
-    """Times ``go(build(impl))`` for every implementation, ``reps`` rounds, rotating the order each round;
+    """Times ``go(build(impl))`` for every implementation, ``reps`` rounds, in a new order each round;
     returns each one's times and the value of its last run. ``build`` is not timed."""
     out: dict[str, tuple[list[float], float]] = {i.name: ([], float("nan")) for i in impls}
+    order = list(impls)
     for r in range(reps):
-        k = r % max(len(impls), 1)
-        for impl in impls[k:] + impls[:k]:
+        # A fresh order every round: rotating a fixed one would give each implementation the same
+        # predecessor every time, and a predecessor's lingering threads cost its successor up to 20%.
+        random.Random(r).shuffle(order)
+        for impl in order:
             trainer = build(impl)
             gc.collect()
             t0 = time.perf_counter()
