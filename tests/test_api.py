@@ -8,9 +8,8 @@ import threading
 
 import numpy as np
 import pytest
-import reference as ref
-
 import rustbp
+from rustbp.bench import numpy_net as ref
 
 OUTPUTS = [("sigmoid", "half_sse"), ("tanh", "mse"), ("identity", "half_sse"), ("relu", "mse"),
            ("softmax", "cross_entropy")]

@@ -1,4 +1,5 @@
-"""The ``rustbp`` command: ``rustbp demo`` walks through the article's worked example."""
+"""The ``rustbp`` command: ``rustbp demo`` walks through the article's worked example, ``rustbp bench``
+compares its speed with pure Python, NumPy, PyTorch and scikit-learn."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rustbp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="the article's worked example, every number computed by rustbp")
+    from .bench import runner
+
+    runner.add_arguments(
+        sub.add_parser("bench", help="the speed comparison: a table, a JSON file and a plot")
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         from . import demo
 
         demo.run()
+    elif args.command == "bench":
+        return runner.main(args)
     return 0
 
 

@@ -1,0 +1,744 @@
+"""``rustbp bench``: the speed comparison. Workloads, interleaved timing, the agreement check, the table,
+the JSON file and the plot.
+
+Method: every implementation starts from the same float64 weights; each is warmed up first; then the
+implementations run in turn, in a new seeded random order every repetition, and each time is the median
+of the repetitions. After timing, every implementation's final loss is compared with an untimed float64 NumPy
+run of the same steps, to a tolerance fitting its dtype; a mismatch is printed in capitals, recorded in
+the JSON and makes the command exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import operator
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import rustbp
+
+from . import numpy_net
+from .impls import Array, Impl, Params, Spec, Trainer, available, gpu_adapter, rustbp_name, threads_for
+
+__all__ = ["Plan", "add_arguments", "main", "run_plan"]
+
+#: Relative tolerance (plus a tiny absolute one) between a final loss and the float64 reference.
+RTOL = {"float64": 1e-7, "float32": 2e-3}
+ATOL = {"float64": 1e-12, "float32": 1e-6}
+
+ARTICLE = Spec(2, 2, 2, loss="half_sse", bias="shared", train_bias=False, lr=0.5)
+ARTICLE_TORCH = Spec(2, 2, 2, loss="mse", lr=0.5, momentum=0.9)
+SWEEP = Spec(64, 2, 10, loss="mse", lr=0.1)
+LARGE = Spec(784, 1024, 10, hidden="relu", output="softmax", loss="cross_entropy", lr=0.1, momentum=0.9)
+DIGITS = Spec(64, 128, 10, hidden="relu", output="softmax", loss="cross_entropy", optimizer="adam", lr=1e-3)
+ARTICLE_X = np.array([[0.05, 0.10]])
+ARTICLE_T = np.array([[0.01, 0.99]])
+
+ARTICLE_IMPLS = [
+    "pure Python f64",
+    "pure Python f64 (unrolled 2-2-2)",
+    "NumPy f64",
+    "PyTorch CPU f32",
+    "PyTorch CPU f64",
+    "PyTorch CUDA f32",
+]
+SWEEP_IMPLS = ["pure Python f64", "NumPy f32", "PyTorch CPU f32", "PyTorch CUDA f32"]
+LARGE_IMPLS = [
+    "NumPy f32",
+    "NumPy f64",
+    "PyTorch CPU f32",
+    "PyTorch CPU f64",
+    "PyTorch CPU f32 1 thread",
+    "PyTorch CPU f64 1 thread",
+    "PyTorch CUDA f32",
+]
+#: The pure Python network joins the sweep up to this many multiply-adds per step (~ a few ms).
+PURE_MAX_WORK = 40_000
+
+
+def rustbp_impls(dtypes: tuple[str, ...], loops: tuple[str, ...] = ("rust", "python")) -> list[str]:
+    out = [rustbp_name(dt, loop, dev) for dev in ("cpu", "gpu") for dt in dtypes for loop in loops]
+    return [n for n in out if "GPU" not in n or "(loop in Rust)" in n]
+
+
+@dataclass
+class Plan:
+    """What one run measures. ``quick()`` and ``full()`` are the two the command offers."""
+
+    reps: int = 5
+    article_steps: int = 10_000
+    article_torch_steps: int = 5000
+    widths: tuple[int, ...] = tuple(2**k for k in range(1, 13))
+    batches: tuple[int, ...] = (1, 64, 1024)
+    budget_s: float = 0.25  # time per repetition of the slowest implementation at a sweep point
+    large_steps: int = 10
+    digits_max_epochs: int = 100
+    workloads: tuple[str, ...] = ("article", "sweep", "large", "digits")
+    digits_impls: tuple[str, ...] = (
+        "NumPy f64",
+        "PyTorch CPU f32",
+        "PyTorch CPU f64",
+        "scikit-learn MLPClassifier",
+    )
+    quick: bool = False
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls()
+
+    @classmethod
+    def quick_plan(cls) -> Plan:
+        return cls(
+            reps=3,
+            article_steps=1000,
+            article_torch_steps=300,
+            widths=(2, 256),
+            batches=(1, 64),
+            budget_s=0.01,
+            large_steps=2,
+            digits_max_epochs=60,
+            digits_impls=("NumPy f64", "scikit-learn MLPClassifier"),
+            quick=True,
+        )
+
+
+@dataclass
+class Result:
+    impl: str
+    dtype: str
+    steps: int
+    times_s: list[float]  # per repetition, for `steps` steps (or to the target accuracy)
+    final_loss: float
+    agrees: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+    @property
+    def per_step_s(self) -> float:
+        return self.median_s / self.steps
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "impl": self.impl,
+            "dtype": self.dtype,
+            "steps": self.steps,
+            "median_s": self.median_s,
+            "median_s_per_step": self.per_step_s,
+            "min_s_per_step": min(self.times_s) / self.steps,
+            "times_s": self.times_s,
+            "final_loss": self.final_loss,
+            "agrees": self.agrees,
+            **self.extra,
+        }
+
+
+@dataclass
+class Point:
+    """One timed configuration: a network, a batch and a step count, with every implementation's result."""
+
+    workload: str
+    spec: Spec
+    batch: int
+    steps: int
+    reference_loss: float
+    results: list[Result]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "spec": self.spec.as_dict(),
+            "batch": self.batch,
+            "steps": self.steps,
+            "reference_loss": self.reference_loss,
+            "results": [r.as_dict() for r in self.results],
+        }
+
+    def get(self, impl: str) -> Result | None:
+        return next((r for r in self.results if r.impl == impl), None)
+
+
+def agree(loss: float, reference: float, dtype: str) -> bool:
+    return bool(abs(loss - reference) <= ATOL[dtype] + RTOL[dtype] * abs(reference))
+
+
+def interleave(
+    impls: list[Impl], build: Callable[[Impl], Trainer], go: Callable[[Trainer], float], reps: int
+) -> dict[str, tuple[list[float], float]]:
+    """Times ``go(build(impl))`` for every implementation, ``reps`` rounds, in a new order each round;
+    returns each one's times and the value of its last run. ``build`` is not timed."""
+    out: dict[str, tuple[list[float], float]] = {i.name: ([], float("nan")) for i in impls}
+    order = list(impls)
+    for r in range(reps):
+        # A fresh order every round: rotating a fixed one would give each implementation the same
+        # predecessor every time, and a predecessor's lingering threads cost its successor up to 20%.
+        random.Random(r).shuffle(order)
+        for impl in order:
+            trainer = build(impl)
+            gc.collect()
+            t0 = time.perf_counter()
+            value = go(trainer)
+            dt = time.perf_counter() - t0
+            times, _ = out[impl.name]
+            times.append(dt)
+            out[impl.name] = (times, value)
+    return out
+
+
+def reference_loss(spec: Spec, w: Params, X: Array, T: Array, steps: int) -> float:
+    """The last step's loss from an untimed float64 NumPy run: the value every implementation must match."""
+    opt: numpy_net.SGD | numpy_net.Adam = (
+        numpy_net.SGD(spec.lr, spec.momentum) if spec.optimizer == "sgd" else numpy_net.Adam(spec.lr)
+    )
+    net = numpy_net.NumpyNet(
+        w, hidden=spec.hidden, output=spec.output, loss=spec.loss, train_bias=spec.train_bias, optimizer=opt
+    )
+    loss = float("nan")
+    for _ in range(steps):
+        loss = net.step(X, T)
+    return loss
+
+
+def time_point(
+    workload: str,
+    spec: Spec,
+    w: Params,
+    X: Array,
+    T: Array,
+    impls: list[Impl],
+    reps: int,
+    steps: int | None = None,
+    budget_s: float = 0.0,
+) -> Point:
+    """Warms every implementation up, picks the step count (``steps``, or what fills ``budget_s`` for the
+    slowest), times them interleaved and checks their final losses against the reference."""
+    slowest = 0.0
+    for impl in impls:
+        tr = impl.build(spec, w, X, T)
+        tr.train(1)
+        t0 = time.perf_counter()
+        tr.train(2)
+        slowest = max(slowest, (time.perf_counter() - t0) / 2)
+    if steps is None:
+        steps = int(min(2000, max(3, budget_s / max(slowest, 1e-9))))
+    n = steps
+
+    def build(impl: Impl) -> Trainer:
+        # One untimed step on every fresh trainer, so first-call costs (buffers, lazy set-up) stay out.
+        tr = impl.build(spec, w, X, T)
+        tr.train(1)
+        return tr
+
+    timed = interleave(impls, build, lambda tr: tr.train(n), reps)
+    ref = reference_loss(spec, w, X, T, steps + 1)
+    results = []
+    for impl in impls:
+        times, loss = timed[impl.name]
+        results.append(Result(impl.name, impl.dtype, steps, times, loss, agree(loss, ref, impl.dtype)))
+    return Point(workload, spec, len(X), steps, ref, results)
+
+
+def start_weights(spec: Spec, seed: int = 0) -> Params:
+    return spec.network("float64", seed=seed).get_weights()
+
+
+def run_article(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -> list[Point]:
+    names = [n for n in ARTICLE_IMPLS + rustbp_impls(("float64", "float32")) if n in impls]
+    chosen = [impls[n] for n in names]
+    points = []
+    w = rustbp.Network.article().get_weights()
+    say(f"article: 2-2-2, one sample, 1 + {plan.article_steps} steps of SGD lr 0.5 ...")
+    points.append(
+        time_point("article", ARTICLE, w, ARTICLE_X, ARTICLE_T, chosen, plan.reps, plan.article_steps)
+    )
+    chosen = [i for i in chosen if "unrolled" not in i.name]
+    say(
+        f"article, PyTorch setting: MSE, per-neuron biases, {plan.article_torch_steps} steps "
+        "SGD momentum 0.9 ..."
+    )
+    w = start_weights(ARTICLE_TORCH)
+    points.append(
+        time_point(
+            "article-torch",
+            ARTICLE_TORCH,
+            w,
+            ARTICLE_X,
+            ARTICLE_T,
+            chosen,
+            plan.reps,
+            plan.article_torch_steps,
+        )
+    )
+    return points
+
+
+def run_sweep(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -> list[Point]:
+    names = [
+        n for n in SWEEP_IMPLS + rustbp_impls(("float32",)) + [rustbp_name("float64", "rust")] if n in impls
+    ]
+    rng = np.random.default_rng(1)
+    points = []
+    for batch in plan.batches:
+        X = rng.uniform(0, 1, (batch, SWEEP.n_in))
+        T = rng.uniform(0.1, 0.9, (batch, SWEEP.n_out))
+        for width in plan.widths:
+            spec = Spec(**{**SWEEP.as_dict(), "n_hidden": width})
+            chosen = [
+                impls[n] for n in names if impls[n].family != "pure" or spec.work(batch) <= PURE_MAX_WORK
+            ]
+            if threads_for(spec.work(batch)) > 1 and "PyTorch CPU f32 1 thread" in impls:
+                chosen.append(impls["PyTorch CPU f32 1 thread"])
+            say(f"sweep: 64-{width}-10, batch {batch} ...")
+            points.append(
+                time_point("sweep", spec, start_weights(spec), X, T, chosen, plan.reps, None, plan.budget_s)
+            )
+    return points
+
+
+def run_large(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -> list[Point]:
+    names = [n for n in LARGE_IMPLS + rustbp_impls(("float32", "float64")) if n in impls]
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0, 1, (256, LARGE.n_in))
+    T = np.eye(LARGE.n_out)[rng.integers(0, LARGE.n_out, 256)]
+    say(f"large: 784-1024-10, batch 256, {plan.large_steps} steps ...")
+    chosen = [impls[n] for n in names]
+    return [time_point("large", LARGE, start_weights(LARGE), X, T, chosen, plan.reps, plan.large_steps)]
+
+
+@dataclass
+class Digits:
+    """scikit-learn's bundled 8x8 digits, scaled to [0, 1], split 3:1 into training and test sets."""
+
+    X: Array
+    Y: Array  # one-hot
+    y: Array
+    X_test: Array
+    y_test: Array
+
+    @classmethod
+    def load(cls) -> Digits:
+        datasets = importlib.import_module("sklearn.datasets")
+        d = datasets.load_digits()
+        X, y = np.asarray(d.data, dtype=np.float64) / 16.0, np.asarray(d.target)
+        order = np.random.default_rng(0).permutation(len(X))
+        n_test = len(X) // 4
+        test, train = order[:n_test], order[n_test:]
+        return cls(X[train], np.eye(10)[y[train]], y[train], X[test], y[test])
+
+
+def to_accuracy(tr: Trainer, data: Digits, orders: list[Array], target: float) -> tuple[int, float, float]:
+    """Trains epoch by epoch (each in the given order, batches of 32) until the test accuracy reaches
+    ``target``; returns the epochs used, the last epoch's mean loss and the accuracy reached."""
+    loss, acc = float("nan"), 0.0
+    for e, order in enumerate(orders):
+        loss = tr.epoch(data.X[order], data.Y[order], data.y[order], 32)
+        acc = float(np.mean(tr.predict(data.X_test) == data.y_test))
+        if acc >= target:
+            return e + 1, loss, acc
+    return len(orders), loss, acc
+
+
+def run_digits(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -> list[Point]:
+    names = [n for n in [*plan.digits_impls, *rustbp_impls(("float32", "float64"))] if n in impls]
+    data = Digits.load()
+    rng = np.random.default_rng(3)
+    orders = [rng.permutation(len(data.X)) for _ in range(plan.digits_max_epochs)]
+    w = start_weights(DIGITS)
+    chosen = [impls[n] for n in names]
+    say(
+        f"digits: 64-128-10 (relu, softmax), Adam lr 1e-3, batch 32, to 97% test accuracy, "
+        f"{len(data.X)} training samples ..."
+    )
+    outcome: dict[str, tuple[int, float, float]] = {}
+
+    def go(tr: Trainer, name: list[str]) -> float:
+        epochs, loss, acc = to_accuracy(tr, data, orders, 0.97)
+        outcome[name[0]] = (epochs, loss, acc)
+        return loss
+
+    current = [""]
+
+    def build(i: Impl) -> Trainer:
+        current[0] = i.name
+        return i.build(DIGITS, w, data.X[:32], data.Y[:32])
+
+    for impl in chosen:  # warm-up: one epoch each
+        impl.build(DIGITS, w, data.X[:32], data.Y[:32]).epoch(data.X, data.Y, data.y, 32)
+    timed = interleave(chosen, build, lambda tr: go(tr, current), plan.reps)
+    ref_name = "NumPy f64"
+    ref_epochs, ref_loss, _ = outcome.get(ref_name, (0, float("nan"), 0.0))
+    results = []
+    for impl in chosen:
+        times, loss = timed[impl.name]
+        epochs, _, acc = outcome[impl.name]
+        ok: bool | None = None
+        if impl.family != "sklearn" and ref_name in outcome:
+            # Same weights and batches: float64 takes the same epochs to 97% and ends at the same loss;
+            # float32 rounding grows over hundreds of Adam steps through ReLU kinks, so it may cross 97%
+            # one epoch apart, and its loss is compared loosely.
+            if impl.dtype == "float64":
+                ok = epochs == ref_epochs and agree(loss, ref_loss, "float64")
+            else:
+                ok = abs(epochs - ref_epochs) <= 1 and (
+                    epochs != ref_epochs or abs(loss - ref_loss) <= 0.05 * ref_loss
+                )
+        extra = {"epochs": epochs, "test_accuracy": acc, "reached": acc >= 0.97}
+        results.append(Result(impl.name, impl.dtype, 1, times, loss, ok, extra))
+    return [Point("digits", DIGITS, 32, ref_epochs, ref_loss, results)]
+
+
+# -- report ------------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "rustbp": rustbp.__version__,
+        "rayon_threads": os.environ.get("RAYON_NUM_THREADS", f"default ({os.cpu_count()})"),
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    for mod in ("torch", "sklearn", "matplotlib"):
+        try:
+            m = importlib.import_module(mod)
+            info[mod] = str(m.__version__)
+            if mod == "torch":
+                info["torch_threads"] = int(m.get_num_threads())
+        except ImportError:
+            info[mod] = None
+    return info
+
+
+def fmt_time(s: float) -> str:
+    if s < 1e-6:
+        return f"{s * 1e9:.0f} ns"
+    if s < 1e-3:
+        return f"{s * 1e6:.2f} us"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def check_mark(r: Result) -> str:
+    return "-" if r.agrees is None else ("ok" if r.agrees else "MISMATCH")
+
+
+def table(point: Point, baseline: str) -> str:
+    """One workload's rows: time per step, steps per second, ratio to ``baseline``, final loss, check."""
+    base = point.get(baseline)
+    digits = point.workload == "digits"
+    head = "time to 97%" if digits else "time/step"
+    lines = [
+        f"  {'implementation':<30} {head:>12} {'steps/s' if not digits else 'epochs':>10} "
+        f"{'vs ' + baseline:>34} {'final loss':>22}  check"
+    ]
+    for r in sorted(point.results, key=lambda r: r.per_step_s):
+        ratio = f"{r.per_step_s / base.per_step_s:,.1f}x" if base else "-"
+        second = f"{r.extra['epochs']:>10}" if digits else f"{1 / r.per_step_s:>10,.0f}"
+        loss = f"{r.final_loss:.16g}" + ("" if not digits else f" acc {r.extra['test_accuracy']:.3f}")
+        lines.append(
+            f"  {r.impl:<30} {fmt_time(r.per_step_s):>12} {second} {ratio:>34} {loss:>22}  {check_mark(r)}"
+        )
+    return "\n".join(lines)
+
+
+def sweep_table(points: list[Point]) -> str:
+    names: list[str] = []
+    for p in points:
+        names += [r.impl for r in p.results if r.impl not in names]
+    cols = [
+        n.replace("rustbp ", "rb ")
+        .replace("PyTorch ", "pt ")
+        .replace(" (loop in Rust)", "")
+        .replace(" (Python loop)", " pyloop")
+        .replace("pure Python", "pure")
+        for n in names
+    ]
+    lines = [
+        "  time per step (median); rb = rustbp, pt = PyTorch;",
+        "  last column: rb f32 (loop in Rust) / the faster pt f32",
+        f"  {'batch':>5} {'hidden':>6} " + " ".join(f"{c:>13}" for c in cols) + f" {'rb/pt':>6}",
+    ]
+    for p in points:
+        cells = []
+        for n in names:
+            r = p.get(n)
+            cells.append(f"{(fmt_time(r.per_step_s) + ('' if r.agrees else '!')) if r else '':>13}")
+        rb, pt, pt1 = (
+            p.get(rustbp_name("float32", "rust")),
+            p.get("PyTorch CPU f32"),
+            p.get("PyTorch CPU f32 1 thread"),
+        )
+        best = min((r.per_step_s for r in (pt, pt1) if r), default=None)
+        ratio = f"{rb.per_step_s / best:.2f}" if rb and best else "-"
+        lines.append(f"  {p.batch:>5} {p.spec.n_hidden:>6} " + " ".join(cells) + f" {ratio:>6}")
+    return "\n".join(lines)
+
+
+def targets(points: list[Point]) -> list[dict[str, Any]]:
+    """The issue's targets, as measured in this run."""
+    by = {p.workload: p for p in points if p.workload != "sweep"}
+    out: list[dict[str, Any]] = []
+
+    def ratio(wl: str, num: str, den: str) -> float | None:
+        """num's time over den's; a PyTorch CPU ``den`` means its faster thread setting."""
+        p = by.get(wl)
+        a, b = (p.get(num), p.get(den)) if p else (None, None)
+        if p and b and den.startswith("PyTorch CPU"):
+            b1 = p.get(den + " 1 thread")
+            b = b1 if b1 and b1.per_step_s < b.per_step_s else b
+        return a.per_step_s / b.per_step_s if a and b else None
+
+    def add(what: str, value: float | None, goal: str, ok: Callable[[float], bool], unit: str = "x") -> None:
+        out.append(
+            {
+                "target": what,
+                "measured": value,
+                "unit": unit,
+                "goal": goal,
+                "met": None if value is None else bool(ok(value)),
+            }
+        )
+
+    rb64 = rustbp_name("float64", "rust")
+    for wl in ("article", "article-torch"):
+        v = ratio(wl, "PyTorch CPU f32", rb64)
+        add(
+            f"{wl}: rustbp f64 loop in Rust, speed-up over PyTorch CPU f32",
+            v,
+            ">= 3000x",
+            lambda v: v >= 3000,
+        )
+        for pure in ("pure Python f64", "pure Python f64 (unrolled 2-2-2)"):
+            v = ratio(wl, pure, rb64)
+            if v is not None:
+                add(f"{wl}: rustbp f64 loop in Rust, speed-up over {pure}", v, ">= 40x", lambda v: v >= 40)
+    p = by.get("article")
+    r = p.get(rustbp_name("float64", "python")) if p else None
+    add(
+        "article: rustbp f64 train_step per call (Python loop)",
+        r.per_step_s * 1e6 if r else None,
+        "<= 1.5 us",
+        lambda v: v <= 1.5,
+        "us",
+    )
+    for dt in ("f32", "f64"):
+        v = ratio("large", rustbp_name("float32" if dt == "f32" else "float64", "rust"), f"PyTorch CPU {dt}")
+        goal = 0.9 if dt == "f32" else 1.0
+        add(
+            f"784-1024-10 batch 256: rustbp {dt} step time / best PyTorch CPU {dt}",
+            v,
+            f"<= {goal}x",
+            partial(operator.ge, goal),
+        )
+    sweep = [p for p in points if p.workload == "sweep"]
+    worst: float | None = None
+    where = ""
+    for p in sweep:
+        a, b = p.get(rustbp_name("float32", "rust")), p.get("PyTorch CPU f32")
+        b1 = p.get("PyTorch CPU f32 1 thread")
+        b = b1 if b and b1 and b1.per_step_s < b.per_step_s else b
+        if a and b and (worst is None or a.per_step_s / b.per_step_s > worst):
+            worst, where = a.per_step_s / b.per_step_s, f" (worst: hidden {p.spec.n_hidden}, batch {p.batch})"
+    add(f"width sweep: worst rustbp f32 / best PyTorch CPU f32{where}", worst, "<= 1.0x", lambda v: v <= 1.0)
+    for dt in ("float32", "float64"):
+        v = ratio("digits", rustbp_name(dt, "rust"), "scikit-learn MLPClassifier")
+        add(f"digits to 97%: rustbp {dt} fit time / scikit-learn's", v, "<= 0.25x", lambda v: v <= 0.25)
+    return out
+
+
+def report(points: list[Point], notes: list[str], say: Callable[[str], None]) -> list[dict[str, Any]]:
+    baseline = rustbp_name("float64", "rust")
+    titles = {
+        "article": "The article: 2-2-2, one sample, SGD lr 0.5, half_sse, shared biases not trained",
+        "article-torch": (
+            "The article's PyTorch setting: 2-2-2, MSE, per-neuron biases, SGD lr 0.5 momentum 0.9"
+        ),
+        "large": "784-1024-10, batch 256, ReLU + softmax cross-entropy, SGD lr 0.1 momentum 0.9",
+        "digits": "scikit-learn's digits, 64-128-10: time to 97% test accuracy (Adam, batch 32)",
+    }
+    for p in points:
+        if p.workload == "sweep":
+            continue
+        base = rustbp_name("float32", "rust") if p.workload == "digits" else baseline
+        say(
+            f"\n{titles[p.workload]}: {p.steps} "
+            f"{'epochs (NumPy f64)' if p.workload == 'digits' else 'steps'}, "
+            f"float64 reference loss {p.reference_loss:.16g}"
+        )
+        say(table(p, base))
+    sweep = [p for p in points if p.workload == "sweep"]
+    if sweep:
+        say("\nWidth sweep: 64-H-10, sigmoid, MSE, SGD lr 0.1 (! = loss mismatch)")
+        say(sweep_table(sweep))
+    found = targets(points)
+    say("\nTargets (issue 4)")
+    for t in found:
+        v = t["measured"]
+        shown = (
+            "not measured" if v is None else (f"{v:,.2f} {t['unit']}" if t["unit"] == "us" else f"{v:,.3g}x")
+        )
+        mark = {None: "-", True: "met", False: "MISSED"}[t["met"]]
+        say(f"  {t['target']:<80} {shown:>14}  goal {t['goal']:<10} {mark}")
+    bad = [(p, r) for p in points for r in p.results if r.agrees is False]
+    if bad:
+        say("\n" + "!" * 100)
+        for p, r in bad:
+            say(
+                f"!!! LOSS MISMATCH: {r.impl} on {p.workload} (hidden {p.spec.n_hidden}, "
+                f"batch {p.batch}) ended at "
+                f"{r.final_loss:.16g}, the float64 reference at {p.reference_loss:.16g}: ITS MATH DIFFERS"
+            )
+        say("!" * 100)
+    for n in notes:
+        say(f"note: {n}")
+    return found
+
+
+def run_plan(plan: Plan, out_dir: Path, stem: str = "bench", say: Callable[[str], None] = print) -> int:
+    """Runs ``plan``; writes ``<stem>.json`` and (with matplotlib) ``<stem>.png`` into ``out_dir``.
+    Returns 1 when an implementation's final loss disagrees with the reference, else 0."""
+    notes: list[str] = []
+    gpu = gpu_adapter(notes)
+    impls = available(gpu is not None, notes)
+    info = machine()
+    # Move everything the imports made out of the collector's way, so the collection before each timed
+    # run (which keeps one implementation's garbage out of the next one's time) costs little.
+    gc.collect()
+    gc.freeze()
+    try:
+        return _run(plan, out_dir, stem, say, gpu, impls, info, notes)
+    finally:
+        gc.unfreeze()
+
+
+def _run(
+    plan: Plan,
+    out_dir: Path,
+    stem: str,
+    say: Callable[[str], None],
+    gpu: str | None,
+    impls: dict[str, Impl],
+    info: dict[str, Any],
+    notes: list[str],
+) -> int:
+    say(
+        f"rustbp {info['rustbp']} bench on {info['cpu']} ({info['cores']} cores), Python {info['python']}, "
+        f"NumPy {info['numpy']}, PyTorch {info['torch']} ({info.get('torch_threads', '-')} threads)"
+    )
+    if gpu:
+        say(f"rustbp GPU adapter: {gpu}")
+    info["gpu_adapter"] = gpu
+    runners = {"article": run_article, "sweep": run_sweep, "large": run_large, "digits": run_digits}
+    points: list[Point] = []
+    for wl in plan.workloads:
+        if wl == "digits" and "scikit-learn MLPClassifier" not in impls:
+            continue
+        t0 = time.perf_counter()
+        points += runners[wl](plan, impls, say)
+        say(f"  ({wl}: {time.perf_counter() - t0:.1f} s)")
+    if hasattr(os, "getloadavg"):
+        info["load_average_at_end"] = list(os.getloadavg())
+        notes.append(
+            f"load average (1, 5, 15 min) at start {info['load_average_at_start']}, at end "
+            f"{info['load_average_at_end']}: other processes shared these {info['cores']} cores"
+        )
+    found = report(points, notes, say)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "command": "python -m rustbp bench" + (" --quick" if plan.quick else ""),
+        "machine": info,
+        "plan": {k: v for k, v in vars(plan).items()},
+        "method": __doc__,
+        "tolerance": {"rtol": RTOL, "atol": ATOL},
+        "notes": notes,
+        "targets": found,
+        "points": [p.as_dict() for p in points],
+    }
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_text(json.dumps(doc, indent=1) + "\n")
+    say(f"\nwrote {json_path}")
+    sweep = [p for p in points if p.workload == "sweep"]
+    if sweep:
+        try:
+            from . import plot
+        except ImportError:
+            say("note: matplotlib is not installed, no plot (pip install 'rustbp[bench]')")
+        else:
+            png = out_dir / f"{stem}.png"
+            plot.sweep_plot([p.as_dict() for p in sweep], png, f"{info['cpu']}, {info['cores']} cores")
+            say(f"wrote {png}")
+    return 1 if any(r.agrees is False for p in points for r in p.results) else 0
+
+
+def _ints(s: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in s.split(","))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="a reduced set, well under a minute")
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results"), help="folder for the JSON and PNG"
+    )
+    parser.add_argument(
+        "--workloads", default=None, help="comma-separated subset of article,sweep,large,digits"
+    )
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5)")
+    parser.add_argument(
+        "--widths", type=_ints, default=None, help="hidden widths of the sweep, e.g. 2,64,1024"
+    )
+    parser.add_argument("--batches", type=_ints, default=None, help="batch sizes of the sweep, e.g. 1,64")
+    parser.add_argument("--article-steps", type=int, default=None, help="steps of the article workloads")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        dest="budget_s",
+        help="seconds per repetition of the slowest implementation at a sweep point",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    plan = Plan.quick_plan() if args.quick else Plan.full()
+    if args.workloads:
+        plan.workloads = tuple(args.workloads.split(","))
+        unknown = set(plan.workloads) - {"article", "sweep", "large", "digits"}
+        if unknown:
+            raise SystemExit(
+                f"--workloads: unknown {sorted(unknown)}; expected article, sweep, large, digits"
+            )
+    for name in ("reps", "widths", "batches", "article_steps", "budget_s"):
+        if getattr(args, name) is not None:
+            setattr(plan, name, getattr(args, name))
+    if args.article_steps is not None:
+        plan.article_torch_steps = args.article_steps
+    stem = "bench-quick" if args.quick else "bench"
+    code = run_plan(plan, args.out, stem)
+    sys.stdout.flush()
+    return code
