@@ -8,6 +8,7 @@ they fail. Sizes are small: lavapipe computes at about 0.5 GFLOP/s.
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -214,3 +215,38 @@ def test_a_batch_over_the_adapters_limits_is_a_clear_error(adapter):
     X = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(rows, 8), strides=(0, 0))
     with pytest.raises(MemoryError, match="max_storage_buffer_binding_size"):
         net.forward(X)
+
+
+def test_to_moves_weights_and_optimizer_state_between_devices(rng):
+    X, T = data(rng, 4, 3, 6)
+    cpu = rustbp.Network(4, 6, 3, optimizer=rustbp.Adam(lr=0.01), seed=2)  # float64
+    cpu.train(X, T, 3)
+    gpu = cpu.to("gpu")
+    assert (gpu.device, gpu.dtype, gpu.config.seed) == ("gpu", "float32", 2)
+    for k, v in cpu.get_weights().items():
+        np.testing.assert_array_equal(gpu.get_weights()[k], v.astype(np.float32))
+    # Adam's moments and step count came along: the next steps match a float32 CPU copy's.
+    cpu32 = cpu.to("cpu", dtype="float32")
+    assert_losses_close(gpu.train(X, T, 5), cpu32.train(X, T, 5))
+    back = gpu.to("cpu")
+    assert (back.device, back.dtype) == ("cpu", "float32")
+    assert_weights_close(back, gpu, rtol=0)
+    with pytest.raises(ValueError, match="float32"):
+        cpu.to("gpu", dtype="float64")
+    with pytest.raises(ValueError, match="device"):
+        cpu.to("tpu")
+
+
+def test_gpu_networks_save_load_and_pickle(rng, tmp_path):
+    X, T = data(rng, 4, 3, 6)
+    gpu = rustbp.Network(4, 6, 3, device="gpu", optimizer=rustbp.SGD(lr=0.1, momentum=0.9), seed=4)
+    gpu.train(X, T, 3)
+    path = tmp_path / "net.safetensors"
+    gpu.save(path)
+    on_cpu, on_gpu = rustbp.Network.load(path), rustbp.Network.load(path, device="gpu")
+    unpickled = pickle.loads(pickle.dumps(gpu))
+    assert (on_cpu.device, on_cpu.dtype, on_gpu.device, unpickled.device) == ("cpu", "float32", "gpu", "gpu")
+    want = gpu.train(X, T, 4)  # momentum buffers were saved: every copy continues the same run
+    for net in (on_cpu, on_gpu, unpickled):
+        assert_losses_close(net.train(X, T, 4), want)
+        assert_weights_close(net, gpu)

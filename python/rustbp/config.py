@@ -64,6 +64,7 @@ def _number(name: str, value: object, ok: Callable[[float], bool], expected: str
 class NetworkConfig:
     """Everything that defines a ``Network`` but its weights; ``Network.from_config(cfg)`` builds one.
 
+    ``dtype=None`` means float64 on the CPU and float32 on the GPU (GPU compute is float32).
     ``seed=None`` draws fresh weights each time; ``net.config`` records the seed a network was built
     with, so ``Network.from_config(net.config)`` rebuilds its initial weights.
     """
@@ -77,7 +78,7 @@ class NetworkConfig:
     bias: str = "per_neuron"
     train_bias: bool = True
     optimizer: Optimizer = field(default_factory=lambda: SGD(lr=0.5))
-    dtype: str = "float64"
+    dtype: str | None = None
     device: str = "cpu"
     seed: int | None = None
 
@@ -99,8 +100,15 @@ class NetworkConfig:
             raise TypeError(
                 f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(self.optimizer).__name__}"
             )
-        _one_of("dtype", self.dtype, DTYPES)
         _one_of("device", self.device, DEVICES)
+        if self.dtype is None:
+            object.__setattr__(self, "dtype", "float32" if self.device == "gpu" else "float64")
+        _one_of("dtype", self.dtype, DTYPES)
+        if self.device == "gpu" and self.dtype != "float32":
+            raise ValueError(
+                f"dtype: GPU compute is float32, so device='gpu' needs dtype='float32' (got {self.dtype!r}); "
+                "use device='cpu' for float64"
+            )
         _seed(self.seed)
 
     def kwargs(self) -> dict[str, Any]:

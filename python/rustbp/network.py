@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, Union
 
 import numpy as np
@@ -297,12 +297,35 @@ class Network:
         """Writes the network to ``path`` as safetensors, atomically: weights named like PyTorch's
         ``nn.Sequential`` state dict, the configuration and (with ``optimizer``) the optimizer state in
         the metadata, so that ``Network.load`` resumes training exactly."""
-        _files.write_atomic(path, _rustbp.core_to_safetensors(self._core, bool(optimizer)))
+        _files.write_atomic(path, _rustbp.core_to_safetensors(self._cpu_core(), bool(optimizer)))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Network:
-        """A network saved by ``save``; the file is checked (format, version, checksum, shapes) first."""
-        return cls._from_core(_files.read(path), "cpu")
+    def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> Network:
+        """A network saved by ``save``; the file is checked (format, version, checksum, shapes) first.
+        With ``device="gpu"`` it is moved to the GPU as by ``to("gpu")``."""
+        net = cls._from_core(_files.read(path), "cpu")
+        return net if device == "cpu" else net.to(device)
+
+    def to(self, device: str, dtype: str | None = None) -> Network:
+        """A copy of this network on ``device`` ("cpu" or "gpu"): weights, configuration and optimizer
+        state. ``dtype=None`` keeps the dtype, except that the GPU computes in float32 (float64 weights
+        are rounded)."""
+        if device not in DEVICES:
+            raise ValueError(f"device: expected one of cpu, gpu, got {device!r}")
+        if dtype is None:
+            dtype = "float32" if device == "gpu" else self.dtype
+        net = Network.from_config(replace(self.config, dtype=dtype, device=device, seed=0))
+        net.set_weights(self.get_weights())
+        state, updates = self._core.get_optimizer_state()
+        net._core.set_optimizer_state([[a.astype(net._dtype) for a in p] for p in state], updates)
+        net._seed = self._seed
+        return net
+
+    def _cpu_core(self) -> _rustbp.Core:
+        """The core itself on the CPU; a CPU copy of a GPU network (files and pickles hold CPU cores)."""
+        core = self._core if self._device == "cpu" else self.to("cpu")._core
+        assert isinstance(core, _rustbp.Core)
+        return core
 
     @classmethod
     def _from_core(cls, core: _rustbp.Core, device: str) -> Network:
@@ -314,14 +337,17 @@ class Network:
         # The safetensors bytes of save() for weights and configuration, so unpickling builds the network
         # from checked data; the optimizer state beside them as arrays, exact and without the size limit
         # of a safetensors header. Pickles (joblib, multiprocessing, sklearn's clone) resume exactly.
-        return {"safetensors": _rustbp.core_to_safetensors(self._core, False), "device": self._device,
+        # A GPU network pickles as its CPU copy and goes back to the GPU when unpickled.
+        return {"safetensors": _rustbp.core_to_safetensors(self._cpu_core(), False), "device": self._device,
                 "seed": self._seed, "optimizer_state": self._core.get_optimizer_state()}  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         core = _rustbp.core_from_safetensors(state["safetensors"])
         core.set_optimizer_state(*state["optimizer_state"])
-        self._init(core, optimizer_from_core(core.config()["optimizer"]), state["device"])
+        self._init(core, optimizer_from_core(core.config()["optimizer"]), "cpu")
         self._seed = state["seed"]
+        if state["device"] != "cpu":
+            self.__dict__.update(self.to(state["device"]).__dict__)
 
     def to_torch(self) -> Any:
         """A ``torch.nn.Sequential(Linear, activation, Linear, activation)`` with copies of the weights."""
