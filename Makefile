@@ -24,8 +24,8 @@ demo: build ## set up and walk through the article's worked example
 	$(PY) -m rustbp demo
 
 .PHONY: test
-test: build ## set up and run every test: cargo test, then pytest
-	cargo test --quiet
+test: build ## set up and run every test: cargo test (with the GPU path), then pytest
+	cargo test --quiet --features gpu
 	$(PY) -m pytest
 
 .PHONY: fuzz
@@ -36,6 +36,7 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 lint: venv ## rustfmt, clippy (warnings denied), ruff, mypy --strict, stubtest
 	cargo fmt --check
 	cargo clippy --all-targets --features python,gpu -- -D warnings
+	cargo clippy --all-targets -- -D warnings
 	$(VENV)/bin/ruff check python tests
 	$(VENV)/bin/ruff format --check python tests
 	$(VENV)/bin/mypy

@@ -95,7 +95,7 @@ impl Context {
         Ok(ctx)
     }
 
-    fn new(selector: Option<&str>) -> Result<Self> {
+    pub(crate) fn new(selector: Option<&str>) -> Result<Self> {
         let adapter = pick_adapter(selector)?;
         let info = adapter.get_info();
         // The adapter's own limits, not WebGPU's defaults: wide layers need large storage bindings.
@@ -136,20 +136,28 @@ impl Context {
     /// Runs `f` (which records and submits GPU work) with every wgpu error captured and returned.
     pub fn guarded<R>(&self, op: &'static str, f: impl FnOnce() -> Result<R>) -> Result<R> {
         if self.lost.load(Ordering::SeqCst) {
-            return Err(Error::Gpu { op, message: self.take_uncaptured().unwrap_or_else(|| "the device was lost".into()) });
+            return Err(self.failure(op, String::new()));
         }
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let result = f();
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
-        if let Some(e) = validation.or(oom) {
-            return Err(Error::Gpu { op, message: e.to_string() });
+        match validation.or(oom).map(|e| e.to_string()).or_else(|| self.take_uncaptured()) {
+            Some(message) => Err(self.failure(op, message)),
+            None => result,
         }
-        if let Some(message) = self.take_uncaptured() {
-            return Err(Error::Gpu { op, message });
+    }
+
+    /// The error for a failed `op`. On a lost device every call fails with validation errors about
+    /// invalid buffers, so the loss, once wgpu reports it, is named as the cause instead.
+    fn failure(&self, op: &'static str, message: String) -> Error {
+        let _ = self.device.poll(wgpu::PollType::Poll); // runs a pending device-lost callback
+        if !self.lost.load(Ordering::SeqCst) {
+            return Error::Gpu { op, message };
         }
-        result
+        let reason = self.take_uncaptured().unwrap_or(message);
+        Error::Gpu { op, message: format!("the GPU device was lost ({reason}); networks on it cannot be used again, create them anew") }
     }
 
     fn take_uncaptured(&self) -> Option<String> {

@@ -191,7 +191,11 @@ impl GpuNetwork {
 
     /// A GPU copy of a CPU network: its parameters, optimizer state and update count.
     pub fn from_cpu(net: &Network<f32>) -> Result<Self> {
-        let ctx = Context::shared()?;
+        Self::on(Context::shared()?, net)
+    }
+
+    /// A GPU copy of `net` on the device of `ctx`.
+    pub(crate) fn on(ctx: Arc<Context>, net: &Network<f32>) -> Result<Self> {
         let config = *net.config();
         let layout = Layout::new(&config);
         let c = Arc::clone(&ctx);

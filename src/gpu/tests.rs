@@ -2,12 +2,14 @@
 //! says so and passes, unless `RUSTBP_REQUIRE_GPU=1`, where a missing adapter fails.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)] // tests fail, and say why, loudly
 
+use super::context::Context;
 use super::GpuNetwork;
 use crate::activation::Activation;
 use crate::error::Error;
 use crate::loss::Loss;
 use crate::network::{Bias, Config, Network};
 use crate::optim::Optimizer;
+use std::sync::Arc;
 
 /// The GPU copy of `cpu`, or None (test skipped) when no adapter exists and none is required.
 fn gpu_of(cpu: &Network<f32>) -> Option<GpuNetwork> {
@@ -80,4 +82,32 @@ fn long_fused_runs_are_not_cut_short() {
     assert!(gpu.uses_fused(256));
     let losses = gpu.train(&x, &x, 300, &mut || true).unwrap();
     assert!(losses.iter().all(|&l| l > 0.0), "{:?}", losses.iter().position(|&l| l == 0.0));
+}
+
+#[test]
+fn a_lost_device_is_a_clear_error_and_the_cpu_keeps_working() {
+    let mut cpu = Network::<f32>::article();
+    if gpu_of(&cpu).is_none() {
+        return;
+    }
+    // A device of its own, so that losing it cannot disturb the tests sharing the process's context.
+    let ctx = Arc::new(Context::new(None).unwrap());
+    let mut gpu = GpuNetwork::on(Arc::clone(&ctx), &cpu).unwrap();
+    let (x, t) = ([0.05, 0.10], [0.01, 0.99]);
+    gpu.train(&x, &t, 3, &mut || true).unwrap();
+    ctx.device.destroy();
+    let results = [
+        gpu.train(&x, &t, 3, &mut || true).map(|_| ()),
+        gpu.forward(&x).map(|_| ()),
+        gpu.params().map(|_| ()),
+    ];
+    for r in results {
+        match r {
+            Err(Error::Gpu { message, .. }) => assert!(message.contains("lost"), "{message}"),
+            other => panic!("expected a device-lost error, got {other:?}"),
+        }
+    }
+    assert_eq!(cpu.train(&x, &t, 3, &mut || true).unwrap().len(), 3);
+    // The shared context is untouched: new GPU networks still train.
+    assert_eq!(gpu_of(&cpu).unwrap().train(&x, &t, 3, &mut || true).unwrap().len(), 3);
 }
