@@ -16,11 +16,8 @@ use rustbp::{Activation, Config, Loss, Network, Optimizer, Scalar};
 use std::hint::black_box;
 
 /// `(name, n_in, n_hidden, n_out, batch)` of every benchmarked shape.
-const SHAPES: [(&str, usize, usize, usize, usize); 3] = [
-    ("2-2-2_b1", 2, 2, 2, 1),
-    ("64-128-10_b64", 64, 128, 10, 64),
-    ("784-1024-10_b256", 784, 1024, 10, 256),
-];
+const SHAPES: [(&str, usize, usize, usize, usize); 3] =
+    [("2-2-2_b1", 2, 2, 2, 1), ("64-128-10_b64", 64, 128, 10, 64), ("784-1024-10_b256", 784, 1024, 10, 256)];
 
 fn config(n_in: usize, n_hidden: usize, n_out: usize) -> Config {
     if n_hidden == 2 {
@@ -31,24 +28,15 @@ fn config(n_in: usize, n_hidden: usize, n_out: usize) -> Config {
         hidden_activation: Activation::Relu,
         output_activation: Activation::Softmax,
         loss: Loss::CrossEntropy,
-        optimizer: Optimizer::Sgd {
-            lr: 0.01,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-        },
+        optimizer: Optimizer::Sgd { lr: 0.01, momentum: 0.9, nesterov: false, weight_decay: 0.0 },
         ..Config::new(n_in, n_hidden, n_out)
     }
 }
 
 /// Deterministic inputs in [0, 1) and one-hot targets, without a random-number dependency.
 fn data<T: Scalar>(n_in: usize, n_out: usize, batch: usize) -> (Vec<T>, Vec<T>) {
-    let x = (0..batch * n_in)
-        .map(|i| T::of(((i * 7919) % 1000) as f64 / 1000.0))
-        .collect();
-    let t = (0..batch * n_out)
-        .map(|i| T::of(f64::from(u8::from(i % n_out == (i / n_out) % n_out))))
-        .collect();
+    let x = (0..batch * n_in).map(|i| T::of(((i * 7919) % 1000) as f64 / 1000.0)).collect();
+    let t = (0..batch * n_out).map(|i| T::of(f64::from(u8::from(i % n_out == (i / n_out) % n_out)))).collect();
     (x, t)
 }
 
@@ -76,42 +64,15 @@ fn bench_dtype<T: Scalar>(c: &mut Criterion, dtype: &str) {
         let h = vec![T::of(0.5); batch * n_hidden];
         let dz2 = vec![T::of(0.01); batch * n_out];
         let w2 = vec![T::of(0.1); n_out * n_hidden];
-        let (mut dw2, mut dz1, mut dw1) = (
-            vec![T::zero(); n_out * n_hidden],
-            vec![T::zero(); batch * n_hidden],
-            vec![T::zero(); n_hidden * n_in],
-        );
+        let (mut dw2, mut dz1, mut dw1) =
+            (vec![T::zero(); n_out * n_hidden], vec![T::zero(); batch * n_hidden], vec![T::zero(); n_hidden * n_in]);
         let mut g = c.benchmark_group(format!("backward/{dtype}"));
         g.throughput(Throughput::Elements(2 * work));
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| {
-                matmul(
-                    n_out,
-                    n_hidden,
-                    batch,
-                    Mat::t(&dz2, n_out),
-                    Mat::n(&h, n_hidden),
-                    &mut dw2,
-                    false,
-                );
-                matmul(
-                    batch,
-                    n_hidden,
-                    n_out,
-                    Mat::n(&dz2, n_out),
-                    Mat::n(&w2, n_hidden),
-                    &mut dz1,
-                    false,
-                );
-                matmul(
-                    n_hidden,
-                    n_in,
-                    batch,
-                    Mat::t(&dz1, n_hidden),
-                    Mat::n(black_box(&x), n_in),
-                    &mut dw1,
-                    false,
-                );
+                matmul(n_out, n_hidden, batch, Mat::t(&dz2, n_out), Mat::n(&h, n_hidden), &mut dw2, false);
+                matmul(batch, n_hidden, n_out, Mat::n(&dz2, n_out), Mat::n(&w2, n_hidden), &mut dz1, false);
+                matmul(n_hidden, n_in, batch, Mat::t(&dz1, n_hidden), Mat::n(black_box(&x), n_in), &mut dw1, false);
                 black_box((&dw2, &dw1));
             });
         });

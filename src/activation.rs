@@ -94,7 +94,6 @@ pub fn log_sum_exp<T: Scalar>(row: &[T]) -> T {
     max + sum.ln()
 }
 
-
 #[cfg(test)]
 // Tests fail by panicking, and compare exact values.
 #[allow(clippy::panic, clippy::float_cmp)]

@@ -19,7 +19,9 @@ pub enum Error {
     NonFinite { arg: &'static str, position: String, value: f64 },
 
     /// Training produced a non-finite loss or weight; the network keeps the weights of the last finite step.
-    #[error("training diverged at step {step}: the {what} became non-finite; the weights of the last finite step are kept")]
+    #[error(
+        "training diverged at step {step}: the {what} became non-finite; the weights of the last finite step are kept"
+    )]
     Diverged { step: usize, what: &'static str, losses: Vec<f64> },
 
     /// The caller asked to stop (for example Ctrl-C); the network is at its last completed step.

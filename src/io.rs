@@ -105,11 +105,7 @@ pub fn to_safetensors<T: FileScalar>(net: &Network<T>, optimizer: bool) -> Resul
                 continue;
             }
             let width = if i == B1 { c.n_hidden } else { c.n_out };
-            let values = if cols == 1 && width != 1 {
-                vec![p[0]; width]
-            } else {
-                p.clone()
-            };
+            let values = if cols == 1 && width != 1 { vec![p[0]; width] } else { p.clone() };
             T::write_le(&values, &mut bytes);
             data.push((TENSOR_NAMES[i], vec![width], bytes));
         } else {
@@ -117,16 +113,12 @@ pub fn to_safetensors<T: FileScalar>(net: &Network<T>, optimizer: bool) -> Resul
             data.push((TENSOR_NAMES[i], vec![rows, cols], bytes));
         }
     }
-    let sum = checksum(
-        &meta,
-        data.iter()
-            .map(|(name, _, bytes)| (*name, bytes.as_slice())),
-    );
+    let sum = checksum(&meta, data.iter().map(|(name, _, bytes)| (*name, bytes.as_slice())));
     meta.insert(CHECKSUM.into(), sum);
     let mut views = Vec::with_capacity(data.len());
     for (name, shape, bytes) in &data {
-        let view = TensorView::new(T::DTYPE, shape.clone(), bytes)
-            .map_err(|e| file_error(format!("tensor {name}: {e}")))?;
+        let view =
+            TensorView::new(T::DTYPE, shape.clone(), bytes).map_err(|e| file_error(format!("tensor {name}: {e}")))?;
         views.push((*name, view));
     }
     safetensors::serialize(views, Some(meta)).map_err(|e| match e {
@@ -148,8 +140,8 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<LoadedNetwork> {
 }
 
 fn read(bytes: &[u8]) -> Result<LoadedNetwork> {
-    let file = SafeTensors::deserialize(bytes)
-        .map_err(|e| file_error(format!("not a readable safetensors file ({e})")))?;
+    let file =
+        SafeTensors::deserialize(bytes).map_err(|e| file_error(format!("not a readable safetensors file ({e})")))?;
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| file_error(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some("rustbp") {
@@ -169,22 +161,14 @@ fn read(bytes: &[u8]) -> Result<LoadedNetwork> {
     let stored = field(&meta, CHECKSUM)?;
     let mut rest = meta.clone();
     rest.remove(CHECKSUM);
-    if checksum(
-        &rest,
-        tensors
-            .iter()
-            .map(|(name, view)| (name.as_str(), view.data())),
-    ) != *stored
-    {
+    if checksum(&rest, tensors.iter().map(|(name, view)| (name.as_str(), view.data()))) != *stored {
         return Err(file_error("checksum mismatch: the file is corrupted"));
     }
     let config = parse_config(&meta)?;
     match field(&meta, "dtype")?.as_str() {
         "float32" => Ok(LoadedNetwork::F32(build(config, &meta, &tensors)?)),
         "float64" => Ok(LoadedNetwork::F64(build(config, &meta, &tensors)?)),
-        other => Err(file_error(format!(
-            "dtype: expected float32 or float64, got {other:?}"
-        ))),
+        other => Err(file_error(format!("dtype: expected float32 or float64, got {other:?}"))),
     }
 }
 
@@ -197,28 +181,19 @@ fn build<T: FileScalar>(
     let mut params: [Vec<T>; 4] = Default::default();
     for (name, view) in tensors {
         let Some(i) = TENSOR_NAMES.iter().position(|n| n == name) else {
-            return Err(file_error(format!(
-                "unexpected tensor {name:?}; expected {}",
-                TENSOR_NAMES.join(", ")
-            )));
+            return Err(file_error(format!("unexpected tensor {name:?}; expected {}", TENSOR_NAMES.join(", "))));
         };
         let (rows, cols) = shapes[i];
         let expected = match i {
             B1 | B2 if cols == 0 => {
-                return Err(file_error(format!(
-                    "tensor {name} present, but the network has bias=none"
-                )))
+                return Err(file_error(format!("tensor {name} present, but the network has bias=none")))
             }
             B1 => vec![config.n_hidden],
             B2 => vec![config.n_out],
             _ => vec![rows, cols],
         };
         if view.dtype() != T::DTYPE {
-            return Err(file_error(format!(
-                "tensor {name}: expected dtype {:?}, got {:?}",
-                T::DTYPE,
-                view.dtype()
-            )));
+            return Err(file_error(format!("tensor {name}: expected dtype {:?}, got {:?}", T::DTYPE, view.dtype())));
         }
         if view.shape() != expected.as_slice() {
             return Err(Error::ShapeMismatch {
@@ -231,9 +206,7 @@ fn build<T: FileScalar>(
         if cols == 1 && values.len() > 1 {
             // A shared bias was written once per neuron: every copy must be the same value.
             if values.iter().any(|v| differs(*v, values[0])) {
-                return Err(file_error(format!(
-                    "tensor {name}: a shared bias must hold one value repeated"
-                )));
+                return Err(file_error(format!("tensor {name}: a shared bias must hold one value repeated")));
             }
             values.truncate(1);
         }
@@ -251,8 +224,8 @@ fn build<T: FileScalar>(
         for (i, slots) in current.iter().enumerate() {
             for (s, slot) in slots.iter().enumerate() {
                 let key = state_key(&config.optimizer, i, s);
-                let bytes = base64_decode(field(meta, &key)?)
-                    .ok_or_else(|| file_error(format!("{key}: invalid base64")))?;
+                let bytes =
+                    base64_decode(field(meta, &key)?).ok_or_else(|| file_error(format!("{key}: invalid base64")))?;
                 if bytes.len() != slot.len() * size_of::<T>() {
                     return Err(file_error(format!(
                         "{key}: expected {} values, got {} bytes",
@@ -292,25 +265,14 @@ fn config_metadata(c: &Config) -> HashMap<String, String> {
     put("train_bias", c.train_bias.to_string());
     // `{:?}` prints the shortest decimal that parses back to the same f64.
     match c.optimizer {
-        Optimizer::Sgd {
-            lr,
-            momentum,
-            nesterov,
-            weight_decay,
-        } => {
+        Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => {
             put("optimizer", "sgd".into());
             put("lr", format!("{lr:?}"));
             put("momentum", format!("{momentum:?}"));
             put("nesterov", nesterov.to_string());
             put("weight_decay", format!("{weight_decay:?}"));
         }
-        Optimizer::Adam {
-            lr,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-        } => {
+        Optimizer::Adam { lr, beta1, beta2, eps, weight_decay } => {
             put("optimizer", "adam".into());
             put("lr", format!("{lr:?}"));
             put("beta1", format!("{beta1:?}"));
@@ -337,11 +299,7 @@ fn parse_config(meta: &HashMap<String, String>) -> Result<Config> {
             eps: parse_field(meta, "eps", "a number")?,
             weight_decay: parse_field(meta, "weight_decay", "a number")?,
         },
-        other => {
-            return Err(file_error(format!(
-                "optimizer: expected sgd or adam, got {other:?}"
-            )))
-        }
+        other => return Err(file_error(format!("optimizer: expected sgd or adam, got {other:?}"))),
     };
     let config = Config {
         n_in: parse_field(meta, "n_in", "a positive integer")?,
@@ -359,17 +317,12 @@ fn parse_config(meta: &HashMap<String, String>) -> Result<Config> {
 }
 
 fn field<'m>(meta: &'m HashMap<String, String>, key: &str) -> Result<&'m String> {
-    meta.get(key)
-        .ok_or_else(|| file_error(format!("missing metadata field {key:?}")))
+    meta.get(key).ok_or_else(|| file_error(format!("missing metadata field {key:?}")))
 }
 
 fn parse_field<V: FromStr>(meta: &HashMap<String, String>, key: &str, expected: &str) -> Result<V> {
     let value = field(meta, key)?;
-    value.parse().map_err(|_| {
-        file_error(format!(
-            "metadata field {key}: expected {expected}, got {value:?}"
-        ))
-    })
+    value.parse().map_err(|_| file_error(format!("metadata field {key}: expected {expected}, got {value:?}")))
 }
 
 /// `PyTorch`'s names for the optimizer state of parameter `i`, buffer `slot`.
@@ -383,17 +336,12 @@ fn state_key(optimizer: &Optimizer, i: usize, slot: usize) -> String {
 }
 
 fn file_error(reason: impl Into<String>) -> Error {
-    Error::InvalidFile {
-        reason: reason.into(),
-    }
+    Error::InvalidFile { reason: reason.into() }
 }
 
 /// 64-bit FNV-1a over the metadata and the tensors, each sorted by name, as hex. It catches accidental
 /// corruption (a flipped bit, a zeroed block); it is not a signature.
-fn checksum<'a>(
-    meta: &HashMap<String, String>,
-    tensors: impl Iterator<Item = (&'a str, &'a [u8])>,
-) -> String {
+fn checksum<'a>(meta: &HashMap<String, String>, tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     let mut tensors: Vec<_> = tensors.collect();
     tensors.sort_by_key(|&(name, _)| name);
@@ -429,11 +377,7 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for k in 0..4 {
             if k <= chunk.len() {
@@ -478,12 +422,7 @@ mod tests {
     use super::*;
 
     fn trained(optimizer: Optimizer, bias: Bias) -> Network<f64> {
-        let config = Config {
-            optimizer,
-            bias,
-            hidden_activation: Activation::Tanh,
-            ..Config::new(3, 5, 2)
-        };
+        let config = Config { optimizer, bias, hidden_activation: Activation::Tanh, ..Config::new(3, 5, 2) };
         let mut net = Network::new(config, 11).unwrap();
         let x = [0.1, -0.2, 0.3, 0.5, 0.4, -0.6];
         let t = [0.2, 0.8, 0.6, 0.3];
@@ -507,26 +446,16 @@ mod tests {
         }
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert!(
-            base64_decode("Zm8").is_none()
-                && base64_decode("Z=8=").is_none()
-                && base64_decode("Zm8*").is_none()
-        );
+        assert!(base64_decode("Zm8").is_none() && base64_decode("Z=8=").is_none() && base64_decode("Zm8*").is_none());
     }
 
     #[test]
     fn save_then_load_is_bit_exact_and_resumes_training() {
         let x = [0.3, 0.1, -0.4];
         let t = [0.9, 0.1];
-        for opt in [
-            Optimizer::adam(0.01),
-            Optimizer::Sgd {
-                lr: 0.1,
-                momentum: 0.9,
-                nesterov: true,
-                weight_decay: 1e-3,
-            },
-        ] {
+        for opt in
+            [Optimizer::adam(0.01), Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 1e-3 }]
+        {
             for bias in [Bias::PerNeuron, Bias::Shared, Bias::None] {
                 let mut a = trained(opt, bias);
                 let mut b = reload(&to_safetensors(&a, true).unwrap());
@@ -548,13 +477,7 @@ mod tests {
         let b = reload(&to_safetensors(&a, false).unwrap());
         assert_eq!(a.params(), b.params());
         assert_eq!(b.optimizer_state().1, 0);
-        assert!(b
-            .optimizer_state()
-            .0
-            .iter()
-            .flatten()
-            .flatten()
-            .all(|&v| v == 0.0));
+        assert!(b.optimizer_state().0.iter().flatten().flatten().all(|&v| v == 0.0));
     }
 
     #[test]

@@ -53,7 +53,8 @@ impl Loss {
         let batch = o.len() / n_out;
         match self {
             Self::HalfSse | Self::Mse => {
-                let scale = if self == Self::HalfSse { T::one() / T::of(batch as f64) } else { T::of(2.0 / o.len() as f64) };
+                let scale =
+                    if self == Self::HalfSse { T::one() / T::of(batch as f64) } else { T::of(2.0 / o.len() as f64) };
                 // The loss is summed in the same pass, exactly as `value` computes it.
                 let mut sse = 0.0;
                 for ((d, &o), &t) in dz.iter_mut().zip(o).zip(t) {
@@ -76,4 +77,3 @@ impl Loss {
         self.value(z, o, t, n_out)
     }
 }
-

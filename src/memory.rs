@@ -13,15 +13,9 @@ const PROBE_BYTES: u128 = 64 << 20;
 /// Checks that `elements` values of `T` may be allocated; returns the count as a usize.
 pub fn check<T>(what: &'static str, elements: u128) -> Result<usize> {
     let bytes = elements.saturating_mul(size_of::<T>() as u128);
-    let fits = usize::try_from(elements)
-        .ok()
-        .filter(|_| bytes <= isize::MAX as u128);
+    let fits = usize::try_from(elements).ok().filter(|_| bytes <= isize::MAX as u128);
     match fits {
-        Some(n)
-            if bytes < PROBE_BYTES || available().is_none_or(|free| bytes <= u128::from(free)) =>
-        {
-            Ok(n)
-        }
+        Some(n) if bytes < PROBE_BYTES || available().is_none_or(|free| bytes <= u128::from(free)) => Ok(n),
         _ => Err(Error::OutOfMemory { what, elements }),
     }
 }
@@ -33,11 +27,7 @@ pub fn reserve<T>(what: &'static str, v: &mut Vec<T>, rows: usize, cols: usize) 
         return Ok(()); // the usual case in a training loop: the buffers are already there
     }
     let len = check::<T>(what, elements)?;
-    v.try_reserve_exact(len.saturating_sub(v.len()))
-        .map_err(|_| Error::OutOfMemory {
-            what,
-            elements: len as u128,
-        })
+    v.try_reserve_exact(len.saturating_sub(v.len())).map_err(|_| Error::OutOfMemory { what, elements: len as u128 })
 }
 
 /// A vector of `len` copies of `value`, or `OutOfMemory`.
@@ -69,15 +59,9 @@ mod tests {
     fn absurd_sizes_are_errors_not_aborts() {
         let mut v: Vec<f64> = Vec::new();
         for (rows, cols) in [(usize::MAX, 2), (1 << 40, 1 << 30), (1 << 62, 1)] {
-            assert!(matches!(
-                reserve("x", &mut v, rows, cols),
-                Err(Error::OutOfMemory { what: "x", .. })
-            ));
+            assert!(matches!(reserve("x", &mut v, rows, cols), Err(Error::OutOfMemory { what: "x", .. })));
         }
-        assert!(matches!(
-            filled("y", usize::MAX / 4, 0.0_f64),
-            Err(Error::OutOfMemory { .. })
-        ));
+        assert!(matches!(filled("y", usize::MAX / 4, 0.0_f64), Err(Error::OutOfMemory { .. })));
         assert!(check::<f64>("z", u128::MAX).is_err());
     }
 
@@ -94,33 +78,20 @@ mod tests {
         use crate::network::{Config, Network};
         let no_stop = &mut || true;
         // 4.2 G parameters, under the cap on parameters, but 203 GB with gradients and Adam's moments.
-        let huge = Config {
-            optimizer: crate::Optimizer::adam(1e-3),
-            ..Config::new(65_000, 65_000, 1)
-        };
-        assert!(matches!(
-            Network::<f64>::new(huge, 0),
-            Err(Error::OutOfMemory { .. })
-        ));
+        let huge = Config { optimizer: crate::Optimizer::adam(1e-3), ..Config::new(65_000, 65_000, 1) };
+        assert!(matches!(Network::<f64>::new(huge, 0), Err(Error::OutOfMemory { .. })));
         let mut net = Network::<f64>::new(Config::new(1, 100_000, 1), 0).unwrap();
         let x = vec![0.0; 10_000_000]; // 80 MB of input, 8 TB of hidden activations
         let acts = Some("hidden activations");
         assert_eq!(what(&net.forward(&x)), acts);
         assert_eq!(what(&net.loss(&x, &x)), acts);
         assert_eq!(what(&net.train_step(&x, &x)), acts);
-        assert_eq!(
-            what(&net.fit(&x, &x, 1, 10_000_000, false, 0, 0, no_stop)),
-            acts
-        );
+        assert_eq!(what(&net.fit(&x, &x, 1, 10_000_000, false, 0, 0, no_stop)), acts);
         let steps = net.train(&x[..1], &x[..1], 1 << 62, no_stop);
         assert_eq!(what(&steps), Some("losses"));
         let epochs = net.fit(&x[..2], &x[..2], 1 << 62, 1, false, 0, 0, no_stop);
         assert_eq!(what(&epochs), Some("losses"));
-        assert_eq!(
-            net.forward(&[1.0]).map(|o| o.len()),
-            Ok(1),
-            "the network still works"
-        );
+        assert_eq!(net.forward(&[1.0]).map(|o| o.len()), Ok(1), "the network still works");
     }
 
     #[test]

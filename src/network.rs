@@ -48,7 +48,6 @@ impl Bias {
     }
 }
 
-
 /// Everything that defines a network but its weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Config {
@@ -125,7 +124,10 @@ impl Config {
     /// (about 2000 multiply-adds' worth), which dominates tiny networks: without it the article's 2-2-2
     /// net would check for Ctrl-C only every 160 ms or so.
     fn step_work(&self, batch: usize) -> usize {
-        (self.n_in * self.n_hidden + self.n_hidden * self.n_out).saturating_mul(batch).saturating_mul(3).saturating_add(2048)
+        (self.n_in * self.n_hidden + self.n_hidden * self.n_out)
+            .saturating_mul(batch)
+            .saturating_mul(3)
+            .saturating_add(2048)
     }
 
     /// Refuses a network whose parameters, gradients and optimizer state would not fit in memory.
@@ -282,7 +284,12 @@ impl<T: Scalar> Network<T> {
             if s.len() != expected.len() || s.iter().zip(expected).any(|(a, b)| a.len() != b.len()) {
                 return Err(Error::ShapeMismatch {
                     arg: "optimizer_state",
-                    expected: format!("{} buffers of {} values for {}", expected.len(), self.params[i].len(), PARAM_NAMES[i]),
+                    expected: format!(
+                        "{} buffers of {} values for {}",
+                        expected.len(),
+                        self.params[i].len(),
+                        PARAM_NAMES[i]
+                    ),
                     got: format!("{} buffers", s.len()),
                 });
             }
@@ -505,7 +512,11 @@ impl<T: Scalar> Network<T> {
     /// Checks that `x` holds whole, finite rows of `cols` values; returns the number of rows.
     fn check_batch(arg: &'static str, x: &[T], cols: usize) -> Result<usize> {
         if x.is_empty() || x.len() % cols != 0 {
-            return Err(Error::ShapeMismatch { arg, expected: format!("(batch >= 1, {cols})"), got: format!("{} values", x.len()) });
+            return Err(Error::ShapeMismatch {
+                arg,
+                expected: format!("(batch >= 1, {cols})"),
+                got: format!("{} values", x.len()),
+            });
         }
         check_finite(arg, x, cols)?;
         Ok(x.len() / cols)
@@ -515,7 +526,11 @@ impl<T: Scalar> Network<T> {
         let batch = Self::check_batch("X", x, self.config.n_in)?;
         let n_out = self.config.n_out;
         if t.len() != batch * n_out {
-            return Err(Error::ShapeMismatch { arg: "T", expected: format!("({batch}, {n_out})"), got: format!("{} values", t.len()) });
+            return Err(Error::ShapeMismatch {
+                arg: "T",
+                expected: format!("({batch}, {n_out})"),
+                got: format!("{} values", t.len()),
+            });
         }
         check_finite("T", t, n_out)?;
         Ok(batch)
@@ -560,7 +575,9 @@ impl Poll {
 fn affine<T: Scalar>(x: &[T], w: &[T], b: &[T], batch: usize, n_in: usize, n_out: usize, bias: Bias, z: &mut [T]) {
     matmul(batch, n_out, n_in, Mat::n(x, n_in), Mat::t(w, n_in), z, false);
     match bias {
-        Bias::PerNeuron => z.chunks_exact_mut(n_out).for_each(|row| row.iter_mut().zip(b).for_each(|(v, &b)| *v = *v + b)),
+        Bias::PerNeuron => {
+            z.chunks_exact_mut(n_out).for_each(|row| row.iter_mut().zip(b).for_each(|(v, &b)| *v = *v + b));
+        }
         Bias::Shared => z.iter_mut().for_each(|v| *v = *v + b[0]),
         Bias::None => {}
     }
@@ -585,7 +602,8 @@ fn bias_grad<T: Scalar>(delta: &[T], width: usize, g: &mut [T]) {
 /// epochs over the seed space; so any epoch can be reproduced alone (the GPU's `fit` uses it too).
 pub fn epoch_order(n: usize, seed: u64, epoch: usize, order: &mut Vec<usize>) {
     const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_add((epoch as u64).wrapping_add(1).wrapping_mul(GOLDEN)));
+    let mut rng =
+        Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_add((epoch as u64).wrapping_add(1).wrapping_mul(GOLDEN)));
     order.clear();
     order.extend(0..n);
     order.shuffle(&mut rng);

@@ -46,9 +46,7 @@ counts = st.one_of(
     st.integers(1, 3).map(np.int64),
     st.sampled_from([True, 2.0, 2.5, "2", None, np.float64(2)]),
 )
-names = st.one_of(
-    st.sampled_from(ACTIVATIONS + LOSSES + BIASES), st.text(max_size=8), weird_objects, st.integers()
-)
+names = st.one_of(st.sampled_from(ACTIVATIONS + LOSSES + BIASES), st.text(max_size=8), weird_objects, st.integers())
 
 DTYPES = [
     np.float64,
@@ -71,21 +69,15 @@ def arrays(draw: st.DrawFn, width: int, rows: int) -> object:
     """Something passed where an array of ``rows`` x ``width`` is expected: mostly a valid one (so that
     the calls also run), else anything from a wrong shape or dtype to a string."""
     if draw(st.integers(0, 5)) > 0:
-        shape = draw(
-            st.sampled_from([(rows, width), (rows, width), (width,)] if rows == 1 else [(rows, width)])
-        )
-        values = np.array(
-            draw(st.lists(st.floats(-3, 3), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
-        )
+        shape = draw(st.sampled_from([(rows, width), (rows, width), (width,)] if rows == 1 else [(rows, width)]))
+        values = np.array(draw(st.lists(st.floats(-3, 3), min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))))
         dtype = draw(st.sampled_from([np.float64, np.float32, np.float16, np.int64]))
         values = values.reshape(shape).astype(object)
     elif draw(st.integers(0, 5)) == 0:
         return draw(st.one_of(weird_objects, numbers))
     else:
         r = draw(st.integers(0, 4))
-        shape = draw(
-            st.sampled_from([(r, width), (width,), (r, width + 1), (r,), (), (1, r, width), (width, r)])
-        )
+        shape = draw(st.sampled_from([(r, width), (width,), (r, width + 1), (r,), (), (1, r, width), (width, r)]))
         elements = numbers if draw(st.booleans()) else st.floats(-3, 3)
         size = int(np.prod(shape))
         values = np.array(draw(st.lists(elements, min_size=size, max_size=size)), dtype=object).reshape(shape)
@@ -129,9 +121,7 @@ def optimizers(draw: st.DrawFn) -> object:
             draw(st.one_of(st.just(0.0), num)),
         )
         return call(lambda: rustbp.SGD(lr=sgd[0], momentum=sgd[1], nesterov=sgd[2], weight_decay=sgd[3]))
-    betas = draw(
-        st.one_of(st.tuples(num, num), st.just((0.9, 0.999)), weird_objects, st.lists(num, max_size=3))
-    )
+    betas = draw(st.one_of(st.tuples(num, num), st.just((0.9, 0.999)), weird_objects, st.lists(num, max_size=3)))
     adam = (
         draw(st.one_of(st.floats(1e-4, 1), num)),
         draw(st.one_of(st.just(1e-8), num)),
@@ -171,9 +161,7 @@ def cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
         ("dtype", ["float64", "float32"]),
     ):
         if draw(st.booleans()):
-            kw[key] = (
-                draw(st.sampled_from(options)) if valid else draw(st.one_of(st.sampled_from(options), names))
-            )
+            kw[key] = draw(st.sampled_from(options)) if valid else draw(st.one_of(st.sampled_from(options), names))
     if draw(st.booleans()):
         output, loss = draw(
             st.sampled_from(
@@ -201,9 +189,7 @@ def cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
     n_in, n_out = net.n_in, net.n_out
     calls: list[Callable[[], Any]] = []
     for _ in range(draw(st.integers(1, 4))):
-        op = draw(
-            st.sampled_from(["forward", "loss", "train_step", "train", "fit", "set_weights", "explain_step"])
-        )
+        op = draw(st.sampled_from(["forward", "loss", "train_step", "train", "fit", "set_weights", "explain_step"]))
         rows = 1 if op == "explain_step" else draw(st.integers(1, 4))
         x, t = draw(arrays(n_in, rows)), draw(arrays(n_out, rows))
         if op == "forward":
@@ -224,9 +210,7 @@ def cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
                 draw(st.one_of(st.booleans(), weird_objects)),
                 draw(st.one_of(st.none(), st.integers(-2, 2**65), weird_objects)),
             )
-            calls.append(
-                lambda x=x, t=t, a=args: net.fit(x, t, epochs=a[0], batch_size=a[1], shuffle=a[2], seed=a[3])
-            )
+            calls.append(lambda x=x, t=t, a=args: net.fit(x, t, epochs=a[0], batch_size=a[1], shuffle=a[2], seed=a[3]))
         else:
             w: dict[Any, Any] = dict(net.get_weights())
             nan = np.full_like(w["w1"], np.nan)
@@ -248,9 +232,7 @@ def run_case(case: list[Callable[[], Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=10_000, help="number of hypothesis examples")
     parser.add_argument("--derandomize", action="store_true", help="the same cases every run (for CI)")
     args = parser.parse_args(argv)

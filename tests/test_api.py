@@ -11,8 +11,13 @@ import pytest
 import rustbp
 from rustbp.bench import numpy_net as ref
 
-OUTPUTS = [("sigmoid", "half_sse"), ("tanh", "mse"), ("identity", "half_sse"), ("relu", "mse"),
-           ("softmax", "cross_entropy")]
+OUTPUTS = [
+    ("sigmoid", "half_sse"),
+    ("tanh", "mse"),
+    ("identity", "half_sse"),
+    ("relu", "mse"),
+    ("softmax", "cross_entropy"),
+]
 
 
 def make(n_in=4, n_hidden=6, n_out=3, **kw):
@@ -49,13 +54,15 @@ def test_default_init_is_pytorch_uniform_and_seeded():
     assert not np.array_equal(make(seed=None).get_weights()["w1"], make(seed=None).get_weights()["w1"])
 
 
-@pytest.mark.parametrize(("hidden", "output_loss", "bias"),
-                         list(itertools.product(["sigmoid", "tanh", "relu", "identity"], OUTPUTS,
-                                           ["per_neuron", "shared", "none"])))
+@pytest.mark.parametrize(
+    ("hidden", "output_loss", "bias"),
+    list(itertools.product(["sigmoid", "tanh", "relu", "identity"], OUTPUTS, ["per_neuron", "shared", "none"])),
+)
 def test_forward_loss_and_one_step_match_numpy(rng, hidden, output_loss, bias):
     output, loss = output_loss
-    net = make(5, 7, 3, hidden_activation=hidden, output_activation=output, loss=loss, bias=bias,
-               optimizer=rustbp.SGD(lr=0.3))
+    net = make(
+        5, 7, 3, hidden_activation=hidden, output_activation=output, loss=loss, bias=bias, optimizer=rustbp.SGD(lr=0.3)
+    )
     X = rng.normal(size=(9, 5))
     T = targets(rng, loss, 9, 3)
     w = net.get_weights()
@@ -88,8 +95,7 @@ OPTIMIZERS = [
     (rustbp.SGD(lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.01), ref.SGD(0.1, 0.8, True, 0.01)),
     (rustbp.SGD(lr=0.2, weight_decay=0.1), ref.SGD(0.2, weight_decay=0.1)),
     (rustbp.Adam(lr=0.01), ref.Adam(0.01)),
-    (rustbp.Adam(lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01),
-     ref.Adam(0.05, (0.8, 0.99), 1e-6, 0.01)),
+    (rustbp.Adam(lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01), ref.Adam(0.05, (0.8, 0.99), 1e-6, 0.01)),
 ]
 
 
@@ -172,7 +178,7 @@ def test_fit_batches_shuffles_reproducibly(rng):
     # Unshuffled, an epoch is the sample-weighted mean of train_step over consecutive batches.
     d, e = make(), make()
     epoch = d.fit(X, Y, epochs=1, batch_size=10, shuffle=False)[0]
-    steps = [e.train_step(X[i:i + 10], Y[i:i + 10]) * len(X[i:i + 10]) for i in range(0, 37, 10)]
+    steps = [e.train_step(X[i : i + 10], Y[i : i + 10]) * len(X[i : i + 10]) for i in range(0, 37, 10)]
     assert epoch == pytest.approx(sum(steps) / 37, rel=1e-14)
 
 
@@ -217,10 +223,12 @@ def test_bad_configuration_names_the_argument(kwargs, error, pattern):
         make(**kwargs)
 
 
-@pytest.mark.parametrize(("widths", "error"), [((0, 2, 2), ValueError), ((2, -1, 2), ValueError),
-                                               ((2, 2.5, 2), TypeError), ((True, 2, 2), TypeError)])
+@pytest.mark.parametrize(
+    ("widths", "error"),
+    [((0, 2, 2), ValueError), ((2, -1, 2), ValueError), ((2, 2.5, 2), TypeError), ((True, 2, 2), TypeError)],
+)
 def test_bad_widths(widths, error):
-    with pytest.raises(error, match="n_in|n_hidden|n_out"):
+    with pytest.raises(error, match=r"n_in|n_hidden|n_out"):
         rustbp.Network(*widths)
 
 
@@ -267,16 +275,25 @@ def test_bad_arrays_name_the_argument_and_position():
     for bad in ("abc", None, object(), [["a", "b", "c", "d"]], np.zeros(4, dtype=complex)):
         with pytest.raises(TypeError, match="X"):
             net.forward(bad)
-    for name, call in (("steps", lambda: net.train(X[:2], T[:1].repeat(2, 0), 0)),
-                       ("epochs", lambda: net.fit(np.zeros((2, 4)), np.zeros((2, 3)), 0)),
-                       ("batch_size", lambda: net.fit(np.zeros((2, 4)), np.zeros((2, 3)), 1, batch_size=-2))):
+    for name, call in (
+        ("steps", lambda: net.train(X[:2], T[:1].repeat(2, 0), 0)),
+        ("epochs", lambda: net.fit(np.zeros((2, 4)), np.zeros((2, 3)), 0)),
+        ("batch_size", lambda: net.fit(np.zeros((2, 4)), np.zeros((2, 3)), 1, batch_size=-2)),
+    ):
         with pytest.raises(ValueError, match=name):
             call()
 
 
 def test_divergence_raises_and_keeps_the_last_finite_weights():
-    net = make(2, 4, 1, hidden_activation="identity", output_activation="identity",
-               optimizer=rustbp.SGD(lr=50.0), dtype="float32")
+    net = make(
+        2,
+        4,
+        1,
+        hidden_activation="identity",
+        output_activation="identity",
+        optimizer=rustbp.SGD(lr=50.0),
+        dtype="float32",
+    )
     X, T = np.array([[3.0, -2.0]]), np.array([[1.0]])
     with pytest.raises(rustbp.TrainingDivergedError) as info:
         net.train(X, T, 1000)
@@ -285,8 +302,15 @@ def test_divergence_raises_and_keeps_the_last_finite_weights():
     assert 0 < err.step < 1000 and len(err.losses) == err.step
     assert all(np.isfinite(v).all() for v in net.get_weights().values())
     # The network is exactly where the last completed step left it.
-    replay = make(2, 4, 1, hidden_activation="identity", output_activation="identity",
-                  optimizer=rustbp.SGD(lr=50.0), dtype="float32")
+    replay = make(
+        2,
+        4,
+        1,
+        hidden_activation="identity",
+        output_activation="identity",
+        optimizer=rustbp.SGD(lr=50.0),
+        dtype="float32",
+    )
     np.testing.assert_array_equal(replay.train(X, T, err.step), err.losses)
     for k, v in replay.get_weights().items():
         np.testing.assert_array_equal(v, net.get_weights()[k])

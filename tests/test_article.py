@@ -11,9 +11,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ARTICLE, ARTICLE_E_AFTER_ONE_STEP, ARTICLE_FINAL, ARTICLE_LOSSES, ARTICLE_T, ARTICLE_X
-
 import rustbp
+from conftest import ARTICLE, ARTICLE_E_AFTER_ONE_STEP, ARTICLE_FINAL, ARTICLE_LOSSES, ARTICLE_T, ARTICLE_X
 
 TOL = 1e-12
 

@@ -169,9 +169,7 @@ def saved(tmp_path):
 def test_forged_file_of_the_tests_loads(tmp_path, saved):
     # The forging helper is right, so the failures below are for the reasons they name.
     (tmp_path / "f.safetensors").write_bytes(forge(saved))
-    assert_same(
-        rustbp.Network.load(tmp_path / "f.safetensors"), rustbp.Network.load(tmp_path / "good.safetensors")
-    )
+    assert_same(rustbp.Network.load(tmp_path / "f.safetensors"), rustbp.Network.load(tmp_path / "good.safetensors"))
 
 
 def damaged(saved):

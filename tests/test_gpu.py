@@ -117,9 +117,7 @@ def test_explain_step_on_the_gpu_gives_the_articles_numbers():
     "bias,train_bias", [("per_neuron", True), ("shared", True), ("none", True), ("per_neuron", False)]
 )
 @pytest.mark.parametrize("widths,batch", [((5, 7, 4), 6), ((40, 9, 4), 300)], ids=["fused", "tiled"])
-def test_every_activation_loss_and_bias_matches_the_cpu(
-    rng, hidden, output, loss, bias, train_bias, widths, batch
-):
+def test_every_activation_loss_and_bias_matches_the_cpu(rng, hidden, output, loss, bias, train_bias, widths, batch):
     # SGD with momentum, not Adam: with softmax and cross-entropy a shared output bias has a gradient of
     # exactly zero, whose rounding noise Adam would blow up to +-lr per step (see the parity test).
     kw = dict(
@@ -198,8 +196,10 @@ def test_float64_on_the_gpu_is_refused():
 
 def test_devices_and_adapter_choice(adapter, monkeypatch):
     assert isinstance(adapter, rustbp.GpuDevice) and adapter.name and adapter.backend
+    assert rustbp.Network(2, 2, 2, device="gpu").adapter == adapter  # the first, unless one is picked
+    assert rustbp.Network(2, 2, 2).adapter is None
     monkeypatch.setenv("RUSTBP_GPU_ADAPTER", adapter.name[:4].upper())
-    assert rustbp.Network(2, 2, 2, device="gpu").device == "gpu"
+    assert rustbp.Network(2, 2, 2, device="gpu").adapter.name.startswith(adapter.name[:4])
     monkeypatch.setenv("RUSTBP_GPU_ADAPTER", "no such adapter")
     with pytest.raises(rustbp.GpuUnavailableError, match="RUSTBP_GPU_ADAPTER"):
         rustbp.Network(2, 2, 2, device="gpu")

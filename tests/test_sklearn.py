@@ -98,9 +98,7 @@ def test_partial_fit_and_warm_start_continue_training():
 
 def test_early_stopping_uses_a_validation_split():
     X, y = load_digits(n_class=5, return_X_y=True)
-    clf = NetworkClassifier(
-        n_hidden=32, early_stopping=True, n_iter_no_change=3, max_iter=500, random_state=0
-    )
+    clf = NetworkClassifier(n_hidden=32, early_stopping=True, n_iter_no_change=3, max_iter=500, random_state=0)
     clf.fit(X / 16, y)
     assert clf.n_iter_ < 500 and len(clf.validation_loss_curve_) == clf.n_iter_
 

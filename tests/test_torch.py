@@ -72,9 +72,7 @@ def test_to_torch_and_back(rng, kw):
 
 def test_from_torch_trains_like_pytorch(rng):
     torch.manual_seed(0)
-    module = nn.Sequential(
-        nn.Linear(3, 4, dtype=torch.float64), nn.Tanh(), nn.Linear(4, 2, dtype=torch.float64)
-    )
+    module = nn.Sequential(nn.Linear(3, 4, dtype=torch.float64), nn.Tanh(), nn.Linear(4, 2, dtype=torch.float64))
     net = rustbp.Network.from_torch(module, loss="mse", optimizer=rustbp.SGD(lr=0.1, momentum=0.9))
     assert net.config.output_activation == "identity"
     X, T = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))

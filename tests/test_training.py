@@ -12,7 +12,6 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import rustbp
-from rustbp import training
 
 
 def make(**kw):
@@ -138,9 +137,7 @@ def test_history_records_metrics_and_acts_as_the_loss_array(rng):
     default = make(output_activation="softmax", loss="cross_entropy").fit(X, Y, 2, validation_split=0.2)
     assert set(default.history) == {"loss", "val_loss", "val_accuracy"}
     assert set(make(output_activation="softmax", loss="cross_entropy").fit(X, Y, 2).history) == {"loss"}
-    none = make(output_activation="softmax", loss="cross_entropy").fit(
-        X, Y, 2, validation_split=0.2, accuracy=False
-    )
+    none = make(output_activation="softmax", loss="cross_entropy").fit(X, Y, 2, validation_split=0.2, accuracy=False)
     assert set(none.history) == {"loss", "val_loss"}
 
 
@@ -198,9 +195,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(rng):
     assert net.loss(Xv, Yv) == h.val_loss.min()
 
     kept = make(optimizer=rustbp.SGD(lr=3.0))
-    h2 = kept.fit(
-        X, Y, 200, batch_size=4, seed=0, validation_data=(Xv, Yv), patience=3, restore_best_weights=False
-    )
+    h2 = kept.fit(X, Y, 200, batch_size=4, seed=0, validation_data=(Xv, Yv), patience=3, restore_best_weights=False)
     assert h2.epochs == h.epochs and kept.loss(Xv, Yv) == h2.val_loss[-1]
 
 

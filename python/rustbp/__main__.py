@@ -13,9 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="the article's worked example, every number computed by rustbp")
     from .bench import runner
 
-    runner.add_arguments(
-        sub.add_parser("bench", help="the speed comparison: a table, a JSON file and a plot")
-    )
+    runner.add_arguments(sub.add_parser("bench", help="the speed comparison: a table, a JSON file and a plot"))
     args = parser.parse_args(argv)
     if args.command == "demo":
         from . import demo

@@ -5,7 +5,16 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Core", "TrainingDivergedError", "__version__", "core_from_safetensors", "core_to_safetensors"]
+__all__ = [
+    "Core",
+    "GpuCore",
+    "GpuUnavailableError",
+    "TrainingDivergedError",
+    "__version__",
+    "core_from_safetensors",
+    "core_to_safetensors",
+    "gpu_devices",
+]
 
 __version__: str
 
@@ -68,6 +77,7 @@ class Core:
 
 def core_to_safetensors(core: Core, optimizer: bool) -> bytes: ...
 def core_from_safetensors(data: bytes) -> Core: ...
+
 @final
 class GpuCore:
     def __new__(

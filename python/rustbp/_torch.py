@@ -70,10 +70,7 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
         len(layers) == 4
         and isinstance(layers[0], nn.Linear)
         and isinstance(layers[2], nn.Linear)
-        and all(
-            type(layers[i]).__name__ in names and type(layers[i]).__module__.startswith("torch.")
-            for i in (1, 3)
-        )
+        and all(type(layers[i]).__name__ in names and type(layers[i]).__module__.startswith("torch.") for i in (1, 3))
         and layers[0].out_features == layers[2].in_features
     )
     if not shape_ok:
@@ -86,18 +83,12 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
         raise ValueError("module: softmax is only supported as the output activation")
     for i in (1, 3):
         if type(layers[i]).__name__ == "Softmax" and layers[i].dim not in (-1, 1):
-            raise ValueError(
-                f"module: Softmax must normalise each sample (dim=-1 or 1), got dim={layers[i].dim}"
-            )
+            raise ValueError(f"module: Softmax must normalise each sample (dim=-1 or 1), got dim={layers[i].dim}")
     if (l1.bias is None) != (l2.bias is None):
-        raise ValueError(
-            "module: both Linear layers must have a bias, or neither (rustbp uses one bias mode)"
-        )
+        raise ValueError("module: both Linear layers must have a bias, or neither (rustbp uses one bias mode)")
     dtypes = {torch.float32: "float32", torch.float64: "float64"}
     if l1.weight.dtype not in dtypes or l2.weight.dtype != l1.weight.dtype:
-        raise ValueError(
-            f"module: expected float32 or float64 weights, got {l1.weight.dtype} and {l2.weight.dtype}"
-        )
+        raise ValueError(f"module: expected float32 or float64 weights, got {l1.weight.dtype} and {l2.weight.dtype}")
     output = names[type(layers[3]).__name__]
     kwargs = {
         "hidden_activation": names[type(layers[1]).__name__],

@@ -36,9 +36,7 @@ def _positive_int(name: str, value: object) -> None:
 
 def _one_of(name: str, value: object, accepted: tuple[str, ...]) -> None:
     if not isinstance(value, str):
-        raise TypeError(
-            f"{name}: expected a string, one of {', '.join(accepted)}; got {type(value).__name__}"
-        )
+        raise TypeError(f"{name}: expected a string, one of {', '.join(accepted)}; got {type(value).__name__}")
     if value not in accepted:
         raise ValueError(f"{name}: expected one of {', '.join(accepted)}, got {value!r}")
 
@@ -97,9 +95,7 @@ class NetworkConfig:
         _one_of("bias", self.bias, BIASES)
         _bool("train_bias", self.train_bias)
         if not isinstance(self.optimizer, (SGD, Adam)):
-            raise TypeError(
-                f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(self.optimizer).__name__}"
-            )
+            raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(self.optimizer).__name__}")
         _one_of("device", self.device, DEVICES)
         if self.dtype is None:
             object.__setattr__(self, "dtype", "float32" if self.device == "gpu" else "float64")
@@ -113,9 +109,7 @@ class NetworkConfig:
 
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``Network(n_in, n_hidden, n_out, **kwargs)``."""
-        return {
-            k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("n_in", "n_hidden", "n_out")
-        }
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("n_in", "n_hidden", "n_out")}
 
 
 @dataclass(frozen=True)

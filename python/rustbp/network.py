@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any, Union
 
@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from . import _files, _rustbp, _torch, training
 from .config import NetworkConfig, TrainingConfig, optimizer_from_core, random_seed
+from .gpu import GpuDevice
 from .optim import SGD, Adam, Optimizer
 from .training import Callback, History
 
@@ -175,6 +176,11 @@ class Network:
         return self._device
 
     @property
+    def adapter(self) -> GpuDevice | None:
+        """The GPU adapter this network runs on (see ``rustbp.gpu_devices``); None on the CPU."""
+        return GpuDevice(**self._core.adapter()) if isinstance(self._core, _rustbp.GpuCore) else None
+
+    @property
     def optimizer(self) -> Optimizer:
         return self._optimizer
 
@@ -264,10 +270,10 @@ class Network:
         bias has one value per neuron, a shared bias shape (1,), and ``bias="none"`` no entry."""
         return self._core.get_weights()
 
-    def set_weights(self, weights: dict[str, ArrayLike]) -> None:
-        """Replaces the parameters from a dict shaped like ``get_weights()``'s; shapes and finiteness are
-        checked, and the optimizer state is kept."""
-        if not isinstance(weights, dict):
+    def set_weights(self, weights: Mapping[str, ArrayLike]) -> None:
+        """Replaces the parameters from a dict (any mapping) shaped like ``get_weights()``'s; shapes and
+        finiteness are checked, and the optimizer state is kept."""
+        if not isinstance(weights, Mapping):
             raise TypeError(f"weights: expected a dict of arrays, got {type(weights).__name__}")
         unknown = set(weights) - {"w1", "b1", "w2", "b2"}
         if unknown:

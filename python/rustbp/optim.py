@@ -79,9 +79,7 @@ class Adam:
         _check(self, "weight_decay", _non_negative, "a finite number >= 0")
         if not isinstance(self.betas, tuple) or len(self.betas) != 2:
             raise ValueError(f"betas: expected a pair of numbers in [0, 1), got {self.betas!r}")
-        betas = tuple(
-            _number(f"betas[{i}]", b, _unit, "a number in [0, 1)") for i, b in enumerate(self.betas)
-        )
+        betas = tuple(_number(f"betas[{i}]", b, _unit, "a number in [0, 1)") for i, b in enumerate(self.betas))
         _store(self, "betas", betas)
         _check(self, "eps", _positive, "a finite number > 0")
 

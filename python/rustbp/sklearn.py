@@ -168,16 +168,12 @@ class NetworkClassifier(ClassifierMixin, _NetworkEstimator):  # type: ignore[mis
         if first:
             self.classes_ = np.unique(y) if classes is None else np.unique(np.asarray(classes))
             if len(self.classes_) < 2:
-                raise ValueError(
-                    f"y: a classifier needs at least 2 classes, got 1 class ({self.classes_[0]!r})"
-                )
+                raise ValueError(f"y: a classifier needs at least 2 classes, got 1 class ({self.classes_[0]!r})")
         index = np.searchsorted(self.classes_, y)
         index = np.minimum(index, len(self.classes_) - 1)
         unknown = self.classes_[index] != y
         if unknown.any():
-            raise ValueError(
-                f"y: labels {np.unique(y[unknown]).tolist()} are not in classes_ {self.classes_.tolist()}"
-            )
+            raise ValueError(f"y: labels {np.unique(y[unknown]).tolist()} are not in classes_ {self.classes_.tolist()}")
         return np.eye(len(self.classes_), dtype=self._dtype())[index]
 
     def predict_proba(self, X: Any) -> npt.NDArray[Any]:
@@ -215,9 +211,7 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):  # type: ignore[misc]
             self._y_1d = y.ndim == 1
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
         if not first and y2.shape[1] != self.network_.n_out:
-            raise ValueError(
-                f"y: expected {self.network_.n_out} targets, as in the first fit, got {y2.shape[1]}"
-            )
+            raise ValueError(f"y: expected {self.network_.n_out} targets, as in the first fit, got {y2.shape[1]}")
         return np.ascontiguousarray(y2, dtype=self._dtype())
 
     def predict(self, X: Any) -> npt.NDArray[Any]:

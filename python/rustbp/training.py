@@ -32,6 +32,7 @@ Callback = Callable[[int, "dict[str, float]"], Optional[bool]]
 #: The progress bar waits this long before it appears, so short runs never show one.
 BAR_DELAY_S = 0.5
 
+
 class History:
     """What one ``fit`` call recorded, per epoch: ``loss`` (the mean training loss of the epoch, from the
     forward passes of its steps), and where recorded ``val_loss``, ``accuracy``, ``val_accuracy``.
@@ -194,7 +195,8 @@ def fit(
                 e.losses = [*history.history.get("loss", []), *e.losses]
                 raise
             except KeyboardInterrupt as e:
-                e.completed_steps = epoch * steps_per_epoch + getattr(e, "completed_steps", 0)
+                # The core counts this call's steps; the caller wants the whole fit's.
+                e.completed_steps = epoch * steps_per_epoch + getattr(e, "completed_steps", 0)  # type: ignore[attr-defined]
                 raise
             logs = {"loss": float(losses[0])}
             if train_accuracy:

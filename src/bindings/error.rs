@@ -24,9 +24,10 @@ impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let message = e.to_string();
         match e {
-            Error::InvalidConfig { .. } | Error::ShapeMismatch { .. } | Error::NonFinite { .. } | Error::InvalidFile { .. } => {
-                PyValueError::new_err(message)
-            }
+            Error::InvalidConfig { .. }
+            | Error::ShapeMismatch { .. }
+            | Error::NonFinite { .. }
+            | Error::InvalidFile { .. } => PyValueError::new_err(message),
             Error::OutOfMemory { .. } | Error::GpuLimit { .. } => PyMemoryError::new_err(message),
             // A GPU that fails mid-way (device lost, timeout) is as unusable as one never found.
             Error::GpuUnavailable(_) | Error::Gpu { .. } => GpuUnavailableError::new_err(message),

@@ -2,7 +2,10 @@
 //! lives on a GPU, and `gpu_devices()`. Built with or without the `gpu` feature: without it the
 //! backend's stand-in makes every constructor raise `GpuUnavailableError`.
 
-use super::{config_dict, interruptible, make_config, params_of, rows_of, state_lists, state_of, to_numpy, trace_dict, weights_dict};
+use super::{
+    config_dict, interruptible, make_config, params_of, rows_of, state_lists, state_of, to_numpy, trace_dict,
+    weights_dict,
+};
 use crate::gpu::GpuNetwork;
 use crate::network::Network;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -53,7 +56,12 @@ fn pair(n: &GpuNetwork, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<
     let (x, rows, _) = rows_of::<f32>(x, "X", n.config().n_in)?;
     let (t, t_rows, _) = rows_of::<f32>(t, "T", n.config().n_out)?;
     if rows != t_rows {
-        return Err(crate::Error::ShapeMismatch { arg: "T", expected: format!("{rows} rows, like X"), got: format!("{t_rows} rows") }.into());
+        return Err(crate::Error::ShapeMismatch {
+            arg: "T",
+            expected: format!("{rows} rows, like X"),
+            got: format!("{t_rows} rows"),
+        }
+        .into());
     }
     Ok((x, t, rows))
 }
@@ -90,8 +98,22 @@ impl GpuCore {
             )));
         }
         let config = make_config(
-            n_in, n_hidden, n_out, hidden_activation, output_activation, loss, bias, train_bias, optimizer, lr, momentum,
-            nesterov, weight_decay, beta1, beta2, eps,
+            n_in,
+            n_hidden,
+            n_out,
+            hidden_activation,
+            output_activation,
+            loss,
+            bias,
+            train_bias,
+            optimizer,
+            lr,
+            momentum,
+            nesterov,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
         )?;
         let net = py.detach(|| GpuNetwork::new(config, seed))?;
         Ok(Self { net: Mutex::new(net) })
@@ -153,7 +175,13 @@ impl GpuCore {
         Ok(py.detach(|| n.train_step(&x, &t))?)
     }
 
-    fn train<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, steps: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn train<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        t: &Bound<'py, PyAny>,
+        steps: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
         let (x, t, _) = pair(n, x, t)?;
@@ -176,7 +204,8 @@ impl GpuCore {
         let mut guard = self.lock()?;
         let n = &mut *guard;
         let (x, y, _) = pair(n, x, y)?;
-        let losses = interruptible(py, |keep_going| n.fit(&x, &y, epochs, batch_size, shuffle, seed, first_epoch, keep_going))?;
+        let losses =
+            interruptible(py, |keep_going| n.fit(&x, &y, epochs, batch_size, shuffle, seed, first_epoch, keep_going))?;
         Ok(numpy::IntoPyArray::into_pyarray(losses, py).into_any())
     }
 
@@ -211,7 +240,12 @@ impl GpuCore {
     }
 
     /// One explained step on one sample (computed on the CPU from the GPU's weights, see the core).
-    fn explain_step<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    fn explain_step<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        t: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
         let (x, t, _) = pair(n, x, t)?;

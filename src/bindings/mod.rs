@@ -142,8 +142,22 @@ impl Core {
         seed: u64,
     ) -> PyResult<Self> {
         let config = make_config(
-            n_in, n_hidden, n_out, hidden_activation, output_activation, loss, bias, train_bias, optimizer, lr, momentum,
-            nesterov, weight_decay, beta1, beta2, eps,
+            n_in,
+            n_hidden,
+            n_out,
+            hidden_activation,
+            output_activation,
+            loss,
+            bias,
+            train_bias,
+            optimizer,
+            lr,
+            momentum,
+            nesterov,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
         )?;
         let net = match dtype {
             "float32" => Net::F32(Network::new(config, seed)?),
@@ -204,7 +218,13 @@ impl Core {
     }
 
     /// `steps` training steps on one batch, looped in Rust with the GIL released; the loss of each.
-    fn train<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>, steps: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn train<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        t: &Bound<'py, PyAny>,
+        steps: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
             let (x, t, _) = pair_of(n, x, t)?;
@@ -260,13 +280,19 @@ impl Core {
     }
 
     /// Restores what `get_optimizer_state` returned.
+    #[allow(clippy::needless_pass_by_value)] // PyO3 extracts the argument by value
     fn set_optimizer_state(&self, state: Vec<Vec<Bound<'_, PyAny>>>, updates: u64) -> PyResult<()> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => Ok(n.set_optimizer_state(state_of(&state)?, updates)?))
     }
 
     /// One training step on one sample, returning every intermediate (see `Network.explain_step`).
-    fn explain_step<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, t: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    fn explain_step<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        t: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
             let (x, t, _) = pair_of(n, x, t)?;
@@ -300,7 +326,11 @@ fn config_dict<'py>(py: Python<'py>, c: &Config) -> PyResult<Bound<'py, PyDict>>
 
 /// {"w1": (n_hidden, n_in), "b1": ..., "w2": (n_out, n_hidden), "b2": ...} as numpy arrays; biases
 /// are absent when the network has none.
-fn weights_dict<'py, T: Element + Scalar>(py: Python<'py>, c: &Config, params: &[Vec<T>; 4]) -> PyResult<Bound<'py, PyDict>> {
+fn weights_dict<'py, T: Element + Scalar>(
+    py: Python<'py>,
+    c: &Config,
+    params: &[Vec<T>; 4],
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let shapes = c.shapes();
     for (i, p) in params.iter().enumerate() {
@@ -328,8 +358,13 @@ fn params_of<T: Element + Scalar>(weights: &Bound<'_, PyDict>, c: &Config) -> Py
 }
 
 /// Optimizer state as lists of flat arrays per parameter, and the update count.
-fn state_lists<'py, T: Element + Scalar>(py: Python<'py>, state: &[Vec<Vec<T>>; 4], updates: u64) -> (Vec<Vec<Bound<'py, PyAny>>>, u64) {
-    let arrays = state.iter().map(|slots| slots.iter().map(|s| s.clone().into_pyarray(py).into_any()).collect()).collect();
+fn state_lists<'py, T: Element + Scalar>(
+    py: Python<'py>,
+    state: &[Vec<Vec<T>>; 4],
+    updates: u64,
+) -> (Vec<Vec<Bound<'py, PyAny>>>, u64) {
+    let arrays =
+        state.iter().map(|slots| slots.iter().map(|s| s.clone().into_pyarray(py).into_any()).collect()).collect();
     (arrays, updates)
 }
 
@@ -349,7 +384,11 @@ fn state_of<T: Element + Scalar>(state: &[Vec<Bound<'_, PyAny>>]) -> PyResult<[V
 }
 
 /// Every intermediate of an explained step as a dict of numpy arrays.
-fn trace_dict<'py, T: Element + Scalar>(py: Python<'py>, s: crate::StepTrace<T>, c: &Config) -> PyResult<Bound<'py, PyDict>> {
+fn trace_dict<'py, T: Element + Scalar>(
+    py: Python<'py>,
+    s: crate::StepTrace<T>,
+    c: &Config,
+) -> PyResult<Bound<'py, PyDict>> {
     let shapes = c.shapes();
     let d = PyDict::new(py);
     d.set_item("net_hidden", s.net_hidden.into_pyarray(py))?;
@@ -383,7 +422,10 @@ fn maybe_detach<R: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> R + Se
 /// Runs a long loop with the GIL released, checking for Ctrl-C (and other signals) whenever the
 /// loop asks; a pending signal's exception (KeyboardInterrupt) is raised once the loop has stopped
 /// at a completed step.
-fn interruptible<R: Send>(py: Python<'_>, f: impl FnOnce(&mut dyn FnMut() -> bool) -> crate::Result<R> + Send) -> PyResult<R> {
+fn interruptible<R: Send>(
+    py: Python<'_>,
+    f: impl FnOnce(&mut dyn FnMut() -> bool) -> crate::Result<R> + Send,
+) -> PyResult<R> {
     let mut pending: Option<PyErr> = None;
     let result = py.detach(|| {
         // A closure, not `Python::check_signals`: the method's lifetime is not general enough for `attach`.
@@ -411,15 +453,30 @@ fn interruptible<R: Send>(py: Python<'_>, f: impl FnOnce(&mut dyn FnMut() -> boo
 /// Copies a 1-D or 2-D numpy array of exactly the network's dtype into owned data, checking that it
 /// holds rows of `cols` values (any count when `cols` is 0). Returns the data, the number of rows and
 /// whether it was 1-D.
-fn rows_of<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, cols: usize) -> PyResult<(Vec<T>, usize, bool)> {
+fn rows_of<T: Element + Scalar>(
+    obj: &Bound<'_, PyAny>,
+    arg: &'static str,
+    cols: usize,
+) -> PyResult<(Vec<T>, usize, bool)> {
     let array = obj.cast::<PyArrayDyn<T>>().map_err(|_| {
-        PyTypeError::new_err(format!("{arg}: expected a numpy array of {}, got {}", std::any::type_name::<T>(), describe(obj)))
+        PyTypeError::new_err(format!(
+            "{arg}: expected a numpy array of {}, got {}",
+            std::any::type_name::<T>(),
+            describe(obj)
+        ))
     })?;
     let shape = array.shape().to_vec();
     let (rows, width, one_d) = match shape[..] {
         [w] => (1, w, true),
         [r, w] => (r, w, false),
-        _ => return Err(Error::ShapeMismatch { arg, expected: format!("(batch, {cols}) or ({cols},)"), got: format!("{shape:?}") }.into()),
+        _ => {
+            return Err(Error::ShapeMismatch {
+                arg,
+                expected: format!("(batch, {cols}) or ({cols},)"),
+                got: format!("{shape:?}"),
+            }
+            .into())
+        }
     };
     if (cols > 0 && width != cols) || rows == 0 || (cols == 0 && !one_d) {
         let expected = if cols > 0 { format!("(batch >= 1, {cols}) or ({cols},)") } else { "a 1-D array".into() };
@@ -439,21 +496,36 @@ fn rows_of<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, cols:
 
 /// Copies an array that must have exactly `shape`.
 fn exact_shape<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, shape: &[usize]) -> PyResult<Vec<T>> {
-    let array = obj
-        .cast::<PyArrayDyn<T>>()
-        .map_err(|_| PyTypeError::new_err(format!("{arg}: expected a numpy array of {}, got {}", std::any::type_name::<T>(), describe(obj))))?;
+    let array = obj.cast::<PyArrayDyn<T>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{arg}: expected a numpy array of {}, got {}",
+            std::any::type_name::<T>(),
+            describe(obj)
+        ))
+    })?;
     if array.shape() != shape {
-        return Err(Error::ShapeMismatch { arg, expected: format!("{shape:?}"), got: format!("{:?}", array.shape()) }.into());
+        return Err(
+            Error::ShapeMismatch { arg, expected: format!("{shape:?}"), got: format!("{:?}", array.shape()) }.into()
+        );
     }
     Ok(array.readonly().as_array().iter().copied().collect())
 }
 
 /// X and T (or Y) as rows of n_in and n_out values with the same number of rows.
-fn pair_of<T: Element + Scalar>(n: &Network<T>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<(Vec<T>, Vec<T>, usize)> {
+fn pair_of<T: Element + Scalar>(
+    n: &Network<T>,
+    x: &Bound<'_, PyAny>,
+    t: &Bound<'_, PyAny>,
+) -> PyResult<(Vec<T>, Vec<T>, usize)> {
     let (x, rows, _) = rows_of(x, "X", n.config().n_in)?;
     let (t, t_rows, _) = rows_of(t, "T", n.config().n_out)?;
     if rows != t_rows {
-        return Err(Error::ShapeMismatch { arg: "T", expected: format!("{rows} rows, like X"), got: format!("{t_rows} rows") }.into());
+        return Err(Error::ShapeMismatch {
+            arg: "T",
+            expected: format!("{rows} rows, like X"),
+            got: format!("{t_rows} rows"),
+        }
+        .into());
     }
     Ok((x, t, rows))
 }

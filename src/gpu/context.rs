@@ -72,9 +72,9 @@ fn pick_adapter(selector: Option<&str>) -> Result<wgpu::Adapter> {
         return all.into_iter().next().ok_or_else(|| Error::GpuUnavailable(INSTALL_HINT.into()));
     };
     let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-    all.into_iter()
-        .find(|a| a.get_info().name.to_lowercase().contains(&want.to_lowercase()))
-        .ok_or_else(|| Error::GpuUnavailable(format!("{ADAPTER_ENV}={want:?} matches none of the GPU adapters {names:?}")))
+    all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want.to_lowercase())).ok_or_else(|| {
+        Error::GpuUnavailable(format!("{ADAPTER_ENV}={want:?} matches none of the GPU adapters {names:?}"))
+    })
 }
 
 static SHARED: Mutex<Option<(Option<String>, Arc<Context>)>> = Mutex::new(None);
@@ -106,8 +106,9 @@ impl Context {
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
-            .map_err(|e| Error::GpuUnavailable(format!("the GPU adapter {:?} refused a device: {e}; {INSTALL_HINT}", info.name)))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            Error::GpuUnavailable(format!("the GPU adapter {:?} refused a device: {e}; {INSTALL_HINT}", info.name))
+        })?;
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let lost = Arc::new(AtomicBool::new(false));
         {
@@ -118,7 +119,9 @@ impl Context {
             let (sink, flag) = (Arc::clone(&uncaptured), Arc::clone(&lost));
             device.set_device_lost_callback(move |reason, message| {
                 flag.store(true, Ordering::SeqCst);
-                sink.lock().unwrap_or_else(PoisonError::into_inner).push(format!("device lost ({reason:?}): {message}"));
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(format!("device lost ({reason:?}): {message}"));
             });
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -157,7 +160,12 @@ impl Context {
             return Error::Gpu { op, message };
         }
         let reason = self.take_uncaptured().unwrap_or(message);
-        Error::Gpu { op, message: format!("the GPU device was lost ({reason}); networks on it cannot be used again, create them anew") }
+        Error::Gpu {
+            op,
+            message: format!(
+                "the GPU device was lost ({reason}); networks on it cannot be used again, create them anew"
+            ),
+        }
     }
 
     fn take_uncaptured(&self) -> Option<String> {
@@ -169,10 +177,20 @@ impl Context {
     pub fn check_size(&self, what: &'static str, bytes: u64) -> Result<()> {
         let binding = self.limits.max_storage_buffer_binding_size;
         if bytes > binding {
-            return Err(Error::GpuLimit { what, needed: bytes, limit: "max_storage_buffer_binding_size", max: binding });
+            return Err(Error::GpuLimit {
+                what,
+                needed: bytes,
+                limit: "max_storage_buffer_binding_size",
+                max: binding,
+            });
         }
         if bytes > self.limits.max_buffer_size {
-            return Err(Error::GpuLimit { what, needed: bytes, limit: "max_buffer_size", max: self.limits.max_buffer_size });
+            return Err(Error::GpuLimit {
+                what,
+                needed: bytes,
+                limit: "max_buffer_size",
+                max: self.limits.max_buffer_size,
+            });
         }
         Ok(())
     }
@@ -199,7 +217,14 @@ impl Context {
 
     /// Submits `encoder` after appending a copy of `len` f32 values of `src` from element `offset`,
     /// waits, and returns the copy.
-    pub fn submit_and_read(&self, op: &'static str, mut encoder: wgpu::CommandEncoder, src: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
+    pub fn submit_and_read(
+        &self,
+        op: &'static str,
+        mut encoder: wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<f32>> {
         let bytes = 4 * len.max(1) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -221,7 +246,9 @@ impl Context {
             Err(_) => return Err(Error::Gpu { op, message: "reading results back: no answer from the GPU".into() }),
         }
         let data = {
-            let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu { op, message: format!("reading results back: {e}") })?;
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Gpu { op, message: format!("reading results back: {e}") })?;
             bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
         };
         staging.unmap();

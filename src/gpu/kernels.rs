@@ -57,7 +57,11 @@ impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
         Self {
             matmul: pipeline(device, "matmul", MATMUL),
-            matmul_wide: pipeline(device, "matmul_wide", &MATMUL.replace("const PER: u32 = 4u;", "const PER: u32 = 8u;")),
+            matmul_wide: pipeline(
+                device,
+                "matmul_wide",
+                &MATMUL.replace("const PER: u32 = 4u;", "const PER: u32 = 8u;"),
+            ),
             rows: pipeline(device, "rows", include_str!("kernels/rows.wgsl")),
             reduce: pipeline(device, "reduce", include_str!("kernels/reduce.wgsl")),
             bias_grad: pipeline(device, "bias_grad", include_str!("kernels/bias_grad.wgsl")),

@@ -15,8 +15,8 @@
 
 use super::context::Context;
 use super::kernels::{
-    FusedParams, MatmulParams, OptimParams, Quad, ReduceParams, RowsParams, EPI_BIAS_ACT, EPI_DERIV, EPI_STORE, FUSED_LOCAL_SCRATCH, FUSED_MAX_WIDTH,
-    LOSS_NONE, TRANS_A, TRANS_B, WIDE_MIN,
+    FusedParams, MatmulParams, OptimParams, Quad, ReduceParams, RowsParams, EPI_BIAS_ACT, EPI_DERIV, EPI_STORE,
+    FUSED_LOCAL_SCRATCH, FUSED_MAX_WIDTH, LOSS_NONE, TRANS_A, TRANS_B, WIDE_MIN,
 };
 use super::AdapterSummary;
 use crate::activation::Activation;
@@ -179,7 +179,10 @@ pub struct GpuNetwork {
 
 impl std::fmt::Debug for GpuNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuNetwork").field("config", &self.config).field("adapter", &self.ctx.info.name).finish_non_exhaustive()
+        f.debug_struct("GpuNetwork")
+            .field("config", &self.config)
+            .field("adapter", &self.ctx.info.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -191,14 +194,14 @@ impl GpuNetwork {
 
     /// A GPU copy of a CPU network: its parameters, optimizer state and update count.
     pub fn from_cpu(net: &Network<f32>) -> Result<Self> {
-        Self::on(Context::shared()?, net)
+        Self::on(&Context::shared()?, net)
     }
 
     /// A GPU copy of `net` on the device of `ctx`.
-    pub(crate) fn on(ctx: Arc<Context>, net: &Network<f32>) -> Result<Self> {
+    pub(crate) fn on(ctx: &Arc<Context>, net: &Network<f32>) -> Result<Self> {
         let config = *net.config();
         let layout = Layout::new(&config);
-        let c = Arc::clone(&ctx);
+        let c = Arc::clone(ctx);
         let mut gpu = ctx.guarded("allocation", || {
             let state_len = layout.slots * layout.n_params;
             let counter = c.storage("step counter", 2)?;
@@ -292,7 +295,13 @@ impl GpuNetwork {
     }
 
     /// A dispatch of `k` over `groups` workgroups with `uniform` and then `buffers` as bindings 0, 1...
-    fn dispatch(&self, k: Kernel, uniform: &wgpu::Buffer, buffers: &[&wgpu::Buffer], groups: [usize; 3]) -> Result<Dispatch> {
+    fn dispatch(
+        &self,
+        k: Kernel,
+        uniform: &wgpu::Buffer,
+        buffers: &[&wgpu::Buffer],
+        groups: [usize; 3],
+    ) -> Result<Dispatch> {
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
         let mut g = [0_u32; 3];
         for (gi, &n) in g.iter_mut().zip(&groups) {
@@ -309,7 +318,11 @@ impl GpuNetwork {
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
-        let bind = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+        let bind = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        });
         Ok(Dispatch { kernel: k, bind, groups: g })
     }
 
@@ -318,10 +331,24 @@ impl GpuNetwork {
         n.div_ceil(per_group).clamp(1, self.ctx.limits.max_compute_workgroups_per_dimension as usize)
     }
 
-    fn matmul(&self, p: MatmulParams, a: &wgpu::Buffer, b: &wgpu::Buffer, bias: &wgpu::Buffer, d: &wgpu::Buffer, c: &wgpu::Buffer) -> Result<Dispatch> {
+    fn matmul(
+        &self,
+        p: MatmulParams,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        d: &wgpu::Buffer,
+        c: &wgpu::Buffer,
+    ) -> Result<Dispatch> {
         let u = self.uniform("matmul", &p);
-        let (kernel, tile) = if p.m >= WIDE_MIN && p.n >= WIDE_MIN { (Kernel::MatmulWide, 128) } else { (Kernel::Matmul, 64) };
-        self.dispatch(kernel, &u, &[a, b, bias, d, c], [(p.n as usize).div_ceil(tile), (p.m as usize).div_ceil(tile), 1])
+        let (kernel, tile) =
+            if p.m >= WIDE_MIN && p.n >= WIDE_MIN { (Kernel::MatmulWide, 128) } else { (Kernel::Matmul, 64) };
+        self.dispatch(
+            kernel,
+            &u,
+            &[a, b, bias, d, c],
+            [(p.n as usize).div_ceil(tile), (p.m as usize).div_ceil(tile), 1],
+        )
     }
 
     /// Makes sure buffers for `rows` rows exist (growing them drops the plans built on the old ones).
@@ -344,7 +371,14 @@ impl GpuNetwork {
                 dz1: ctx.storage("hidden deltas", rows * c.n_hidden)?,
                 row_loss: ctx.storage("row losses", rows)?,
                 colsum: ctx.storage("bias gradient sums", c.n_hidden.max(c.n_out))?,
-                scratch: if self.uses_fused(rows.min(FUSED_MAX_ROWS)) { ctx.storage("fused activations", scratch_len.min(FUSED_MAX_ROWS * (2 * c.n_hidden + 3 * c.n_out + 1)))? } else { ctx.storage("fused activations", 1)? },
+                scratch: if self.uses_fused(rows.min(FUSED_MAX_ROWS)) {
+                    ctx.storage(
+                        "fused activations",
+                        scratch_len.min(FUSED_MAX_ROWS * (2 * c.n_hidden + 3 * c.n_out + 1)),
+                    )?
+                } else {
+                    ctx.storage("fused activations", 1)?
+                },
                 plans: HashMap::new(),
             })
         })?;
@@ -359,7 +393,9 @@ impl GpuNetwork {
             return Ok(());
         }
         let plan = {
-            let Some(w) = self.work.as_ref() else { return Err(Error::Gpu { op: "planning", message: "no work buffers".into() }) };
+            let Some(w) = self.work.as_ref() else {
+                return Err(Error::Gpu { op: "planning", message: "no work buffers".into() });
+            };
             let ctx = Arc::clone(&self.ctx);
             ctx.guarded("planning", || self.build_plan(w, rows))?
         };
@@ -382,39 +418,127 @@ impl GpuNetwork {
         };
         let off = |i: usize| l.off[i] as u32;
         let fwd1 = self.matmul(
-            MatmulParams { m: b, n: nh, k: ni, flags: TRANS_B, b_off: off(W1), bias_off: off(B1), epilogue: EPI_BIAS_ACT, act: act_id(c.hidden_activation), bias_mode, ..Default::default() },
-            &w.x, &self.theta, &self.theta, &self.dummy, &w.h,
+            MatmulParams {
+                m: b,
+                n: nh,
+                k: ni,
+                flags: TRANS_B,
+                b_off: off(W1),
+                bias_off: off(B1),
+                epilogue: EPI_BIAS_ACT,
+                act: act_id(c.hidden_activation),
+                bias_mode,
+                ..Default::default()
+            },
+            &w.x,
+            &self.theta,
+            &self.theta,
+            &self.dummy,
+            &w.h,
         )?;
         let fwd2 = self.matmul(
-            MatmulParams { m: b, n: no, k: nh, flags: TRANS_B, b_off: off(W2), bias_off: off(B2), epilogue: EPI_BIAS_ACT, act: act_id(Activation::Identity), bias_mode, ..Default::default() },
-            &w.h, &self.theta, &self.theta, &self.dummy, &w.z2,
+            MatmulParams {
+                m: b,
+                n: no,
+                k: nh,
+                flags: TRANS_B,
+                b_off: off(W2),
+                bias_off: off(B2),
+                epilogue: EPI_BIAS_ACT,
+                act: act_id(Activation::Identity),
+                bias_mode,
+                ..Default::default()
+            },
+            &w.h,
+            &self.theta,
+            &self.theta,
+            &self.dummy,
+            &w.z2,
         )?;
         let row_groups = [self.stride_groups(rows, 64), 1, 1];
         let rows_of = |loss: u32| -> Result<Dispatch> {
-            let u = self.uniform("rows", &RowsParams { n_out: no, rows: b, act: act_id(c.output_activation), loss, scale: dz_scale as f32, pad: [0; 3] });
+            let u = self.uniform(
+                "rows",
+                &RowsParams {
+                    n_out: no,
+                    rows: b,
+                    act: act_id(c.output_activation),
+                    loss,
+                    scale: dz_scale as f32,
+                    pad: [0; 3],
+                },
+            );
             self.dispatch(Kernel::Rows, &u, &[&w.z2, &w.t, &w.o, &w.dz2, &w.row_loss], row_groups)
         };
-        let reduce = |n: u32, out_off: u32, at_step: u32, scale: f64, x: &wgpu::Buffer, out: &wgpu::Buffer| -> Result<Dispatch> {
-            let u = self.uniform("reduce", &ReduceParams { n, in_off: 0, out_off, at_step, scale: scale as f32, pad: [0; 3] });
+        let reduce = |n: u32,
+                      out_off: u32,
+                      at_step: u32,
+                      scale: f64,
+                      x: &wgpu::Buffer,
+                      out: &wgpu::Buffer|
+         -> Result<Dispatch> {
+            let u = self
+                .uniform("reduce", &ReduceParams { n, in_off: 0, out_off, at_step, scale: scale as f32, pad: [0; 3] });
             self.dispatch(Kernel::Reduce, &u, &[x, &self.counter, out], [1, 1, 1])
         };
         let forward = vec![self.matmul_clone(&fwd1), self.matmul_clone(&fwd2), rows_of(LOSS_NONE)?];
         let loss_pass = || -> Result<Vec<Dispatch>> {
-            Ok(vec![self.matmul_clone(&fwd1), self.matmul_clone(&fwd2), rows_of(loss_id(c.loss))?, reduce(b, 0, 1, loss_scale, &w.row_loss, &self.losses)?])
+            Ok(vec![
+                self.matmul_clone(&fwd1),
+                self.matmul_clone(&fwd2),
+                rows_of(loss_id(c.loss))?,
+                reduce(b, 0, 1, loss_scale, &w.row_loss, &self.losses)?,
+            ])
         };
         let loss = loss_pass()?;
         let mut step = loss_pass()?;
         step.push(self.matmul(
-            MatmulParams { m: no, n: nh, k: b, flags: TRANS_A, c_off: off(W2), epilogue: EPI_STORE, ..Default::default() },
-            &w.dz2, &w.h, &self.dummy, &self.dummy, &self.grads,
+            MatmulParams {
+                m: no,
+                n: nh,
+                k: b,
+                flags: TRANS_A,
+                c_off: off(W2),
+                epilogue: EPI_STORE,
+                ..Default::default()
+            },
+            &w.dz2,
+            &w.h,
+            &self.dummy,
+            &self.dummy,
+            &self.grads,
         )?);
         step.push(self.matmul(
-            MatmulParams { m: b, n: nh, k: no, b_off: off(W2), epilogue: EPI_DERIV, act: act_id(c.hidden_activation), ..Default::default() },
-            &w.dz2, &self.theta, &self.dummy, &w.h, &w.dz1,
+            MatmulParams {
+                m: b,
+                n: nh,
+                k: no,
+                b_off: off(W2),
+                epilogue: EPI_DERIV,
+                act: act_id(c.hidden_activation),
+                ..Default::default()
+            },
+            &w.dz2,
+            &self.theta,
+            &self.dummy,
+            &w.h,
+            &w.dz1,
         )?);
         step.push(self.matmul(
-            MatmulParams { m: nh, n: ni, k: b, flags: TRANS_A, c_off: off(W1), epilogue: EPI_STORE, ..Default::default() },
-            &w.dz1, &w.x, &self.dummy, &self.dummy, &self.grads,
+            MatmulParams {
+                m: nh,
+                n: ni,
+                k: b,
+                flags: TRANS_A,
+                c_off: off(W1),
+                epilogue: EPI_STORE,
+                ..Default::default()
+            },
+            &w.dz1,
+            &w.x,
+            &self.dummy,
+            &self.dummy,
+            &self.grads,
         )?);
         if c.train_bias && c.bias != Bias::None {
             for (delta, width, i) in [(&w.dz1, nh, B1), (&w.dz2, no, B2)] {
@@ -422,7 +546,12 @@ impl GpuNetwork {
                 let out_off = if shared { 0 } else { off(i) };
                 let u = self.uniform("bias_grad", &Quad { a: width, b, c: out_off, d: 0 });
                 let dest = if shared { &w.colsum } else { &self.grads };
-                step.push(self.dispatch(Kernel::BiasGrad, &u, &[delta, dest], [(width as usize).div_ceil(64), 1, 1])?);
+                step.push(self.dispatch(
+                    Kernel::BiasGrad,
+                    &u,
+                    &[delta, dest],
+                    [(width as usize).div_ceil(64), 1, 1],
+                )?);
                 if shared {
                     step.push(reduce(width, off(i), 0, 1.0, &w.colsum, &self.grads)?);
                 }
@@ -431,7 +560,12 @@ impl GpuNetwork {
         let (kind, o) = self.optim_params();
         if l.n_trained > 0 {
             let u = self.uniform("optim", &OptimParams { n: l.n_trained as u32, kind, stride: l.n_params as u32, ..o });
-            step.push(self.dispatch(Kernel::Optim, &u, &[&self.theta, &self.grads, &self.state, &self.sched, &self.counter], [self.stride_groups(l.n_trained, 64), 1, 1])?);
+            step.push(self.dispatch(
+                Kernel::Optim,
+                &u,
+                &[&self.theta, &self.grads, &self.state, &self.sched, &self.counter],
+                [self.stride_groups(l.n_trained, 64), 1, 1],
+            )?);
         }
         let u = self.uniform("tick", &Quad { a: b, ..Default::default() });
         step.push(self.dispatch(Kernel::Tick, &u, &[&self.counter], [1, 1, 1])?);
@@ -465,7 +599,8 @@ impl GpuNetwork {
             let local = rows * (2 * c.n_hidden + 3 * c.n_out + 1) <= FUSED_LOCAL_SCRATCH;
             let make = || -> Result<(Dispatch, wgpu::Buffer)> {
                 let u = self.uniform("fused", &p);
-                let buffers = [&w.x, &w.t, &self.theta, &self.state, &self.sched, &self.losses, &self.counter, &w.scratch];
+                let buffers =
+                    [&w.x, &w.t, &self.theta, &self.state, &self.sched, &self.losses, &self.counter, &w.scratch];
                 let d = if local {
                     self.dispatch(Kernel::FusedLocal, &u, &buffers[..7], [1, 1, 1])?
                 } else {
@@ -473,7 +608,12 @@ impl GpuNetwork {
                 };
                 Ok((d, u))
             };
-            Some(Fused { params: p, full: make()?, tail: make()?, steps_per_dispatch: (FUSED_LOOP_BUDGET / self.fused_loops(rows)).max(1) })
+            Some(Fused {
+                params: p,
+                full: make()?,
+                tail: make()?,
+                steps_per_dispatch: (FUSED_LOOP_BUDGET / self.fused_loops(rows)).max(1),
+            })
         } else {
             None
         };
@@ -487,7 +627,10 @@ impl GpuNetwork {
         let per = |n: usize| n.div_ceil(256);
         let shared = if c.bias == Bias::Shared { rows * nh.max(no) } else { 0 };
         let owned = self.layout.n_params.div_ceil(256);
-        per(rows * nh) * (ni + 1) + per(rows * no) * (nh + 1) + per(rows) * (3 * no + 4) + per(rows * nh) * (no + 1)
+        per(rows * nh) * (ni + 1)
+            + per(rows * no) * (nh + 1)
+            + per(rows) * (3 * no + 4)
+            + per(rows * nh) * (no + 1)
             + 8
             + owned * (rows + 1)
             + shared
@@ -504,8 +647,17 @@ impl GpuNetwork {
     fn optim_params(&self) -> (u32, OptimParams) {
         match self.config.optimizer {
             Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => {
-                let kind = if momentum == 0.0 { 0 } else if nesterov { 2 } else { 1 };
-                (kind, OptimParams { lr: lr as f32, mu: momentum as f32, wd: weight_decay as f32, ..Default::default() })
+                let kind = if momentum == 0.0 {
+                    0
+                } else if nesterov {
+                    2
+                } else {
+                    1
+                };
+                (
+                    kind,
+                    OptimParams { lr: lr as f32, mu: momentum as f32, wd: weight_decay as f32, ..Default::default() },
+                )
             }
             Optimizer::Adam { lr, beta1, beta2, eps, weight_decay } => (
                 3,
@@ -542,7 +694,12 @@ impl GpuNetwork {
     /// Records and submits the steps `rows` (the batch size of each), reading batches from the
     /// work buffers, or gathering them first from a fit's data set when `gathers` is given, with
     /// the row cursor starting at `row0`. Returns the loss of each step.
-    fn run_chunk(&self, rows: &[usize], gathers: Option<&HashMap<usize, [Dispatch; 2]>>, row0: usize) -> Result<Vec<f32>> {
+    fn run_chunk(
+        &self,
+        rows: &[usize],
+        gathers: Option<&HashMap<usize, [Dispatch; 2]>>,
+        row0: usize,
+    ) -> Result<Vec<f32>> {
         let n = rows.len();
         let Some(&first) = rows.first() else { return Ok(vec![]) };
         self.write(&self.counter, &[0_u32, row0 as u32]);
@@ -564,10 +721,19 @@ impl GpuNetwork {
         let mut full_dispatches = 0;
         for &r in &sizes {
             if let Some(f) = &self.plan(r)?.fused {
-                let (full, tail) = if many_per_dispatch { (f.steps_per_dispatch, n % f.steps_per_dispatch) } else { (1, 1) };
+                let (full, tail) =
+                    if many_per_dispatch { (f.steps_per_dispatch, n % f.steps_per_dispatch) } else { (1, 1) };
                 full_dispatches = if many_per_dispatch { n / f.steps_per_dispatch } else { 0 };
-                self.ctx.queue.write_buffer(&f.full.1, 0, bytemuck::bytes_of(&FusedParams { steps: full as u32, ..f.params }));
-                self.ctx.queue.write_buffer(&f.tail.1, 0, bytemuck::bytes_of(&FusedParams { steps: tail as u32, ..f.params }));
+                self.ctx.queue.write_buffer(
+                    &f.full.1,
+                    0,
+                    bytemuck::bytes_of(&FusedParams { steps: full as u32, ..f.params }),
+                );
+                self.ctx.queue.write_buffer(
+                    &f.tail.1,
+                    0,
+                    bytemuck::bytes_of(&FusedParams { steps: tail as u32, ..f.params }),
+                );
             }
         }
         let mut encoder = self.encoder();
@@ -575,7 +741,8 @@ impl GpuNetwork {
         encoder.copy_buffer_to_buffer(&self.theta, 0, &self.theta_bak, 0, None);
         encoder.copy_buffer_to_buffer(&self.state, 0, &self.state_bak, 0, None);
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
             if many_per_dispatch {
                 if let Some(f) = &self.plan(first)?.fused {
                     for _ in 0..full_dispatches {
@@ -605,7 +772,12 @@ impl GpuNetwork {
     /// Runs the steps `rows` in submissions of about `CHUNK_WORK`, asking `keep_going` between them.
     /// A non-finite loss rolls the submission back and replays its finite steps, then fails with
     /// `Diverged` at that step (counted within this list).
-    fn run_steps(&mut self, rows: &[usize], gathers: Option<&HashMap<usize, [Dispatch; 2]>>, keep_going: KeepGoing) -> Result<Vec<f64>> {
+    fn run_steps(
+        &mut self,
+        rows: &[usize],
+        gathers: Option<&HashMap<usize, [Dispatch; 2]>>,
+        keep_going: KeepGoing,
+    ) -> Result<Vec<f64>> {
         let mut sizes = rows.to_vec();
         sizes.sort_unstable();
         sizes.dedup();
@@ -654,7 +826,11 @@ impl GpuNetwork {
     /// Checks that `x` holds whole, finite rows of `cols` values; returns the number of rows.
     fn check_rows(arg: &'static str, x: &[f32], cols: usize) -> Result<usize> {
         if x.is_empty() || x.len() % cols != 0 {
-            return Err(Error::ShapeMismatch { arg, expected: format!("(batch >= 1, {cols})"), got: format!("{} values", x.len()) });
+            return Err(Error::ShapeMismatch {
+                arg,
+                expected: format!("(batch >= 1, {cols})"),
+                got: format!("{} values", x.len()),
+            });
         }
         check_finite(arg, x, cols)?;
         Ok(x.len() / cols)
@@ -664,7 +840,11 @@ impl GpuNetwork {
         let rows = Self::check_rows("X", x, self.config.n_in)?;
         let n_out = self.config.n_out;
         if t.len() != rows * n_out {
-            return Err(Error::ShapeMismatch { arg: "T", expected: format!("({rows}, {n_out})"), got: format!("{} values", t.len()) });
+            return Err(Error::ShapeMismatch {
+                arg: "T",
+                expected: format!("({rows}, {n_out})"),
+                got: format!("{} values", t.len()),
+            });
         }
         check_finite("T", t, n_out)?;
         Ok(rows)
@@ -690,10 +870,14 @@ impl GpuNetwork {
         ctx.guarded("forward", || {
             let mut encoder = self.encoder();
             {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("forward"),
+                    timestamp_writes: None,
+                });
                 self.plan(rows)?.forward.iter().for_each(|d| self.record(&mut pass, d));
             }
-            let o = &self.work.as_ref().ok_or_else(|| Error::Gpu { op: "forward", message: "no work buffers".into() })?.o;
+            let o =
+                &self.work.as_ref().ok_or_else(|| Error::Gpu { op: "forward", message: "no work buffers".into() })?.o;
             self.ctx.submit_and_read("forward", encoder, o, 0, rows * self.config.n_out)
         })
     }
@@ -707,12 +891,16 @@ impl GpuNetwork {
             self.write(&self.counter, &[0_u32, 0]);
             let mut encoder = self.encoder();
             {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("loss"), timestamp_writes: None });
+                let mut pass = encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("loss"), timestamp_writes: None });
                 self.plan(rows)?.loss.iter().for_each(|d| self.record(&mut pass, d));
             }
             self.ctx.submit_and_read("loss", encoder, &self.losses, 0, 1)
         })?;
-        losses.first().map(|&l| f64::from(l)).ok_or_else(|| Error::Gpu { op: "loss", message: "no loss came back".into() })
+        losses
+            .first()
+            .map(|&l| f64::from(l))
+            .ok_or_else(|| Error::Gpu { op: "loss", message: "no loss came back".into() })
     }
 
     /// One training step; the loss before the update.
@@ -746,7 +934,11 @@ impl GpuNetwork {
         }
         let ctx = Arc::clone(&self.ctx);
         let data = ctx.guarded("allocation", || {
-            Ok(Data { x: ctx.storage("data set inputs", x.len())?, y: ctx.storage("data set targets", y.len())?, order: ctx.storage("sample order", n)? })
+            Ok(Data {
+                x: ctx.storage("data set inputs", x.len())?,
+                y: ctx.storage("data set targets", y.len())?,
+                order: ctx.storage("sample order", n)?,
+            })
         })?;
         self.write(&data.x, x);
         self.write(&data.y, y);
@@ -762,8 +954,18 @@ impl GpuNetwork {
             let (ni, no) = (self.config.n_in, self.config.n_out);
             let gx = self.uniform("gather", &Quad { a: r as u32, b: ni as u32, ..Default::default() });
             let gy = self.uniform("gather", &Quad { a: r as u32, b: no as u32, ..Default::default() });
-            let dx = self.dispatch(Kernel::Gather, &gx, &[&data.x, &data.order, &self.counter, &w.x], [self.stride_groups(r * ni, 64), 1, 1])?;
-            let dy = self.dispatch(Kernel::Gather, &gy, &[&data.y, &data.order, &self.counter, &w.t], [self.stride_groups(r * no, 64), 1, 1])?;
+            let dx = self.dispatch(
+                Kernel::Gather,
+                &gx,
+                &[&data.x, &data.order, &self.counter, &w.x],
+                [self.stride_groups(r * ni, 64), 1, 1],
+            )?;
+            let dy = self.dispatch(
+                Kernel::Gather,
+                &gy,
+                &[&data.y, &data.order, &self.counter, &w.t],
+                [self.stride_groups(r * no, 64), 1, 1],
+            )?;
             gathers.insert(r, [dx, dy]);
         }
         let mut order: Vec<usize> = (0..n).collect();
@@ -781,7 +983,9 @@ impl GpuNetwork {
             }
             let before = epoch * rows.len();
             let losses = self.run_steps(&rows, Some(&gathers), keep_going).map_err(|e| match e {
-                Error::Diverged { step, what, .. } => Error::Diverged { step: before + step, what, losses: epoch_losses.clone() },
+                Error::Diverged { step, what, .. } => {
+                    Error::Diverged { step: before + step, what, losses: epoch_losses.clone() }
+                }
                 Error::Interrupted { completed } => Error::Interrupted { completed: before + completed },
                 other => other,
             })?;
@@ -794,7 +998,9 @@ impl GpuNetwork {
     /// w1, b1, w2, b2, read back from the GPU.
     pub fn params(&self) -> Result<[Vec<f32>; 4]> {
         let l = self.layout;
-        let flat = self.ctx.guarded("reading weights", || self.ctx.submit_and_read("reading weights", self.encoder(), &self.theta, 0, l.n_params))?;
+        let flat = self.ctx.guarded("reading weights", || {
+            self.ctx.submit_and_read("reading weights", self.encoder(), &self.theta, 0, l.n_params)
+        })?;
         Ok(std::array::from_fn(|i| flat[l.off[i]..l.off[i] + l.len[i]].to_vec()))
     }
 
@@ -812,12 +1018,20 @@ impl GpuNetwork {
             vec![]
         } else {
             self.ctx.guarded("reading optimizer state", || {
-                self.ctx.submit_and_read("reading optimizer state", self.encoder(), &self.state, 0, l.slots * l.n_params)
+                self.ctx.submit_and_read(
+                    "reading optimizer state",
+                    self.encoder(),
+                    &self.state,
+                    0,
+                    l.slots * l.n_params,
+                )
             })?
         };
         let state = std::array::from_fn(|i| {
             if l.trained(i) {
-                (0..l.slots).map(|s| flat[s * l.n_params + l.off[i]..s * l.n_params + l.off[i] + l.len[i]].to_vec()).collect()
+                (0..l.slots)
+                    .map(|s| flat[s * l.n_params + l.off[i]..s * l.n_params + l.off[i] + l.len[i]].to_vec())
+                    .collect()
             } else {
                 vec![]
             }

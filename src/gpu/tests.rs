@@ -47,13 +47,23 @@ fn article_net_reaches_the_articles_loss_with_the_fused_kernel() {
 fn tiled_and_fused_paths_match_the_cpu() {
     // The third has long k loops (k = batch in dw1); the last reaches the 128 x 128 tiles.
     for (widths, rows) in [((5, 7, 3), 4), ((40, 33, 6), 9), ((40, 8, 3), 1500), ((150, 140, 130), 130)] {
-        for opt in [Optimizer::sgd(0.1), Optimizer::Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 0.01 }, Optimizer::adam(0.01)] {
+        for opt in [
+            Optimizer::sgd(0.1),
+            Optimizer::Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
+            Optimizer::adam(0.01),
+        ] {
             if rows > 100 && matches!(opt, Optimizer::Adam { .. }) {
                 // Adam amplifies the rounding noise of gradients whose batch sums cancel to +-lr per
                 // step, so over large batches it agrees only loosely; the SGDs test these kernels.
                 continue;
             }
-            let config = Config { optimizer: opt, hidden_activation: Activation::Tanh, loss: Loss::Mse, bias: Bias::Shared, ..Config::new(widths.0, widths.1, widths.2) };
+            let config = Config {
+                optimizer: opt,
+                hidden_activation: Activation::Tanh,
+                loss: Loss::Mse,
+                bias: Bias::Shared,
+                ..Config::new(widths.0, widths.1, widths.2)
+            };
             let mut cpu = Network::<f32>::new(config, 7).unwrap();
             let Some(mut gpu) = gpu_of(&cpu) else { return };
             let x: Vec<f32> = (0..rows * widths.0).map(|i| ((i * 37 % 17) as f32 / 17.0) - 0.5).collect();
@@ -92,15 +102,12 @@ fn a_lost_device_is_a_clear_error_and_the_cpu_keeps_working() {
     }
     // A device of its own, so that losing it cannot disturb the tests sharing the process's context.
     let ctx = Arc::new(Context::new(None).unwrap());
-    let mut gpu = GpuNetwork::on(Arc::clone(&ctx), &cpu).unwrap();
+    let mut gpu = GpuNetwork::on(&ctx, &cpu).unwrap();
     let (x, t) = ([0.05, 0.10], [0.01, 0.99]);
     gpu.train(&x, &t, 3, &mut || true).unwrap();
     ctx.device.destroy();
-    let results = [
-        gpu.train(&x, &t, 3, &mut || true).map(|_| ()),
-        gpu.forward(&x).map(|_| ()),
-        gpu.params().map(|_| ()),
-    ];
+    let results =
+        [gpu.train(&x, &t, 3, &mut || true).map(|_| ()), gpu.forward(&x).map(|_| ()), gpu.params().map(|_| ())];
     for r in results {
         match r {
             Err(Error::Gpu { message, .. }) => assert!(message.contains("lost"), "{message}"),

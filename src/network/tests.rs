@@ -128,13 +128,8 @@ fn gradients_match_central_finite_differences() {
                 case += 1;
                 let widths = data(3, case).iter().map(|v| 1 + ((v + 1.0) * 4.0) as usize).collect::<Vec<_>>();
                 let (n_in, n_hidden, n_out) = (widths[0], widths[1], widths[2].max(2));
-                let config = Config {
-                    hidden_activation,
-                    output_activation,
-                    loss,
-                    bias,
-                    ..Config::new(n_in, n_hidden, n_out)
-                };
+                let config =
+                    Config { hidden_activation, output_activation, loss, bias, ..Config::new(n_in, n_hidden, n_out) };
                 let batch = 3;
                 let mut net = Network::<f64>::new(config, case).unwrap();
                 let x = data(batch * n_in, 100 + case);
@@ -209,7 +204,8 @@ fn same_seed_same_weights_and_pytorch_init_bounds() {
 fn fit_covers_every_sample_and_reduces_loss() {
     let config = Config { optimizer: Optimizer::sgd(1.0), ..Config::new(3, 8, 2) };
     let x = data(50 * 3, 5);
-    let y: Vec<f64> = x.chunks(3).flat_map(|r| [f64::from(u8::from(r[0] > 0.0)), f64::from(u8::from(r[1] > r[2]))]).collect();
+    let y: Vec<f64> =
+        x.chunks(3).flat_map(|r| [f64::from(u8::from(r[0] > 0.0)), f64::from(u8::from(r[1] > r[2]))]).collect();
     let mut net = Network::<f64>::new(config, 1).unwrap();
     let losses = net.fit(&x, &y, 200, 8, true, 3, 0, &mut no_stop()).unwrap();
     assert_eq!(losses.len(), 200);
@@ -280,9 +276,18 @@ fn bad_configuration_and_inputs_are_errors_naming_the_argument() {
         other => panic!("{other:?}"),
     };
     assert_eq!(arg_of(Network::new(Config::new(0, 2, 2), 0)), "n_in");
-    assert_eq!(arg_of(Network::new(Config { loss: Loss::CrossEntropy, ..Config::new(2, 2, 2) }, 0)), "output_activation");
-    assert_eq!(arg_of(Network::new(Config { output_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)), "loss");
-    assert_eq!(arg_of(Network::new(Config { hidden_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)), "hidden_activation");
+    assert_eq!(
+        arg_of(Network::new(Config { loss: Loss::CrossEntropy, ..Config::new(2, 2, 2) }, 0)),
+        "output_activation"
+    );
+    assert_eq!(
+        arg_of(Network::new(Config { output_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)),
+        "loss"
+    );
+    assert_eq!(
+        arg_of(Network::new(Config { hidden_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)),
+        "hidden_activation"
+    );
     assert_eq!(arg_of(Network::new(Config::new(1 << 20, 1 << 20, 2), 0)), "memory");
 
     let mut net = Network::<f64>::article();
@@ -292,7 +297,10 @@ fn bad_configuration_and_inputs_are_errors_naming_the_argument() {
         Err(Error::NonFinite { arg: "X", position, .. }) => assert_eq!(position, "[1, 1]"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(net.fit(&X, &T, 1, 0, true, 0, 0, &mut no_stop()), Err(Error::InvalidConfig { arg: "batch_size", .. })));
+    assert!(matches!(
+        net.fit(&X, &T, 1, 0, true, 0, 0, &mut no_stop()),
+        Err(Error::InvalidConfig { arg: "batch_size", .. })
+    ));
     assert_eq!(net.updates, 0, "nothing trained on bad input");
 }
 
@@ -305,9 +313,14 @@ fn one_sample_path_is_bit_identical_to_the_batched_path() {
         (Activation::Relu, Activation::Softmax, Loss::CrossEntropy),
     ] {
         for bias in [Bias::PerNeuron, Bias::Shared, Bias::None] {
-            for optimizer in [Optimizer::sgd(0.3), Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 }, Optimizer::adam(0.01)] {
+            for optimizer in [
+                Optimizer::sgd(0.3),
+                Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
+                Optimizer::adam(0.01),
+            ] {
                 case += 1;
-                let config = Config { hidden_activation, output_activation, loss, bias, optimizer, ..Config::new(3, 5, 4) };
+                let config =
+                    Config { hidden_activation, output_activation, loss, bias, optimizer, ..Config::new(3, 5, 4) };
                 let mut fast = Network::<f64>::new(config, case).unwrap();
                 let mut slow = fast.clone();
                 let x = data(3, case);

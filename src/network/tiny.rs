@@ -21,8 +21,10 @@ impl<T: Scalar> Network<T> {
     pub(super) fn step_tiny(&mut self, x: &[T], t: &[T]) -> Result<f64> {
         let c = self.config;
         let (n_in, n_hidden, n_out) = (c.n_in, c.n_hidden, c.n_out);
-        let (mut h, mut z2, mut o, mut dz2, mut dz1) = ([T::zero(); TINY], [T::zero(); TINY], [T::zero(); TINY], [T::zero(); TINY], [T::zero(); TINY]);
-        let (h, z2, o, dz2, dz1) = (&mut h[..n_hidden], &mut z2[..n_out], &mut o[..n_out], &mut dz2[..n_out], &mut dz1[..n_hidden]);
+        let (mut h, mut z2, mut o, mut dz2, mut dz1) =
+            ([T::zero(); TINY], [T::zero(); TINY], [T::zero(); TINY], [T::zero(); TINY], [T::zero(); TINY]);
+        let (h, z2, o, dz2, dz1) =
+            (&mut h[..n_hidden], &mut z2[..n_out], &mut o[..n_out], &mut dz2[..n_out], &mut dz1[..n_hidden]);
         let [w1, b1, w2, b2] = &self.params;
 
         // forward: z = x w^T + b, a = f(z)

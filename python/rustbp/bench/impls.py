@@ -51,9 +51,7 @@ class Spec:
 
     def network(self, dtype: str = "float64", device: str = "cpu", seed: int = 0) -> rustbp.Network:
         opt: rustbp.SGD | rustbp.Adam = (
-            rustbp.SGD(lr=self.lr, momentum=self.momentum)
-            if self.optimizer == "sgd"
-            else rustbp.Adam(lr=self.lr)
+            rustbp.SGD(lr=self.lr, momentum=self.momentum) if self.optimizer == "sgd" else rustbp.Adam(lr=self.lr)
         )
         return rustbp.Network(
             self.n_in,
@@ -348,7 +346,7 @@ def available(gpu: bool, notes: list[str]) -> dict[str, Impl]:
                     )
                 )
     for device in ["cpu"] + (["gpu"] if gpu else []):
-        for dt in ("float64", "float32"):
+        for dt in ("float64", "float32") if device == "cpu" else ("float32",):  # GPU compute is float32
             for loop in ("rust", "python"):
                 add(
                     Impl(
@@ -362,43 +360,19 @@ def available(gpu: bool, notes: list[str]) -> dict[str, Impl]:
         importlib.import_module("sklearn.neural_network")
         add(Impl("scikit-learn MLPClassifier", "sklearn", "float64", SklearnTrainer))
     except ImportError:
-        notes.append(
-            "scikit-learn: not installed, the digits workload is skipped (pip install 'rustbp[bench]')"
-        )
+        notes.append("scikit-learn: not installed, the digits workload is skipped (pip install 'rustbp[bench]')")
     return impls
 
 
 def gpu_adapter(notes: list[str]) -> str | None:
-    """A description of rustbp's GPU adapter, or None (with a note) when there is none to use."""
-    devices = getattr(rustbp, "gpu_devices", None)
-    if devices is None:
-        notes.append(
-            "rustbp GPU: this build has no GPU path (no rustbp.gpu_devices), its columns are skipped"
-        )
-        return None
+    """A description of the adapter rustbp's GPU columns run on, or None (with a note) when there is none."""
     try:
-        found = list(devices())
-    except Exception as e:  # any failure to enumerate means: no GPU columns, and say why
-        notes.append(f"rustbp GPU: listing adapters failed ({e}), its columns are skipped")
+        adapter = rustbp.Network(2, 2, 2, device="gpu").adapter
+    except rustbp.GpuUnavailableError as e:
+        notes.append(f"rustbp GPU: {e}; its columns are skipped")
         return None
-    if not found:
-        notes.append("rustbp GPU: no adapter found, its columns are skipped")
-        return None
-
-    def field(d: object, *keys: str) -> str:
-        for k in keys:
-            v = d.get(k) if isinstance(d, dict) else getattr(d, k, None)
-            if v is not None:
-                return str(v)
-        return ""
-
-    d = found[0]
-    name = field(d, "name") or str(d)
-    kind = field(d, "device_type", "type", "kind")
-    software = "cpu" in kind.lower() or any(
-        s in name.lower() for s in ("llvmpipe", "lavapipe", "swiftshader", "software", "warp")
-    )
-    desc = f"{name} ({kind or 'type unknown'})"
-    if software:
+    assert adapter is not None
+    desc = f"{adapter.name} ({adapter.backend}, {adapter.device_type})"
+    if adapter.is_software:
         desc += " -- SOFTWARE ADAPTER: runs on the CPU, its 'GPU' timings say nothing about a real GPU"
     return desc

@@ -50,9 +50,7 @@ def sweep_plot(points: list[dict[str, Any]], path: Path, machine: str) -> None:
                 ax.axvline(w, color="grey", linestyle=":")
                 ax.annotate(f"{g}\nfaster from {w}", (w, ys[xs.index(w)]), fontsize=7)
         if not gpus:
-            ax.text(
-                0.02, 0.02, "no GPU in this run: no crossover to mark", transform=ax.transAxes, fontsize=8
-            )
+            ax.text(0.02, 0.02, "no GPU in this run: no crossover to mark", transform=ax.transAxes, fontsize=8)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("hidden width (64-H-10)")

@@ -87,6 +87,7 @@ class Plan:
     large_steps: int = 10
     digits_max_epochs: int = 100
     workloads: tuple[str, ...] = ("article", "sweep", "large", "digits")
+    gpu: bool = True  # rustbp's GPU columns, when an adapter is found
     digits_impls: tuple[str, ...] = (
         "NumPy f64",
         "PyTorch CPU f32",
@@ -263,14 +264,9 @@ def run_article(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) 
     points = []
     w = rustbp.Network.article().get_weights()
     say(f"article: 2-2-2, one sample, 1 + {plan.article_steps} steps of SGD lr 0.5 ...")
-    points.append(
-        time_point("article", ARTICLE, w, ARTICLE_X, ARTICLE_T, chosen, plan.reps, plan.article_steps)
-    )
+    points.append(time_point("article", ARTICLE, w, ARTICLE_X, ARTICLE_T, chosen, plan.reps, plan.article_steps))
     chosen = [i for i in chosen if "unrolled" not in i.name]
-    say(
-        f"article, PyTorch setting: MSE, per-neuron biases, {plan.article_torch_steps} steps "
-        "SGD momentum 0.9 ..."
-    )
+    say(f"article, PyTorch setting: MSE, per-neuron biases, {plan.article_torch_steps} steps SGD momentum 0.9 ...")
     w = start_weights(ARTICLE_TORCH)
     points.append(
         time_point(
@@ -288,9 +284,7 @@ def run_article(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) 
 
 
 def run_sweep(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -> list[Point]:
-    names = [
-        n for n in SWEEP_IMPLS + rustbp_impls(("float32",)) + [rustbp_name("float64", "rust")] if n in impls
-    ]
+    names = [n for n in SWEEP_IMPLS + rustbp_impls(("float32",)) + [rustbp_name("float64", "rust")] if n in impls]
     rng = np.random.default_rng(1)
     points = []
     for batch in plan.batches:
@@ -298,15 +292,11 @@ def run_sweep(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) ->
         T = rng.uniform(0.1, 0.9, (batch, SWEEP.n_out))
         for width in plan.widths:
             spec = Spec(**{**SWEEP.as_dict(), "n_hidden": width})
-            chosen = [
-                impls[n] for n in names if impls[n].family != "pure" or spec.work(batch) <= PURE_MAX_WORK
-            ]
+            chosen = [impls[n] for n in names if impls[n].family != "pure" or spec.work(batch) <= PURE_MAX_WORK]
             if threads_for(spec.work(batch)) > 1 and "PyTorch CPU f32 1 thread" in impls:
                 chosen.append(impls["PyTorch CPU f32 1 thread"])
             say(f"sweep: 64-{width}-10, batch {batch} ...")
-            points.append(
-                time_point("sweep", spec, start_weights(spec), X, T, chosen, plan.reps, None, plan.budget_s)
-            )
+            points.append(time_point("sweep", spec, start_weights(spec), X, T, chosen, plan.reps, None, plan.budget_s))
     return points
 
 
@@ -394,9 +384,7 @@ def run_digits(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -
             if impl.dtype == "float64":
                 ok = epochs == ref_epochs and agree(loss, ref_loss, "float64")
             else:
-                ok = abs(epochs - ref_epochs) <= 1 and (
-                    epochs != ref_epochs or abs(loss - ref_loss) <= 0.05 * ref_loss
-                )
+                ok = abs(epochs - ref_epochs) <= 1 and (epochs != ref_epochs or abs(loss - ref_loss) <= 0.05 * ref_loss)
         extra = {"epochs": epochs, "test_accuracy": acc, "reached": acc >= 0.97}
         results.append(Result(impl.name, impl.dtype, 1, times, loss, ok, extra))
     return [Point("digits", DIGITS, 32, ref_epochs, ref_loss, results)]
@@ -462,9 +450,7 @@ def table(point: Point, baseline: str) -> str:
         ratio = f"{r.per_step_s / base.per_step_s:,.1f}x" if base else "-"
         second = f"{r.extra['epochs']:>10}" if digits else f"{1 / r.per_step_s:>10,.0f}"
         loss = f"{r.final_loss:.16g}" + ("" if not digits else f" acc {r.extra['test_accuracy']:.3f}")
-        lines.append(
-            f"  {r.impl:<30} {fmt_time(r.per_step_s):>12} {second} {ratio:>34} {loss:>22}  {check_mark(r)}"
-        )
+        lines.append(f"  {r.impl:<30} {fmt_time(r.per_step_s):>12} {second} {ratio:>34} {loss:>22}  {check_mark(r)}")
     return "\n".join(lines)
 
 
@@ -577,9 +563,7 @@ def report(points: list[Point], notes: list[str], say: Callable[[str], None]) ->
     baseline = rustbp_name("float64", "rust")
     titles = {
         "article": "The article: 2-2-2, one sample, SGD lr 0.5, half_sse, shared biases not trained",
-        "article-torch": (
-            "The article's PyTorch setting: 2-2-2, MSE, per-neuron biases, SGD lr 0.5 momentum 0.9"
-        ),
+        "article-torch": ("The article's PyTorch setting: 2-2-2, MSE, per-neuron biases, SGD lr 0.5 momentum 0.9"),
         "large": "784-1024-10, batch 256, ReLU + softmax cross-entropy, SGD lr 0.1 momentum 0.9",
         "digits": "scikit-learn's digits, 64-128-10: time to 97% test accuracy (Adam, batch 32)",
     }
@@ -601,9 +585,7 @@ def report(points: list[Point], notes: list[str], say: Callable[[str], None]) ->
     say("\nTargets (issue 4)")
     for t in found:
         v = t["measured"]
-        shown = (
-            "not measured" if v is None else (f"{v:,.2f} {t['unit']}" if t["unit"] == "us" else f"{v:,.3g}x")
-        )
+        shown = "not measured" if v is None else (f"{v:,.2f} {t['unit']}" if t["unit"] == "us" else f"{v:,.3g}x")
         mark = {None: "-", True: "met", False: "MISSED"}[t["met"]]
         say(f"  {t['target']:<80} {shown:>14}  goal {t['goal']:<10} {mark}")
     bad = [(p, r) for p in points for r in p.results if r.agrees is False]
@@ -625,7 +607,9 @@ def run_plan(plan: Plan, out_dir: Path, stem: str = "bench", say: Callable[[str]
     """Runs ``plan``; writes ``<stem>.json`` and (with matplotlib) ``<stem>.png`` into ``out_dir``.
     Returns 1 when an implementation's final loss disagrees with the reference, else 0."""
     notes: list[str] = []
-    gpu = gpu_adapter(notes)
+    gpu = gpu_adapter(notes) if plan.gpu else None
+    if not plan.gpu:
+        notes.append("rustbp GPU: its columns were turned off (--no-gpu)")
     impls = available(gpu is not None, notes)
     info = machine()
     # Move everything the imports made out of the collector's way, so the collection before each timed
@@ -704,15 +688,15 @@ def _ints(s: str) -> tuple[int, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a reduced set, well under a minute")
     parser.add_argument(
-        "--out", type=Path, default=Path("benchmarks/results"), help="folder for the JSON and PNG"
+        "--gpu",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rustbp's GPU columns when an adapter is found (--no-gpu: none, e.g. on a software adapter)",
     )
-    parser.add_argument(
-        "--workloads", default=None, help="comma-separated subset of article,sweep,large,digits"
-    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for the JSON and PNG")
+    parser.add_argument("--workloads", default=None, help="comma-separated subset of article,sweep,large,digits")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5)")
-    parser.add_argument(
-        "--widths", type=_ints, default=None, help="hidden widths of the sweep, e.g. 2,64,1024"
-    )
+    parser.add_argument("--widths", type=_ints, default=None, help="hidden widths of the sweep, e.g. 2,64,1024")
     parser.add_argument("--batches", type=_ints, default=None, help="batch sizes of the sweep, e.g. 1,64")
     parser.add_argument("--article-steps", type=int, default=None, help="steps of the article workloads")
     parser.add_argument(
@@ -730,9 +714,8 @@ def main(args: argparse.Namespace) -> int:
         plan.workloads = tuple(args.workloads.split(","))
         unknown = set(plan.workloads) - {"article", "sweep", "large", "digits"}
         if unknown:
-            raise SystemExit(
-                f"--workloads: unknown {sorted(unknown)}; expected article, sweep, large, digits"
-            )
+            raise SystemExit(f"--workloads: unknown {sorted(unknown)}; expected article, sweep, large, digits")
+    plan.gpu = args.gpu
     for name in ("reps", "widths", "batches", "article_steps", "budget_s"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
