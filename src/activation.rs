@@ -46,6 +46,25 @@ impl Activation {
         }
     }
 
+    /// `delta *= f'(z)`, elementwise from the outputs `a`: backpropagation through the activation. The
+    /// match is outside the loops so that each one vectorises; large blocks use every rayon thread.
+    pub fn backprop<T: Scalar>(self, delta: &mut [T], a: &[T]) {
+        fn each<T: Scalar>(delta: &mut [T], a: &[T], f: impl Fn(T) -> T + Sync) {
+            let run = |(d, a): (&mut [T], &[T])| d.iter_mut().zip(a).for_each(|(d, &a)| *d = *d * f(a));
+            if delta.len() >= PARALLEL {
+                delta.par_chunks_mut(PARALLEL / 4).zip(a.par_chunks(PARALLEL / 4)).for_each(run);
+            } else {
+                run((delta, a));
+            }
+        }
+        match self {
+            Self::Sigmoid => each(delta, a, |a| a * (T::one() - a)),
+            Self::Tanh => each(delta, a, |a| T::one() - a * a),
+            Self::Relu => each(delta, a, |a| if a > T::zero() { T::one() } else { T::zero() }),
+            Self::Identity | Self::Softmax => {}
+        }
+    }
+
     /// `f'(z)` from the output `a`; not defined for softmax (callers use the cross-entropy shortcut).
     #[inline]
     pub fn derivative<T: Scalar>(self, a: T) -> T {

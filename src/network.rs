@@ -476,9 +476,7 @@ impl<T: Scalar> Network<T> {
         let loss = c.loss.delta(c.output_activation, &acts.z2, &acts.o, t, n_out, dz2);
         matmul(n_out, n_hidden, batch, Mat::t(dz2, n_out), Mat::n(&acts.h, n_hidden), &mut grads[W2], false);
         matmul(batch, n_hidden, n_out, Mat::n(dz2, n_out), Mat::n(&params[W2], n_hidden), dz1, false);
-        for (d, &h) in dz1.iter_mut().zip(&acts.h) {
-            *d = *d * c.hidden_activation.derivative(h);
-        }
+        c.hidden_activation.backprop(dz1, &acts.h);
         matmul(n_hidden, n_in, batch, Mat::t(dz1, n_hidden), Mat::n(x, n_in), &mut grads[W1], false);
         if c.train_bias {
             bias_grad(dz1, n_hidden, &mut grads[B1]);

@@ -10,6 +10,11 @@
 
 use crate::error::{Error, Result};
 use crate::linalg::Scalar;
+use rayon::prelude::*;
+
+/// Tensors of at least this many values are updated on every rayon thread, in blocks of `CHUNK`.
+const PARALLEL: usize = 1 << 16;
+const CHUNK: usize = 1 << 14;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {
@@ -86,29 +91,59 @@ pub(crate) enum Rule<T> {
 impl<T: Scalar> Rule<T> {
     /// Updates one parameter tensor. On entry `g` holds the gradient, on return the new parameter
     /// values; `next` receives the new state from `state`. Nothing else is written, so the caller
-    /// commits by swapping buffers. Returns whether every new value is finite.
+    /// commits by swapping buffers. Returns whether every new value is finite (on a non-finite value it
+    /// may stop early, leaving `g` and `next` partly written: the caller then discards them).
     #[inline]
     pub(crate) fn apply(&self, p: &[T], g: &mut [T], state: &[Vec<T>], next: &mut [Vec<T>]) -> bool {
+        if p.len() < PARALLEL {
+            return match (state, next) {
+                ([], []) => self.kernel(p, g, (&[], &[]), (&mut [], &mut [])),
+                ([s], [n]) => self.kernel(p, g, (s, &[]), (n, &mut [])),
+                ([m, v], [mn, vn]) => self.kernel(p, g, (m, v), (mn, vn)),
+                _ => false,
+            };
+        }
+        // Elementwise, so chunks on rayon's threads give the same bits as one pass.
+        let (ps, gs) = (p.par_chunks(CHUNK), g.par_chunks_mut(CHUNK));
+        match (state, next) {
+            ([], []) => ps.zip(gs).all(|(p, g)| self.kernel(p, g, (&[], &[]), (&mut [], &mut []))),
+            ([s], [n]) => ps
+                .zip(gs)
+                .zip(s.par_chunks(CHUNK).zip(n.par_chunks_mut(CHUNK)))
+                .all(|((p, g), (s, n))| self.kernel(p, g, (s, &[]), (n, &mut []))),
+            ([m, v], [mn, vn]) => ps
+                .zip(gs)
+                .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
+                .zip(mn.par_chunks_mut(CHUNK).zip(vn.par_chunks_mut(CHUNK)))
+                .all(|(((p, g), s), n)| self.kernel(p, g, s, n)),
+            _ => false,
+        }
+    }
+
+    /// `apply` on one block: `state` and `next` are (momentum buffer, unused) for SGD with momentum,
+    /// (m, v) for Adam, and empty for plain SGD.
+    #[inline]
+    fn kernel(&self, p: &[T], g: &mut [T], state: (&[T], &[T]), next: (&mut [T], &mut [T])) -> bool {
         let mut finite = true;
         match *self {
             Self::Sgd { lr, mu, nesterov, wd } => {
-                if let ([buf], [buf_next]) = (state, next) {
-                    for (((g, &p), &b), b_next) in g.iter_mut().zip(p).zip(buf).zip(buf_next.iter_mut()) {
+                if state.0.is_empty() {
+                    for (g, &p) in g.iter_mut().zip(p) {
+                        *g = p - lr * (*g + wd * p);
+                        finite &= g.is_finite();
+                    }
+                } else {
+                    for (((g, &p), &b), b_next) in g.iter_mut().zip(p).zip(state.0).zip(next.0.iter_mut()) {
                         let d = *g + wd * p;
                         let b = b * mu + d;
                         *b_next = b;
                         *g = p - lr * if nesterov { d + mu * b } else { b };
                         finite &= g.is_finite() && b.is_finite();
                     }
-                } else {
-                    for (g, &p) in g.iter_mut().zip(p) {
-                        *g = p - lr * (*g + wd * p);
-                        finite &= g.is_finite();
-                    }
                 }
             }
             Self::Adam { step_size, bc2_sqrt, b2, w1, w2, eps, wd } => {
-                let ([m, v], [m_next, v_next]) = (state, next) else { return false };
+                let ((m, v), (m_next, v_next)) = (state, next);
                 for ((((g, &p), (&m, &v)), m_next), v_next) in
                     g.iter_mut().zip(p).zip(m.iter().zip(v)).zip(m_next.iter_mut()).zip(v_next.iter_mut())
                 {
