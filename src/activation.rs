@@ -87,7 +87,7 @@ impl Activation {
 /// for z >= 0 and e / (1 + e) for z < 0 (both exact to rounding; a select, not a branch).
 #[inline]
 pub fn sigmoid<T: Scalar>(z: T) -> T {
-    let e = (-z.abs()).exp();
+    let e = (-z.abs()).exp_nonpos();
     let num = if z >= T::zero() { T::one() } else { e };
     num / (T::one() + e)
 }
@@ -97,7 +97,7 @@ pub fn softmax<T: Scalar>(row: &mut [T]) {
     let max = row.iter().copied().fold(T::neg_infinity(), T::max);
     let mut sum = T::zero();
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
+        *v = (*v - max).exp_nonpos();
         sum = sum + *v;
     }
     for v in row.iter_mut() {
@@ -109,7 +109,7 @@ pub fn softmax<T: Scalar>(row: &mut [T]) {
 /// z; `log softmax(z)_j = z_j - log_sum_exp(z)`.
 pub fn log_sum_exp<T: Scalar>(row: &[T]) -> T {
     let max = row.iter().copied().fold(T::neg_infinity(), T::max);
-    let sum: T = row.iter().map(|&v| (v - max).exp()).sum();
+    let sum: T = row.iter().map(|&v| (v - max).exp_nonpos()).sum();
     max + sum.ln()
 }
 

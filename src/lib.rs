@@ -8,6 +8,7 @@ mod names;
 
 pub mod activation;
 pub mod error;
+mod exp;
 pub mod io;
 pub mod linalg;
 pub mod loss;

@@ -18,17 +18,27 @@ const PARALLEL: usize = 1 << 18;
 pub trait Scalar: Float + Send + Sync + std::fmt::Debug + Default + std::iter::Sum + 'static {
     /// Converts from f64, rounding to nearest for f32.
     fn of(x: f64) -> Self;
+    /// `e^self` for `self <= 0`, vectorisable (see `crate::exp`).
+    fn exp_nonpos(self) -> Self;
 }
 
 impl Scalar for f32 {
     fn of(x: f64) -> Self {
         x as f32
     }
+    #[inline]
+    fn exp_nonpos(self) -> Self {
+        crate::exp::exp_nonpos_f32(self)
+    }
 }
 
 impl Scalar for f64 {
     fn of(x: f64) -> Self {
         x
+    }
+    #[inline]
+    fn exp_nonpos(self) -> Self {
+        crate::exp::exp_nonpos_f64(self)
     }
 }
 
