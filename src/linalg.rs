@@ -19,6 +19,7 @@ pub trait Scalar: Float + Send + Sync + std::fmt::Debug + Default + std::iter::S
     /// Converts from f64, rounding to nearest for f32.
     fn of(x: f64) -> Self;
     /// `e^self` for `self <= 0`, vectorisable (see `crate::exp`).
+    #[must_use]
     fn exp_nonpos(self) -> Self;
 }
 
