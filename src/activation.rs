@@ -8,8 +8,9 @@ use crate::linalg::Scalar;
 use crate::names::named_enum;
 use rayon::prelude::*;
 
-/// Blocks of at least this many values are activated on every rayon thread.
-const PARALLEL: usize = 1 << 16;
+/// Blocks of at least this many values are activated on every rayon thread (below it, waking the threads
+/// costs more than they save).
+const PARALLEL: usize = 1 << 18;
 
 named_enum! {
     pub enum Activation {

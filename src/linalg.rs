@@ -11,9 +11,11 @@ use rayon::prelude::*;
 /// Products with fewer multiply-adds than this run as a direct loop.
 const SMALL: usize = 2048;
 /// Products with at least this many multiply-adds use every rayon thread; smaller ones run on one core,
-/// where waking the threads costs more than they gain (gemm's own threshold; at 2^18 a 64-64-10 step at
-/// batch 64 took 3x longer threaded).
-const PARALLEL: usize = 48 * 48 * 256;
+/// where waking the threads costs more than they gain. Measured on the 2-core development machine, whole
+/// steps of 64-H-10: threads slowed steps whose products were 1M multiply-adds by up to half and gave no
+/// clear gain below about 16M (the caller is not a rayon thread, so each threaded region hands work over
+/// and waits for it).
+const PARALLEL: usize = 1 << 24;
 
 /// The element types the network computes in: f32 and f64.
 pub trait Scalar: Float + Send + Sync + std::fmt::Debug + Default + std::iter::Sum + 'static {
