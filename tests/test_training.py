@@ -57,7 +57,7 @@ def test_network_config_round_trips_and_rebuilds_the_same_network():
 @pytest.mark.parametrize(
     ("kwargs", "error", "pattern"),
     [
-        ({"n_in": 0}, ValueError, "n_in: expected a positive integer, got 0"),
+        ({"n_in": 0}, ValueError, "n_in: expected a positive integer below 2\\*\\*63, got 0"),
         ({"n_hidden": 2.5}, TypeError, "n_hidden"),
         (
             {"hidden_activation": "softmax"},
@@ -88,9 +88,10 @@ def test_network_config_names_the_field_and_accepted_values(kwargs, error, patte
 @pytest.mark.parametrize(
     ("kwargs", "error", "pattern"),
     [
-        ({"epochs": 0}, ValueError, "epochs: expected a positive integer, got 0"),
+        ({"epochs": 0}, ValueError, "epochs: expected a positive integer below 2\\*\\*63, got 0"),
         ({"epochs": None}, TypeError, "epochs"),
         ({"batch_size": -1}, ValueError, "batch_size"),
+        ({"batch_size": 2**64}, ValueError, "batch_size: expected a positive integer below 2"),  # found by fuzzing
         ({"validation_split": 1.0}, ValueError, r"validation_split: expected a number in \[0, 1\)"),
         ({"validation_split": "0.1"}, TypeError, "validation_split"),
         ({"patience": 0}, ValueError, "patience"),

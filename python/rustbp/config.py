@@ -23,15 +23,12 @@ DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "gpu")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not _is_int(value):
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected a positive integer, got {type(value).__name__}")
-    if value <= 0:  # type: ignore[operator]
-        raise ValueError(f"{name}: expected a positive integer, got {value}")
+    if not 0 < value < 2**63:  # Rust counts in 64 bits; anything near that is a mistake anyway
+        raise ValueError(f"{name}: expected a positive integer below 2**63, got {value}")
+    return int(value)
 
 
 def _one_of(name: str, value: object, accepted: tuple[str, ...]) -> None:
@@ -46,9 +43,12 @@ def _bool(name: str, value: object) -> None:
         raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
 
 
-def _seed(value: object) -> None:
-    if value is not None and (not _is_int(value) or not 0 <= value < 2**64):  # type: ignore[operator]
+def _seed(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
         raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {value!r}")
+    return int(value)
 
 
 def _number(name: str, value: object, ok: Callable[[float], bool], expected: str) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _files, _rustbp, _torch, training
-from .config import NetworkConfig, TrainingConfig, optimizer_from_core, random_seed
+from .config import NetworkConfig, TrainingConfig, _positive_int, optimizer_from_core, random_seed
+from .config import _seed as _checked_seed
 from .gpu import GpuDevice
 from .optim import SGD, Adam, Optimizer
 from .training import Callback, History
@@ -25,20 +26,10 @@ DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype(np.float64), "float32": 
 DEVICES = ("cpu", "gpu")
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected a positive integer, got {type(value).__name__}")
-    if not 0 < value < 2**63:  # Rust counts in 64 bits; anything near that is a mistake anyway
-        raise ValueError(f"{name}: expected a positive integer below 2**63, got {value}")
-    return int(value)
-
-
 def _seed(value: object) -> int:
-    if value is None:
-        return random_seed()
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
-        raise ValueError(f"seed: expected None or an integer in [0, 2**64), got {value!r}")
-    return int(value)
+    """A checked seed, or a fresh random one for None."""
+    seed = _checked_seed(value)
+    return random_seed() if seed is None else seed
 
 
 def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
