@@ -2,7 +2,8 @@
 argument types and combinations for Network, its methods, SGD and Adam.
 
 A case passes when every call either returns a well-formed result or raises one of the documented
-exceptions (ValueError, TypeError, MemoryError, rustbp.TrainingDivergedError), and the network's
+exceptions (ValueError, TypeError, MemoryError, rustbp.TrainingDivergedError, and
+rustbp.GpuUnavailableError for device="gpu" without an adapter), and the network's
 weights stay finite. A Rust panic (pyo3's PanicException, a BaseException) or a crash fails it.
 
     python tests/fuzz.py --cases 10000      # `make fuzz`; prints cases, time and findings
@@ -25,7 +26,8 @@ import rustbp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-DOCUMENTED = (ValueError, TypeError, MemoryError, rustbp.TrainingDivergedError)
+# GpuUnavailableError: device="gpu" where no adapter is found.
+DOCUMENTED = (ValueError, TypeError, MemoryError, rustbp.TrainingDivergedError, rustbp.GpuUnavailableError)
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity", "softmax"]
 LOSSES = ["half_sse", "mse", "cross_entropy"]
 BIASES = ["per_neuron", "shared", "none"]
@@ -179,7 +181,7 @@ def cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
         ("optimizer", optimizers()),
         ("train_bias", st.one_of(st.booleans(), weird_objects)),
         ("seed", st.one_of(st.integers(0, 2**64 - 1), st.integers(-5, 2**70), weird_objects)),
-        ("device", st.sampled_from(["cpu", "tpu", "", None, 0])),
+        ("device", st.sampled_from(["cpu", "gpu", "tpu", "", None, 0])),
     ):
         if draw(st.booleans()):
             kw[key] = draw(strategy)

@@ -250,3 +250,32 @@ def test_gpu_networks_save_load_and_pickle(rng, tmp_path):
     for net in (on_cpu, on_gpu, unpickled):
         assert_losses_close(net.train(X, T, 4), want)
         assert_weights_close(net, gpu)
+
+
+def test_step_counts_too_large_for_memory_are_memory_errors():
+    # Found by `make fuzz` with GPU networks: these were Rust panics (capacity overflow).
+    net = rustbp.Network(2, 3, 2, device="gpu")
+    X = np.zeros((2, 2))
+    with pytest.raises(MemoryError, match="losses"):
+        net.train(X, X, 2**62)
+    with pytest.raises(MemoryError, match="losses"):
+        net.fit(X, X, 2**62)
+    assert net.forward(X).shape == (2, 2)  # still usable
+
+
+@pytest.mark.parametrize("widths", [(2, 3, 2), (40, 50, 3)], ids=["fused", "tiled"])
+@pytest.mark.parametrize("opt", [rustbp.SGD(lr=1e38), rustbp.SGD(lr=1e38, momentum=0.9), rustbp.Adam(lr=1e38)])
+def test_an_update_to_non_finite_weights_diverges_like_the_cpu(widths, opt):
+    # The step's loss is finite but its update overflows: found by `make fuzz`, where the GPU kept the
+    # infinite weights. Now, as on the CPU, the step is refused and the weights stay those before it.
+    kw = dict(widths=widths, optimizer=opt, hidden_activation="identity", output_activation="identity", loss="mse")
+    cpu, gpu = pair(**kw)
+    before = gpu.get_weights()
+    X, T = np.full((1, widths[0]), 1e3), np.full((1, widths[2]), -1e3)
+    for net in (cpu, gpu):
+        for f in (lambda n=net: n.train_step(X, T), lambda n=net: n.train(X, T, 3), lambda n=net: n.fit(X, T, 2)):
+            with pytest.raises(rustbp.TrainingDivergedError, match="weights became non-finite") as info:
+                f()
+            assert info.value.step == 0
+    for k, v in gpu.get_weights().items():
+        np.testing.assert_array_equal(v, before[k])

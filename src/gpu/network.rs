@@ -22,6 +22,7 @@ use super::AdapterSummary;
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
+use crate::memory;
 use crate::network::{check_finite, epoch_order, Bias, Config, KeepGoing, Network, StepTrace, B1, B2, W1, W2};
 use crate::optim::Optimizer;
 use std::collections::HashMap;
@@ -185,6 +186,10 @@ impl std::fmt::Debug for GpuNetwork {
             .finish_non_exhaustive()
     }
 }
+
+/// The loss entry the optimizer kernels write when an update made the weights non-finite (a NaN with
+/// this payload; `WEIGHTS_DIVERGED` in common.wgsl).
+const WEIGHTS_DIVERGED: u32 = 0x7fc0_0bad;
 
 impl GpuNetwork {
     /// A network initialised exactly as `Network::<f32>::new(config, seed)`, on the GPU.
@@ -563,7 +568,7 @@ impl GpuNetwork {
             step.push(self.dispatch(
                 Kernel::Optim,
                 &u,
-                &[&self.theta, &self.grads, &self.state, &self.sched, &self.counter],
+                &[&self.theta, &self.grads, &self.state, &self.sched, &self.counter, &self.losses],
                 [self.stride_groups(l.n_trained, 64), 1, 1],
             )?);
         }
@@ -813,7 +818,8 @@ impl GpuNetwork {
                 })?;
                 self.updates += k as u64;
                 out.extend(losses[..k].iter().map(|&l| f64::from(l)));
-                return Err(Error::Diverged { step: start + k, what: "loss", losses: out });
+                let what = if losses[k].to_bits() == WEIGHTS_DIVERGED { "weights" } else { "loss" };
+                return Err(Error::Diverged { step: start + k, what, losses: out });
             }
             self.updates += part.len() as u64;
             out.extend(losses.iter().map(|&l| f64::from(l)));
@@ -913,7 +919,9 @@ impl GpuNetwork {
     pub fn train(&mut self, x: &[f32], t: &[f32], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
         let rows = self.check_pair(x, t)?;
         self.upload_batch(x, Some(t), rows)?;
-        self.run_steps(&vec![rows; steps], None, keep_going)
+        // One row count per step (all the same here); refused like the CPU's losses when it cannot fit.
+        let per_step = memory::filled("losses", steps, rows)?;
+        self.run_steps(&per_step, None, keep_going)
     }
 
     /// Mini-batch training, with the same batches, order and epoch losses as `Network::fit`.
@@ -969,7 +977,8 @@ impl GpuNetwork {
             gathers.insert(r, [dx, dy]);
         }
         let mut order: Vec<usize> = (0..n).collect();
-        let mut epoch_losses = Vec::with_capacity(epochs);
+        let mut epoch_losses = Vec::new();
+        memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
         let mut order32: Vec<u32> = order.iter().map(|&i| i as u32).collect();
         self.write(&data.order, &order32);
         for epoch in 0..epochs {

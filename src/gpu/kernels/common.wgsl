@@ -59,3 +59,13 @@ fn bias_len(mode: u32, width: u32) -> u32 {
         default: { return 0u; }
     }
 }
+
+// Whether x is neither infinite nor NaN, from its bits: WGSL lets compilers assume floats are finite,
+// so comparisons such as x != x may be folded away.
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// Written over a step's loss when its update made a parameter or optimizer state non-finite: a NaN
+// whose payload tells the host (gpu::network::WEIGHTS_DIVERGED) that the weights, not the loss, failed.
+const WEIGHTS_DIVERGED: u32 = 0x7fc00badu;

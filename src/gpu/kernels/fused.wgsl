@@ -48,6 +48,8 @@ const OWN: u32 = 9u;             // ceil(MAX_PARAMS / 256)
 
 var<workgroup> w: array<f32, MAX_PARAMS>;
 var<workgroup> sums: array<f32, 256>;
+// Set when this step's update made a parameter or optimizer state non-finite (see optim.wgsl).
+var<workgroup> diverged: atomic<u32>;
 
 fn bias_of(off: u32, j: u32) -> f32 {
     switch p.bias_mode {
@@ -225,6 +227,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             }
             let wi = w[i];
             let d = g + p.wd * wi;
+            var ok = true;
             switch p.kind {
                 case 0u: {
                     w[i] = wi - p.lr * d;
@@ -232,6 +235,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                 case 1u, 2u: {
                     let bm = m[r] * p.mu + d;
                     m[r] = bm;
+                    ok = is_finite(bm);
                     w[i] = wi - p.lr * select(bm, d + p.mu * bm, p.kind == 2u);
                 }
                 default: {
@@ -239,13 +243,20 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                     let vv = v[r] * p.beta2 + p.beta2w * d * d;
                     m[r] = mm;
                     v[r] = vv;
+                    ok = is_finite(mm) && is_finite(vv);
                     w[i] = wi + (-sc.x * mm) / (sqrt(vv) / sc.y + p.eps);
                 }
+            }
+            if (!(ok && is_finite(w[i]))) {
+                atomicStore(&diverged, 1u);
             }
         }
         // The next step overwrites the activations that this phase read, and reads the new w.
         storageBarrier();
         workgroupBarrier();
+        if (lid == 0u && atomicExchange(&diverged, 0u) == 1u) {
+            losses[step0 + s] = bitcast<f32>(WEIGHTS_DIVERGED);
+        }
     }
 
     for (var r = 0u; r < OWN; r++) {

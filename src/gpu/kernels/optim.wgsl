@@ -28,6 +28,8 @@ struct Counter {
 @group(0) @binding(4) var<storage, read> sched: array<vec2<f32>>;
 // Which step of the submission this is.
 @group(0) @binding(5) var<storage, read> counter: Counter;
+// Loss history of the submission, as bits: an update with a non-finite result marks its step.
+@group(0) @binding(6) var<storage, read_write> losses: array<atomic<u32>>;
 
 // A grid-stride loop: a network may have more parameters than one dispatch dimension holds threads.
 @compute @workgroup_size(64)
@@ -40,6 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 fn update(i: u32) {
     let w = theta[i];
     let d = grad[i] + p.wd * w;
+    var ok = true;
     switch p.kind {
         case 0u: {
             theta[i] = w - p.lr * d;
@@ -47,6 +50,7 @@ fn update(i: u32) {
         case 1u, 2u: {
             let b = state[i] * p.mu + d;
             state[i] = b;
+            ok = is_finite(b);
             theta[i] = w - p.lr * select(b, d + p.mu * b, p.kind == 2u);
         }
         default: {
@@ -55,7 +59,11 @@ fn update(i: u32) {
             let v = state[p.stride + i] * p.beta2 + p.beta2w * d * d;
             state[i] = m;
             state[p.stride + i] = v;
+            ok = is_finite(m) && is_finite(v);
             theta[i] = w + (-s.x * m) / (sqrt(v) / s.y + p.eps);
         }
+    }
+    if (!(ok && is_finite(theta[i]))) {
+        atomicStore(&losses[counter.step], WEIGHTS_DIVERGED);
     }
 }
