@@ -302,7 +302,7 @@ impl<T: Scalar> Network<T> {
     /// Outputs for a batch of `x` (B, n_in) row-major; allocates its own buffers, so `&self` suffices
     /// and many threads may predict at once.
     pub fn forward(&self, x: &[T]) -> Result<Vec<T>> {
-        let batch = Self::check_batch("X", x, self.config.n_in)?;
+        let batch = check_rows("X", x, self.config.n_in)?;
         let mut acts = Forward::default();
         acts.reserve(&self.config, batch)?;
         self.forward_into(x, batch, &mut acts);
@@ -507,31 +507,8 @@ impl<T: Scalar> Network<T> {
         Ok(())
     }
 
-    /// Checks that `x` holds whole, finite rows of `cols` values; returns the number of rows.
-    fn check_batch(arg: &'static str, x: &[T], cols: usize) -> Result<usize> {
-        if x.is_empty() || x.len() % cols != 0 {
-            return Err(Error::ShapeMismatch {
-                arg,
-                expected: format!("(batch >= 1, {cols})"),
-                got: format!("{} values", x.len()),
-            });
-        }
-        check_finite(arg, x, cols)?;
-        Ok(x.len() / cols)
-    }
-
     fn check_pair(&self, x: &[T], t: &[T]) -> Result<usize> {
-        let batch = Self::check_batch("X", x, self.config.n_in)?;
-        let n_out = self.config.n_out;
-        if t.len() != batch * n_out {
-            return Err(Error::ShapeMismatch {
-                arg: "T",
-                expected: format!("({batch}, {n_out})"),
-                got: format!("{} values", t.len()),
-            });
-        }
-        check_finite("T", t, n_out)?;
-        Ok(batch)
+        self.config.check_pair(x, t)
     }
 }
 
@@ -616,6 +593,35 @@ fn gather<T: Scalar>(src: &[T], cols: usize, rows: &[usize], out: &mut Vec<T>) {
 }
 
 /// Fails with the first non-finite value's position as `[row, col]`.
+/// Checks that `x` holds whole, finite rows of `cols` values; returns the number of rows.
+pub fn check_rows<T: Scalar>(arg: &'static str, x: &[T], cols: usize) -> Result<usize> {
+    if x.is_empty() || x.len() % cols != 0 {
+        return Err(Error::ShapeMismatch {
+            arg,
+            expected: format!("(batch >= 1, {cols})"),
+            got: format!("{} values", x.len()),
+        });
+    }
+    check_finite(arg, x, cols)?;
+    Ok(x.len() / cols)
+}
+
+impl Config {
+    /// Checks inputs `x` and targets `t` of a batch for this network (CPU or GPU); returns its rows.
+    pub(crate) fn check_pair<T: Scalar>(&self, x: &[T], t: &[T]) -> Result<usize> {
+        let batch = check_rows("X", x, self.n_in)?;
+        if t.len() != batch * self.n_out {
+            return Err(Error::ShapeMismatch {
+                arg: "T",
+                expected: format!("({batch}, {})", self.n_out),
+                got: format!("{} values", t.len()),
+            });
+        }
+        check_finite("T", t, self.n_out)?;
+        Ok(batch)
+    }
+}
+
 pub fn check_finite<T: Scalar>(arg: &'static str, x: &[T], cols: usize) -> Result<()> {
     match x.iter().position(|v| !v.is_finite()) {
         None => Ok(()),

@@ -23,7 +23,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::memory;
-use crate::network::{check_finite, epoch_order, Bias, Config, KeepGoing, Network, StepTrace, B1, B2, W1, W2};
+use crate::network::{check_rows, epoch_order, Bias, Config, KeepGoing, Network, StepTrace, B1, B2, W1, W2};
 use crate::optim::Optimizer;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -829,31 +829,8 @@ impl GpuNetwork {
         Ok(out)
     }
 
-    /// Checks that `x` holds whole, finite rows of `cols` values; returns the number of rows.
-    fn check_rows(arg: &'static str, x: &[f32], cols: usize) -> Result<usize> {
-        if x.is_empty() || x.len() % cols != 0 {
-            return Err(Error::ShapeMismatch {
-                arg,
-                expected: format!("(batch >= 1, {cols})"),
-                got: format!("{} values", x.len()),
-            });
-        }
-        check_finite(arg, x, cols)?;
-        Ok(x.len() / cols)
-    }
-
     fn check_pair(&self, x: &[f32], t: &[f32]) -> Result<usize> {
-        let rows = Self::check_rows("X", x, self.config.n_in)?;
-        let n_out = self.config.n_out;
-        if t.len() != rows * n_out {
-            return Err(Error::ShapeMismatch {
-                arg: "T",
-                expected: format!("({rows}, {n_out})"),
-                got: format!("{} values", t.len()),
-            });
-        }
-        check_finite("T", t, n_out)?;
-        Ok(rows)
+        self.config.check_pair(x, t)
     }
 
     /// Uploads a batch into the work buffers.
@@ -870,7 +847,7 @@ impl GpuNetwork {
 
     /// Outputs for a batch `x` (rows, `n_in`).
     pub fn forward(&mut self, x: &[f32]) -> Result<Vec<f32>> {
-        let rows = Self::check_rows("X", x, self.config.n_in)?;
+        let rows = check_rows("X", x, self.config.n_in)?;
         self.upload_batch(x, None, rows)?;
         let ctx = Arc::clone(&self.ctx);
         ctx.guarded("forward", || {
