@@ -312,14 +312,14 @@ impl<T: Scalar> Network<T> {
     /// One training step on a batch: forward, loss, backward, update. Returns the loss of the forward
     /// pass, taken before the update.
     pub fn train_step(&mut self, x: &[T], t: &[T]) -> Result<f64> {
-        let batch = self.check_pair(x, t)?;
+        let batch = self.config.check_pair(x, t, "T")?;
         self.reserve(batch)?;
         self.step(x, t, batch).map_err(|e| e.at_step(0, vec![]))
     }
 
     /// `steps` training steps on the same batch; returns the loss of each step.
     pub fn train(&mut self, x: &[T], t: &[T], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
-        let batch = self.check_pair(x, t)?;
+        let batch = self.config.check_pair(x, t, "T")?;
         self.reserve(batch)?;
         let mut poll = Poll::new(self.config.step_work(batch));
         let mut losses = Vec::new();
@@ -351,7 +351,7 @@ impl<T: Scalar> Network<T> {
         first_epoch: usize,
         keep_going: KeepGoing,
     ) -> Result<Vec<f64>> {
-        let n = self.check_pair(x, y)?;
+        let n = self.config.check_pair(x, y, "Y")?;
         if batch_size == 0 {
             return Err(Error::config("batch_size", "a positive integer", 0));
         }
@@ -396,7 +396,7 @@ impl<T: Scalar> Network<T> {
     /// One training step on one sample, returning every intermediate: net inputs and outputs of each
     /// layer, the loss, both deltas, every gradient, and the parameters after the update.
     pub fn explain_step(&mut self, x: &[T], t: &[T]) -> Result<StepTrace<T>> {
-        let batch = self.check_pair(x, t)?;
+        let batch = self.config.check_pair(x, t, "T")?;
         if batch != 1 {
             return Err(Error::ShapeMismatch { arg: "x", expected: "one sample".into(), got: format!("{batch} rows") });
         }
@@ -424,7 +424,7 @@ impl<T: Scalar> Network<T> {
 
     /// The loss of the network on (x, t) without training.
     pub fn loss(&self, x: &[T], t: &[T]) -> Result<f64> {
-        let batch = self.check_pair(x, t)?;
+        let batch = self.config.check_pair(x, t, "T")?;
         let mut acts = Forward::default();
         acts.reserve(&self.config, batch)?;
         self.forward_into(x, batch, &mut acts);
@@ -505,10 +505,6 @@ impl<T: Scalar> Network<T> {
         }
         self.updates = t;
         Ok(())
-    }
-
-    fn check_pair(&self, x: &[T], t: &[T]) -> Result<usize> {
-        self.config.check_pair(x, t)
     }
 }
 
@@ -607,17 +603,18 @@ pub fn check_rows<T: Scalar>(arg: &'static str, x: &[T], cols: usize) -> Result<
 }
 
 impl Config {
-    /// Checks inputs `x` and targets `t` of a batch for this network (CPU or GPU); returns its rows.
-    pub(crate) fn check_pair<T: Scalar>(&self, x: &[T], t: &[T]) -> Result<usize> {
+    /// Checks inputs `x` and targets `t` (named `t_name`: T, or Y for fit) of a batch for this network
+    /// (CPU or GPU); returns its rows.
+    pub(crate) fn check_pair<T: Scalar>(&self, x: &[T], t: &[T], t_name: &'static str) -> Result<usize> {
         let batch = check_rows("X", x, self.n_in)?;
         if t.len() != batch * self.n_out {
             return Err(Error::ShapeMismatch {
-                arg: "T",
+                arg: t_name,
                 expected: format!("({batch}, {})", self.n_out),
                 got: format!("{} values", t.len()),
             });
         }
-        check_finite("T", t, self.n_out)?;
+        check_finite(t_name, t, self.n_out)?;
         Ok(batch)
     }
 }

@@ -3,7 +3,7 @@
 //! backend's stand-in makes every constructor raise `GpuUnavailableError`.
 
 use super::{
-    config_dict, interruptible, make_config, params_of, rows_of, state_lists, state_of, to_numpy, trace_dict,
+    config_dict, interruptible, make_config, pair_of, params_of, rows_of, state_lists, state_of, to_numpy, trace_dict,
     weights_dict,
 };
 use crate::gpu::GpuNetwork;
@@ -49,21 +49,6 @@ impl GpuCore {
             Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
         }
     }
-}
-
-/// X and T as rows of `n_in` and `n_out` float32 values with the same number of rows.
-fn pair(n: &GpuNetwork, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<(Vec<f32>, Vec<f32>, usize)> {
-    let (x, rows, _) = rows_of::<f32>(x, "X", n.config().n_in)?;
-    let (t, t_rows, _) = rows_of::<f32>(t, "T", n.config().n_out)?;
-    if rows != t_rows {
-        return Err(crate::Error::ShapeMismatch {
-            arg: "T",
-            expected: format!("{rows} rows, like X"),
-            got: format!("{t_rows} rows"),
-        }
-        .into());
-    }
-    Ok((x, t, rows))
 }
 
 #[pymethods]
@@ -164,14 +149,14 @@ impl GpuCore {
     fn loss(&self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, t, _) = pair(n, x, t)?;
+        let (x, t, _) = pair_of::<f32>(n.config(), x, t, "T")?;
         Ok(py.detach(|| n.loss(&x, &t))?)
     }
 
     fn train_step(&self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, t, _) = pair(n, x, t)?;
+        let (x, t, _) = pair_of::<f32>(n.config(), x, t, "T")?;
         Ok(py.detach(|| n.train_step(&x, &t))?)
     }
 
@@ -184,7 +169,7 @@ impl GpuCore {
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, t, _) = pair(n, x, t)?;
+        let (x, t, _) = pair_of::<f32>(n.config(), x, t, "T")?;
         let losses = interruptible(py, |keep_going| n.train(&x, &t, steps, keep_going))?;
         Ok(numpy::IntoPyArray::into_pyarray(losses, py).into_any())
     }
@@ -203,7 +188,7 @@ impl GpuCore {
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, y, _) = pair(n, x, y)?;
+        let (x, y, _) = pair_of::<f32>(n.config(), x, y, "Y")?;
         let losses =
             interruptible(py, |keep_going| n.fit(&x, &y, epochs, batch_size, shuffle, seed, first_epoch, keep_going))?;
         Ok(numpy::IntoPyArray::into_pyarray(losses, py).into_any())
@@ -248,7 +233,7 @@ impl GpuCore {
     ) -> PyResult<Bound<'py, PyDict>> {
         let mut guard = self.lock()?;
         let n = &mut *guard;
-        let (x, t, _) = pair(n, x, t)?;
+        let (x, t, _) = pair_of::<f32>(n.config(), x, t, "T")?;
         let s = py.detach(|| n.explain_step(&x, &t))?;
         trace_dict(py, s, n.config())
     }

@@ -202,7 +202,7 @@ impl Core {
     fn loss(&self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
         let guard = self.read()?;
         dispatch!(&*guard, n => {
-            let (x, t, rows) = pair_of(n, x, t)?;
+            let (x, t, rows) = pair_of(n.config(), x, t, "T")?;
             Ok(maybe_detach(py, rows.saturating_mul(n.config().n_in * n.config().n_hidden), || n.loss(&x, &t))?)
         })
     }
@@ -211,7 +211,7 @@ impl Core {
     fn train_step(&self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
-            let (x, t, rows) = pair_of(n, x, t)?;
+            let (x, t, rows) = pair_of(n.config(), x, t, "T")?;
             let work = rows.saturating_mul(3 * n.config().n_hidden * (n.config().n_in + n.config().n_out));
             Ok(maybe_detach(py, work, || n.train_step(&x, &t))?)
         })
@@ -227,7 +227,7 @@ impl Core {
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
-            let (x, t, _) = pair_of(n, x, t)?;
+            let (x, t, _) = pair_of(n.config(), x, t, "T")?;
             let losses = interruptible(py, |keep_going| n.train(&x, &t, steps, keep_going))?;
             Ok(losses.into_pyarray(py).into_any())
         })
@@ -248,7 +248,7 @@ impl Core {
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
-            let (x, y, _) = pair_of(n, x, y)?;
+            let (x, y, _) = pair_of(n.config(), x, y, "Y")?;
             let losses = interruptible(py, |keep_going| n.fit(&x, &y, epochs, batch_size, shuffle, seed, first_epoch, keep_going))?;
             Ok(losses.into_pyarray(py).into_any())
         })
@@ -295,7 +295,7 @@ impl Core {
     ) -> PyResult<Bound<'py, PyDict>> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
-            let (x, t, _) = pair_of(n, x, t)?;
+            let (x, t, _) = pair_of(n.config(), x, t, "T")?;
             let s = n.explain_step(&x, &t)?;
             trace_dict(py, s, n.config())
         })
@@ -511,17 +511,19 @@ fn exact_shape<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, s
     Ok(array.readonly().as_array().iter().copied().collect())
 }
 
-/// X and T (or Y) as rows of n_in and n_out values with the same number of rows.
-fn pair_of<T: Element + Scalar>(
-    n: &Network<T>,
+/// X and its targets (`t_name`: T, or Y for fit) as rows of `c.n_in` and `c.n_out` values with the same
+/// number of rows; shared by the CPU and GPU cores.
+pub(crate) fn pair_of<T: Element + Scalar>(
+    c: &Config,
     x: &Bound<'_, PyAny>,
     t: &Bound<'_, PyAny>,
+    t_name: &'static str,
 ) -> PyResult<(Vec<T>, Vec<T>, usize)> {
-    let (x, rows, _) = rows_of(x, "X", n.config().n_in)?;
-    let (t, t_rows, _) = rows_of(t, "T", n.config().n_out)?;
+    let (x, rows, _) = rows_of(x, "X", c.n_in)?;
+    let (t, t_rows, _) = rows_of(t, t_name, c.n_out)?;
     if rows != t_rows {
         return Err(Error::ShapeMismatch {
-            arg: "T",
+            arg: t_name,
             expected: format!("{rows} rows, like X"),
             got: format!("{t_rows} rows"),
         }

@@ -829,10 +829,6 @@ impl GpuNetwork {
         Ok(out)
     }
 
-    fn check_pair(&self, x: &[f32], t: &[f32]) -> Result<usize> {
-        self.config.check_pair(x, t)
-    }
-
     /// Uploads a batch into the work buffers.
     fn upload_batch(&mut self, x: &[f32], t: Option<&[f32]>, rows: usize) -> Result<()> {
         self.ensure_plan(rows)?;
@@ -867,7 +863,7 @@ impl GpuNetwork {
 
     /// The loss on (x, t) without training.
     pub fn loss(&mut self, x: &[f32], t: &[f32]) -> Result<f64> {
-        let rows = self.check_pair(x, t)?;
+        let rows = self.config.check_pair(x, t, "T")?;
         self.upload_batch(x, Some(t), rows)?;
         let ctx = Arc::clone(&self.ctx);
         let losses = ctx.guarded("loss", || {
@@ -894,7 +890,7 @@ impl GpuNetwork {
 
     /// `steps` training steps on one batch; the loss of each.
     pub fn train(&mut self, x: &[f32], t: &[f32], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
-        let rows = self.check_pair(x, t)?;
+        let rows = self.config.check_pair(x, t, "T")?;
         self.upload_batch(x, Some(t), rows)?;
         // One row count per step (all the same here); refused like the CPU's losses when it cannot fit.
         let per_step = memory::filled("losses", steps, rows)?;
@@ -913,7 +909,7 @@ impl GpuNetwork {
         first_epoch: usize,
         keep_going: KeepGoing,
     ) -> Result<Vec<f64>> {
-        let n = self.check_pair(x, y)?;
+        let n = self.config.check_pair(x, y, "Y")?;
         if batch_size == 0 {
             return Err(Error::config("batch_size", "a positive integer", 0));
         }
