@@ -28,28 +28,7 @@ def gpu_devices() -> list[dict[str, Any]]: ...
 
 @final
 class Core:
-    def __new__(
-        cls,
-        n_in: int,
-        n_hidden: int,
-        n_out: int,
-        *,
-        hidden_activation: str,
-        output_activation: str,
-        loss: str,
-        bias: str,
-        train_bias: bool,
-        optimizer: str,
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        dtype: str,
-        seed: int,
-    ) -> Core: ...
+    def __new__(cls, settings: dict[str, Any], dtype: str, seed: int) -> Core: ...
     @staticmethod
     def article() -> Core: ...
     @property
@@ -80,28 +59,7 @@ def core_from_safetensors(data: bytes) -> Core: ...
 
 @final
 class GpuCore:
-    def __new__(
-        cls,
-        n_in: int,
-        n_hidden: int,
-        n_out: int,
-        *,
-        hidden_activation: str,
-        output_activation: str,
-        loss: str,
-        bias: str,
-        train_bias: bool,
-        optimizer: str,
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        dtype: str,
-        seed: int,
-    ) -> GpuCore: ...
+    def __new__(cls, settings: dict[str, Any], dtype: str, seed: int) -> GpuCore: ...
     @staticmethod
     def article() -> GpuCore: ...
     @property

@@ -105,24 +105,23 @@ class Network:
         sgd = isinstance(optimizer, SGD)
         adam = optimizer if isinstance(optimizer, Adam) else Adam()
         core_class = _rustbp.GpuCore if device == "gpu" else _rustbp.Core
-        core = core_class(
-            *widths,
-            hidden_activation=hidden_activation,
-            output_activation=output_activation,
-            loss=loss,
-            bias=bias,
-            train_bias=train_bias,
-            optimizer="sgd" if sgd else "adam",
-            lr=optimizer.lr,
-            momentum=optimizer.momentum if isinstance(optimizer, SGD) else 0.0,
-            nesterov=optimizer.nesterov if isinstance(optimizer, SGD) else False,
-            weight_decay=optimizer.weight_decay,
-            beta1=adam.betas[0],
-            beta2=adam.betas[1],
-            eps=adam.eps,
-            dtype=dtype,
-            seed=seed,
-        )
+        settings = {
+            **dict(zip(("n_in", "n_hidden", "n_out"), widths)),
+            "hidden_activation": hidden_activation,
+            "output_activation": output_activation,
+            "loss": loss,
+            "bias": bias,
+            "train_bias": train_bias,
+            "optimizer": "sgd" if sgd else "adam",
+            "lr": optimizer.lr,
+            "momentum": optimizer.momentum if isinstance(optimizer, SGD) else 0.0,
+            "nesterov": optimizer.nesterov if isinstance(optimizer, SGD) else False,
+            "weight_decay": optimizer.weight_decay,
+            "beta1": adam.betas[0],
+            "beta2": adam.betas[1],
+            "eps": adam.eps,
+        }
+        core = core_class(settings, dtype, seed)
         self._init(core, optimizer, device)
         self._seed = int(seed)
 

@@ -3,8 +3,8 @@
 //! backend's stand-in makes every constructor raise `GpuUnavailableError`.
 
 use super::{
-    config_dict, interruptible, make_config, pair_of, params_of, rows_of, state_lists, state_of, to_numpy, trace_dict,
-    weights_dict,
+    config_dict, interruptible, pair_of, params_of, rows_of, state_lists, state_of, to_numpy, trace_dict, weights_dict,
+    Settings,
 };
 use crate::gpu::GpuNetwork;
 use crate::network::Network;
@@ -54,52 +54,13 @@ impl GpuCore {
 #[pymethods]
 impl GpuCore {
     #[new]
-    #[pyo3(signature = (n_in, n_hidden, n_out, *, hidden_activation, output_activation, loss, bias, train_bias,
-                        optimizer, lr, momentum, nesterov, weight_decay, beta1, beta2, eps, dtype, seed))]
-    fn new(
-        py: Python<'_>,
-        n_in: usize,
-        n_hidden: usize,
-        n_out: usize,
-        hidden_activation: &str,
-        output_activation: &str,
-        loss: &str,
-        bias: &str,
-        train_bias: bool,
-        optimizer: &str,
-        lr: f64,
-        momentum: f64,
-        nesterov: bool,
-        weight_decay: f64,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        dtype: &str,
-        seed: u64,
-    ) -> PyResult<Self> {
+    fn new(py: Python<'_>, settings: Settings, dtype: &str, seed: u64) -> PyResult<Self> {
         if dtype != "float32" {
             return Err(PyValueError::new_err(format!(
                 "dtype: GPU compute is float32, so device='gpu' needs dtype='float32' (got {dtype:?}); use device='cpu' for float64"
             )));
         }
-        let config = make_config(
-            n_in,
-            n_hidden,
-            n_out,
-            hidden_activation,
-            output_activation,
-            loss,
-            bias,
-            train_bias,
-            optimizer,
-            lr,
-            momentum,
-            nesterov,
-            weight_decay,
-            beta1,
-            beta2,
-            eps,
-        )?;
+        let config = settings.into_config()?;
         let net = py.detach(|| GpuNetwork::new(config, seed))?;
         Ok(Self { net: Mutex::new(net) })
     }

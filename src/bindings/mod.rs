@@ -49,17 +49,20 @@ struct Core {
     net: RwLock<Net>,
 }
 
-/// The core's `Config` from the constructor's keyword arguments (shared by `Core` and `GpuCore`).
-fn make_config(
+/// A network's settings as the Python layer passes them, a dict with these keys (shared by `Core` and
+/// `GpuCore`; `Network.__init__` has checked their types).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub(crate) struct Settings {
     n_in: usize,
     n_hidden: usize,
     n_out: usize,
-    hidden_activation: &str,
-    output_activation: &str,
-    loss: &str,
-    bias: &str,
+    hidden_activation: String,
+    output_activation: String,
+    loss: String,
+    bias: String,
     train_bias: bool,
-    optimizer: &str,
+    optimizer: String,
     lr: f64,
     momentum: f64,
     nesterov: bool,
@@ -67,23 +70,29 @@ fn make_config(
     beta1: f64,
     beta2: f64,
     eps: f64,
-) -> PyResult<Config> {
-    let optimizer = match optimizer {
-        "sgd" => Optimizer::Sgd { lr, momentum, nesterov, weight_decay },
-        "adam" => Optimizer::Adam { lr, beta1, beta2, eps, weight_decay },
-        other => return Err(PyValueError::new_err(format!("optimizer: expected sgd or adam, got {other:?}"))),
-    };
-    Ok(Config {
-        n_in,
-        n_hidden,
-        n_out,
-        hidden_activation: parse("hidden_activation", hidden_activation, Activation::NAMES)?,
-        output_activation: parse("output_activation", output_activation, Activation::NAMES)?,
-        loss: parse::<Loss>("loss", loss, Loss::NAMES)?,
-        bias: parse::<Bias>("bias", bias, Bias::NAMES)?,
-        train_bias,
-        optimizer,
-    })
+}
+
+impl Settings {
+    /// The core's `Config`; names are parsed here, ranges checked by the core.
+    pub(crate) fn into_config(self) -> PyResult<Config> {
+        let Self { lr, momentum, nesterov, weight_decay, beta1, beta2, eps, .. } = self;
+        let optimizer = match self.optimizer.as_str() {
+            "sgd" => Optimizer::Sgd { lr, momentum, nesterov, weight_decay },
+            "adam" => Optimizer::Adam { lr, beta1, beta2, eps, weight_decay },
+            other => return Err(PyValueError::new_err(format!("optimizer: expected sgd or adam, got {other:?}"))),
+        };
+        Ok(Config {
+            n_in: self.n_in,
+            n_hidden: self.n_hidden,
+            n_out: self.n_out,
+            hidden_activation: parse("hidden_activation", &self.hidden_activation, Activation::NAMES)?,
+            output_activation: parse("output_activation", &self.output_activation, Activation::NAMES)?,
+            loss: parse::<Loss>("loss", &self.loss, Loss::NAMES)?,
+            bias: parse::<Bias>("bias", &self.bias, Bias::NAMES)?,
+            train_bias: self.train_bias,
+            optimizer,
+        })
+    }
 }
 
 fn parse<V: FromStr>(arg: &'static str, value: &str, accepted: &str) -> PyResult<V> {
@@ -119,46 +128,8 @@ fn unpoisoned<G>(lock: Result<G, TryLockError<G>>) -> PyResult<G> {
 #[pymethods]
 impl Core {
     #[new]
-    #[pyo3(signature = (n_in, n_hidden, n_out, *, hidden_activation, output_activation, loss, bias, train_bias,
-                        optimizer, lr, momentum, nesterov, weight_decay, beta1, beta2, eps, dtype, seed))]
-    fn new(
-        n_in: usize,
-        n_hidden: usize,
-        n_out: usize,
-        hidden_activation: &str,
-        output_activation: &str,
-        loss: &str,
-        bias: &str,
-        train_bias: bool,
-        optimizer: &str,
-        lr: f64,
-        momentum: f64,
-        nesterov: bool,
-        weight_decay: f64,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        dtype: &str,
-        seed: u64,
-    ) -> PyResult<Self> {
-        let config = make_config(
-            n_in,
-            n_hidden,
-            n_out,
-            hidden_activation,
-            output_activation,
-            loss,
-            bias,
-            train_bias,
-            optimizer,
-            lr,
-            momentum,
-            nesterov,
-            weight_decay,
-            beta1,
-            beta2,
-            eps,
-        )?;
+    fn new(settings: Settings, dtype: &str, seed: u64) -> PyResult<Self> {
+        let config = settings.into_config()?;
         let net = match dtype {
             "float32" => Net::F32(Network::new(config, seed)?),
             "float64" => Net::F64(Network::new(config, seed)?),
