@@ -429,13 +429,7 @@ fn rows_of<T: Element + Scalar>(
     arg: &'static str,
     cols: usize,
 ) -> PyResult<(Vec<T>, usize, bool)> {
-    let array = obj.cast::<PyArrayDyn<T>>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{arg}: expected a numpy array of {}, got {}",
-            std::any::type_name::<T>(),
-            describe(obj)
-        ))
-    })?;
+    let array = array_of::<T>(obj, arg)?;
     let shape = array.shape().to_vec();
     let (rows, width, one_d) = match shape[..] {
         [w] => (1, w, true),
@@ -465,15 +459,20 @@ fn rows_of<T: Element + Scalar>(
     Ok((data, rows, one_d))
 }
 
-/// Copies an array that must have exactly `shape`.
-fn exact_shape<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, shape: &[usize]) -> PyResult<Vec<T>> {
-    let array = obj.cast::<PyArrayDyn<T>>().map_err(|_| {
+/// `obj` as a numpy array of `T`, or a TypeError naming `arg` (the Python layer converts dtypes first).
+fn array_of<'a, 'py, T: Element>(obj: &'a Bound<'py, PyAny>, arg: &str) -> PyResult<&'a Bound<'py, PyArrayDyn<T>>> {
+    obj.cast::<PyArrayDyn<T>>().map_err(|_| {
         PyTypeError::new_err(format!(
             "{arg}: expected a numpy array of {}, got {}",
             std::any::type_name::<T>(),
             describe(obj)
         ))
-    })?;
+    })
+}
+
+/// Copies an array that must have exactly `shape`.
+fn exact_shape<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, shape: &[usize]) -> PyResult<Vec<T>> {
+    let array = array_of::<T>(obj, arg)?;
     if array.shape() != shape {
         return Err(
             Error::ShapeMismatch { arg, expected: format!("{shape:?}"), got: format!("{:?}", array.shape()) }.into()
