@@ -420,6 +420,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::backend::Backend;
 
     fn trained(optimizer: Optimizer, bias: Bias) -> Network<f64> {
         let config = Config { optimizer, bias, hidden_activation: Activation::Tanh, ..Config::new(3, 5, 2) };

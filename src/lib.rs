@@ -1,12 +1,15 @@
 //! rustbp: a three-layer fully connected network (input -> hidden -> output, any widths) with its
 //! forward and backward passes and optimizers, in f32 and f64.
 //!
-//! The math here knows nothing about Python: `network` builds on `linalg`, `activation`, `loss` and
-//! `optim`; the PyO3 bindings (feature `python`) sit on top and are the only code that imports `pyo3`.
+//! The math here knows nothing about Python or devices: `network` builds on `linalg`, `activation`,
+//! `loss` and `optim`. `backend` says what a network on a device does (the `Backend` trait) and holds the
+//! training loops written once over it; the CPU network and the GPU network (`gpu`, wgpu) implement it.
+//! The PyO3 bindings (feature `python`) sit on top and are the only code that imports `pyo3`.
 
 mod names;
 
 pub mod activation;
+pub mod backend;
 pub mod error;
 mod exp;
 pub mod io;
@@ -22,6 +25,7 @@ pub mod gpu;
 mod bindings;
 
 pub use activation::Activation;
+pub use backend::{Backend, KeepGoing};
 pub use error::{Error, Result};
 pub use linalg::Scalar;
 pub use loss::Loss;

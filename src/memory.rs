@@ -54,6 +54,7 @@ fn available() -> Option<u64> {
 #[allow(clippy::unwrap_used)] // tests fail by panicking
 mod tests {
     use super::*;
+    use crate::backend::Backend;
 
     #[test]
     fn absurd_sizes_are_errors_not_aborts() {

@@ -189,9 +189,6 @@ pub struct Network<T> {
     dz1: Vec<T>,
 }
 
-/// Asks the caller whether to go on; called every few milliseconds of work during long loops.
-pub type KeepGoing<'a> = &'a mut dyn FnMut() -> bool;
-
 impl<T: Scalar> Network<T> {
     /// A network initialised like PyTorch's `nn.Linear`: every weight and bias uniform in
     /// (-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn in f64 from a seeded generator (so f32 and f64
@@ -299,103 +296,10 @@ impl<T: Scalar> Network<T> {
         Ok(())
     }
 
-    /// Outputs for a batch of `x` (B, n_in) row-major; allocates its own buffers, so `&self` suffices
-    /// and many threads may predict at once.
-    pub fn forward(&self, x: &[T]) -> Result<Vec<T>> {
-        let batch = check_rows("X", x, self.config.n_in)?;
-        let mut acts = Forward::default();
-        acts.reserve(&self.config, batch)?;
-        self.forward_into(x, batch, &mut acts);
-        Ok(acts.o)
-    }
-
-    /// One training step on a batch: forward, loss, backward, update. Returns the loss of the forward
-    /// pass, taken before the update.
-    pub fn train_step(&mut self, x: &[T], t: &[T]) -> Result<f64> {
-        let batch = self.config.check_pair(x, t, "T")?;
-        self.reserve(batch)?;
-        self.step(x, t, batch).map_err(|e| e.at_step(0, vec![]))
-    }
-
-    /// `steps` training steps on the same batch; returns the loss of each step.
-    pub fn train(&mut self, x: &[T], t: &[T], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
-        let batch = self.config.check_pair(x, t, "T")?;
-        self.reserve(batch)?;
-        let mut poll = Poll::new(self.config.step_work(batch));
-        let mut losses = Vec::new();
-        memory::reserve("losses", &mut losses, steps, 1)?;
-        for s in 0..steps {
-            if poll.due() && !keep_going() {
-                return Err(Error::Interrupted { completed: s });
-            }
-            match self.step(x, t, batch) {
-                Ok(loss) => losses.push(loss),
-                Err(e) => return Err(e.at_step(s, losses)),
-            }
-        }
-        Ok(losses)
-    }
-
-    /// `epochs` passes over (x, y) in mini-batches of `batch_size` rows (the last one may be smaller),
-    /// numbered from `first_epoch` and, when `shuffle`, each in the order `epoch_order(seed, epoch)`, so
-    /// one call of k epochs trains exactly like k calls of one. Returns each epoch's mean loss over its
-    /// samples, as measured in the forward passes of its steps.
-    pub fn fit(
-        &mut self,
-        x: &[T],
-        y: &[T],
-        epochs: usize,
-        batch_size: usize,
-        shuffle: bool,
-        seed: u64,
-        first_epoch: usize,
-        keep_going: KeepGoing,
-    ) -> Result<Vec<f64>> {
-        let n = self.config.check_pair(x, y, "Y")?;
-        if batch_size == 0 {
-            return Err(Error::config("batch_size", "a positive integer", 0));
-        }
-        let (n_in, n_out) = (self.config.n_in, self.config.n_out);
-        let mut order = Vec::new();
-        let (mut xb, mut yb) = (Vec::new(), Vec::new());
-        self.reserve(batch_size.min(n))?;
-        let mut poll = Poll::new(self.config.step_work(batch_size.min(n)));
-        let mut epoch_losses = Vec::new();
-        memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
-        let mut steps = 0;
-        for epoch in first_epoch..first_epoch + epochs {
-            if shuffle {
-                epoch_order(n, seed, epoch, &mut order);
-            } else if order.len() != n {
-                order = (0..n).collect();
-            }
-            let mut total = 0.0;
-            for (b, rows) in order.chunks(batch_size).enumerate() {
-                if poll.due() && !keep_going() {
-                    return Err(Error::Interrupted { completed: steps });
-                }
-                let start = b * batch_size;
-                let (xs, ys) = if shuffle {
-                    gather(x, n_in, rows, &mut xb);
-                    gather(y, n_out, rows, &mut yb);
-                    (&xb[..], &yb[..])
-                } else {
-                    (&x[start * n_in..(start + rows.len()) * n_in], &y[start * n_out..(start + rows.len()) * n_out])
-                };
-                match self.step(xs, ys, rows.len()) {
-                    Ok(loss) => total += loss * rows.len() as f64,
-                    Err(e) => return Err(e.at_step(steps, epoch_losses)),
-                }
-                steps += 1;
-            }
-            epoch_losses.push(total / n as f64);
-        }
-        Ok(epoch_losses)
-    }
-
     /// One training step on one sample, returning every intermediate: net inputs and outputs of each
-    /// layer, the loss, both deltas, every gradient, and the parameters after the update.
-    pub fn explain_step(&mut self, x: &[T], t: &[T]) -> Result<StepTrace<T>> {
+    /// layer, the loss, both deltas, every gradient, and the parameters after the update (which this
+    /// network takes: `Backend::explain_step` runs it on a copy).
+    pub fn trace_step(&mut self, x: &[T], t: &[T]) -> Result<StepTrace<T>> {
         let batch = self.config.check_pair(x, t, "T")?;
         if batch != 1 {
             return Err(Error::ShapeMismatch { arg: "x", expected: "one sample".into(), got: format!("{batch} rows") });
@@ -420,15 +324,6 @@ impl<T: Scalar> Network<T> {
             grads,
             params_after: self.params.clone(),
         })
-    }
-
-    /// The loss of the network on (x, t) without training.
-    pub fn loss(&self, x: &[T], t: &[T]) -> Result<f64> {
-        let batch = self.config.check_pair(x, t, "T")?;
-        let mut acts = Forward::default();
-        acts.reserve(&self.config, batch)?;
-        self.forward_into(x, batch, &mut acts);
-        Ok(self.config.loss.value(&acts.z2, &acts.o, t, self.config.n_out))
     }
 
     /// Room in the training buffers for steps on `batch` rows (see `memory`).
@@ -505,40 +400,6 @@ impl<T: Scalar> Network<T> {
         }
         self.updates = t;
         Ok(())
-    }
-}
-
-impl Error {
-    /// Places a divergence at step `step` of a loop, with the losses recorded before it.
-    fn at_step(self, step: usize, losses: Vec<f64>) -> Self {
-        match self {
-            Self::Diverged { what, .. } => Self::Diverged { step, what, losses },
-            other => other,
-        }
-    }
-}
-
-/// Says when a training loop should ask `keep_going`: every ~10 million multiply-adds (a few ms), so
-/// Ctrl-C is answered quickly without paying a clock read or a division per tiny step.
-struct Poll {
-    every: usize,
-    left: usize,
-}
-
-impl Poll {
-    fn new(step_work: usize) -> Self {
-        let every = (10_000_000 / step_work.max(1)).max(1);
-        Self { every, left: every }
-    }
-
-    /// True once every `every` calls.
-    #[inline]
-    fn due(&mut self) -> bool {
-        self.left -= 1;
-        if self.left == 0 {
-            self.left = self.every;
-        }
-        self.left == self.every
     }
 }
 
@@ -630,7 +491,10 @@ pub fn check_finite<T: Scalar>(arg: &'static str, x: &[T], cols: usize) -> Resul
     }
 }
 
+mod backend;
 mod tiny;
+
+pub use backend::Rows;
 
 #[cfg(test)]
 mod tests;

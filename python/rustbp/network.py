@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _files, _rustbp, _torch, training
-from .config import NetworkConfig, TrainingConfig, _positive_int, optimizer_from_core, random_seed
-from .config import _seed as _checked_seed
+from .config import DEVICES, NetworkConfig, TrainingConfig, _one_of, _positive_int, optimizer_from_core, random_seed
+from .config import DTYPES as DTYPE_NAMES
 from .gpu import GpuDevice
 from .optim import SGD, Adam, Optimizer
 from .training import Callback, History
@@ -22,14 +22,7 @@ __all__ = ["Network"]
 ArrayLike = Union[npt.ArrayLike, np.ndarray]
 FloatArray = npt.NDArray[np.floating[Any]]
 
-DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
-DEVICES = ("cpu", "gpu")
-
-
-def _seed(value: object) -> int:
-    """A checked seed, or a fresh random one for None."""
-    seed = _checked_seed(value)
-    return random_seed() if seed is None else seed
+DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(name) for name in DTYPE_NAMES}
 
 
 def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
@@ -77,60 +70,21 @@ class Network:
         device: str = "cpu",
         seed: int | None = None,
     ) -> None:
-        widths = [_positive_int(n, v) for n, v in (("n_in", n_in), ("n_hidden", n_hidden), ("n_out", n_out))]
-        if optimizer is None:
-            optimizer = SGD(lr=0.5)
-        if not isinstance(optimizer, (SGD, Adam)):
-            raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(optimizer).__name__}")
-        for name, value in (("dtype", dtype), ("device", device)):
-            if not isinstance(value, str) and not (name == "dtype" and value is None):
-                raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
-        if device not in DEVICES:
-            raise ValueError(f"device: expected one of cpu, gpu, got {device!r}")
-        if dtype is None:
-            dtype = "float32" if device == "gpu" else "float64"  # GPU compute is float32
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype: expected one of float64, float32, got {dtype!r}")
-        if not isinstance(train_bias, bool):
-            raise TypeError(f"train_bias: expected a bool, got {type(train_bias).__name__}")
-        for name, value in (
-            ("hidden_activation", hidden_activation),
-            ("output_activation", output_activation),
-            ("loss", loss),
-            ("bias", bias),
-        ):
-            if not isinstance(value, str):
-                raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
-        seed = _seed(seed)
-        sgd = isinstance(optimizer, SGD)
-        adam = optimizer if isinstance(optimizer, Adam) else Adam()
-        core_class = _rustbp.GpuCore if device == "gpu" else _rustbp.Core
-        settings = {
-            **dict(zip(("n_in", "n_hidden", "n_out"), widths)),
-            "hidden_activation": hidden_activation,
-            "output_activation": output_activation,
-            "loss": loss,
-            "bias": bias,
-            "train_bias": train_bias,
-            "optimizer": "sgd" if sgd else "adam",
-            "lr": optimizer.lr,
-            "momentum": optimizer.momentum if isinstance(optimizer, SGD) else 0.0,
-            "nesterov": optimizer.nesterov if isinstance(optimizer, SGD) else False,
-            "weight_decay": optimizer.weight_decay,
-            "beta1": adam.betas[0],
-            "beta2": adam.betas[1],
-            "eps": adam.eps,
-        }
-        core = core_class(settings, dtype, seed)
-        self._init(core, optimizer, device)
-        self._seed = int(seed)
+        config = NetworkConfig(
+            n_in, n_hidden, n_out, hidden_activation=hidden_activation, output_activation=output_activation,
+            loss=loss, bias=bias, train_bias=train_bias, optimizer=SGD(lr=0.5) if optimizer is None else optimizer,
+            dtype=dtype, device=device, seed=seed,
+        )  # fmt: skip
+        seed = random_seed() if config.seed is None else int(config.seed)
+        assert config.dtype is not None  # NetworkConfig resolves it for the device
+        self._init(_rustbp.Core(_settings(config), config.dtype, config.device, seed), config.optimizer)
+        self._seed = seed
 
-    def _init(self, core: _rustbp.Core | _rustbp.GpuCore, optimizer: Optimizer, device: str) -> None:
+    def _init(self, core: _rustbp.Core, optimizer: Optimizer) -> None:
         self._core = core
         self._config: dict[str, Any] = core.config()
         self._dtype = DTYPES[core.dtype]
         self._optimizer = optimizer
-        self._device = device
         self._seed = None
 
     @classmethod
@@ -138,11 +92,8 @@ class Network:
         """The worked example of the article: 2-2-2, weights 0.15..0.55, shared biases 0.35 and 0.60
         that are not trained, sigmoid on both layers, half_sse loss, plain SGD with lr 0.5; float64 on
         the CPU, float32 on the GPU."""
-        if device not in DEVICES:
-            raise ValueError(f"device: expected one of cpu, gpu, got {device!r}")
-        net = cls.__new__(cls)
-        net._init(_rustbp.GpuCore.article() if device == "gpu" else _rustbp.Core.article(), SGD(lr=0.5), device)
-        return net
+        _one_of("device", device, DEVICES)
+        return cls._from_core(_rustbp.Core.article(device))
 
     # -- shape and settings -------------------------------------------------------------------------
     @property
@@ -163,12 +114,13 @@ class Network:
 
     @property
     def device(self) -> str:
-        return self._device
+        return self._core.device
 
     @property
     def adapter(self) -> GpuDevice | None:
         """The GPU adapter this network runs on (see ``rustbp.gpu_devices``); None on the CPU."""
-        return GpuDevice(**self._core.adapter()) if isinstance(self._core, _rustbp.GpuCore) else None
+        adapter = self._core.adapter()
+        return None if adapter is None else GpuDevice(**adapter)
 
     @property
     def optimizer(self) -> Optimizer:
@@ -180,7 +132,7 @@ class Network:
             f"Network({c['n_in']}, {c['n_hidden']}, {c['n_out']}, hidden_activation={c['hidden_activation']!r}, "
             f"output_activation={c['output_activation']!r}, loss={c['loss']!r}, bias={c['bias']!r}, "
             f"train_bias={c['train_bias']}, optimizer={self._optimizer!r}, dtype={self.dtype!r}, "
-            f"device={self._device!r})"
+            f"device={self.device!r})"
         )
 
     # -- computing ----------------------------------------------------------------------------------
@@ -286,47 +238,40 @@ class Network:
         names = ("hidden_activation", "output_activation", "loss", "bias", "train_bias")
         return NetworkConfig(
             c["n_in"], c["n_hidden"], c["n_out"], **{k: c[k] for k in names},
-            optimizer=self._optimizer, dtype=self.dtype, device=self._device, seed=self._seed,
+            optimizer=self._optimizer, dtype=self.dtype, device=self.device, seed=self._seed,
         )  # fmt: skip
 
     def save(self, path: str | os.PathLike[str], *, optimizer: bool = True) -> None:
         """Writes the network to ``path`` as safetensors, atomically: weights named like PyTorch's
         ``nn.Sequential`` state dict, the configuration and (with ``optimizer``) the optimizer state in
         the metadata, so that ``Network.load`` resumes training exactly."""
-        _files.write_atomic(path, _rustbp.core_to_safetensors(self._cpu_core(), bool(optimizer)))
+        _files.write_atomic(path, _rustbp.core_to_safetensors(self._core, bool(optimizer)))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> Network:
         """A network saved by ``save``; the file is checked (format, version, checksum, shapes) first.
         With ``device="gpu"`` it is moved to the GPU as by ``to("gpu")``."""
-        net = cls._from_core(_files.read(path), "cpu")
+        _one_of("device", device, DEVICES)
+        net = cls._from_core(_files.read(path))
         return net if device == "cpu" else net.to(device)
 
     def to(self, device: str, dtype: str | None = None) -> Network:
         """A copy of this network on ``device`` ("cpu" or "gpu"): weights, configuration and optimizer
         state. ``dtype=None`` keeps the dtype, except that the GPU computes in float32 (float64 weights
         are rounded)."""
-        if device not in DEVICES:
-            raise ValueError(f"device: expected one of cpu, gpu, got {device!r}")
-        if dtype is None:
-            dtype = "float32" if device == "gpu" else self.dtype
-        net = Network.from_config(replace(self.config, dtype=dtype, device=device, seed=0))
-        net.set_weights(self.get_weights())
-        state, updates = self._core.get_optimizer_state()
-        net._core.set_optimizer_state([[a.astype(net._dtype) for a in p] for p in state], updates)
+        _one_of("device", device, DEVICES)
+        if dtype is None and device == "cpu":
+            dtype = self.dtype
+        config = replace(self.config, dtype=dtype, device=device)  # validates the pair
+        assert config.dtype is not None
+        net = self._from_core(self._core.to(config.device, config.dtype))
         net._seed = self._seed
         return net
 
-    def _cpu_core(self) -> _rustbp.Core:
-        """The core itself on the CPU; a CPU copy of a GPU network (files and pickles hold CPU cores)."""
-        core = self._core if self._device == "cpu" else self.to("cpu")._core
-        assert isinstance(core, _rustbp.Core)
-        return core
-
     @classmethod
-    def _from_core(cls, core: _rustbp.Core, device: str) -> Network:
+    def _from_core(cls, core: _rustbp.Core) -> Network:
         net = cls.__new__(cls)
-        net._init(core, optimizer_from_core(core.config()["optimizer"]), device)
+        net._init(core, optimizer_from_core(core.config()["optimizer"]))
         return net
 
     def __getstate__(self) -> dict[str, Any]:
@@ -334,16 +279,16 @@ class Network:
         # from checked data; the optimizer state beside them as arrays, exact and without the size limit
         # of a safetensors header. Pickles (joblib, multiprocessing, sklearn's clone) resume exactly.
         # A GPU network pickles as its CPU copy and goes back to the GPU when unpickled.
-        return {"safetensors": _rustbp.core_to_safetensors(self._cpu_core(), False), "device": self._device,
+        return {"safetensors": _rustbp.core_to_safetensors(self._core, False), "device": self.device,
                 "seed": self._seed, "optimizer_state": self._core.get_optimizer_state()}  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         core = _rustbp.core_from_safetensors(state["safetensors"])
         core.set_optimizer_state(*state["optimizer_state"])
-        self._init(core, optimizer_from_core(core.config()["optimizer"]), "cpu")
-        self._seed = state["seed"]
         if state["device"] != "cpu":
-            self.__dict__.update(self.to(state["device"]).__dict__)
+            core = core.to(state["device"], "float32")
+        self._init(core, optimizer_from_core(core.config()["optimizer"]))
+        self._seed = state["seed"]
 
     def to_torch(self) -> Any:
         """A ``torch.nn.Sequential(Linear, activation, Linear, activation)`` with copies of the weights."""
@@ -390,3 +335,21 @@ def _article_names(s: dict[str, Any]) -> dict[str, float]:
             names[f"dE_dw{first + k}"] = float(grad)
             names[f"w{first + k}_new"] = float(new)
     return names
+
+
+def _settings(config: NetworkConfig) -> dict[str, Any]:
+    """The core's settings dict for a validated ``config``."""
+    opt = config.optimizer
+    adam = opt if isinstance(opt, Adam) else Adam()
+    names = ("n_in", "n_hidden", "n_out", "hidden_activation", "output_activation", "loss", "bias", "train_bias")
+    return {
+        **{k: getattr(config, k) for k in names},
+        "optimizer": "sgd" if isinstance(opt, SGD) else "adam",
+        "lr": opt.lr,
+        "momentum": opt.momentum if isinstance(opt, SGD) else 0.0,
+        "nesterov": opt.nesterov if isinstance(opt, SGD) else False,
+        "weight_decay": opt.weight_decay,
+        "beta1": adam.betas[0],
+        "beta2": adam.betas[1],
+        "eps": adam.eps,
+    }

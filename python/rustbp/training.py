@@ -4,6 +4,7 @@ progress bar. The Rust core only returns metrics; everything reported is reporte
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
@@ -138,6 +139,21 @@ def _accuracy(outputs: npt.NDArray[Any], targets: npt.NDArray[Any]) -> float:
     return float(np.mean(np.argmax(outputs, axis=1) == np.argmax(targets, axis=1)))
 
 
+@contextlib.contextmanager
+def _numbered_from(steps_before: int, losses_before: Sequence[Any]) -> Iterator[None]:
+    """Numbers a divergence or an interruption in the block's core call as if the earlier calls of the
+    same loop (``steps_before`` steps, and ``losses_before``: losses or arrays of losses) were one run."""
+    try:
+        yield
+    except TrainingDivergedError as e:
+        e.step += steps_before
+        e.losses = [*np.concatenate([np.ravel(v) for v in losses_before] or [np.zeros(0)]).tolist(), *e.losses]
+        raise
+    except KeyboardInterrupt as e:
+        e.completed_steps = steps_before + getattr(e, "completed_steps", 0)  # type: ignore[attr-defined]
+        raise
+
+
 def _rows(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return a.reshape(1, -1) if a.ndim == 1 else a
 
@@ -187,17 +203,8 @@ def fit(
         return history
     try:
         for epoch in range(config.epochs):
-            try:
+            with _numbered_from(epoch * steps_per_epoch, history.history.get("loss", [])):
                 losses = net._core.fit(x, y, 1, config.batch_size, config.shuffle, seed, epoch)
-            except TrainingDivergedError as e:
-                # Number the failing step and list the losses as if the epochs were one run.
-                e.step += epoch * steps_per_epoch
-                e.losses = [*history.history.get("loss", []), *e.losses]
-                raise
-            except KeyboardInterrupt as e:
-                # The core counts this call's steps; the caller wants the whole fit's.
-                e.completed_steps = epoch * steps_per_epoch + getattr(e, "completed_steps", 0)  # type: ignore[attr-defined]
-                raise
             logs = {"loss": float(losses[0])}
             if train_accuracy:
                 logs["accuracy"] = _accuracy(net.forward(x), y)
@@ -255,12 +262,8 @@ def train(
     try:
         for start in range(0, steps, log_every):
             n = min(log_every, steps - start)
-            try:
+            with _numbered_from(start, chunks):
                 losses = net._core.train(x, t, n)
-            except TrainingDivergedError as e:
-                e.step += start
-                e.losses = [*np.concatenate(chunks or [np.zeros(0)]).tolist(), *e.losses]
-                raise
             chunks.append(losses)
             logger.info("step %d: loss %r", start, float(losses[0]))
             if bar is not None:

@@ -1,6 +1,11 @@
 //! The GPU backend: the same network math as `crate::network`, in f32, on wgpu compute shaders
 //! (Vulkan, Metal, DX12), with every kernel in its own `.wgsl` file under `kernels/`.
 //!
+//! - `context`: the adapter, device and compiled kernels, shared by the process's networks.
+//! - `kernels`: the pipelines, their uniform blocks, and the constants shared with WGSL.
+//! - `buffers`: parameters, optimizer state and work buffers; `plan`, `fused`: the dispatches of a
+//!   step; `submit`: submissions and rollback; `network`: `GpuNetwork`, a `Backend`.
+//!
 //! Built with the cargo feature `gpu`. Without it, `stand_in` provides the same names, and each of
 //! them returns `Error::GpuUnavailable` saying how to get a build with the GPU path, so the crate,
 //! its bindings and the CPU path build and run unchanged.
@@ -28,11 +33,19 @@ pub const INSTALL_HINT: &str = "install a Vulkan driver for your GPU (on Debian 
     anywhere); macOS uses Metal and Windows DX12, which need no install";
 
 #[cfg(feature = "gpu")]
+mod buffers;
+#[cfg(feature = "gpu")]
 mod context;
+#[cfg(feature = "gpu")]
+mod fused;
 #[cfg(feature = "gpu")]
 mod kernels;
 #[cfg(feature = "gpu")]
 mod network;
+#[cfg(feature = "gpu")]
+mod plan;
+#[cfg(feature = "gpu")]
+mod submit;
 #[cfg(feature = "gpu")]
 pub use context::devices;
 #[cfg(feature = "gpu")]

@@ -1,9 +1,11 @@
 //! The stand-in for builds without the `gpu` feature: the GPU backend's names, each failing with
-//! `Error::GpuUnavailable`, so that everything above it builds unchanged (candle's dummy backend).
+//! `Error::GpuUnavailable`, so that everything above it builds unchanged (candle's dummy backend). It
+//! implements `Backend` too, so a method the trait gains is a compile error here, not a drift.
 
 use super::{not_built, AdapterSummary};
+use crate::backend::{Backend, OptimizerState, Params};
 use crate::error::Result;
-use crate::network::{Config, KeepGoing, Network, StepTrace};
+use crate::network::{Config, Network};
 
 /// No adapters: this build cannot reach any.
 pub fn devices() -> Result<Vec<AdapterSummary>> {
@@ -16,7 +18,7 @@ pub struct GpuNetwork {
     never: std::convert::Infallible,
 }
 
-#[allow(clippy::unused_self, clippy::needless_pass_by_value, clippy::missing_const_for_fn)]
+#[allow(clippy::unused_self, clippy::missing_const_for_fn)]
 impl GpuNetwork {
     pub fn new(_config: Config, _seed: u64) -> Result<Self> {
         Err(not_built())
@@ -24,53 +26,56 @@ impl GpuNetwork {
     pub fn from_cpu(_net: &Network<f32>) -> Result<Self> {
         Err(not_built())
     }
-    pub fn config(&self) -> &Config {
-        match self.never {}
-    }
-    pub fn adapter(&self) -> AdapterSummary {
-        match self.never {}
-    }
     pub fn uses_fused(&self, _rows: usize) -> bool {
         match self.never {}
     }
-    pub fn forward(&mut self, _x: &[f32]) -> Result<Vec<f32>> {
+}
+
+#[allow(clippy::needless_pass_by_value)]
+impl Backend for GpuNetwork {
+    type T = f32;
+    type Data<'a> = std::convert::Infallible;
+
+    fn config(&self) -> &Config {
         match self.never {}
     }
-    pub fn loss(&mut self, _x: &[f32], _t: &[f32]) -> Result<f64> {
+    fn adapter(&self) -> Option<AdapterSummary> {
         match self.never {}
     }
-    pub fn train_step(&mut self, _x: &[f32], _t: &[f32]) -> Result<f64> {
+    fn outputs(&self, _x: &[f32], _rows: usize) -> Result<Vec<f32>> {
         match self.never {}
     }
-    pub fn train(&mut self, _x: &[f32], _t: &[f32], _steps: usize, _keep_going: KeepGoing) -> Result<Vec<f64>> {
+    fn batch_loss(&self, _x: &[f32], _t: &[f32], _rows: usize) -> Result<f64> {
         match self.never {}
     }
-    pub fn fit(
+    fn steps_per_poll(&self, _rows: usize) -> usize {
+        match self.never {}
+    }
+    fn run_steps(&mut self, _x: &[f32], _t: &[f32], _rows: usize, _steps: usize, _losses: &mut Vec<f64>) -> Result<()> {
+        match self.never {}
+    }
+    fn prepare<'a>(&mut self, _x: &'a [f32], _y: &'a [f32], _n: usize, _batch_size: usize) -> Result<Self::Data<'a>> {
+        match self.never {}
+    }
+    fn run_batches(
         &mut self,
-        _x: &[f32],
-        _y: &[f32],
-        _epochs: usize,
-        _batch_size: usize,
-        _shuffle: bool,
-        _seed: u64,
-        _first_epoch: usize,
-        _keep_going: KeepGoing,
-    ) -> Result<Vec<f64>> {
+        _data: &mut Self::Data<'_>,
+        _order: Option<&[usize]>,
+        _batches: std::ops::Range<usize>,
+        _losses: &mut Vec<f64>,
+    ) -> Result<()> {
         match self.never {}
     }
-    pub fn params(&self) -> Result<[Vec<f32>; 4]> {
+    fn read_params(&self) -> Result<Params<f32>> {
         match self.never {}
     }
-    pub fn set_params(&mut self, _params: [Vec<f32>; 4]) -> Result<()> {
+    fn write_params(&mut self, _params: Params<f32>) -> Result<()> {
         match self.never {}
     }
-    pub fn optimizer_state(&self) -> Result<([Vec<Vec<f32>>; 4], u64)> {
+    fn read_state(&self) -> Result<OptimizerState<f32>> {
         match self.never {}
     }
-    pub fn set_optimizer_state(&mut self, _state: [Vec<Vec<f32>>; 4], _updates: u64) -> Result<()> {
-        match self.never {}
-    }
-    pub fn explain_step(&mut self, _x: &[f32], _t: &[f32]) -> Result<StepTrace<f32>> {
+    fn write_state(&mut self, _state: OptimizerState<f32>) -> Result<()> {
         match self.never {}
     }
 }

@@ -4,6 +4,7 @@
 
 use super::context::Context;
 use super::GpuNetwork;
+use crate::backend::Backend;
 use crate::activation::Activation;
 use crate::error::Error;
 use crate::loss::Loss;
@@ -73,7 +74,7 @@ fn tiled_and_fused_paths_match_the_cpu() {
             for (a, b) in a.iter().zip(&b) {
                 assert!(close(*b, *a, 1e-4, 1e-7), "{widths:?} {opt:?}: {a} vs {b}");
             }
-            let gp = gpu.params().unwrap();
+            let gp = gpu.read_params().unwrap();
             for (p, q) in cpu.params().iter().zip(&gp) {
                 for (a, b) in p.iter().zip(q) {
                     assert!(close(f64::from(*b), f64::from(*a), 1e-4, 1e-6), "{widths:?} {opt:?}: {a} vs {b}");
@@ -107,7 +108,7 @@ fn a_lost_device_is_a_clear_error_and_the_cpu_keeps_working() {
     gpu.train(&x, &t, 3, &mut || true).unwrap();
     ctx.device.destroy();
     let results =
-        [gpu.train(&x, &t, 3, &mut || true).map(|_| ()), gpu.forward(&x).map(|_| ()), gpu.params().map(|_| ())];
+        [gpu.train(&x, &t, 3, &mut || true).map(|_| ()), gpu.forward(&x).map(|_| ()), gpu.read_params().map(|_| ())];
     for r in results {
         match r {
             Err(Error::Gpu { message, .. }) => assert!(message.contains("lost"), "{message}"),

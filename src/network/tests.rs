@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::float_cmp, clippy::needless_range_loop)]
 
 use super::*;
+use crate::backend::Backend;
 
 const X: [f64; 2] = [0.05, 0.10];
 const T: [f64; 2] = [0.01, 0.99];
@@ -19,7 +20,7 @@ fn no_stop() -> impl FnMut() -> bool {
 #[test]
 fn article_forward_pass_gradients_and_first_update() {
     let mut net = Network::<f64>::article();
-    let trace = net.explain_step(&X, &T).unwrap();
+    let trace = net.explain_step(&X, &T, true).unwrap();
     close(trace.net_hidden[0], 0.3775, 1e-12, "net_h1");
     close(trace.net_hidden[1], 0.3925, 1e-12, "net_h2");
     close(trace.out_hidden[0], 0.593_269_992_107_187_2, 1e-12, "out_h1");

@@ -1,6 +1,7 @@
-// Shared by every kernel (prepended when the module is built): activations and their derivatives,
-// with the same ids as `gpu::kernels::act_id` and the same formulas as src/activation.rs.
-// ids: 0 sigmoid, 1 tanh, 2 relu, 3 identity, 4 softmax (applied row by row in rows.wgsl only).
+// Shared by every kernel (prepended when the module is built, after the constants that gpu::kernels
+// generates from the Rust enums: ACT_*, LOSS_*, BIAS_*, OPTIM_*, EPILOGUE_*, TRANS_*, WEIGHTS_DIVERGED):
+// activations and their derivatives, with the same formulas as src/activation.rs (softmax is applied
+// row by row, in rows.wgsl and fused.wgsl only).
 
 // The logistic function in the form whose exp never overflows.
 fn sigmoid(z: f32) -> f32 {
@@ -25,9 +26,9 @@ fn tanh_accurate(z: f32) -> f32 {
 
 fn activate(act: u32, z: f32) -> f32 {
     switch act {
-        case 0u: { return sigmoid(z); }
-        case 1u: { return tanh_accurate(z); }
-        case 2u: { return max(z, 0.0); }
+        case ACT_SIGMOID: { return sigmoid(z); }
+        case ACT_TANH: { return tanh_accurate(z); }
+        case ACT_RELU: { return max(z, 0.0); }
         default: { return z; }
     }
 }
@@ -35,9 +36,9 @@ fn activate(act: u32, z: f32) -> f32 {
 // f'(z) written in terms of the output a = f(z), as backpropagation keeps it.
 fn derivative(act: u32, a: f32) -> f32 {
     switch act {
-        case 0u: { return a * (1.0 - a); }
-        case 1u: { return 1.0 - a * a; }
-        case 2u: { return select(0.0, 1.0, a > 0.0); }
+        case ACT_SIGMOID: { return a * (1.0 - a); }
+        case ACT_TANH: { return 1.0 - a * a; }
+        case ACT_RELU: { return select(0.0, 1.0, a > 0.0); }
         default: { return 1.0; }
     }
 }
@@ -51,11 +52,11 @@ fn lerp_torch(a: f32, b: f32, w: f32) -> f32 {
 }
 
 // Parameter layout in the one `theta` buffer: [w1 | w2 | b1 | b2], so that the trained values are a
-// prefix when biases are frozen. Bias modes: 0 none, 1 per neuron, 2 shared.
+// prefix when biases are frozen.
 fn bias_len(mode: u32, width: u32) -> u32 {
     switch mode {
-        case 1u: { return width; }
-        case 2u: { return 1u; }
+        case BIAS_PER_NEURON: { return width; }
+        case BIAS_SHARED: { return 1u; }
         default: { return 0u; }
     }
 }
@@ -66,6 +67,42 @@ fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
-// Written over a step's loss when its update made a parameter or optimizer state non-finite: a NaN
-// whose payload tells the host (gpu::network::WEIGHTS_DIVERGED) that the weights, not the loss, failed.
-const WEIGHTS_DIVERGED: u32 = 0x7fc00badu;
+// An optimizer and its settings, as optim.wgsl's and fused.wgsl's Params hold them.
+struct Rule {
+    kind: u32, lr: f32, mu: f32, wd: f32,    // kind: OPTIM_*
+    beta1w: f32, beta2: f32, beta2w: f32, eps: f32,    // beta1w = 1 - beta1, beta2w = 1 - beta2
+}
+
+// One parameter after one update: its value, momentum buffer or first moment m, second moment v, and
+// whether all of them are finite.
+struct Update {
+    w: f32, m: f32, v: f32, ok: bool,
+}
+
+// One optimizer update of parameter w with gradient g, as src/optim.rs:
+//   SGD: d = g + wd w; with momentum mu: m = mu m + d, d = d + mu m (Nesterov) or d = m; w -= lr d.
+//   Adam: d = g + wd w; m = lerp(m, d, 1 - beta1); v = beta2 v + (1 - beta2) d^2;
+//         w += (-step_size m) / (sqrt(v) / bc2_sqrt + eps), with sc = (step_size, bc2_sqrt) computed on
+//         the host in f64 for each step: step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t).
+fn optimizer_step(r: Rule, w: f32, g: f32, m: f32, v: f32, sc: vec2<f32>) -> Update {
+    let d = g + r.wd * w;
+    var u = Update(w, m, v, true);
+    switch r.kind {
+        case OPTIM_SGD: {
+            u.w = w - r.lr * d;
+        }
+        case OPTIM_MOMENTUM, OPTIM_NESTEROV: {
+            u.m = m * r.mu + d;
+            u.ok = is_finite(u.m);
+            u.w = w - r.lr * select(u.m, d + r.mu * u.m, r.kind == OPTIM_NESTEROV);
+        }
+        default: {
+            u.m = lerp_torch(m, d, r.beta1w);
+            u.v = v * r.beta2 + r.beta2w * d * d;
+            u.ok = is_finite(u.m) && is_finite(u.v);
+            u.w = w + (-sc.x * u.m) / (sqrt(u.v) / sc.y + r.eps);
+        }
+    }
+    u.ok = u.ok && is_finite(u.w);
+    return u;
+}

@@ -5,10 +5,11 @@
 //   h = f(x w1^T + b1); z2 = h w2^T + b2; o = g(z2), row losses, dz2 (as rows.wgsl);
 //   loss history[step] = sum of row losses * loss_scale; dz1 = (dz2 w2) * f'(h);
 //   each owner computes its gradient (dw1 = dz1^T x, dw2 = dz2^T h, bias: column sums) and updates
-//   its parameter with the optimizer of optim.wgsl. All gradients use the weights before the step.
-// Activations live in `scratch`: global memory touched by this workgroup only, or, when they fit
-// (the host swaps the binding for `var<workgroup> scratch: array<f32, 1536>` and every storageBarrier
-// for a workgroupBarrier), workgroup memory, which spares each phase a round trip through the caches.
+//   its parameter with common.wgsl's optimizer_step. All gradients use the weights before the step.
+// Activations live in `scratch`, which the host defines before this source with `scratch_barrier()`,
+// the barrier that orders it: global memory touched by this workgroup only (`fused`: a storage binding
+// and storageBarrier), or, when they fit, workgroup memory (`fused_local`: workgroupBarrier), which
+// spares each phase a round trip through the caches.
 
 struct Params {
     n_in: u32, n_hidden: u32, n_out: u32, rows: u32,
@@ -43,8 +44,8 @@ const OWN: u32 = 9u;             // ceil(MAX_PARAMS / 256)
 @group(0) @binding(6) var<storage, read_write> losses: array<f32>;
 // Step counter of the submission, advanced by this dispatch.
 @group(0) @binding(7) var<storage, read_write> counter: Counter;
-// h (rows, n_hidden) | z2 | o | dz2 (rows, n_out each) | dz1 (rows, n_hidden) | row losses (rows).
-@group(0) @binding(8) var<storage, read_write> scratch: array<f32>;
+// `scratch` (from the host; binding 8 in `fused`): h (rows, n_hidden) | z2 | o | dz2 (rows, n_out each) |
+// dz1 (rows, n_hidden) | row losses (rows).
 
 var<workgroup> w: array<f32, MAX_PARAMS>;
 var<workgroup> sums: array<f32, 256>;
@@ -53,8 +54,8 @@ var<workgroup> diverged: atomic<u32>;
 
 fn bias_of(off: u32, j: u32) -> f32 {
     switch p.bias_mode {
-        case 1u: { return w[off + j]; }
-        case 2u: { return w[off]; }
+        case BIAS_PER_NEURON: { return w[off + j]; }
+        case BIAS_SHARED: { return w[off]; }
         default: { return 0.0; }
     }
 }
@@ -82,15 +83,16 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             w[i] = theta[i];
         }
         if (i < p.n_trained) {
-            if (p.kind != 0u) {
+            if (p.kind != OPTIM_SGD) {
                 m[r] = state[i];
             }
-            if (p.kind == 3u) {
+            if (p.kind == OPTIM_ADAM) {
                 v[r] = state[p.n_params + i];
             }
         }
     }
     let step0 = counter.step;
+    let rule = Rule(p.kind, p.lr, p.mu, p.wd, p.beta1w, p.beta2, p.beta2w, p.eps);
     workgroupBarrier();
 
     for (var s = 0u; s < p.steps; s++) {
@@ -104,7 +106,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             }
             scratch[idx] = activate(p.hidden_act, acc + bias_of(o_b1, j));
         }
-        storageBarrier();
+        scratch_barrier();
         // Output layer net input.
         for (var idx = lid; idx < rows * no; idx += 256u) {
             let b = idx / no;
@@ -115,12 +117,12 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             }
             scratch[s_z2 + idx] = acc + bias_of(o_b2, k);
         }
-        storageBarrier();
+        scratch_barrier();
         // Outputs, row losses and dz2, one thread per row.
         for (var b = lid; b < rows; b += 256u) {
             let base = b * no;
             var loss = 0.0;
-            if (p.out_act == 4u) {
+            if (p.out_act == ACT_SOFTMAX) {
                 var mx = scratch[s_z2 + base];
                 for (var k = 1u; k < no; k++) {
                     mx = max(mx, scratch[s_z2 + base + k]);
@@ -152,13 +154,13 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                     loss += diff * diff;
                     scratch[s_dz2 + base + k] = (ok - tk) * p.scale * derivative(p.out_act, ok);
                 }
-                if (p.loss == 0u) {
+                if (p.loss == LOSS_HALF_SSE) {
                     loss *= 0.5;
                 }
             }
             scratch[s_loss + b] = loss;
         }
-        storageBarrier();
+        scratch_barrier();
         // The batch loss, and the hidden delta.
         var part = 0.0;
         for (var b = lid; b < rows; b += 256u) {
@@ -184,7 +186,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         if (lid == 0u) {
             losses[step0 + s] = sums[0] * p.loss_scale;
         }
-        storageBarrier();
+        scratch_barrier();
         // Gradients and updates of the owned parameters; nothing reads w in this phase but its owner.
         let sc = sched[step0 + s];
         for (var r = 0u; r < OWN; r++) {
@@ -215,7 +217,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                     width = no;
                     j = i - o_b2;
                 }
-                if (p.bias_mode == 2u) {
+                if (p.bias_mode == BIAS_SHARED) {
                     for (var e = 0u; e < rows * width; e++) {
                         g += scratch[off + e];
                     }
@@ -225,34 +227,16 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                     }
                 }
             }
-            let wi = w[i];
-            let d = g + p.wd * wi;
-            var ok = true;
-            switch p.kind {
-                case 0u: {
-                    w[i] = wi - p.lr * d;
-                }
-                case 1u, 2u: {
-                    let bm = m[r] * p.mu + d;
-                    m[r] = bm;
-                    ok = is_finite(bm);
-                    w[i] = wi - p.lr * select(bm, d + p.mu * bm, p.kind == 2u);
-                }
-                default: {
-                    let mm = lerp_torch(m[r], d, p.beta1w);
-                    let vv = v[r] * p.beta2 + p.beta2w * d * d;
-                    m[r] = mm;
-                    v[r] = vv;
-                    ok = is_finite(mm) && is_finite(vv);
-                    w[i] = wi + (-sc.x * mm) / (sqrt(vv) / sc.y + p.eps);
-                }
-            }
-            if (!(ok && is_finite(w[i]))) {
+            let u = optimizer_step(rule, w[i], g, m[r], v[r], sc);
+            w[i] = u.w;
+            m[r] = u.m;
+            v[r] = u.v;
+            if (!u.ok) {
                 atomicStore(&diverged, 1u);
             }
         }
         // The next step overwrites the activations that this phase read, and reads the new w.
-        storageBarrier();
+        scratch_barrier();
         workgroupBarrier();
         if (lid == 0u && atomicExchange(&diverged, 0u) == 1u) {
             losses[step0 + s] = bitcast<f32>(WEIGHTS_DIVERGED);
@@ -265,10 +249,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             theta[i] = w[i];
         }
         if (i < p.n_trained) {
-            if (p.kind != 0u) {
+            if (p.kind != OPTIM_SGD) {
                 state[i] = m[r];
             }
-            if (p.kind == 3u) {
+            if (p.kind == OPTIM_ADAM) {
                 state[p.n_params + i] = v[r];
             }
         }

@@ -1,12 +1,12 @@
 // C (m x n) = A (m x k) B (k x n), tiled in workgroup memory, with an optional fused epilogue.
 // A is stored (m, k) row-major, or (k, m) when flag bit 0 is set (A^T is used); B is stored (k, n),
 // or (n, k) when bit 1 is set. Offsets are in elements, so several tensors can share one buffer.
-// Epilogues: 0 store; 1 c = act(acc + bias) (bias per column, shared, or none);
-//            2 c = acc * f'(d) with d the activation output at the same position (dz1 = dz2 w2 * f'(h)).
+// Epilogues: EPILOGUE_STORE; EPILOGUE_BIAS_ACT c = act(acc + bias) (bias per column, shared, or none);
+// EPILOGUE_DERIV c = acc * f'(d), d the activation output at the same position (dz1 = dz2 w2 * f'(h)).
 // Each workgroup computes a TILE x TILE tile; each of its 16 x 16 threads PER x PER values, strided
 // by 16 so that neighbouring threads touch neighbouring columns (coalesced stores, no bank conflicts).
-// PER is 4 here; the host builds a second pipeline with PER = 8 (128 x 128 tiles, twice the reuse of
-// each loaded value) for products whose both sides are at least 128.
+// The host defines PER before this source: 4 for `matmul`, 8 for `matmul_wide` (128 x 128 tiles, twice
+// the reuse of each loaded value) for products whose both sides are at least 128.
 
 struct Params {
     m: u32, n: u32, k: u32, flags: u32,
@@ -27,7 +27,6 @@ struct Params {
 // The result: written only, but read_write is what storage writes require.
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
-const PER: u32 = 4u;
 const TILE: u32 = 16u * PER;
 const BK: u32 = 16u;
 const LOADS: u32 = BK * TILE / 256u;
@@ -40,8 +39,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let t = lid.y * 16u + lid.x;
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
-    let trans_a = (p.flags & 1u) != 0u;
-    let trans_b = (p.flags & 2u) != 0u;
+    let trans_a = (p.flags & TRANS_A) != 0u;
+    let trans_b = (p.flags & TRANS_B) != 0u;
     var acc: array<f32, PER * PER>;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         for (var r = 0u; r < LOADS; r++) {
@@ -100,14 +99,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
                 continue;
             }
             var v = acc[i * PER + j];
-            if (p.epilogue == 1u) {
-                if (p.bias_mode == 1u) {
+            if (p.epilogue == EPILOGUE_BIAS_ACT) {
+                if (p.bias_mode == BIAS_PER_NEURON) {
                     v += bias[p.bias_off + gn];
-                } else if (p.bias_mode == 2u) {
+                } else if (p.bias_mode == BIAS_SHARED) {
                     v += bias[p.bias_off];
                 }
                 v = activate(p.act, v);
-            } else if (p.epilogue == 2u) {
+            } else if (p.epilogue == EPILOGUE_DERIV) {
                 v *= derivative(p.act, d[p.d_off + gm * p.n + gn]);
             }
             c[p.c_off + gm * p.n + gn] = v;

@@ -1,12 +1,8 @@
-// One optimizer update of the trained prefix theta[0 .. n] from the gradients, as src/optim.rs:
-//   SGD: d = g + wd p; with momentum mu: b = mu b + d, d = d + mu b (Nesterov) or d = b; p -= lr d.
-//   Adam: d = g + wd p; m = lerp(m, d, 1 - beta1); v = beta2 v + (1 - beta2) d^2;
-//         p += (-step_size m) / (sqrt(v) / bc2_sqrt + eps), with step_size = lr / (1 - beta1^t) and
-//         bc2_sqrt = sqrt(1 - beta2^t) computed on the host in f64 for each step (`sched`).
-// State slots live in one buffer: slot s of element i at s * stride + i.
+// One optimizer update (common.wgsl's optimizer_step) of the trained prefix theta[0 .. n] from the
+// gradients. State slots live in one buffer: slot s of element i at s * stride + i.
 
 struct Params {
-    n: u32, kind: u32, stride: u32, _pad: u32,   // kind: 0 sgd, 1 momentum, 2 nesterov, 3 adam
+    n: u32, kind: u32, stride: u32, _pad: u32,   // kind: OPTIM_*
     lr: f32, mu: f32, wd: f32, beta1w: f32,      // beta1w = 1 - beta1
     beta2: f32, beta2w: f32, eps: f32, _pad1: f32,
 }
@@ -40,30 +36,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 fn update(i: u32) {
-    let w = theta[i];
-    let d = grad[i] + p.wd * w;
-    var ok = true;
-    switch p.kind {
-        case 0u: {
-            theta[i] = w - p.lr * d;
-        }
-        case 1u, 2u: {
-            let b = state[i] * p.mu + d;
-            state[i] = b;
-            ok = is_finite(b);
-            theta[i] = w - p.lr * select(b, d + p.mu * b, p.kind == 2u);
-        }
-        default: {
-            let s = sched[counter.step];
-            let m = lerp_torch(state[i], d, p.beta1w);
-            let v = state[p.stride + i] * p.beta2 + p.beta2w * d * d;
-            state[i] = m;
-            state[p.stride + i] = v;
-            ok = is_finite(m) && is_finite(v);
-            theta[i] = w + (-s.x * m) / (sqrt(v) / s.y + p.eps);
-        }
+    let rule = Rule(p.kind, p.lr, p.mu, p.wd, p.beta1w, p.beta2, p.beta2w, p.eps);
+    var m = 0.0;
+    var v = 0.0;
+    if (p.kind != OPTIM_SGD) {
+        m = state[i];
     }
-    if (!(ok && is_finite(theta[i]))) {
+    if (p.kind == OPTIM_ADAM) {
+        v = state[p.stride + i];
+    }
+    let u = optimizer_step(rule, theta[i], grad[i], m, v, sched[counter.step]);
+    theta[i] = u.w;
+    if (p.kind != OPTIM_SGD) {
+        state[i] = u.m;
+    }
+    if (p.kind == OPTIM_ADAM) {
+        state[p.stride + i] = u.v;
+    }
+    if (!u.ok) {
         atomicStore(&losses[counter.step], WEIGHTS_DIVERGED);
     }
 }

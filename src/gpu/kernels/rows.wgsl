@@ -6,7 +6,7 @@
 // The batch loss is the sum of row losses times a constant, taken by reduce.wgsl.
 
 struct Params {
-    n_out: u32, rows: u32, act: u32, loss: u32,   // loss: 0 half_sse, 1 mse, 2 cross_entropy, 3 none
+    n_out: u32, rows: u32, act: u32, loss: u32,   // loss: LOSS_*, or LOSS_NONE: outputs only
     scale: f32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
@@ -14,7 +14,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 // Output layer net input z2 (rows, n_out).
 @group(0) @binding(1) var<storage, read> z: array<f32>;
-// Targets (rows, n_out); unread when loss is 3.
+// Targets (rows, n_out); unread with LOSS_NONE.
 @group(0) @binding(2) var<storage, read> t: array<f32>;
 // Outputs o = g(z2).
 @group(0) @binding(3) var<storage, read_write> o: array<f32>;
@@ -33,7 +33,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 fn row(r: u32) {
     let base = r * p.n_out;
-    if (p.act == 4u) {
+    if (p.act == ACT_SOFTMAX) {
         // Softmax shifted by the row's maximum so that exp never overflows.
         var mx = z[base];
         for (var k = 1u; k < p.n_out; k++) {
@@ -48,7 +48,7 @@ fn row(r: u32) {
         for (var k = 0u; k < p.n_out; k++) {
             o[base + k] = o[base + k] / sum;
         }
-        if (p.loss == 2u) {
+        if (p.loss == LOSS_CROSS_ENTROPY) {
             let lse = mx + log(sum);
             var mass = 0.0;
             for (var k = 0u; k < p.n_out; k++) {
@@ -70,14 +70,14 @@ fn row(r: u32) {
     for (var k = 0u; k < p.n_out; k++) {
         let ok = activate(p.act, z[base + k]);
         o[base + k] = ok;
-        if (p.loss < 2u) {
+        if (p.loss == LOSS_HALF_SSE || p.loss == LOSS_MSE) {
             let tk = t[base + k];
             let diff = tk - ok;
             loss += diff * diff;
             dz[base + k] = (ok - tk) * p.scale * derivative(p.act, ok);
         }
     }
-    if (p.loss < 2u) {
-        row_loss[r] = select(loss, 0.5 * loss, p.loss == 0u);
+    if (p.loss == LOSS_HALF_SSE || p.loss == LOSS_MSE) {
+        row_loss[r] = select(loss, 0.5 * loss, p.loss == LOSS_HALF_SSE);
     }
 }

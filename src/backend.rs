@@ -1,0 +1,212 @@
+//! What a network does on a device, and the training loops written once over it.
+//!
+//! A `Backend` is the three-layer network of `crate::network` held by one device: the CPU network
+//! (`Network<f32>`, `Network<f64>`) or the GPU network (`GpuNetwork`, f32; its stand-in when the `gpu`
+//! feature is off). Its required methods are the device's primitives: forward, loss, a run of training
+//! steps on one batch, a run of an epoch's mini-batches over a prepared data set, and parameters and
+//! optimizer state in and out. Its provided methods are what is the same on every device: the training
+//! loops with their Ctrl-C polling, `fit`'s epochs, shuffling order and loss averaging, the step
+//! numbering of divergence and interruption errors, and `explain_step`'s plumbing.
+//!
+//! The contract (what every implementation keeps):
+//! - Every method runs eagerly on the calling thread and returns when its work is done; results are
+//!   deterministic for given inputs, and the same on one device whatever the thread count.
+//! - `forward` and `loss` take `&self`: they never change parameters, so many threads may call them at
+//!   once (the GPU serialises them internally).
+//! - Training methods change parameters and optimizer state only by whole steps: after any error the
+//!   network holds the weights of its last completed (finite) step.
+//! - Inputs reach the primitives already checked (`Config::check_pair`): whole, finite rows.
+
+use crate::error::{Error, Result};
+use crate::gpu::AdapterSummary;
+use crate::linalg::Scalar;
+use crate::memory;
+use crate::network::{epoch_order, Config, Network, StepTrace};
+use num_traits::ToPrimitive;
+
+/// w1, b1, w2, b2 as flat row-major arrays (shapes in `Config::shapes`).
+pub type Params<T> = [Vec<T>; 4];
+/// Optimizer state per parameter (empty for plain SGD or a frozen parameter) and the updates so far.
+pub type OptimizerState<T> = ([Vec<Vec<T>>; 4], u64);
+
+/// Asks the caller whether to go on; called between runs of steps of a few milliseconds.
+pub type KeepGoing<'a> = &'a mut dyn FnMut() -> bool;
+
+/// A three-layer network on one device. See the module docs for the contract.
+pub trait Backend {
+    /// The element type the device computes in.
+    type T: Scalar;
+    /// A `fit` data set as the device holds it (borrowed rows on the CPU, uploaded buffers on a GPU).
+    type Data<'a>
+    where
+        Self: 'a;
+
+    fn config(&self) -> &Config;
+    /// The GPU adapter the network runs on; None on the CPU.
+    fn adapter(&self) -> Option<AdapterSummary>;
+
+    /// Outputs for `rows` checked rows of `x`.
+    fn outputs(&self, x: &[Self::T], rows: usize) -> Result<Vec<Self::T>>;
+    /// The loss on `rows` checked rows of (x, t).
+    fn batch_loss(&self, x: &[Self::T], t: &[Self::T], rows: usize) -> Result<f64>;
+
+    /// How many steps on batches of `rows` rows to run between two questions to `keep_going`: a few
+    /// milliseconds of work on the CPU, one submission on a GPU.
+    fn steps_per_poll(&self, rows: usize) -> usize;
+    /// `steps` training steps on the checked batch (x, t) of `rows` rows, pushing each step's loss (the
+    /// loss of its forward pass, before its update) onto `losses`. On divergence `losses` holds the steps
+    /// before the failing one, and the network their weights.
+    fn run_steps(&mut self, x: &[Self::T], t: &[Self::T], rows: usize, steps: usize, losses: &mut Vec<f64>)
+        -> Result<()>;
+
+    /// The data set (x, y) of `n` checked rows, ready for mini-batches of up to `batch_size` rows.
+    fn prepare<'a>(&mut self, x: &'a [Self::T], y: &'a [Self::T], n: usize, batch_size: usize)
+        -> Result<Self::Data<'a>>;
+    /// Mini-batches `batches` (numbered from 0 within the epoch) of an epoch over `data` whose samples
+    /// come in `order` (None: as stored); pushes each step's loss onto `losses` as `run_steps` does. Each
+    /// epoch's first call has `batches.start == 0`.
+    fn run_batches(
+        &mut self,
+        data: &mut Self::Data<'_>,
+        order: Option<&[usize]>,
+        batches: std::ops::Range<usize>,
+        losses: &mut Vec<f64>,
+    ) -> Result<()>;
+
+    /// Copies of the parameters.
+    fn read_params(&self) -> Result<Params<Self::T>>;
+    /// Replaces the parameters after checking their shapes and finiteness; optimizer state is kept.
+    fn write_params(&mut self, params: Params<Self::T>) -> Result<()>;
+    /// Copies of the optimizer state and the update count.
+    fn read_state(&self) -> Result<OptimizerState<Self::T>>;
+    /// Restores what `read_state` returned, after checking its layout.
+    fn write_state(&mut self, state: OptimizerState<Self::T>) -> Result<()>;
+
+    /// Outputs for a batch `x` (B, n_in) row-major.
+    fn forward(&self, x: &[Self::T]) -> Result<Vec<Self::T>> {
+        let rows = crate::network::check_rows("X", x, self.config().n_in)?;
+        self.outputs(x, rows)
+    }
+
+    /// The loss of the network on (x, t) without training.
+    fn loss(&self, x: &[Self::T], t: &[Self::T]) -> Result<f64> {
+        let rows = self.config().check_pair(x, t, "T")?;
+        self.batch_loss(x, t, rows)
+    }
+
+    /// One training step on a batch; returns the loss of its forward pass, taken before the update.
+    fn train_step(&mut self, x: &[Self::T], t: &[Self::T]) -> Result<f64> {
+        let rows = self.config().check_pair(x, t, "T")?;
+        let mut losses = Vec::with_capacity(1);
+        match self.run_steps(x, t, rows, 1, &mut losses) {
+            Ok(()) => losses.pop().ok_or(Error::Gpu { op: "training", message: "no loss came back".into() }),
+            Err(e) => Err(e.at_step(0, vec![])),
+        }
+    }
+
+    /// `steps` training steps on the same batch; returns the loss of each.
+    fn train(&mut self, x: &[Self::T], t: &[Self::T], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
+        let rows = self.config().check_pair(x, t, "T")?;
+        let mut losses = Vec::new();
+        memory::reserve("losses", &mut losses, steps, 1)?;
+        let every = self.steps_per_poll(rows).max(1);
+        while losses.len() < steps {
+            if !keep_going() {
+                return Err(Error::Interrupted { completed: losses.len() });
+            }
+            let run = every.min(steps - losses.len());
+            if let Err(e) = self.run_steps(x, t, rows, run, &mut losses) {
+                return Err(e.at_step(losses.len(), losses));
+            }
+        }
+        Ok(losses)
+    }
+
+    /// `epochs` passes over (x, y) in mini-batches of `batch_size` rows (the last one may be smaller),
+    /// numbered from `first_epoch` and, when `shuffle`, each in the order `epoch_order(seed, epoch)`, so
+    /// one call of k epochs trains exactly like k calls of one. Returns each epoch's mean loss over its
+    /// samples, as measured in the forward passes of its steps. Errors number steps from this call's first.
+    fn fit(
+        &mut self,
+        x: &[Self::T],
+        y: &[Self::T],
+        epochs: usize,
+        batch_size: usize,
+        shuffle: bool,
+        seed: u64,
+        first_epoch: usize,
+        keep_going: KeepGoing,
+    ) -> Result<Vec<f64>> {
+        let n = self.config().check_pair(x, y, "Y")?;
+        if batch_size == 0 {
+            return Err(Error::config("batch_size", "a positive integer", 0));
+        }
+        let batch_rows = |b: usize| (n - b * batch_size).min(batch_size);
+        let n_batches = n.div_ceil(batch_size);
+        let mut data = self.prepare(x, y, n, batch_size)?;
+        let every = self.steps_per_poll(batch_size.min(n)).max(1);
+        let mut epoch_losses = Vec::new();
+        memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
+        let (mut order, mut step_losses) = (Vec::new(), Vec::with_capacity(n_batches));
+        for epoch in first_epoch..first_epoch + epochs {
+            if shuffle {
+                epoch_order(n, seed, epoch, &mut order);
+            }
+            let done = (epoch - first_epoch) * n_batches;
+            step_losses.clear();
+            while step_losses.len() < n_batches {
+                if !keep_going() {
+                    return Err(Error::Interrupted { completed: done + step_losses.len() });
+                }
+                let start = step_losses.len();
+                let batches = start..(start + every).min(n_batches);
+                let shuffled = if shuffle { Some(&order[..]) } else { None };
+                if let Err(e) = self.run_batches(&mut data, shuffled, batches, &mut step_losses) {
+                    return Err(e.at_step(done + step_losses.len(), epoch_losses));
+                }
+            }
+            let total: f64 = step_losses.iter().enumerate().map(|(b, &l)| l * batch_rows(b) as f64).sum();
+            epoch_losses.push(total / n as f64);
+        }
+        Ok(epoch_losses)
+    }
+
+    /// One training step on one sample, returning every intermediate (computed by the CPU network from
+    /// this network's weights and optimizer state: a teaching tool, not a hot path). With `apply` the
+    /// network takes the step; without, it is left as it was and the trace shows what the step would do.
+    fn explain_step(&mut self, x: &[Self::T], t: &[Self::T], apply: bool) -> Result<StepTrace<Self::T>> {
+        let mut cpu: Network<Self::T> = to_cpu(self)?;
+        let trace = cpu.trace_step(x, t)?;
+        if apply {
+            let (state, updates) = cpu.optimizer_state();
+            let state = (state.clone(), updates);
+            self.write_params(cpu.params().clone())?;
+            self.write_state(state)?;
+        }
+        Ok(trace)
+    }
+}
+
+/// A CPU copy of any network, in element type `U` (rounded when narrowing): parameters, optimizer state
+/// and update count.
+pub fn to_cpu<B: Backend + ?Sized, U: Scalar>(net: &B) -> Result<Network<U>> {
+    let cast = |v: &Vec<B::T>| v.iter().map(|&a| U::of(a.to_f64().unwrap_or(f64::NAN))).collect::<Vec<U>>();
+    let params = net.read_params()?;
+    let mut cpu = Network::with_params(*net.config(), params.each_ref().map(cast))?;
+    let (state, updates) = net.read_state()?;
+    cpu.set_optimizer_state(state.each_ref().map(|slots| slots.iter().map(cast).collect()), updates)?;
+    Ok(cpu)
+}
+
+impl Error {
+    /// Places a divergence at step `step` of a loop, with the losses recorded before it.
+    pub(crate) fn at_step(self, step: usize, losses: Vec<f64>) -> Self {
+        match self {
+            Self::Diverged { what, .. } => Self::Diverged { step, what, losses },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! Submissions and rollback. Many steps go into one command encoder and one submission; only the loss
+//! history comes back at the end of each. A submission that produces a non-finite loss is rolled back
+//! to its snapshot and replayed up to the last finite step, so, as on the CPU, the network keeps the
+//! weights of the last finite step.
+
+use super::buffers::{Work, MAX_CHUNK_STEPS};
+use super::kernels::{FusedParams, WEIGHTS_DIVERGED};
+use super::network::GpuNetwork;
+use super::plan::{Dispatch, Plan};
+use crate::error::{Error, Result};
+use crate::optim::Optimizer;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Multiply-adds per submission: large enough to amortise a submission, small enough that Ctrl-C
+/// is answered within about a second even on a software GPU.
+const CHUNK_WORK: usize = 200_000_000;
+/// The unfused path records about twelve dispatches per step; this bounds one command buffer.
+const MAX_TILED_CHUNK_STEPS: usize = 1_000;
+
+/// A fit's two gathers per batch size: rows of the data set's inputs and targets into the work buffers.
+pub type Gathers = HashMap<usize, [Dispatch; 2]>;
+
+impl GpuNetwork {
+    /// Steps on batches of up to `rows` rows in one submission.
+    pub(super) fn chunk_steps(&self, rows: usize) -> usize {
+        let c = &self.config;
+        let work = 3 * rows * (c.n_in * c.n_hidden + c.n_hidden * c.n_out);
+        let cap = if self.uses_fused(rows) { MAX_CHUNK_STEPS } else { MAX_TILED_CHUNK_STEPS };
+        (CHUNK_WORK / work.max(1)).clamp(1, cap)
+    }
+
+    pub(super) fn encoder(&self) -> wgpu::CommandEncoder {
+        self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("rustbp") })
+    }
+
+    /// Runs the steps `rows` (the batch size of each; plans built), in submissions of `chunk_steps`,
+    /// pushing their losses. With `gathers`, each step first gathers its batch from a fit's data set,
+    /// the row cursor starting at `row0`. On divergence the network keeps the last finite step.
+    pub(super) fn run(
+        &mut self,
+        rows: &[usize],
+        gathers: Option<&Gathers>,
+        mut row0: usize,
+        losses: &mut Vec<f64>,
+    ) -> Result<()> {
+        let chunk = self.chunk_steps(rows.iter().copied().max().unwrap_or(1));
+        for part in rows.chunks(chunk) {
+            self.submit(part, gathers, row0, losses)?;
+            row0 += part.iter().sum::<usize>();
+        }
+        Ok(())
+    }
+
+    /// One submission of the steps `rows`, rolled back and replayed to its last finite step if one fails.
+    fn submit(&mut self, rows: &[usize], gathers: Option<&Gathers>, row0: usize, losses: &mut Vec<f64>) -> Result<()> {
+        let ctx = Arc::clone(&self.ctx);
+        let got = ctx.guarded("training", || self.record_and_run(rows, gathers, row0))?;
+        let Some(k) = got.iter().position(|l| !l.is_finite()) else {
+            self.updates += rows.len() as u64;
+            losses.extend(got.iter().map(|&l| f64::from(l)));
+            return Ok(());
+        };
+        ctx.guarded("rollback", || {
+            let mut encoder = self.encoder();
+            encoder.copy_buffer_to_buffer(&self.bufs.theta_bak, 0, &self.bufs.theta, 0, None);
+            encoder.copy_buffer_to_buffer(&self.bufs.state_bak, 0, &self.bufs.state, 0, None);
+            let index = self.ctx.queue.submit([encoder.finish()]);
+            self.ctx.wait("rollback", index)?;
+            if k > 0 {
+                self.record_and_run(&rows[..k], gathers, row0)?;
+            }
+            Ok(())
+        })?;
+        self.updates += k as u64;
+        losses.extend(got[..k].iter().map(|&l| f64::from(l)));
+        let what = if got[k].to_bits() == WEIGHTS_DIVERGED { "weights" } else { "loss" };
+        Err(Error::Diverged { step: 0, what, losses: vec![] })
+    }
+
+    /// Records and submits the steps `rows` after a snapshot of the parameters and optimizer state;
+    /// returns the loss of each step.
+    fn record_and_run(&self, rows: &[usize], gathers: Option<&Gathers>, row0: usize) -> Result<Vec<f32>> {
+        let n = rows.len();
+        let Some(&first) = rows.first() else { return Ok(vec![]) };
+        self.write(&self.bufs.counter, &[0_u32, row0 as u32]);
+        self.write_schedule(n);
+        let work = self.lock_work();
+        let w = work.as_ref().ok_or_else(|| Error::Gpu { op: "training", message: "no work buffers".into() })?;
+        let plan = |r: usize| plan_of(w, r);
+        // All steps alike on the fused kernel: many steps per dispatch. Otherwise one dispatch list per step.
+        let fused = plan(first)?.fused.as_ref().filter(|_| gathers.is_none() && rows.iter().all(|&r| r == first));
+        match fused {
+            Some(f) => {
+                self.set_fused_steps(&f.full.1, f.params, f.steps_per_dispatch);
+                self.set_fused_steps(&f.tail.1, f.params, n % f.steps_per_dispatch);
+            }
+            None => {
+                let mut sizes = rows.to_vec();
+                sizes.sort_unstable();
+                sizes.dedup();
+                for r in sizes {
+                    if let Some(f) = &plan(r)?.fused {
+                        self.set_fused_steps(&f.tail.1, f.params, 1);
+                    }
+                }
+            }
+        }
+        let mut encoder = self.encoder();
+        // The snapshot a diverging submission is rolled back to.
+        encoder.copy_buffer_to_buffer(&self.bufs.theta, 0, &self.bufs.theta_bak, 0, None);
+        encoder.copy_buffer_to_buffer(&self.bufs.state, 0, &self.bufs.state_bak, 0, None);
+        {
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
+            if let Some(f) = fused {
+                for _ in 0..n / f.steps_per_dispatch {
+                    self.record(&mut pass, &f.full.0);
+                }
+                if n % f.steps_per_dispatch > 0 {
+                    self.record(&mut pass, &f.tail.0);
+                }
+            } else {
+                for &r in rows {
+                    if let Some([gx, gy]) = gathers.and_then(|g| g.get(&r)) {
+                        self.record(&mut pass, gx);
+                        self.record(&mut pass, gy);
+                    }
+                    match &plan(r)?.fused {
+                        Some(f) => self.record(&mut pass, &f.tail.0),
+                        None => plan(r)?.step.iter().for_each(|d| self.record(&mut pass, d)),
+                    }
+                }
+            }
+        }
+        self.ctx.submit_and_read("training", encoder, &self.bufs.losses, 0, n)
+    }
+
+    fn set_fused_steps(&self, uniform: &wgpu::Buffer, params: FusedParams, steps: usize) {
+        self.ctx.queue.write_buffer(uniform, 0, bytemuck::bytes_of(&FusedParams { steps: steps as u32, ..params }));
+    }
+
+    /// Adam's bias corrections for the next `n` steps, in f64 on the host as the CPU optimizer computes them.
+    fn write_schedule(&self, n: usize) {
+        if let Optimizer::Adam { lr, beta1, beta2, .. } = self.config.optimizer {
+            let sched: Vec<f32> = (1..=n as u64)
+                .flat_map(|s| {
+                    let t = (self.updates + s) as f64;
+                    [(lr / (1.0 - beta1.powf(t))) as f32, (1.0 - beta2.powf(t)).sqrt() as f32]
+                })
+                .collect();
+            self.write(&self.bufs.sched, &sched);
+        }
+    }
+}
+
+/// The plan for batches of `rows` rows (built by `GpuNetwork::ensure_plan`).
+pub(super) fn plan_of(w: &Work, rows: usize) -> Result<&Plan> {
+    w.plans.get(&rows).ok_or_else(|| Error::Gpu { op: "planning", message: format!("no plan for {rows} rows") })
+}

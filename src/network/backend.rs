@@ -1,0 +1,108 @@
+//! The CPU network as a `Backend`: its primitives run the math of `crate::network` on the calling
+//! thread (products and large elementwise loops spread over rayon's threads).
+
+use super::{gather, Forward, Network};
+use crate::backend::{Backend, OptimizerState, Params};
+use crate::error::Result;
+use crate::gpu::AdapterSummary;
+use crate::linalg::Scalar;
+use crate::network::Config;
+
+/// Multiply-adds between two questions to `keep_going`: a few milliseconds, so Ctrl-C is answered
+/// quickly without paying a clock read per tiny step.
+const POLL_WORK: usize = 10_000_000;
+
+/// A `fit` data set on the CPU: the caller's rows, and room to gather shuffled batches into.
+pub struct Rows<'a, T> {
+    x: &'a [T],
+    y: &'a [T],
+    n: usize,
+    batch_size: usize,
+    xb: Vec<T>,
+    yb: Vec<T>,
+}
+
+impl<T: Scalar> Backend for Network<T> {
+    type T = T;
+    type Data<'a> = Rows<'a, T>;
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn adapter(&self) -> Option<AdapterSummary> {
+        None
+    }
+
+    /// Allocates its own buffers, so many threads may predict at once.
+    fn outputs(&self, x: &[T], rows: usize) -> Result<Vec<T>> {
+        let mut acts = Forward::default();
+        acts.reserve(&self.config, rows)?;
+        self.forward_into(x, rows, &mut acts);
+        Ok(acts.o)
+    }
+
+    fn batch_loss(&self, x: &[T], t: &[T], rows: usize) -> Result<f64> {
+        let mut acts = Forward::default();
+        acts.reserve(&self.config, rows)?;
+        self.forward_into(x, rows, &mut acts);
+        Ok(self.config.loss.value(&acts.z2, &acts.o, t, self.config.n_out))
+    }
+
+    fn steps_per_poll(&self, rows: usize) -> usize {
+        (POLL_WORK / self.config.step_work(rows).max(1)).max(1)
+    }
+
+    fn run_steps(&mut self, x: &[T], t: &[T], rows: usize, steps: usize, losses: &mut Vec<f64>) -> Result<()> {
+        self.reserve(rows)?;
+        for _ in 0..steps {
+            losses.push(self.step(x, t, rows)?);
+        }
+        Ok(())
+    }
+
+    fn prepare<'a>(&mut self, x: &'a [T], y: &'a [T], n: usize, batch_size: usize) -> Result<Rows<'a, T>> {
+        self.reserve(batch_size.min(n))?;
+        Ok(Rows { x, y, n, batch_size, xb: Vec::new(), yb: Vec::new() })
+    }
+
+    fn run_batches(
+        &mut self,
+        data: &mut Rows<'_, T>,
+        order: Option<&[usize]>,
+        batches: std::ops::Range<usize>,
+        losses: &mut Vec<f64>,
+    ) -> Result<()> {
+        let (n_in, n_out) = (self.config.n_in, self.config.n_out);
+        for b in batches {
+            let (start, end) = (b * data.batch_size, ((b + 1) * data.batch_size).min(data.n));
+            let (xs, ys) = match order {
+                Some(order) => {
+                    gather(data.x, n_in, &order[start..end], &mut data.xb);
+                    gather(data.y, n_out, &order[start..end], &mut data.yb);
+                    (&data.xb[..], &data.yb[..])
+                }
+                None => (&data.x[start * n_in..end * n_in], &data.y[start * n_out..end * n_out]),
+            };
+            losses.push(self.step(xs, ys, end - start)?);
+        }
+        Ok(())
+    }
+
+    fn read_params(&self) -> Result<Params<T>> {
+        Ok(self.params.clone())
+    }
+
+    fn write_params(&mut self, params: Params<T>) -> Result<()> {
+        self.set_params(params)
+    }
+
+    fn read_state(&self) -> Result<OptimizerState<T>> {
+        Ok((self.state.clone(), self.updates))
+    }
+
+    fn write_state(&mut self, (state, updates): OptimizerState<T>) -> Result<()> {
+        self.set_optimizer_state(state, updates)
+    }
+}
+
