@@ -14,10 +14,12 @@ from .errors import GpuUnavailableError, TrainingDivergedError
 from .gpu import GpuDevice, gpu_devices
 from .network import Network
 from .optim import SGD, Adam
+from .explain import Step
 from .training import History
 
 __all__ = [
     "SGD",
+    "Step",
     "Adam",
     "GpuDevice",
     "GpuUnavailableError",
