@@ -458,12 +458,15 @@ def _graph_svg(config: Mapping[str, Any], w: dict[str, F64], step: Step | None, 
     n_in, n_h, n_out = int(config["n_in"]), int(config["n_hidden"]), int(config["n_out"])
     w1n, w2n = weight_names(n_in, n_h, n_out)
     has_bias = "b1" in w
-    dy, r = (130 if gradients else 100), 30
+    r = 30
+    # Labels (one line, or two with gradients) fanned out around their source, so that none overlap.
+    spacing = 27 if gradients else 14
+    dy = max(110, spacing * (max(n_h, n_out) + 1) + 10)
     xs = (110, 450, 790)
     rows = max(n_in + has_bias, n_h + has_bias, n_out)
     top = 70
-    height = top + rows * dy + 40
-    width = 1040
+    height = top + rows * dy + 20
+    width = 1080
 
     def ys(n: int) -> list[float]:
         start = top + (rows - n) * dy / 2 + dy / 2
@@ -474,17 +477,17 @@ def _graph_svg(config: Mapping[str, Any], w: dict[str, F64], step: Step | None, 
     labels: list[str] = []
 
     def edges(layer: int, src_n: int, dst_n: int, names: list[list[str]], key: str) -> None:
-        x0, x1 = xs[layer], xs[layer + 1]
+        x0, x1 = xs[layer] + r, xs[layer + 1] - r
         grad = step.get(f"grad_{key}") if step is not None else None
         after = step.get(f"{key}_after") if step is not None else None
         bias = w.get(f"b{layer + 1}")
         for i in range(src_n + (bias is not None)):
             for j in range(dst_n):
                 y0, y1 = layers[layer][i], layers[layer + 1][j]
-                body.append(f'<line x1="{x0 + r}" y1="{y0:.1f}" x2="{x1 - r}" y2="{y1:.1f}" stroke="#888"/>')
-                # Labels near the source, staggered by target, so the edges of one source do not collide.
-                f = 0.22 + 0.5 * (j / max(1, dst_n - 1)) if dst_n > 1 else 0.4
-                lx, ly = x0 + r + f * (x1 - x0 - 2 * r), y0 + f * (y1 - y0)
+                body.append(f'<line x1="{x0}" y1="{y0:.1f}" x2="{x1}" y2="{y1:.1f}" stroke="#999"/>')
+                ly = y0 + (j - (dst_n - 1) / 2) * spacing + (4 if not gradients else -2)
+                f = (ly - 4 - y0) / (y1 - y0) if y1 != y0 else 0.1
+                lx = x0 + 6 + (x1 - x0) * (f if 0.02 <= f <= 0.12 else 0.02)
                 if i < src_n:
                     name, value = names[j][i], w[key][j, i]
                     g = None if grad is None else grad[j, i]
@@ -498,11 +501,10 @@ def _graph_svg(config: Mapping[str, Any], w: dict[str, F64], step: Step | None, 
                     ab = step.get(f"b{layer + 1}_after") if step is not None else None
                     g = None if gb is None else gb[bi]
                     new = None if ab is None else ab[bi]
-                lines = [f"{name} = {_short(value)}"]
+                labels.append(_text(lx, ly, f"{name} = {_short(value)}", size=11, anchor="start", halo=True))
                 if gradients and g is not None and new is not None:
-                    lines += [f"dE/d{name} = {_short(g)}", f"new {_short(new)}"]
-                for n, s in enumerate(lines):
-                    labels.append(_text(lx, ly - 4 + 13 * n, s, size=11, halo=True, fill="#333" if n == 0 else "#a33"))
+                    gl = f"dE/d{name} = {_short(g)} -> {_short(new)}"
+                    labels.append(_text(lx, ly + 12, gl, size=11, anchor="start", fill="#a33", halo=True))
 
     edges(0, n_in, n_h, w1n, "w1")
     edges(1, n_h, n_out, w2n, "w2")
@@ -541,8 +543,8 @@ def _graph_svg(config: Mapping[str, Any], w: dict[str, F64], step: Step | None, 
             y = layers[2][k]
             body.append(_text(xs[2] + r + 12, y - 4, f"T{k + 1} = {_short(step.t[k])}", anchor="start"))
             body.append(_text(xs[2] + r + 12, y + 12, f"E_o{k + 1} = {_short(errors[k])}", anchor="start", fill="#a33"))
-        body.append(_text(width - 20, 30, f"{config['loss']}: E_total = {_short(step['loss'])}", anchor="end",
-                          size=13, weight="bold", fill="#a33"))  # fmt: skip
+        body.append(_text(xs[2] + r + 12, 52, f"{config['loss']}: E_total = {_short(step['loss'])}",
+                          anchor="start", size=13, weight="bold", fill="#a33"))  # fmt: skip
     title = f"{n_in}-{n_h}-{n_out} network" + ("" if step is None else f", E_total = {_num(step['loss'])}")
     return _svg(width, height, body, title)
 
