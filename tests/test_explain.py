@@ -117,10 +117,8 @@ def test_factors_equal_the_article():
 def _chain(s):
     """The gradients as products of the Step's factors (no core numbers but the trace's out values)."""
     dout_dnet = s["dout_dnet_output"]
-    if dout_dnet.ndim == 2:  # softmax: every output depends on every net input
-        delta_o = dout_dnet.T @ s["dE_dout_output"]
-    else:
-        delta_o = s["dE_dout_output"] * dout_dnet
+    # For softmax the Jacobian: every output depends on every net input.
+    delta_o = dout_dnet.T @ s["dE_dout_output"] if dout_dnet.ndim == 2 else s["dE_dout_output"] * dout_dnet
     de_dout_h = (delta_o[:, None] * s["w2_before"]).sum(axis=0)
     delta_h = de_dout_h * s["dout_dnet_hidden"]
     return {
@@ -257,7 +255,13 @@ def test_the_step_picture_is_svg_with_the_articles_numbers():
     svg = s.to_svg(gradients=True)
     numbers = _svg_numbers(svg)
     wanted = [0.15, 0.55, 0.35, 0.60, *(ARTICLE[k] for k in ("net_h1", "out_h1", "net_o2", "out_o2"))]
-    wanted += [ARTICLE_FACTORS["E_o1"], ARTICLE_FACTORS["E_o2"], ARTICLE["dE_dw5"], ARTICLE["w5_new"], ARTICLE["dE_dw1"]]
+    wanted += [
+        ARTICLE_FACTORS["E_o1"],
+        ARTICLE_FACTORS["E_o2"],
+        ARTICLE["dE_dw5"],
+        ARTICLE["w5_new"],
+        ARTICLE["dE_dw1"],
+    ]
     for want in wanted:
         assert any(math.isclose(n, want, rel_tol=1e-5) for n in numbers), want
     assert svg.count("+1</text>") == 2, "the two bias units"
@@ -304,7 +308,7 @@ def test_history_is_drawn_as_svg_and_plotted(rng):
 def test_history_plot_without_matplotlib_says_what_to_install(rng, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # import fails as if not installed
     history = rustbp.Network(2, 2, 1, seed=0).fit(rng.random((4, 2)), rng.random((4, 1)), epochs=2)
-    with pytest.raises(ImportError, match="History.plot needs matplotlib: pip install matplotlib"):
+    with pytest.raises(ImportError, match=r"History\.plot needs matplotlib: pip install matplotlib"):
         history.plot()
 
 
@@ -352,11 +356,31 @@ def test_article_with_other_numbers():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"weights": {"w1": [[1.0]], "w3": [[1.0]]}}, ValueError, "weights: expected the keys 'w1' and 'w2', got 'w1', 'w3'"),
-        ({"weights": {"w1": [[1.0, 2.0]], "w2": [[1.0, 2.0]]}}, ValueError, r"weights: expected w2 of shape \(n_out, 1\)"),
-        ({"weights": {"w1": [1.0, 2.0], "w2": [[1.0]]}}, ValueError, r"weights\['w1'\]: expected a non-empty 2-D array, got shape \(2,\)"),
-        ({"weights": [0.1] * 7}, ValueError, "weights: expected the 8 numbers w1..w8 of the article's 2-2-2 net, got 7"),
-        ({"weights": [0.1] * 7 + [float("nan")]}, ValueError, r"weights: expected finite values, found nan at position \[7\]"),
+        (
+            {"weights": {"w1": [[1.0]], "w3": [[1.0]]}},
+            ValueError,
+            "weights: expected the keys 'w1' and 'w2', got 'w1', 'w3'",
+        ),
+        (
+            {"weights": {"w1": [[1.0, 2.0]], "w2": [[1.0, 2.0]]}},
+            ValueError,
+            r"weights: expected w2 of shape \(n_out, 1\)",
+        ),
+        (
+            {"weights": {"w1": [1.0, 2.0], "w2": [[1.0]]}},
+            ValueError,
+            r"weights\['w1'\]: expected a non-empty 2-D array, got shape \(2,\)",
+        ),
+        (
+            {"weights": [0.1] * 7},
+            ValueError,
+            "weights: expected the 8 numbers w1..w8 of the article's 2-2-2 net, got 7",
+        ),
+        (
+            {"weights": [0.1] * 7 + [float("nan")]},
+            ValueError,
+            r"weights: expected finite values, found nan at position \[7\]",
+        ),
         ({"weights": "0.1,0.2"}, TypeError, "weights: expected a dict of w1 and w2 or the 8 numbers w1..w8, got str"),
         ({"weights": [0.1] * 7 + ["a"]}, TypeError, "weights: expected numbers"),
         ({"biases": [0.1]}, ValueError, r"biases: expected the two numbers \(b1, b2\), got 1"),
@@ -442,3 +466,24 @@ def test_demo_page_renders_in_a_real_browser(tmp_path):
                    capture_output=True, timeout=120, env=env, check=True)  # fmt: skip
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000, "a picture of the page, not a blank one"
+
+
+def test_explain_step_on_the_gpu_keeps_the_network_unless_asked():
+    try:
+        found = rustbp.gpu_devices()
+    except rustbp.GpuUnavailableError as e:
+        found, reason = [], str(e)
+    else:
+        reason = "no GPU adapter"
+    if not found:
+        if os.environ.get("RUSTBP_REQUIRE_GPU") == "1":
+            pytest.fail(f"RUSTBP_REQUIRE_GPU=1 but {reason}")
+        pytest.skip(reason)
+    net = rustbp.Network.article(device="gpu")
+    s = net.explain_step(ARTICLE_X, ARTICLE_T)
+    for name, want in ARTICLE_FACTORS.items():
+        assert abs(s[name] - want) < 1e-6, name
+    assert abs(s["w5_new"] - ARTICLE["w5_new"]) < 1e-7
+    np.testing.assert_array_equal(net.get_weights()["w1"], np.float32([[0.15, 0.20], [0.25, 0.30]]))
+    net.explain_step(ARTICLE_X, ARTICLE_T, apply=True)
+    assert abs(net.get_weights()["w1"][0, 0] - ARTICLE["w1_new"]) < 1e-7

@@ -11,21 +11,21 @@ from __future__ import annotations
 from ._rustbp import __version__
 from .config import NetworkConfig, TrainingConfig
 from .errors import GpuUnavailableError, TrainingDivergedError
+from .explain import Step
 from .gpu import GpuDevice, gpu_devices
 from .network import Network
 from .optim import SGD, Adam
-from .explain import Step
 from .training import History
 
 __all__ = [
     "SGD",
-    "Step",
     "Adam",
     "GpuDevice",
     "GpuUnavailableError",
     "History",
     "Network",
     "NetworkConfig",
+    "Step",
     "TrainingConfig",
     "TrainingDivergedError",
     "__version__",

@@ -166,7 +166,7 @@ table { border-collapse: collapse; } td, th { padding: 2px 10px; border-bottom: 
 def page(w: Walkthrough) -> str:
     """One self-contained HTML page (inline CSS and SVG, no scripts, nothing fetched)."""
     e, esc = w.example, html.escape
-    formulas = "\n".join(w.step.formulas() + [f"  E_total on the next forward pass = {_f(w.loss_after_one)}"])
+    formulas = "\n".join([*w.step.formulas(), f"  E_total on the next forward pass = {_f(w.loss_after_one)}"])
     rows = "".join(
         f"<tr><td>step {i}</td><td>{_f(w.losses[i])}</td><td class='published'>"
         f"{esc('the article publishes ' + PUBLISHED[i]) if e.is_article and i in PUBLISHED else ''}</td></tr>"
@@ -203,4 +203,3 @@ def main(args: argparse.Namespace) -> int:
     )  # fmt: skip
     run(example, args.html)
     return 0
-

@@ -142,7 +142,9 @@ class Step(dict[str, Any]):
         w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
         for k, v in w.items():
             self[f"{k}_before"] = v
-        self._compute_factors(w)
+        # Extreme but finite traces (a fuzzer's weights) may overflow a product: it shows as inf, as it is.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            self._compute_factors(w)
         if (self.n_in, self.n_hidden, self.n_out) == (2, 2, 2):
             self.update(self._article_factor_names())
 
@@ -284,15 +286,22 @@ class Step(dict[str, Any]):
             lines.append(f"  dE/dout_{o} = {sym} = {val} = {_num(de_dout[k])}")
         dout_dnet = self._a("dout_dnet_output")
         if self.softmax:
-            lines.append("  softmax: dout_ok/dnet_oj = out_ok (1[k=j] - out_oj), so every output moves every net input:")
-            lines.append("  delta_oj = sum_k dE/dout_ok * dout_ok/dnet_oj = sum_k (-T_k / out_ok) out_ok (1[k=j] - out_oj)")
+            lines.append(
+                "  softmax: dout_ok/dnet_oj = out_ok (1[k=j] - out_oj), so every output moves every net input:"
+            )
+            lines.append(
+                "  delta_oj = sum_k dE/dout_ok * dout_ok/dnet_oj = sum_k (-T_k / out_ok) out_ok (1[k=j] - out_oj)"
+            )
             lines.append("           = out_oj * (T_1 + ... + T_n) - T_j = out_oj - T_j when the targets sum to 1")
             total_t = float(self.t.sum())
             for k, (o, tk) in enumerate(zip(outs, targets)):
                 if math.isclose(total_t, 1.0, rel_tol=0, abs_tol=1e-12):
                     sym, val = f"out_{o} - {tk}", f"{_arg(out_o[k])} - {_arg(self.t[k])}"
                 else:
-                    sym, val = f"out_{o} * {_num(total_t)} - {tk}", f"{_arg(out_o[k])} * {_num(total_t)} - {_arg(self.t[k])}"
+                    sym, val = (
+                        f"out_{o} * {_num(total_t)} - {tk}",
+                        f"{_arg(out_o[k])} * {_num(total_t)} - {_arg(self.t[k])}",
+                    )
                 lines.append(f"  delta_{o} = {sym} = {val} = {_num(delta_o[k])}")
         else:
             act = c["output_activation"]
@@ -354,15 +363,15 @@ class Step(dict[str, Any]):
                 lines.append(f"  {key}: not trained")
                 continue
             for idx in np.ndindex(before.shape):
-                lines.append(self._update_line(names[idx[0]][idx[1]], before[idx], grad[idx], after[idx]))
+                lines.append(self._update_line(names[idx[0]][idx[1]], float(before[idx]), grad[idx], after[idx]))
         for layer_no, units in ((1, hid), (2, outs)):
             grad, after = self.get(f"grad_b{layer_no}"), self.get(f"b{layer_no}_after")
             if grad is None or after is None:
                 continue
             before = self._a(f"b{layer_no}_before")
-            for j, name in enumerate(self._bias_names(layer_no, units[: before.size])):
-                if name is not None:
-                    lines.append(self._update_line(name, before[j], grad[j], after[j]))
+            for j, bias_name in enumerate(self._bias_names(layer_no, units[: before.size])):
+                if bias_name is not None:
+                    lines.append(self._update_line(bias_name, float(before[j]), grad[j], after[j]))
         return lines
 
     def _bias_gradient_lines(self, lines: list[str], layer: int, units: list[str], delta: F64) -> None:
@@ -604,15 +613,20 @@ def curve_svg(series: Mapping[str, Sequence[float] | F64], xlabel: str, *, first
     if hi == lo:
         lo, hi = lo - 1, hi + 1
     n = max(len(v) for v in data.values())
-    px = lambda i: left + (width - left - right) * (i / max(1, n - 1))  # noqa: E731
-    py = lambda v: top + (height - top - bottom) * (1 - (v - lo) / (hi - lo))  # noqa: E731
+
+    def px(i: float) -> float:
+        return left + (width - left - right) * (i / max(1, n - 1))
+
+    def py(v: float) -> float:
+        return top + (height - top - bottom) * (1 - (v - lo) / (hi - lo))
+
     body.append(
         f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
         'fill="none" stroke="#999"/>'
     )
-    for v in (lo, (lo + hi) / 2, hi):
-        label = _short(10**v) if log else _short(v)
-        body.append(_text(left - 6, py(v) + 4, label, size=11, anchor="end"))
+    for tick in (lo, (lo + hi) / 2, hi):
+        label = _short(10**tick) if log else _short(tick)
+        body.append(_text(left - 6, py(tick) + 4, label, size=11, anchor="end"))
     for i in (0, n - 1):
         body.append(_text(px(i), height - bottom + 16, str(first + i), size=11))
     body.append(_text((left + width - right) / 2, height - 8, xlabel + (" (log scale loss)" if log else ""), size=12))
@@ -620,7 +634,7 @@ def curve_svg(series: Mapping[str, Sequence[float] | F64], xlabel: str, *, first
     for c, (name, v) in enumerate(data.items()):
         ok = np.isfinite(v)
         tv = np.log10(np.where(ok & (v > 0), v, 1)) if log else v
-        pts = " ".join(f"{px(i):.1f},{py(tv[i]):.1f}" for i in range(len(v)) if ok[i])
+        pts = " ".join(f"{px(i):.1f},{py(float(tv[i])):.1f}" for i in range(len(v)) if ok[i])
         color = colors[c % len(colors)]
         body.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
         body.append(_text(width - right - 8, top + 16 + 15 * c, f"{name}: {_short(v[-1])}", size=12, anchor="end",
