@@ -43,14 +43,14 @@ ACTIVATION_FORMULA = {
 }
 
 
-def _num(v: float) -> str:
+def _num(v: float, digits: int = 16) -> str:
     """Every digit float64 holds, none of its last-ulp noise (0.15, not 0.15000000000000002)."""
-    return f"{float(v):.16g}"
+    return f"{float(v):.{digits}g}"
 
 
-def _arg(v: float) -> str:
+def _arg(v: float, digits: int = 16) -> str:
     """A number as an operand: negatives in parentheses, as the article writes them."""
-    s = _num(v)
+    s = _num(v, digits)
     return f"({s})" if s.startswith("-") else s
 
 
@@ -139,6 +139,8 @@ class Step(dict[str, Any]):
         self.optimizer = optimizer
         #: Whether the network took this step (``explain_step(..., apply=True)``).
         self.applied = applied
+        # Formulas print every digit the network's dtype holds: 16 in float64, 9 in float32.
+        self._digits = 9 if np.asarray(trace["out_output"]).dtype == np.float32 else 16
         w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
         for k, v in w.items():
             self[f"{k}_before"] = v
@@ -147,6 +149,12 @@ class Step(dict[str, Any]):
             self._compute_factors(w)
         if (self.n_in, self.n_hidden, self.n_out) == (2, 2, 2):
             self.update(self._article_factor_names())
+
+    def _num(self, v: float) -> str:
+        return _num(v, self._digits)
+
+    def _arg(self, v: float) -> str:
+        return _arg(v, self._digits)
 
     # -- shape and settings -------------------------------------------------------------------------
     @property
@@ -207,7 +215,7 @@ class Step(dict[str, Any]):
         c = self.config
         return (
             f"Step({self.n_in}-{self.n_hidden}-{self.n_out}, {c['hidden_activation']}/{c['output_activation']}, "
-            f"{c['loss']}, E_total={_num(self['loss'])}, applied={self.applied})"
+            f"{c['loss']}, E_total={self._num(self['loss'])}, applied={self.applied})"
         )
 
     # -- the derivation, line by line ----------------------------------------------------------------
@@ -220,7 +228,7 @@ class Step(dict[str, Any]):
 
     def formulas(self) -> list[str]:
         """The derivation as the article writes it, one line per quantity: symbols, then numbers, then value."""
-        c = self.config
+        c, num, arg = self.config, self._num, self._arg
         n_in, n_h, n_out = self.n_in, self.n_hidden, self.n_out
         ins = [f"i{i + 1}" for i in range(n_in)]
         hid = [f"h{j + 1}" for j in range(n_h)]
@@ -239,19 +247,19 @@ class Step(dict[str, Any]):
                   bv: F64, net: F64, out: F64, act: str) -> None:  # fmt: skip
             for j, u in enumerate(units):
                 sym = " + ".join(f"{wn[j][i]}*{s}" for i, s in enumerate(src))
-                val = " + ".join(f"{_arg(wv[j, i])}*{_arg(src_v[i])}" for i in range(len(src)))
+                val = " + ".join(f"{arg(wv[j, i])}*{arg(src_v[i])}" for i in range(len(src)))
                 if bn[j] is not None:
-                    sym, val = f"{sym} + {bn[j]}*1", f"{val} + {_arg(bv[j])}*1"
-                lines.append(f"  net_{u} = {sym} = {val} = {_num(net[j])}")
+                    sym, val = f"{sym} + {bn[j]}*1", f"{val} + {arg(bv[j])}*1"
+                lines.append(f"  net_{u} = {sym} = {val} = {num(net[j])}")
             for j, u in enumerate(units):
                 if act == "softmax":
                     total = " + ".join(f"e^net_{v}" for v in units)
-                    total_v = " + ".join(f"e^{_arg(n)}" for n in net)
-                    lines.append(f"  out_{u} = e^net_{u} / ({total}) = e^{_arg(net[j])} / ({total_v}) = {_num(out[j])}")
+                    total_v = " + ".join(f"e^{arg(n)}" for n in net)
+                    lines.append(f"  out_{u} = e^net_{u} / ({total}) = e^{arg(net[j])} / ({total_v}) = {num(out[j])}")
                 else:
                     f = ACTIVATION_FORMULA[act][0]
                     lines.append(
-                        f"  out_{u} = {f.format(net=f'net_{u}')} = {f.format(net=_arg(net[j]))} = {_num(out[j])}"
+                        f"  out_{u} = {f.format(net=f'net_{u}')} = {f.format(net=arg(net[j]))} = {num(out[j])}"
                     )
 
         layer(hid, ins, self.x, w1n, w1, b1n, b1, net_h, out_h, c["hidden_activation"])
@@ -262,15 +270,18 @@ class Step(dict[str, Any]):
         loss = c["loss"]
         for k, (o, tk) in enumerate(zip(outs, targets)):
             if loss == "half_sse":
-                sym, val = f"1/2 ({tk} - out_{o})^2", f"1/2 ({_arg(self.t[k])} - {_arg(out_o[k])})^2"
+                sym, val = f"1/2 ({tk} - out_{o})^2", f"1/2 ({arg(self.t[k])} - {arg(out_o[k])})^2"
             elif loss == "mse":
-                sym, val = f"({tk} - out_{o})^2 / {n_out}", f"({_arg(self.t[k])} - {_arg(out_o[k])})^2 / {n_out}"
+                sym, val = (
+                    f"({tk} - out_{o})^2 / {n_out}",
+                    f"({arg(self.t[k])} - {arg(out_o[k])})^2 / {n_out}",
+                )
             else:
-                sym, val = f"-{tk} ln(out_{o})", f"-{_arg(self.t[k])} ln({_arg(out_o[k])})"
-            lines.append(f"  E_{o} = {sym} = {val} = {_num(errors[k])}")
+                sym, val = f"-{tk} ln(out_{o})", f"-{arg(self.t[k])} ln({arg(out_o[k])})"
+            lines.append(f"  E_{o} = {sym} = {val} = {num(errors[k])}")
         lines.append(
-            f"  E_total = {' + '.join(f'E_{o}' for o in outs)} = {' + '.join(_arg(e) for e in errors)} = "
-            f"{_num(self['loss'])}"
+            f"  E_total = {' + '.join(f'E_{o}' for o in outs)} = {' + '.join(arg(e) for e in errors)} = "
+            f"{num(self['loss'])}"
         )
         if loss == "mse":
             lines.append(f"  (mse: the mean over the {n_out} outputs, PyTorch's MSELoss)")
@@ -278,12 +289,15 @@ class Step(dict[str, Any]):
         lines.append("Output layer: dE/dw = dE/dout_o * dout_o/dnet_o * dnet_o/dw")
         for k, (o, tk) in enumerate(zip(outs, targets)):
             if loss == "half_sse":
-                sym, val = f"out_{o} - {tk}", f"{_arg(out_o[k])} - {_arg(self.t[k])}"
+                sym, val = f"out_{o} - {tk}", f"{arg(out_o[k])} - {arg(self.t[k])}"
             elif loss == "mse":
-                sym, val = f"2 (out_{o} - {tk}) / {n_out}", f"2 ({_arg(out_o[k])} - {_arg(self.t[k])}) / {n_out}"
+                sym, val = (
+                    f"2 (out_{o} - {tk}) / {n_out}",
+                    f"2 ({arg(out_o[k])} - {arg(self.t[k])}) / {n_out}",
+                )
             else:
-                sym, val = f"-{tk} / out_{o}", f"-{_arg(self.t[k])} / {_arg(out_o[k])}"
-            lines.append(f"  dE/dout_{o} = {sym} = {val} = {_num(de_dout[k])}")
+                sym, val = f"-{tk} / out_{o}", f"-{arg(self.t[k])} / {arg(out_o[k])}"
+            lines.append(f"  dE/dout_{o} = {sym} = {val} = {num(de_dout[k])}")
         dout_dnet = self._a("dout_dnet_output")
         if self.softmax:
             lines.append(
@@ -296,33 +310,33 @@ class Step(dict[str, Any]):
             total_t = float(self.t.sum())
             for k, (o, tk) in enumerate(zip(outs, targets)):
                 if math.isclose(total_t, 1.0, rel_tol=0, abs_tol=1e-12):
-                    sym, val = f"out_{o} - {tk}", f"{_arg(out_o[k])} - {_arg(self.t[k])}"
+                    sym, val = f"out_{o} - {tk}", f"{arg(out_o[k])} - {arg(self.t[k])}"
                 else:
                     sym, val = (
-                        f"out_{o} * {_num(total_t)} - {tk}",
-                        f"{_arg(out_o[k])} * {_num(total_t)} - {_arg(self.t[k])}",
+                        f"out_{o} * {num(total_t)} - {tk}",
+                        f"{arg(out_o[k])} * {num(total_t)} - {arg(self.t[k])}",
                     )
-                lines.append(f"  delta_{o} = {sym} = {val} = {_num(delta_o[k])}")
+                lines.append(f"  delta_{o} = {sym} = {val} = {num(delta_o[k])}")
         else:
             act = c["output_activation"]
             for k, o in enumerate(outs):
                 f = ACTIVATION_FORMULA[act][1]
                 lines.append(
                     f"  dout_{o}/dnet_{o} = {f.format(out=f'out_{o}', net=f'net_{o}')} = "
-                    f"{f.format(out=_arg(out_o[k]), net=_arg(net_o[k]))} = {_num(dout_dnet[k])}"
+                    f"{f.format(out=arg(out_o[k]), net=arg(net_o[k]))} = {num(dout_dnet[k])}"
                 )
             for k, o in enumerate(outs):
                 lines.append(
-                    f"  delta_{o} = dE/dout_{o} * dout_{o}/dnet_{o} = {_arg(de_dout[k])} * {_arg(dout_dnet[k])} = "
-                    f"{_num(delta_o[k])}"
+                    f"  delta_{o} = dE/dout_{o} * dout_{o}/dnet_{o} = {arg(de_dout[k])} * {arg(dout_dnet[k])} = "
+                    f"{num(delta_o[k])}"
                 )
         grads = {"w1": self.get("grad_w1"), "w2": self.get("grad_w2")}
         for k, o in enumerate(outs):
             for j, h in enumerate(hid):
                 name = w2n[k][j]
                 g = delta_o[k] * out_h[j]
-                lines.append(f"  dnet_{o}/d{name} = out_{h} = {_num(out_h[j])}")
-                lines.append(f"  dE/d{name} = delta_{o} * out_{h} = {_arg(delta_o[k])} * {_arg(out_h[j])} = {_num(g)}")
+                lines.append(f"  dnet_{o}/d{name} = out_{h} = {num(out_h[j])}")
+                lines.append(f"  dE/d{name} = delta_{o} * out_{h} = {arg(delta_o[k])} * {arg(out_h[j])} = {num(g)}")
         self._bias_gradient_lines(lines, 2, outs, delta_o)
 
         lines.append("Hidden layer: dE/dw = dE/dout_h * dout_h/dnet_h * dnet_h/dw, from the weights before the step")
@@ -332,28 +346,28 @@ class Step(dict[str, Any]):
         for j, h in enumerate(hid):
             for k, o in enumerate(outs):
                 lines.append(
-                    f"  dE_{o}/dout_{h} = delta_{o} * {w2n[k][j]} = {_arg(delta_o[k])} * {_arg(w2[k, j])} = "
-                    f"{_num(terms[k, j])}"
+                    f"  dE_{o}/dout_{h} = delta_{o} * {w2n[k][j]} = {arg(delta_o[k])} * {arg(w2[k, j])} = "
+                    f"{num(terms[k, j])}"
                 )
             lines.append(
                 f"  dE/dout_{h} = {' + '.join(f'dE_{o}/dout_{h}' for o in outs)} = "
-                f"{' + '.join(_arg(v) for v in terms[:, j])} = {_num(de_dout_h[j])}"
+                f"{' + '.join(arg(v) for v in terms[:, j])} = {num(de_dout_h[j])}"
             )
             f = ACTIVATION_FORMULA[act][1]
             lines.append(
                 f"  dout_{h}/dnet_{h} = {f.format(out=f'out_{h}', net=f'net_{h}')} = "
-                f"{f.format(out=_arg(out_h[j]), net=_arg(net_h[j]))} = {_num(dout_dnet_h[j])}"
+                f"{f.format(out=arg(out_h[j]), net=arg(net_h[j]))} = {num(dout_dnet_h[j])}"
             )
             lines.append(
-                f"  delta_{h} = dE/dout_{h} * dout_{h}/dnet_{h} = {_arg(de_dout_h[j])} * {_arg(dout_dnet_h[j])} = "
-                f"{_num(delta_h[j])}"
+                f"  delta_{h} = dE/dout_{h} * dout_{h}/dnet_{h} = {arg(de_dout_h[j])} * {arg(dout_dnet_h[j])} = "
+                f"{num(delta_h[j])}"
             )
         for j, h in enumerate(hid):
             for i, s in enumerate(ins):
                 name = w1n[j][i]
                 g = delta_h[j] * self.x[i]
-                lines.append(f"  dnet_{h}/d{name} = {s} = {_num(self.x[i])}")
-                lines.append(f"  dE/d{name} = delta_{h} * {s} = {_arg(delta_h[j])} * {_arg(self.x[i])} = {_num(g)}")
+                lines.append(f"  dnet_{h}/d{name} = {s} = {num(self.x[i])}")
+                lines.append(f"  dE/d{name} = delta_{h} * {s} = {arg(delta_h[j])} * {arg(self.x[i])} = {num(g)}")
         self._bias_gradient_lines(lines, 1, hid, delta_h)
 
         lines.append(self._update_title())
@@ -380,11 +394,11 @@ class Step(dict[str, Any]):
         if self.config["bias"] == "shared":
             lines.append(
                 f"  dE/db{layer} = {' + '.join(f'delta_{u}' for u in units)} = "
-                f"{' + '.join(_arg(d) for d in delta)} = {_num(delta.sum())}   (one bias shared by the layer)"
+                f"{' + '.join(self._arg(d) for d in delta)} = {self._num(delta.sum())}   (one bias shared by the layer)"
             )
         else:
             for u, d in zip(units, delta):
-                lines.append(f"  dE/db_{u} = delta_{u} * 1 = {_num(d)}")
+                lines.append(f"  dE/db_{u} = delta_{u} * 1 = {self._num(d)}")
 
     def _plain_sgd(self) -> bool:
         o = self.optimizer
@@ -392,16 +406,18 @@ class Step(dict[str, Any]):
 
     def _update_title(self) -> str:
         if self._plain_sgd():
-            return f"Update (w <- w - eta * dE/dw, eta = {_num(self.optimizer.lr)})"
+            return f"Update (w <- w - eta * dE/dw, eta = {self._num(self.optimizer.lr)})"
         return f"Update by {self.optimizer!r} (its state and formulas: see the optimizer's documentation)"
 
     def _update_line(self, name: str, before: float, grad: float, after: float) -> str:
         if self._plain_sgd():
             return (
-                f"  {name}_new = {name} - eta * dE/d{name} = {_arg(before)} - {_arg(self.optimizer.lr)} * "
-                f"{_arg(grad)} = {_num(after)}"
+                f"  {name}_new = {name} - eta * dE/d{name} = {self._arg(before)} - {self._arg(self.optimizer.lr)} * "
+                f"{self._arg(grad)} = {self._num(after)}"
             )
-        return f"  {name}_new = {_num(after)}   (from {name} = {_num(before)}, dE/d{name} = {_num(grad)})"
+        return (
+            f"  {name}_new = {self._num(after)}   (from {name} = {self._num(before)}, dE/d{name} = {self._num(grad)})"
+        )
 
     # -- pictures -------------------------------------------------------------------------------------
     def to_svg(self, gradients: bool = False) -> str:
