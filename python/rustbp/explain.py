@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .optim import SGD
+
 __all__ = ["Step"]
 
 F64 = npt.NDArray[np.float64]
@@ -119,6 +121,10 @@ class Step(dict[str, Any]):
     ``dout_o1/dnet_o1``, ``dE_o1/dout_h1``, ``dE/dout_h1``, ``dout_h1/dnet_h1``, ``dnet_o1/dw5``,
     ``dnet_h1/dw1``, beside ``net_h1``, ``delta_o1``, ``dE_dw5``, ``w5_new``... (w1..w4 are
     ``w1[0,0], w1[0,1], w1[1,0], w1[1,1]``; w5..w8 the same entries of ``w2``).
+
+    Attributes: ``x`` and ``t`` (the sample), ``config`` (the network's settings), ``optimizer``, and
+    ``applied`` (whether the network took the step). ``formulas()`` writes the derivation line by line,
+    ``to_svg()`` draws it; notebooks display a step as its picture and its table of factors.
     """
 
     def __init__(
@@ -402,12 +408,12 @@ class Step(dict[str, Any]):
 
     def _plain_sgd(self) -> bool:
         o = self.optimizer
-        return type(o).__name__ == "SGD" and o.momentum == 0 and o.weight_decay == 0
+        return isinstance(o, SGD) and o.momentum == 0 and o.weight_decay == 0
 
     def _update_title(self) -> str:
         if self._plain_sgd():
             return f"Update (w <- w - eta * dE/dw, eta = {self._num(self.optimizer.lr)})"
-        return f"Update by {self.optimizer!r} (its state and formulas: see the optimizer's documentation)"
+        return f"Update by {self.optimizer!r}, from dE/dw and the optimizer's state (momentum, Adam's moments)"
 
     def _update_line(self, name: str, before: float, grad: float, after: float) -> str:
         if self._plain_sgd():
