@@ -425,6 +425,8 @@ def test_demo_with_other_numbers():
     bad = demo("--x", "1,2,3")
     assert bad.returncode == 2 and "weights: expected n_hidden * (3 + 2) numbers" in bad.stderr
     assert demo("--t", "a,b").returncode == 2
+    bad = demo("--t", "0.1,inf")
+    assert bad.returncode == 2 and "t: expected finite numbers, got 0.1, inf" in bad.stderr
 
 
 def test_demo_html_is_one_self_contained_page(tmp_path):

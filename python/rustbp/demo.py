@@ -105,6 +105,9 @@ class Walkthrough:
 def compute(example: Example) -> Walkthrough:
     if example.steps < 1:
         raise ValueError(f"steps: expected a positive integer, got {example.steps}")
+    for name, values in (("x", example.x), ("t", example.t)):
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name}: expected finite numbers, got {', '.join(map(str, values))}")
     net = example.network()
     x, t = np.array(example.x), np.array(example.t)
     step = net.explain_step(x, t, apply=True)
