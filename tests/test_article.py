@@ -31,7 +31,7 @@ def test_article_network_configuration():
 
 def test_explain_step_reproduces_every_number_of_the_first_step():
     net = rustbp.Network.article()
-    s = net.explain_step(ARTICLE_X, ARTICLE_T)
+    s = net.explain_step(ARTICLE_X, ARTICLE_T, apply=True)
     for name, want in ARTICLE.items():
         assert s[name] == pytest.approx(want, abs=TOL, rel=0), name
     # The generic arrays say the same as the article's names.
@@ -39,7 +39,7 @@ def test_explain_step_reproduces_every_number_of_the_first_step():
     np.testing.assert_allclose(s["w1_after"].ravel(), [ARTICLE[f"w{k}_new"] for k in range(1, 5)], rtol=0, atol=TOL)
     assert "grad_b1" not in s, "the article's biases are not trained"
     np.testing.assert_array_equal(s["b2_after"], [0.60])
-    # explain_step is a real training step: the network moved.
+    # With apply=True, explain_step is a real training step: the network moved.
     assert net.loss(ARTICLE_X, ARTICLE_T) == pytest.approx(ARTICLE_E_AFTER_ONE_STEP, abs=TOL, rel=0)
 
 

@@ -279,7 +279,7 @@ def test_fit_logs_each_epoch(rng, caplog):
     with caplog.at_level(logging.INFO, logger="rustbp"):
         make().fit(X, Y, 3, validation_split=0.25)
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 3 and lines[0].startswith("epoch 1/3: loss=") and "val_loss=" in lines[0]
+    assert len(lines) == 3 and lines[0].startswith("epoch 0 (1 of 3): loss=") and "val_loss=" in lines[0]
 
 
 class FakeBar:

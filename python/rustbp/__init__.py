@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._rustbp import __version__
 from .config import NetworkConfig, TrainingConfig
 from .errors import GpuUnavailableError, TrainingDivergedError
+from .explain import Step
 from .gpu import GpuDevice, gpu_devices
 from .network import Network
 from .optim import SGD, Adam
@@ -24,6 +25,7 @@ __all__ = [
     "History",
     "Network",
     "NetworkConfig",
+    "Step",
     "TrainingConfig",
     "TrainingDivergedError",
     "__version__",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
@@ -10,9 +11,10 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from . import _files, _rustbp, _torch, training
+from . import _files, _rustbp, _torch, explain, training
 from .config import DEVICES, NetworkConfig, TrainingConfig, _one_of, _positive_int, optimizer_from_core, random_seed
 from .config import DTYPES as DTYPE_NAMES
+from .explain import Step
 from .gpu import GpuDevice
 from .optim import SGD, Adam, Optimizer
 from .training import Callback, History
@@ -88,12 +90,31 @@ class Network:
         self._seed = None
 
     @classmethod
-    def article(cls, device: str = "cpu") -> Network:
+    def article(
+        cls,
+        device: str = "cpu",
+        *,
+        lr: float | None = None,
+        weights: Mapping[str, ArrayLike] | Sequence[float] | None = None,
+        biases: Sequence[float] | None = None,
+    ) -> Network:
         """The worked example of the article: 2-2-2, weights 0.15..0.55, shared biases 0.35 and 0.60
         that are not trained, sigmoid on both layers, half_sse loss, plain SGD with lr 0.5; float64 on
-        the CPU, float32 on the GPU."""
+        the CPU, float32 on the GPU.
+
+        The same kind of network with other numbers: ``lr``; ``weights`` as ``{"w1": (n_hidden, n_in),
+        "w2": (n_out, n_hidden)}`` (any widths) or the article's w1..w8 in order; ``biases`` as (b1, b2)."""
         _one_of("device", device, DEVICES)
-        return cls._from_core(_rustbp.Core.article(device))
+        if lr is None and weights is None and biases is None:
+            return cls._from_core(_rustbp.Core.article(device))
+        w1, w2 = _article_weights(weights)
+        b = _article_biases(biases)
+        net = cls(
+            w1.shape[1], w1.shape[0], w2.shape[0], bias="shared", train_bias=False,
+            optimizer=SGD(lr=0.5 if lr is None else lr), device=device, seed=0,
+        )  # fmt: skip
+        net.set_weights({"w1": w1, "b1": b[:1], "w2": w2, "b2": b[1:]})
+        return net
 
     # -- shape and settings -------------------------------------------------------------------------
     @property
@@ -301,19 +322,78 @@ class Network:
         return _torch.from_torch(cls, module, kwargs)
 
     # -- teaching -----------------------------------------------------------------------------------
-    def explain_step(self, x: ArrayLike, t: ArrayLike) -> dict[str, Any]:
-        """Performs one training step on one sample and returns every intermediate.
-
-        Keys: ``net_hidden``/``out_hidden`` and ``net_output``/``out_output`` (net input and output of
-        each neuron), ``loss``, ``delta_output`` and ``delta_hidden`` (dE/dnet of each neuron),
-        ``grad_w1``... (gradients of the trained parameters) and ``w1_after``... (parameters after the
-        update). For a 2-2-2 network the article's names are added: ``net_h1``, ``out_o2``, ``E_total``,
-        ``delta_o1``, ``dE_dw5``, ``w5_new`` ...
-        """
-        steps = self._core.explain_step(_as_array(x, self._dtype, "x"), _as_array(t, self._dtype, "t"))
+    def explain_step(self, x: ArrayLike, t: ArrayLike, *, apply: bool = False) -> Step:
+        """Every number of one training step on one sample, as a ``rustbp.Step``: the net and out value
+        of each neuron, the loss, every chain-rule factor, the deltas, gradients and the weights the
+        update gives (``w1_after``..., for a 2-2-2 net ``w5_new``...). The network keeps its weights
+        and optimizer state unless ``apply=True``. A mapping, as it always was: ``step["E_total"]``,
+        ``step["dE/dout_o1"]``, ``step["grad_w2"]``; see ``rustbp.Step`` for every key."""
+        if not isinstance(apply, bool):
+            raise TypeError(f"apply: expected a bool, got {type(apply).__name__}")
+        xa, ta = _as_array(x, self._dtype, "x"), _as_array(t, self._dtype, "t")
+        before = self._core.get_weights()
+        trace = self._core.explain_step(xa, ta, apply)
         if (self.n_in, self.n_hidden, self.n_out) == (2, 2, 2):
-            steps.update(_article_names(steps))
-        return steps
+            trace.update(_article_names(trace))
+        return Step(trace, x=xa, t=ta, weights=before, config=self._config, optimizer=self._optimizer, applied=apply)
+
+    def to_svg(self) -> str:
+        """The network and its current weights as an SVG picture (a heat-map beyond 8 neurons a layer)."""
+        return explain.network_svg(self._config, self.get_weights())
+
+    def _repr_svg_(self) -> str:
+        return self.to_svg()
+
+    def _repr_html_(self) -> str:
+        return f"<div>{self.to_svg()}<pre>{html.escape(repr(self))}</pre></div>"
+
+
+def _article_weights(weights: object) -> tuple[np.ndarray, np.ndarray]:
+    """``Network.article``'s weights: None (the article's), w1..w8 in the article's order, or a dict."""
+    if weights is None:
+        return np.array([[0.15, 0.20], [0.25, 0.30]]), np.array([[0.40, 0.45], [0.50, 0.55]])
+    if isinstance(weights, Mapping):
+        if set(weights) != {"w1", "w2"}:
+            keys = ", ".join(sorted(map(repr, weights)))
+            raise ValueError(f"weights: expected the keys 'w1' and 'w2', got {keys or 'none'}")
+        w1 = _finite(weights["w1"], "weights['w1']", 2)
+        w2 = _finite(weights["w2"], "weights['w2']", 2)
+        if w2.shape[1] != w1.shape[0]:
+            raise ValueError(
+                f"weights: expected w2 of shape (n_out, {w1.shape[0]}) after w1 of shape {w1.shape}, got {w2.shape}"
+            )
+        return w1, w2
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, (Sequence, np.ndarray)):
+        raise TypeError(f"weights: expected a dict of w1 and w2 or the 8 numbers w1..w8, got {type(weights).__name__}")
+    flat = _finite(weights, "weights", 1)
+    if flat.size != 8:
+        raise ValueError(f"weights: expected the 8 numbers w1..w8 of the article's 2-2-2 net, got {flat.size}")
+    return flat[:4].reshape(2, 2), flat[4:].reshape(2, 2)
+
+
+def _article_biases(biases: object) -> np.ndarray:
+    if biases is None:
+        return np.array([0.35, 0.60])
+    if isinstance(biases, (str, bytes)) or not isinstance(biases, (Sequence, np.ndarray)):
+        raise TypeError(f"biases: expected the two numbers (b1, b2), got {type(biases).__name__}")
+    b = _finite(biases, "biases", 1)
+    if b.size != 2:
+        raise ValueError(f"biases: expected the two numbers (b1, b2), got {b.size}")
+    return b
+
+
+def _finite(value: object, name: str, ndim: int) -> np.ndarray:
+    """``value`` as a non-empty float64 array of ``ndim`` dimensions and finite numbers."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: expected numbers ({e})") from None
+    if a.ndim != ndim or a.size == 0:
+        raise ValueError(f"{name}: expected a non-empty {ndim}-D array, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise ValueError(f"{name}: expected finite values, found {a[bad]} at position {list(bad)}")
+    return a
 
 
 _FIT_DEFAULTS: dict[str, Any] = {"epochs": None} | {
@@ -322,8 +402,9 @@ _FIT_DEFAULTS: dict[str, Any] = {"epochs": None} | {
 
 
 def _article_names(s: dict[str, Any]) -> dict[str, float]:
-    """The article's names for a 2-2-2 network: w1..w4 are w1[0,0], w1[0,1], w1[1,0], w1[1,1] (input i
-    to hidden h), w5..w8 the same for w2 (hidden to output)."""
+    """The article's names for a 2-2-2 network: w1..w4 are w1[0,0], w1[0,1], w1[1,0], w1[1,1] (w1[j,i]
+    joins input i to hidden neuron j: w2 is i2 -> h1), w5..w8 the same entries of w2 (w2[k,j] joins hidden
+    j to output k: w6 is h2 -> o1, w7 is h1 -> o2). ``explain.weight_names`` numbers any width alike."""
     names: dict[str, float] = {"E_total": float(s["loss"])}
     for layer, unit in (("hidden", "h"), ("output", "o")):
         for j in range(2):

@@ -5,6 +5,7 @@ progress bar. The Rust core only returns metrics; everything reported is reporte
 from __future__ import annotations
 
 import contextlib
+import html
 import importlib
 import logging
 import math
@@ -100,10 +101,14 @@ class History:
     def __getitem__(self, index: int) -> float: ...
     @overload
     def __getitem__(self, index: slice) -> npt.NDArray[np.float64]: ...
-    def __getitem__(self, index: int | slice) -> float | npt.NDArray[np.float64]:
-        if isinstance(index, slice):
-            return self.loss[index]
-        return float(self.loss[index])
+    @overload
+    def __getitem__(self, index: Any) -> Any: ...
+    def __getitem__(self, index: Any) -> Any:
+        # Only a single position gives a float; slices, tuples, masks and None index the array as NumPy
+        # does (matplotlib takes History for an array by its shape and indexes it with [:, None]).
+        if isinstance(index, (int, np.integer)):
+            return float(self.loss[index])
+        return self.loss[index]
 
     def __iter__(self) -> Iterator[float]:
         return iter(self.history.get("loss", []))
@@ -113,6 +118,39 @@ class History:
         if name.startswith("_") or name == "history":
             raise AttributeError(name)
         return getattr(self.loss, name)
+
+    # -- pictures -------------------------------------------------------------------------------------
+    def _curves(self) -> dict[str, npt.NDArray[np.float64]]:
+        return {k: np.array(v, dtype=np.float64) for k, v in self.history.items() if k.endswith("loss")}
+
+    def to_svg(self) -> str:
+        """The loss curves (training and validation) against the epoch, as SVG; the best epoch marked."""
+        from .explain import curve_svg
+
+        return curve_svg(self._curves(), "epoch", mark=self.best_epoch, title=repr(self))
+
+    def _repr_svg_(self) -> str:
+        return self.to_svg()
+
+    def _repr_html_(self) -> str:
+        return f"<div>{self.to_svg()}<pre>{html.escape(repr(self))}</pre></div>"
+
+    def plot(self, ax: Any = None) -> Any:
+        """The loss curves with matplotlib, on ``ax`` or the current axes; returns the axes."""
+        try:
+            plt = importlib.import_module("matplotlib.pyplot")
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install matplotlib") from None
+        if ax is None:
+            ax = plt.gca()
+        for name, values in self._curves().items():
+            ax.plot(np.arange(len(values)), values, label=name)
+        if self.best_epoch is not None:
+            ax.axvline(self.best_epoch, color="grey", linestyle="--", label=f"best epoch {self.best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend()
+        return ax
 
     def __repr__(self) -> str:
         last = ", ".join(f"{k}={v[-1]:.6g}" for k, v in self.history.items() if v)
@@ -213,8 +251,10 @@ def fit(
                 if val_accuracy:
                     logs["val_accuracy"] = _accuracy(net.forward(validation_data[0]), validation_data[1])
             history._record(logs)
+            # Epochs are numbered from 0 here as in callbacks, best_epoch and History's arrays.
             logger.info(
-                "epoch %d/%d: %s",
+                "epoch %d (%d of %d): %s",
+                epoch,
                 epoch + 1,
                 config.epochs,
                 ", ".join(f"{k}={v:.6g}" for k, v in logs.items()),
@@ -233,10 +273,10 @@ def fit(
                     if wait >= config.patience:
                         logger.info(
                             "early stopping after epoch %d: best %s=%.6g at epoch %d",
-                            epoch + 1,
+                            epoch,
                             monitor,
                             best,
-                            (history.best_epoch or 0) + 1,
+                            history.best_epoch,
                         )
                         stop = True
             if stop:
