@@ -89,9 +89,16 @@ class Programs:
         self._dir.cleanup()
 
     def version(self) -> str:
-        """The first line of the compiler's ``--version``."""
-        out = subprocess.run([*self.compiler, "--version"], capture_output=True, text=True, check=False, timeout=60)
-        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
+        """The first line of the compiler's ``--version``; NativeError when it does not run."""
+        cmd = [*self.compiler, "--version"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise NativeError(f"{shlex.join(cmd)}: {e}") from e
+        text = (out.stdout or out.stderr).strip()
+        if out.returncode != 0 or not text:
+            raise NativeError(f"{shlex.join(cmd)} failed ({out.returncode}): {out.stderr.strip()}")
+        return text.splitlines()[0]
 
     def command(self, name: str) -> str:
         """The compile command of ``name``, as it is run (for the record)."""

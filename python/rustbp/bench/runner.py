@@ -55,7 +55,7 @@ NATIVE = Spec(2, 2, 2, loss="half_sse", lr=0.5)
 #: The GPU's wide workload (float32, batch 8192), and the reduced one for a software adapter or --quick.
 GPU_WIDE = Spec(784, 4096, 10, loss="half_sse", lr=0.1)
 GPU_WIDE_FULL = (4096, 8192, 20)  # hidden width, batch, steps
-GPU_WIDE_REDUCED = (256, 256, 3)
+GPU_WIDE_REDUCED = (256, 64, 3)
 WORKLOADS = ("article", "sweep", "large", "digits", "native", "gpu")
 ARTICLE_X = np.array([[0.05, 0.10]])
 ARTICLE_T = np.array([[0.01, 0.99]])
@@ -665,7 +665,8 @@ def table(point: Point, baseline: str) -> str:
         f"{'% peak':>7} {'vs ' + baseline:>34} {'final loss':>22}  check"
     ]
     for r in sorted(point.results, key=lambda r: r.per_step_s):
-        ratio = f"{r.per_step_s / base.per_step_s:,.1f}x" if base else "-"
+        v = r.per_step_s / base.per_step_s if base else None
+        ratio = "-" if v is None else f"{v:,.1f}x" if v >= 1 else f"{v:.2g}x"
         second = f"{r.extra['epochs']:>10}" if digits else f"{1 / r.per_step_s:>10,.0f}"
         loss = f"{r.final_loss:.16g}" + ("" if not digits else f" acc {r.extra['test_accuracy']:.3f}")
         lines.append(
@@ -880,7 +881,12 @@ def run_plan(plan: Plan, out_dir: Path, stem: str = "bench", say: Callable[[str]
             notes.append("C++: no compiler (c++, g++, clang++ or $CXX), the native columns are skipped")
         else:
             programs = native.Programs(compiler)
-            info["cxx"] = programs.version()
+            try:
+                info["cxx"] = programs.version()
+            except native.NativeError as e:
+                notes.append(f"C++: {e}; the native columns are skipped")
+                programs.close()
+                programs = None
     # Move everything the imports made out of the collector's way, so the collection before each timed
     # run (which keeps one implementation's garbage out of the next one's time) costs little.
     gc.collect()
@@ -993,6 +999,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--native-steps", type=int, default=None, help="steps of each timed run of the article's C++ programs"
     )
     parser.add_argument("--native-widths", type=_ints, default=None, help="n of the n-n-n native reference, e.g. 2,64")
+    parser.add_argument(
+        "--peak-size", type=int, default=None, help="n of the n x n matrix product that measures the peak (2048)"
+    )
     parser.add_argument("--stem", default=None, help="file name of the JSON and PNG (default bench, bench-quick)")
     parser.add_argument(
         "--budget",
@@ -1011,7 +1020,16 @@ def main(args: argparse.Namespace) -> int:
         if unknown:
             raise SystemExit(f"--workloads: expected some of {', '.join(WORKLOADS)}, got unknown {sorted(unknown)}")
     plan.gpu = args.gpu
-    for name in ("reps", "widths", "batches", "article_steps", "budget_s", "native_steps", "native_widths"):
+    for name in (
+        "reps",
+        "widths",
+        "batches",
+        "article_steps",
+        "budget_s",
+        "native_steps",
+        "native_widths",
+        "peak_size",
+    ):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
     if args.article_steps is not None:
