@@ -648,10 +648,16 @@ def check_mark(r: Result) -> str:
     return "-" if r.agrees is None else ("ok" if r.agrees else "MISMATCH")
 
 
+def fmt_percent(fraction: float | None) -> str:
+    if fraction is None:
+        return "-"
+    return f"{100 * fraction:.2g}%" if fraction < 0.1 else f"{100 * fraction:.0f}%"
+
+
 def fmt_peak(r: Result) -> str:
     """GFLOP/s and the percentage of the peak, or blanks where they do not apply."""
-    g, f = r.extra.get("gflops"), r.extra.get("peak_fraction")
-    return f"{g:>9.3g} {f'{100 * f:.2g}%' if f is not None else '-':>7}" if g is not None else f"{'-':>9} {'-':>7}"
+    g = r.extra.get("gflops")
+    return f"{g:>9.3g} {fmt_percent(r.extra.get('peak_fraction')):>7}" if g is not None else f"{'-':>9} {'-':>7}"
 
 
 def table(point: Point, baseline: str) -> str:
@@ -679,28 +685,22 @@ def table(point: Point, baseline: str) -> str:
 
 
 def native_table(points: list[Point]) -> str:
-    """The native workload: per width, rustbp's time per step (loop in Rust) against the plain C++ loops',
-    the ratio, and each one's percentage of the peak."""
+    """The native workload: per width and dtype, rustbp's time per step (loop in Rust) and the plain C++
+    loops', rustbp's over C++'s, and each one's percentage of the peak in that dtype."""
+    head = ("rustbp", "C++", "ratio", "% rustbp", "% C++")
     lines = [
         "  time per step (median); ratio = rustbp / C++; % = of the peak in that dtype",
-        f"  {'n':>5} "
-        + " ".join(f"{h:>10}" for h in ("rustbp f64", "C++ f64", "ratio", "rustbp f32", "C++ f32", "ratio"))
-        + f" {'% rb f64':>9} {'% C++ f64':>9}",
+        f"  {'':>5} {'float64':^54} {'float32':^54}",
+        f"  {'n':>5} " + " ".join(f"{h:>10}" for h in head * 2),
     ]
     for p in points:
         cells = []
-        pair: dict[str, tuple[Result | None, Result | None]] = {}
         for dt in ("float64", "float32"):
             rb, nat = p.get(rustbp_name(dt, "rust")), p.get(native_label("reference", dt))
-            pair[dt] = (rb, nat)
-            for r in (rb, nat):
-                cells.append((fmt_time(r.per_step_s) + ("" if r.agrees else "!")) if r else "-")
+            cells += [(fmt_time(r.per_step_s) + ("" if r.agrees else "!")) if r else "-" for r in (rb, nat)]
             cells.append(f"{rb.per_step_s / nat.per_step_s:.2f}" if rb and nat else "-")
-        pct = [
-            f"{100 * r.extra['peak_fraction']:.2g}%" if r and r.extra.get("peak_fraction") is not None else "-"
-            for r in pair["float64"]
-        ]
-        lines.append(f"  {p.spec.n_hidden:>5} " + " ".join(f"{c:>10}" for c in cells) + f" {pct[0]:>9} {pct[1]:>9}")
+            cells += [fmt_percent(r.extra.get("peak_fraction")) if r else "-" for r in (rb, nat)]
+        lines.append(f"  {p.spec.n_hidden:>5} " + " ".join(f"{c:>10}" for c in cells))
     return "\n".join(lines)
 
 
