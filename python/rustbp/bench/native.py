@@ -109,7 +109,7 @@ class Programs:
         if name not in FLAGS:
             raise ValueError(f"name: expected one of {sorted(FLAGS)}, got {name!r}")
         if name not in self._built:
-            exe = Path(self._dir.name) / name
+            exe = Path(self._dir.name) / (name + (".exe" if os.name == "nt" else ""))
             cmd = [*self.compiler, "-std=c++17", *FLAGS[name], "-o", str(exe), str(SOURCES / f"{name}.cpp")]
             try:
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)

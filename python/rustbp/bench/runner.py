@@ -57,6 +57,8 @@ GPU_WIDE = Spec(784, 4096, 10, loss="half_sse", lr=0.1)
 GPU_WIDE_FULL = (4096, 8192, 20)  # hidden width, batch, steps
 GPU_WIDE_REDUCED = (256, 64, 3)
 WORKLOADS = ("article", "sweep", "large", "digits", "native", "gpu")
+#: The implementation families that compute on a GPU (their share of the peak is of the GPU's).
+GPU_FAMILIES = ("rustbp-gpu", "torch-cuda")
 ARTICLE_X = np.array([[0.05, 0.10]])
 ARTICLE_T = np.array([[0.01, 0.99]])
 
@@ -275,9 +277,6 @@ def time_point(
         device = {"device": "gpu" if impl.family in GPU_FAMILIES else "cpu"}
         results.append(Result(impl.name, impl.dtype, steps, times, loss, agree(loss, ref, impl.dtype), device))
     return Point(workload, spec, len(X), steps, ref, results)
-
-
-GPU_FAMILIES = ("rustbp-gpu", "torch-cuda")
 
 
 def native_result(
