@@ -267,6 +267,17 @@ def test_without_a_compiler_the_native_columns_are_skipped_with_a_note(tmp_path,
     assert not any(r["impl"].startswith("C++") for p in doc["points"] for r in p["results"])
 
 
+def test_native_programs_refuse_bad_arguments(tmp_path):
+    programs = native.Programs([str(tmp_path / "no-such-c++")])
+    with programs:
+        with pytest.raises(ValueError, match=r"name: expected one of \['article', 'article_torch', 'reference'\]"):
+            programs.build("nope")
+        with pytest.raises(ValueError, match="steps, every: expected at least 1, got 0, 1"):
+            programs.run("article", 0, 1)
+        with pytest.raises(native.NativeError, match="no-such-c\\+\\+"):
+            programs.build("article")
+
+
 def test_native_programs_ship_with_the_package():
     """The C++ sources sit inside the package (maturin puts everything under python/rustbp in the wheel)."""
     for name in native.FLAGS:

@@ -13,6 +13,7 @@ then ``ns_per_step VALUE``, its loop timed inside with a steady clock, printing 
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import shutil
@@ -100,9 +101,9 @@ class Programs:
             raise NativeError(f"{shlex.join(cmd)} failed ({out.returncode}): {out.stderr.strip()}")
         return text.splitlines()[0]
 
-    def command(self, name: str) -> str:
-        """The compile command of ``name``, as it is run (for the record)."""
-        return shlex.join([*self.compiler, "-std=c++17", *FLAGS[name], "-o", name, f"{name}.cpp"])
+    def command(self, name: str, exe: str | None = None, source: str | None = None) -> list[str]:
+        """The compile command of ``name`` (with short paths unless given: for the record)."""
+        return [*self.compiler, "-std=c++17", *FLAGS[name], "-o", exe or name, source or f"{name}.cpp"]
 
     def build(self, name: str) -> Path:
         """Compiles ``native/<name>.cpp`` (once) and returns the executable."""
@@ -110,7 +111,7 @@ class Programs:
             raise ValueError(f"name: expected one of {sorted(FLAGS)}, got {name!r}")
         if name not in self._built:
             exe = Path(self._dir.name) / (name + (".exe" if os.name == "nt" else ""))
-            cmd = [*self.compiler, "-std=c++17", *FLAGS[name], "-o", str(exe), str(SOURCES / f"{name}.cpp")]
+            cmd = self.command(name, str(exe), str(SOURCES / f"{name}.cpp"))
             try:
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
             except (OSError, subprocess.SubprocessError) as e:
@@ -139,7 +140,7 @@ class Programs:
                 losses[int(vals[0])] = float(vals[1])
             elif key == "ns_per_step":
                 ns = float(vals[0])
-        if not losses or ns != ns:
+        if not losses or math.isnan(ns):
             raise NativeError(f"{name}: no losses or no time in its output: {out.stdout[:500]!r}")
         return Run(losses, ns)
 

@@ -24,6 +24,7 @@ import operator
 import os
 import platform
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -310,7 +311,12 @@ def native_result(
     times = [
         programs.run(name, timed_steps, timed_steps, args, stdin).ns_per_step * timed_steps / 1e9 for _ in range(reps)
     ]
-    extra = {"device": "cpu", "compile": programs.command(name), "timed_by": "the program (steady clock)", **checks}
+    extra = {
+        "device": "cpu",
+        "compile": shlex.join(programs.command(name)),
+        "timed_by": "the program (steady clock)",
+        **checks,
+    }
     return Result(label, dtype, timed_steps, times, final, ok, extra)
 
 
