@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check for a machine with a GPU, PyTorch and no Rust compiler: installs the abi3 wheel built
 # elsewhere (`make wheel` puts it in dist/), runs the GPU tests with RUSTBP_REQUIRE_GPU=1, then the GPU
-# speed comparison against PyTorch CUDA, writing results under benchmarks/results/ (or $RESULTS).
+# workloads of `rustbp bench` (rustbp's GPU path against PyTorch CUDA), writing gpu-<time>.json under
+# benchmarks/results/ (or $RESULTS).
 #
 # Vulkan: wgpu needs the Vulkan loader (libvulkan.so.1) and a driver manifest. Where the loader is
 # missing, .deb files in .gl/ (libvulkan1 and friends, fetched on another machine) are unpacked; where
@@ -10,8 +11,8 @@
 #   echo /.gl/ >>.git/info/exclude; mkdir -p .gl /tmp/amd64/partial
 #   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 #   apt-get $o update; (cd .gl && apt-get $o download libvulkan1)
-# PyTorch or CUDA missing is not an error: the comparison notes it and leaves those columns empty.
-# Extra arguments go to benchmarks/gpu_compare.py (--quick for reduced sizes).
+# PyTorch or CUDA missing is not an error: the bench notes it and shows those columns as n/a.
+# Extra arguments go to `rustbp bench --workloads gpu` (--quick for reduced sizes, --reps N, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -55,7 +56,13 @@ tests_rc=${PIPESTATUS[0]}
 set -e
 
 log "GPU speed comparison"
-"$PY" benchmarks/gpu_compare.py --out "$RESULTS" "$@"
+# The bench exits 1 when a loss disagrees with the float64 reference: that fails the check too.
+set +e
+"$PY" -m rustbp bench --workloads gpu --out "$RESULTS" --stem "gpu-$(date -u +%Y%m%dT%H%M%SZ)" "$@"
+bench_rc=$?
+set -e
 
-log "GPU tests exit status: $tests_rc"
-exit "$tests_rc"
+log "GPU tests exit status: $tests_rc, bench exit status: $bench_rc"
+if [[ $tests_rc -ne 0 ]]; then exit "$tests_rc"; fi
+exit "$bench_rc"
+

@@ -1,21 +1,48 @@
 """The speed comparison's correctness, not its speed: every implementation it times computes the same
 training as rustbp, the agreement check catches one that does not, and the command writes its files.
-PyTorch, scikit-learn and matplotlib are optional: their parts are checked only when they are installed."""
+PyTorch, scikit-learn and matplotlib are optional: their parts are checked only when they are installed.
+The native C++ programs need a C++ compiler (CI has g++); without one their tests skip."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import rustbp
 from conftest import ARTICLE_E_AFTER_ONE_STEP, ARTICLE_FINAL, ARTICLE_LOSSES
 from rustbp.__main__ import main
-from rustbp.bench import impls, runner
+from rustbp.bench import impls, native, runner
 from rustbp.bench.pure import PurePythonNet, UnrolledArticleNet
 
 HAS = {m: importlib.util.find_spec(m) is not None for m in ("torch", "sklearn", "matplotlib")}
+needs_cxx = pytest.mark.skipif(native.find_compiler() is None, reason="no C++ compiler (c++, g++, clang++ or $CXX)")
+
+
+@pytest.fixture(scope="module")
+def programs() -> Iterator[native.Programs]:
+    compiler = native.find_compiler()
+    if compiler is None:
+        pytest.skip("no C++ compiler (c++, g++, clang++ or $CXX)")
+    with native.Programs(compiler) as p:
+        yield p
+
+
+def gpu_or_skip() -> None:
+    """Skips without an adapter, unless RUSTBP_REQUIRE_GPU=1 (CI, with lavapipe), where that fails."""
+    try:
+        found = rustbp.gpu_devices()
+    except rustbp.GpuUnavailableError as e:
+        found, why = [], str(e)
+    else:
+        why = "no GPU adapter"
+    if not found:
+        if os.environ.get("RUSTBP_REQUIRE_GPU") == "1":
+            pytest.fail(f"RUSTBP_REQUIRE_GPU=1 but {why}")
+        pytest.skip(why)
 
 
 def test_pure_python_network_reproduces_the_article():
@@ -89,15 +116,22 @@ def test_a_wrong_implementation_is_reported_loudly(tmp_path, capsys):
 
 
 def test_bench_command_writes_agreeing_results(tmp_path, capsys):
-    """`rustbp bench` on tiny sizes: the article's loss after one update, a four-point sweep, the table,
-    the JSON file, and the plot when matplotlib is there. Exit status 0 means everything agreed."""
+    """`rustbp bench` on tiny sizes: the article's loss after one update, a four-point sweep, the native
+    reference at two widths, the table, the JSON file with the peak and each result's GFLOP/s, and the
+    plot when matplotlib is there. Exit status 0 means everything agreed."""
     code = main(
         [
             "bench",
             "--workloads",
-            "article,sweep",
+            "article,sweep,native",
             "--article-steps",
             "1",
+            "--native-steps",
+            "1000",
+            "--native-widths",
+            "2,8",
+            "--peak-size",
+            "256",
             "--widths",
             "2,8",
             "--batches",
@@ -112,8 +146,9 @@ def test_bench_command_writes_agreeing_results(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "MISMATCH" not in out and "Targets (issue 4)" in out
+    assert "MISMATCH" not in out
     doc = json.loads((tmp_path / "bench.json").read_text())
+    assert doc["targets"]
     article = doc["points"][0]
     assert article["workload"] == "article" and article["steps"] == 1
     # One untimed step, then one timed: the last loss is the article's "E_total on the next forward pass".
@@ -130,6 +165,148 @@ def test_bench_command_writes_agreeing_results(tmp_path, capsys):
         assert "rustbp GPU f32 (loop in Rust)" in {r["impl"] for r in sweep[0]["results"]}
     else:
         assert "rustbp GPU" in " ".join(doc["notes"])
+    # The peak, and every result's share of it: 2 flops per multiply-add of forward, backward and update.
+    peak = doc["peak_gflops"]
+    assert peak["size"] == 256 and peak["float32"] > 0 and peak["float64"] > 0
+    for p in doc["points"]:
+        spec = impls.Spec(**p["spec"])
+        for r in p["results"]:
+            assert r["gflops"] == pytest.approx(2 * spec.work(p["batch"]) / r["median_s_per_step"] / 1e9)
+            if r["device"] == "cpu":
+                assert r["peak_fraction"] == pytest.approx(r["gflops"] / peak[r["dtype"]])
+    native_points = [p for p in doc["points"] if p["workload"] == "native"]
+    if native.find_compiler() is None:
+        assert "no compiler" in " ".join(doc["notes"]) and not native_points
+        return
+    cpp = results["C++ per node f64 (-O2)"]
+    assert cpp["agrees"] and cpp["final_loss"] == pytest.approx(ARTICLE_E_AFTER_ONE_STEP, rel=1e-12)
+    assert cpp["losses"]["worst_relative_error"] <= 1e-9 and cpp["steps"] == 1000
+    assert "-O2" in cpp["compile"] and doc["machine"]["cxx"]
+    assert [p["spec"]["n_hidden"] for p in native_points] == [2, 8]
+    for p in native_points:
+        shape = (p["spec"]["n_in"], p["spec"]["n_hidden"], p["spec"]["n_out"], p["batch"])
+        assert shape == (p["spec"]["n_hidden"],) * 3 + (1,)
+        by = {r["impl"]: r for r in p["results"]}
+        for dt in ("f64", "f32"):
+            ref = by[f"C++ loops {dt} (-O3, native)"]
+            assert ref["agrees"] and "-march=native" in ref["compile"]
+            ratio = by[f"rustbp {dt} (loop in Rust)"]["median_s_per_step"] / ref["median_s_per_step"]
+            assert p["rustbp_over_native"][f"float{dt[1:]}"] == pytest.approx(ratio)
+
+
+@needs_cxx
+def test_article_cpp_program_prints_the_articles_losses(programs):
+    """The article's C++ program, in its style, compiled here at -O2: its loss every 1000 steps is the
+    article's to 1e-9, and its timed runs print a time."""
+    run = programs.run("article", 10_000, 1000)
+    assert sorted(run.losses) == sorted(ARTICLE_LOSSES)
+    for step, want in ARTICLE_LOSSES.items():
+        assert run.losses[step] == pytest.approx(want, rel=1e-9, abs=0), step
+    assert run.ns_per_step > 0
+    assert native.ARTICLE_LOSSES == ARTICLE_LOSSES  # what the bench checks it against
+
+
+@needs_cxx
+def test_article_cpp_pytorch_setting_trains_like_rustbp(programs):
+    """The C++ program of the article's PyTorch setting (MSE, per-neuron biases, momentum 0.9) from rustbp's
+    starting weights: the same losses as rustbp configured the same way, over 300 steps."""
+    w = runner.start_weights(runner.ARTICLE_TORCH)
+    net = runner.ARTICLE_TORCH.network()
+    net.set_weights(w)
+    want = net.train(runner.ARTICLE_X, runner.ARTICLE_T, 300)
+    run = programs.run("article_torch", 300, 1, stdin=native.numbers(w["w1"], w["b1"], w["w2"], w["b2"]))
+    got = np.array([run.losses[i] for i in range(300)])
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
+    assert want[-1] < want[0] / 100  # it trained: a program that ignores its updates would not get here
+
+
+@needs_cxx
+@pytest.mark.parametrize("n", [2, 7, 64])
+def test_native_reference_equals_rustbp(programs, n, rng):
+    """The plain C++ loops at batch 1 and rustbp, from the same weights and sample: the same losses over
+    five steps (float64 to 1e-9, float32 to 1e-5)."""
+    spec = impls.Spec(n, n, n, loss="half_sse", lr=0.5)
+    w = runner.start_weights(spec)
+    X, T = rng.uniform(0, 1, (1, n)), rng.uniform(0.1, 0.9, (1, n))
+    stdin = native.numbers(w["w1"], w["b1"], w["w2"], w["b2"], X, T)
+    for dtype, rtol in (("float64", 1e-9), ("float32", 1e-5)):
+        net = spec.network(dtype)
+        net.set_weights(w)
+        want = net.train(X.astype(dtype), T.astype(dtype), 5)
+        got = programs.run("reference", 5, 1, (n, 0.5, impls.short(dtype)), stdin).losses
+        np.testing.assert_allclose([got[i] for i in range(5)], want, rtol=rtol, atol=0, err_msg=dtype)
+        assert want[4] < want[0]
+
+
+@needs_cxx
+def test_native_check_flags_wrong_numbers(programs):
+    """A native program whose losses differ from what is expected by one part in a million is not trusted."""
+    w = rustbp.Network.article().get_weights()
+    rb = impls.Impl(
+        "rustbp f64 (loop in Rust)",
+        "rustbp",
+        "float64",
+        lambda s, w, X, T: impls.RustbpTrainer(s, w, X, T, "float64", "rust", "cpu"),
+    )
+    point = runner.time_point("article", runner.ARTICLE, w, runner.ARTICLE_X, runner.ARTICLE_T, [rb], 1, 5)
+    ok = runner.native_result(programs, "article", "C++", "float64", point, 1, 100, expect=dict(ARTICLE_LOSSES))
+    off = {s: v * (1 + 1e-6) for s, v in ARTICLE_LOSSES.items()}
+    bad = runner.native_result(programs, "article", "C++", "float64", point, 1, 100, expect=off)
+    assert ok.agrees and not bad.agrees and bad.extra["losses"]["worst_relative_error"] > 1e-7
+    assert ok.steps == 100 and len(ok.times_s) == 1
+
+
+def test_without_a_compiler_the_native_columns_are_skipped_with_a_note(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    args = ["--workloads", "article", "--article-steps", "1", "--reps", "1", "--no-gpu", "--peak-size", "64"]
+    code = main(["bench", *args, "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert "note: C++: " in out and "no-such-c++" in out and "native columns are skipped" in out
+    assert not any(r["impl"].startswith("C++") for p in doc["points"] for r in p["results"])
+
+
+def test_native_programs_refuse_bad_arguments(tmp_path):
+    programs = native.Programs([str(tmp_path / "no-such-c++")])
+    with programs:
+        with pytest.raises(ValueError, match=r"name: expected one of \['article', 'article_torch', 'reference'\]"):
+            programs.build("nope")
+        with pytest.raises(ValueError, match="steps, every: expected at least 1, got 0, 1"):
+            programs.run("article", 0, 1)
+        with pytest.raises(native.NativeError, match="no-such-c\\+\\+"):
+            programs.build("article")
+
+
+def test_native_programs_ship_with_the_package():
+    """The C++ sources sit inside the package (maturin puts everything under python/rustbp in the wheel)."""
+    for name in native.FLAGS:
+        assert (native.SOURCES / f"{name}.cpp").is_file()
+    assert native.SOURCES.parent.name == "bench" and native.SOURCES.parent.parent.name == "rustbp"
+
+
+def test_bench_quick_runs_the_gpu_workloads(tmp_path, capsys):
+    """`rustbp bench --quick --workloads gpu`: the article's net and a reduced wide net on the adapter,
+    agreeing with the float64 reference; PyTorch CUDA is n/a without PyTorch or CUDA."""
+    gpu_or_skip()
+    args = ["--quick", "--workloads", "gpu", "--reps", "1", "--peak-size", "256", "--out", str(tmp_path), "--stem", "g"]
+    code = main(["bench", *args])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    doc = json.loads((tmp_path / "g.json").read_text())
+    points = {p["workload"]: p for p in doc["points"]}
+    assert set(points) == {"gpu-article", "gpu-wide"}
+    for p in points.values():
+        by = {r["impl"]: r for r in p["results"]}
+        gpu = by["rustbp GPU f32 (loop in Rust)"]
+        assert gpu["agrees"] and gpu["device"] == "gpu" and gpu["gflops"] > 0
+        assert p["reference_loss"] > 0
+        if "PyTorch CUDA f32" not in by:
+            assert "PyTorch CUDA f32" in p["missing"]
+    assert points["gpu-article"]["steps"] == 1000 and points["gpu-wide"]["reduced"]
+    assert points["gpu-wide"]["spec"]["n_in"] == 784 and points["gpu-wide"]["batch"] == 64
+    if points["gpu-wide"]["missing"]:
+        assert "n/a" in out
 
 
 def test_plot_marks_the_crossover():

@@ -215,6 +215,9 @@ class TorchTrainer:
             device=device,
         )
         self.torch = torch
+        if device == "cuda":  # plain float32 products, like rustbp's GPU path and the reference check
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         self.X, self.T = self.net.tensor(X), self.net.tensor(T)
         torch.set_num_threads(threads or threads_for(spec.work(len(X))))
 

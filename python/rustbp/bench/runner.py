@@ -6,6 +6,12 @@ implementations run in turn, in a new seeded random order every repetition, and 
 of the repetitions. After timing, every implementation's final loss is compared with an untimed float64 NumPy
 run of the same steps, to a tolerance fitting its dtype; a mismatch is printed in capitals, recorded in
 the JSON and makes the command exit with status 1.
+
+The native C++ programs (``native.py``) run after the in-process implementations, each repetition one
+process that times its own loop with a steady clock; before their times count, their losses are checked
+(the article's printed losses, rustbp's first steps, the float64 reference). Every step's arithmetic is
+also given as GFLOP/s (2 flops per multiply-add of forward, backward and update) and as a fraction of the
+machine's peak, NumPy's 2048x2048 matrix product in the same dtype measured in the same run.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import operator
 import os
 import platform
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -30,8 +37,8 @@ import numpy as np
 
 import rustbp
 
-from . import numpy_net
-from .impls import Array, Impl, Params, Spec, Trainer, available, gpu_adapter, rustbp_name, threads_for
+from . import native, numpy_net, torch_net
+from .impls import Array, Impl, Params, Spec, Trainer, available, gpu_adapter, rustbp_name, short, threads_for
 
 __all__ = ["Plan", "add_arguments", "main", "run_plan"]
 
@@ -44,6 +51,15 @@ ARTICLE_TORCH = Spec(2, 2, 2, loss="mse", lr=0.5, momentum=0.9)
 SWEEP = Spec(64, 2, 10, loss="mse", lr=0.1)
 LARGE = Spec(784, 1024, 10, hidden="relu", output="softmax", loss="cross_entropy", lr=0.1, momentum=0.9)
 DIGITS = Spec(64, 128, 10, hidden="relu", output="softmax", loss="cross_entropy", optimizer="adam", lr=1e-3)
+#: The native reference's network at width n: n-n-n, sigmoid, half_sse, per-neuron biases, plain SGD.
+NATIVE = Spec(2, 2, 2, loss="half_sse", lr=0.5)
+#: The GPU's wide workload (float32, batch 8192), and the reduced one for a software adapter or --quick.
+GPU_WIDE = Spec(784, 4096, 10, loss="half_sse", lr=0.1)
+GPU_WIDE_FULL = (4096, 8192, 20)  # hidden width, batch, steps
+GPU_WIDE_REDUCED = (256, 64, 3)
+WORKLOADS = ("article", "sweep", "large", "digits", "native", "gpu")
+#: The implementation families that compute on a GPU (their share of the peak is of the GPU's).
+GPU_FAMILIES = ("rustbp-gpu", "torch-cuda")
 ARTICLE_X = np.array([[0.05, 0.10]])
 ARTICLE_T = np.array([[0.01, 0.99]])
 
@@ -86,8 +102,12 @@ class Plan:
     budget_s: float = 0.25  # time per repetition of the slowest implementation at a sweep point
     large_steps: int = 10
     digits_max_epochs: int = 100
-    workloads: tuple[str, ...] = ("article", "sweep", "large", "digits")
+    workloads: tuple[str, ...] = ("article", "sweep", "large", "digits", "native")
     gpu: bool = True  # rustbp's GPU columns, when an adapter is found
+    native_steps: int = 10_000_000  # steps of each timed run of the article's C++ programs
+    native_widths: tuple[int, ...] = tuple(2**k for k in range(1, 9))  # n of the n-n-n native reference
+    gpu_article_steps: int = 10_000
+    peak_size: int = 2048  # of the matrix product that measures the peak
     digits_impls: tuple[str, ...] = (
         "NumPy f64",
         "PyTorch CPU f32",
@@ -112,6 +132,9 @@ class Plan:
             large_steps=2,
             digits_max_epochs=60,
             digits_impls=("NumPy f64", "scikit-learn MLPClassifier"),
+            native_steps=1_000_000,
+            native_widths=(2, 16, 256),
+            gpu_article_steps=1000,
             quick=True,
         )
 
@@ -159,6 +182,7 @@ class Point:
     steps: int
     reference_loss: float
     results: list[Result]
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -168,6 +192,7 @@ class Point:
             "steps": self.steps,
             "reference_loss": self.reference_loss,
             "results": [r.as_dict() for r in self.results],
+            **self.extra,
         }
 
     def get(self, impl: str) -> Result | None:
@@ -250,36 +275,100 @@ def time_point(
     results = []
     for impl in impls:
         times, loss = timed[impl.name]
-        results.append(Result(impl.name, impl.dtype, steps, times, loss, agree(loss, ref, impl.dtype)))
+        device = {"device": "gpu" if impl.family in GPU_FAMILIES else "cpu"}
+        results.append(Result(impl.name, impl.dtype, steps, times, loss, agree(loss, ref, impl.dtype), device))
     return Point(workload, spec, len(X), steps, ref, results)
+
+
+def native_result(
+    programs: native.Programs,
+    name: str,
+    label: str,
+    dtype: str,
+    point: Point,
+    reps: int,
+    timed_steps: int | None,
+    args: tuple[object, ...] = (),
+    stdin: str = "",
+    expect: dict[int, float] | None = None,
+    rtol: float = 1e-9,
+    budget_s: float = 0.0,
+) -> Result:
+    """Checks native program ``name`` and times it: its loss after the point's steps must agree with the
+    point's reference, and its losses at the steps of ``expect`` with those values (to ``rtol``); then
+    ``reps`` runs of ``timed_steps`` steps (None: what fills ``budget_s``), each timed by the program."""
+    check = programs.run(name, point.steps + 1, point.steps + 1, args, stdin)
+    final = check.losses[point.steps]
+    ok = agree(final, point.reference_loss, dtype)
+    checks: dict[str, Any] = {"final_loss_agrees": ok}
+    if expect:
+        got = programs.run(name, max(expect) + 1, 1, args, stdin).losses
+        worst = max(abs(got[s] - v) / abs(v) for s, v in expect.items())
+        checks["losses"] = {"steps": sorted(expect), "worst_relative_error": worst, "rtol": rtol}
+        ok = ok and worst <= rtol
+    if timed_steps is None:
+        timed_steps = int(min(10_000_000, max(100, budget_s * 1e9 / check.ns_per_step)))
+    times = [
+        programs.run(name, timed_steps, timed_steps, args, stdin).ns_per_step * timed_steps / 1e9 for _ in range(reps)
+    ]
+    extra = {
+        "device": "cpu",
+        "compile": shlex.join(programs.command(name)),
+        "timed_by": "the program (steady clock)",
+        **checks,
+    }
+    return Result(label, dtype, timed_steps, times, final, ok, extra)
+
+
+def native_label(name: str, dtype: str) -> str:
+    flags = "-O3, native" if name == "reference" else " ".join(native.FLAGS[name])
+    return f"C++ {'loops' if name == 'reference' else 'per node'} {short(dtype)} ({flags})"
 
 
 def start_weights(spec: Spec, seed: int = 0) -> Params:
     return spec.network("float64", seed=seed).get_weights()
 
 
-def run_article(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -> list[Point]:
+def run_article(
+    plan: Plan, impls: dict[str, Impl], say: Callable[[str], None], programs: native.Programs | None, notes: list[str]
+) -> list[Point]:
     names = [n for n in ARTICLE_IMPLS + rustbp_impls(("float64", "float32")) if n in impls]
     chosen = [impls[n] for n in names]
     points = []
     w = rustbp.Network.article().get_weights()
     say(f"article: 2-2-2, one sample, 1 + {plan.article_steps} steps of SGD lr 0.5 ...")
-    points.append(time_point("article", ARTICLE, w, ARTICLE_X, ARTICLE_T, chosen, plan.reps, plan.article_steps))
+    article = time_point("article", ARTICLE, w, ARTICLE_X, ARTICLE_T, chosen, plan.reps, plan.article_steps)
+    points.append(article)
     chosen = [i for i in chosen if "unrolled" not in i.name]
     say(f"article, PyTorch setting: MSE, per-neuron biases, {plan.article_torch_steps} steps SGD momentum 0.9 ...")
     w = start_weights(ARTICLE_TORCH)
-    points.append(
-        time_point(
-            "article-torch",
-            ARTICLE_TORCH,
-            w,
-            ARTICLE_X,
-            ARTICLE_T,
-            chosen,
-            plan.reps,
-            plan.article_torch_steps,
-        )
+    torch_setting = time_point(
+        "article-torch", ARTICLE_TORCH, w, ARTICLE_X, ARTICLE_T, chosen, plan.reps, plan.article_torch_steps
     )
+    points.append(torch_setting)
+    if programs is not None:
+        say(f"article, C++ programs in the article's style: {plan.native_steps:,} steps a run ...")
+        weights = native.numbers(w["w1"], w["b1"], w["w2"], w["b2"])
+        for point, name, stdin, expect in (
+            (article, "article", "", native.ARTICLE_LOSSES),
+            (torch_setting, "article_torch", weights, None),
+        ):
+            try:
+                point.results.append(
+                    native_result(
+                        programs,
+                        name,
+                        native_label(name, "float64"),
+                        "float64",
+                        point,
+                        plan.reps,
+                        plan.native_steps,
+                        stdin=stdin,
+                        expect=expect,
+                    )
+                )
+            except native.NativeError as e:
+                notes.append(f"{native_label(name, 'float64')}: skipped: {e}")
     return points
 
 
@@ -308,6 +397,90 @@ def run_large(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) ->
     say(f"large: 784-1024-10, batch 256, {plan.large_steps} steps ...")
     chosen = [impls[n] for n in names]
     return [time_point("large", LARGE, start_weights(LARGE), X, T, chosen, plan.reps, plan.large_steps)]
+
+
+def run_native(
+    plan: Plan, impls: dict[str, Impl], say: Callable[[str], None], programs: native.Programs | None, notes: list[str]
+) -> list[Point]:
+    """rustbp at batch 1 against plain native loops (``native/reference.cpp``) on n-n-n nets, n in
+    ``plan.native_widths``; both first checked to give the same losses over five steps."""
+    if programs is None:
+        return []
+    rng = np.random.default_rng(4)
+    points = []
+    for n in plan.native_widths:
+        spec = Spec(**{**NATIVE.as_dict(), "n_in": n, "n_hidden": n, "n_out": n})
+        w = start_weights(spec)
+        X, T = rng.uniform(0, 1, (1, n)), rng.uniform(0.1, 0.9, (1, n))
+        say(f"native: {n}-{n}-{n}, batch 1, rustbp against plain C++ loops ...")
+        chosen = [impls[rustbp_name(dt, "rust")] for dt in ("float64", "float32")]
+        point = time_point("native", spec, w, X, T, chosen, plan.reps, None, plan.budget_s)
+        stdin = native.numbers(w["w1"], w["b1"], w["w2"], w["b2"], X, T)
+        ratios: dict[str, float] = {}
+        for dt in ("float64", "float32"):
+            net = spec.network(dt)
+            net.set_weights(w)
+            first = net.train(X.astype(dt), T.astype(dt), 5)
+            label = native_label("reference", dt)
+            try:
+                result = native_result(
+                    programs,
+                    "reference",
+                    label,
+                    dt,
+                    point,
+                    plan.reps,
+                    None,
+                    (n, repr(spec.lr), short(dt)),
+                    stdin,
+                    expect=dict(enumerate(map(float, first))),
+                    rtol=1e-9 if dt == "float64" else 1e-5,
+                    budget_s=plan.budget_s,
+                )
+            except native.NativeError as e:
+                notes.append(f"{label}: skipped: {e}")
+                continue
+            point.results.append(result)
+            rb = point.get(rustbp_name(dt, "rust"))
+            if rb is not None:
+                ratios[dt] = rb.per_step_s / result.per_step_s
+        point.extra["rustbp_over_native"] = ratios
+        points.append(point)
+    return points
+
+
+def run_gpu(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None], notes: list[str]) -> list[Point]:
+    """rustbp's GPU path against PyTorch CUDA eager: the article's net (steps per second) and a wide net in
+    float32 (samples per second; reduced on a software adapter or with --quick)."""
+    gpu = rustbp_name("float32", "rust", "gpu")
+    if gpu not in impls:
+        notes.append("gpu workload: no rustbp GPU column (no adapter, or --no-gpu), skipped")
+        return []
+    torch = torch_net.load()
+    missing = {}
+    if "PyTorch CUDA f32" not in impls:
+        missing["PyTorch CUDA f32"] = "PyTorch is not installed" if torch is None else "PyTorch sees no CUDA device"
+    cuda = [impls[n] for n in ("PyTorch CUDA f32",) if n in impls]
+    say(f"gpu: article 2-2-2, one sample, 1 + {plan.gpu_article_steps} steps of SGD lr 0.5 ...")
+    chosen = [impls[gpu], impls[rustbp_name("float64", "rust")], *cuda]
+    w = rustbp.Network.article().get_weights()
+    article = time_point("gpu-article", ARTICLE, w, ARTICLE_X, ARTICLE_T, chosen, plan.reps, plan.gpu_article_steps)
+    adapter = rustbp.Network(2, 2, 2, device="gpu").adapter
+    software = adapter is not None and adapter.is_software
+    reduced = software or plan.quick
+    hidden, batch, steps = GPU_WIDE_REDUCED if reduced else GPU_WIDE_FULL
+    spec = Spec(**{**GPU_WIDE.as_dict(), "n_hidden": hidden})
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(batch, spec.n_in))
+    T = np.eye(spec.n_out)[rng.integers(0, spec.n_out, batch)]
+    # The CPU joins the reduced size only: the full one takes seconds a step there.
+    chosen = [impls[gpu], *cuda] + ([impls[rustbp_name("float32", "rust")]] if reduced else [])
+    size = f"{spec.n_in}-{hidden}-{spec.n_out}, batch {batch}"
+    say(f"gpu: {size}, float32, {steps} steps{' (reduced)' if reduced else ''} ...")
+    wide = time_point("gpu-wide", spec, start_weights(spec), X, T, chosen, plan.reps, steps)
+    for p in (article, wide):
+        p.extra.update({"missing": missing, "reduced": reduced and p is wide, "software_adapter": software})
+    return [article, wide]
 
 
 @dataclass
@@ -390,6 +563,49 @@ def run_digits(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -
     return [Point("digits", DIGITS, 32, ref_epochs, ref_loss, results)]
 
 
+# -- the machine's peak ------------------------------------------------------------------------------
+
+
+def measure_peak(size: int, repeats: int = 3) -> dict[str, float]:
+    """GFLOP/s of a size x size matrix product (2 size^3 flops), best of ``repeats`` after a warm-up: NumPy
+    in float32 and float64, and, as "gpu float32", PyTorch CUDA's (TF32 off) when there is one."""
+    rng = np.random.default_rng(0)
+    out: dict[str, float] = {}
+
+    def best(product: Callable[[], object]) -> float:
+        product()  # warm-up: threads, pages, kernels
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - t0)
+        return 2 * size**3 / min(times) / 1e9
+
+    for dt in ("float32", "float64"):
+        a, b = rng.standard_normal((size, size)).astype(dt), rng.standard_normal((size, size)).astype(dt)
+        out[dt] = best(partial(np.matmul, a, b))
+    torch = torch_net.load()
+    if torch is not None and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = False
+        ta, tb = torch.randn(size, size, device="cuda"), torch.randn(size, size, device="cuda")
+        out["gpu float32"] = best(lambda: ((ta @ tb), torch.cuda.synchronize()))
+    return out
+
+
+def annotate(points: list[Point], peak: dict[str, float]) -> None:
+    """Adds each result's GFLOP/s (2 flops per multiply-add of ``Spec.work``) and its fraction of the peak of
+    its dtype and device (None where this run has no peak for it, such as a wgpu adapter)."""
+    for p in points:
+        if p.workload == "digits":  # timed to an accuracy, not per step
+            continue
+        flops = 2 * p.spec.work(p.batch)
+        for r in p.results:
+            gflops = flops / r.per_step_s / 1e9
+            key = r.dtype if r.extra.get("device") == "cpu" else f"gpu {r.dtype}"
+            r.extra["gflops"] = gflops
+            r.extra["peak_fraction"] = gflops / peak[key] if key in peak else None
+
+
 # -- report ------------------------------------------------------------------------------------------
 
 
@@ -437,20 +653,59 @@ def check_mark(r: Result) -> str:
     return "-" if r.agrees is None else ("ok" if r.agrees else "MISMATCH")
 
 
+def fmt_percent(fraction: float | None) -> str:
+    if fraction is None:
+        return "-"
+    return f"{100 * fraction:.2g}%" if fraction < 0.1 else f"{100 * fraction:.0f}%"
+
+
+def fmt_peak(r: Result) -> str:
+    """GFLOP/s and the percentage of the peak, or blanks where they do not apply."""
+    g = r.extra.get("gflops")
+    return f"{g:>9.3g} {fmt_percent(r.extra.get('peak_fraction')):>7}" if g is not None else f"{'-':>9} {'-':>7}"
+
+
 def table(point: Point, baseline: str) -> str:
-    """One workload's rows: time per step, steps per second, ratio to ``baseline``, final loss, check."""
+    """One workload's rows: time per step, steps per second, GFLOP/s and % of peak, ratio to ``baseline``,
+    final loss, check; then the columns this machine could not run, as n/a."""
     base = point.get(baseline)
     digits = point.workload == "digits"
     head = "time to 97%" if digits else "time/step"
     lines = [
-        f"  {'implementation':<30} {head:>12} {'steps/s' if not digits else 'epochs':>10} "
-        f"{'vs ' + baseline:>34} {'final loss':>22}  check"
+        f"  {'implementation':<30} {head:>12} {'steps/s' if not digits else 'epochs':>10} {'GFLOP/s':>9} "
+        f"{'% peak':>7} {'vs ' + baseline:>34} {'final loss':>22}  check"
     ]
     for r in sorted(point.results, key=lambda r: r.per_step_s):
-        ratio = f"{r.per_step_s / base.per_step_s:,.1f}x" if base else "-"
+        v = r.per_step_s / base.per_step_s if base else None
+        ratio = "-" if v is None else f"{v:,.1f}x" if v >= 1 else f"{v:.2g}x"
         second = f"{r.extra['epochs']:>10}" if digits else f"{1 / r.per_step_s:>10,.0f}"
         loss = f"{r.final_loss:.16g}" + ("" if not digits else f" acc {r.extra['test_accuracy']:.3f}")
-        lines.append(f"  {r.impl:<30} {fmt_time(r.per_step_s):>12} {second} {ratio:>34} {loss:>22}  {check_mark(r)}")
+        lines.append(
+            f"  {r.impl:<30} {fmt_time(r.per_step_s):>12} {second} {fmt_peak(r)} {ratio:>34} {loss:>22}  "
+            f"{check_mark(r)}"
+        )
+    for name, why in point.extra.get("missing", {}).items():
+        lines.append(f"  {name:<30} {'n/a':>12}  ({why})")
+    return "\n".join(lines)
+
+
+def native_table(points: list[Point]) -> str:
+    """The native workload: per width and dtype, rustbp's time per step (loop in Rust) and the plain C++
+    loops', rustbp's over C++'s, and each one's percentage of the peak in that dtype."""
+    head = ("rustbp", "C++", "ratio", "% rustbp", "% C++")
+    lines = [
+        "  time per step (median); ratio = rustbp / C++; % = of the peak in that dtype",
+        f"  {'':>5} {'float64':^54} {'float32':^54}",
+        f"  {'n':>5} " + " ".join(f"{h:>10}" for h in head * 2),
+    ]
+    for p in points:
+        cells = []
+        for dt in ("float64", "float32"):
+            rb, nat = p.get(rustbp_name(dt, "rust")), p.get(native_label("reference", dt))
+            cells += [(fmt_time(r.per_step_s) + ("" if r.agrees else "!")) if r else "-" for r in (rb, nat)]
+            cells.append(f"{rb.per_step_s / nat.per_step_s:.2f}" if rb and nat else "-")
+            cells += [fmt_percent(r.extra.get("peak_fraction")) if r else "-" for r in (rb, nat)]
+        lines.append(f"  {p.spec.n_hidden:>5} " + " ".join(f"{c:>10}" for c in cells))
     return "\n".join(lines)
 
 
@@ -566,13 +821,21 @@ def report(points: list[Point], notes: list[str], say: Callable[[str], None]) ->
         "article-torch": ("The article's PyTorch setting: 2-2-2, MSE, per-neuron biases, SGD lr 0.5 momentum 0.9"),
         "large": "784-1024-10, batch 256, ReLU + softmax cross-entropy, SGD lr 0.1 momentum 0.9",
         "digits": "scikit-learn's digits, 64-128-10: time to 97% test accuracy (Adam, batch 32)",
+        "gpu-article": "GPU: the article's 2-2-2, one sample, SGD lr 0.5, half_sse, shared biases not trained",
+        "gpu-wide": "GPU: a wide net in float32, sigmoid, half_sse, SGD lr 0.1 (PyTorch with TF32 off)",
     }
     for p in points:
-        if p.workload == "sweep":
+        if p.workload in ("sweep", "native"):
             continue
-        base = rustbp_name("float32", "rust") if p.workload == "digits" else baseline
+        title = titles[p.workload]
+        if p.workload.startswith("gpu"):
+            base = rustbp_name("float32", "rust", "gpu")
+            size = f"{p.spec.n_in}-{p.spec.n_hidden}-{p.spec.n_out}, batch {p.batch}"
+            title += f": {size}" + (" (reduced)" if p.extra.get("reduced") else "")
+        else:
+            base = rustbp_name("float32", "rust") if p.workload == "digits" else baseline
         say(
-            f"\n{titles[p.workload]}: {p.steps} "
+            f"\n{title}: {p.steps} "
             f"{'epochs (NumPy f64)' if p.workload == 'digits' else 'steps'}, "
             f"float64 reference loss {p.reference_loss:.16g}"
         )
@@ -581,6 +844,10 @@ def report(points: list[Point], notes: list[str], say: Callable[[str], None]) ->
     if sweep:
         say("\nWidth sweep: 64-H-10, sigmoid, MSE, SGD lr 0.1 (! = loss mismatch)")
         say(sweep_table(sweep))
+    nat = [p for p in points if p.workload == "native"]
+    if nat:
+        say("\nrustbp at batch 1 against plain C++ loops: n-n-n, sigmoid, half_sse, SGD lr 0.5 (! = loss mismatch)")
+        say(native_table(nat))
     found = targets(points)
     say("\nTargets (issue 4)")
     for t in found:
@@ -612,14 +879,29 @@ def run_plan(plan: Plan, out_dir: Path, stem: str = "bench", say: Callable[[str]
         notes.append("rustbp GPU: its columns were turned off (--no-gpu)")
     impls = available(gpu is not None, notes)
     info = machine()
+    programs = None
+    if any(wl in plan.workloads for wl in ("article", "native")):
+        compiler = native.find_compiler()
+        if compiler is None:
+            notes.append("C++: no compiler (c++, g++, clang++ or $CXX), the native columns are skipped")
+        else:
+            programs = native.Programs(compiler)
+            try:
+                info["cxx"] = programs.version()
+            except native.NativeError as e:
+                notes.append(f"C++: {e}; the native columns are skipped")
+                programs.close()
+                programs = None
     # Move everything the imports made out of the collector's way, so the collection before each timed
     # run (which keeps one implementation's garbage out of the next one's time) costs little.
     gc.collect()
     gc.freeze()
     try:
-        return _run(plan, out_dir, stem, say, gpu, impls, info, notes)
+        return _run(plan, out_dir, stem, say, gpu, impls, info, notes, programs)
     finally:
         gc.unfreeze()
+        if programs is not None:
+            programs.close()
 
 
 def _run(
@@ -631,6 +913,7 @@ def _run(
     impls: dict[str, Impl],
     info: dict[str, Any],
     notes: list[str],
+    programs: native.Programs | None,
 ) -> int:
     say(
         f"rustbp {info['rustbp']} bench on {info['cpu']} ({info['cores']} cores), Python {info['python']}, "
@@ -639,7 +922,18 @@ def _run(
     if gpu:
         say(f"rustbp GPU adapter: {gpu}")
     info["gpu_adapter"] = gpu
-    runners = {"article": run_article, "sweep": run_sweep, "large": run_large, "digits": run_digits}
+    if programs is not None:
+        say(f"C++ compiler: {info['cxx']}")
+    runners: dict[str, Callable[[Plan, dict[str, Impl], Callable[[str], None]], list[Point]]] = {
+        "article": partial(run_article, programs=programs, notes=notes),
+        "sweep": run_sweep,
+        "large": run_large,
+        "digits": run_digits,
+        "native": partial(run_native, programs=programs, notes=notes),
+        "gpu": partial(run_gpu, notes=notes),
+    }
+    peak = measure_peak(plan.peak_size)
+    say("peak: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peak.items()) + f" ({plan.peak_size}^2 products)")
     points: list[Point] = []
     for wl in plan.workloads:
         if wl == "digits" and "scikit-learn MLPClassifier" not in impls:
@@ -653,6 +947,7 @@ def _run(
             f"load average (1, 5, 15 min) at start {info['load_average_at_start']}, at end "
             f"{info['load_average_at_end']}: other processes shared these {info['cores']} cores"
         )
+    annotate(points, peak)
     found = report(points, notes, say)
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -661,6 +956,7 @@ def _run(
         "plan": {k: v for k, v in vars(plan).items()},
         "method": __doc__,
         "tolerance": {"rtol": RTOL, "atol": ATOL},
+        "peak_gflops": {**peak, "size": plan.peak_size},
         "notes": notes,
         "targets": found,
         "points": [p.as_dict() for p in points],
@@ -694,11 +990,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rustbp's GPU columns when an adapter is found (--no-gpu: none, e.g. on a software adapter)",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for the JSON and PNG")
-    parser.add_argument("--workloads", default=None, help="comma-separated subset of article,sweep,large,digits")
+    parser.add_argument(
+        "--workloads",
+        default=None,
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all but gpu; gpu: rustbp's GPU against "
+        "PyTorch CUDA)",
+    )
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5)")
     parser.add_argument("--widths", type=_ints, default=None, help="hidden widths of the sweep, e.g. 2,64,1024")
     parser.add_argument("--batches", type=_ints, default=None, help="batch sizes of the sweep, e.g. 1,64")
     parser.add_argument("--article-steps", type=int, default=None, help="steps of the article workloads")
+    parser.add_argument(
+        "--native-steps", type=int, default=None, help="steps of each timed run of the article's C++ programs"
+    )
+    parser.add_argument("--native-widths", type=_ints, default=None, help="n of the n-n-n native reference, e.g. 2,64")
+    parser.add_argument(
+        "--peak-size", type=int, default=None, help="n of the n x n matrix product that measures the peak (2048)"
+    )
+    parser.add_argument("--stem", default=None, help="file name of the JSON and PNG (default bench, bench-quick)")
     parser.add_argument(
         "--budget",
         type=float,
@@ -712,16 +1021,25 @@ def main(args: argparse.Namespace) -> int:
     plan = Plan.quick_plan() if args.quick else Plan.full()
     if args.workloads:
         plan.workloads = tuple(args.workloads.split(","))
-        unknown = set(plan.workloads) - {"article", "sweep", "large", "digits"}
+        unknown = set(plan.workloads) - set(WORKLOADS)
         if unknown:
-            raise SystemExit(f"--workloads: unknown {sorted(unknown)}; expected article, sweep, large, digits")
+            raise SystemExit(f"--workloads: expected some of {', '.join(WORKLOADS)}, got unknown {sorted(unknown)}")
     plan.gpu = args.gpu
-    for name in ("reps", "widths", "batches", "article_steps", "budget_s"):
+    for name in (
+        "reps",
+        "widths",
+        "batches",
+        "article_steps",
+        "budget_s",
+        "native_steps",
+        "native_widths",
+        "peak_size",
+    ):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
     if args.article_steps is not None:
         plan.article_torch_steps = args.article_steps
-    stem = "bench-quick" if args.quick else "bench"
+    stem = args.stem or ("bench-quick" if args.quick else "bench")
     code = run_plan(plan, args.out, stem)
     sys.stdout.flush()
     return code
