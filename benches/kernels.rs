@@ -1,10 +1,10 @@
 //! Criterion benchmarks of the Rust kernels, through the public API only, in f32 and f64:
-//! - `forward`: `Network::forward` on a batch (`z1 = X w1^T + b1`, `h = f(z1)`, `z2 = h w2^T + b2`,
+//! - `forward`: `Backend::forward` of the CPU network on a batch (`z1 = X w1^T + b1`, `h = f(z1)`, `z2 = h w2^T + b2`,
 //!   `o = g(z2)`);
 //! - `backward`: the three products of backpropagation with `linalg::matmul`, on the shapes the network
 //!   uses: `dw2 = dz2^T h` (`n_out x n_hidden`), `dz1 = dz2 w2` (`B x n_hidden`) and `dw1 = dz1^T X`
 //!   (`n_hidden x n_in`);
-//! - `step`: `Network::train_step`, a full training step (forward, loss, backward, optimizer update).
+//! - `step`: `Backend::train_step`, a full training step (forward, loss, backward, optimizer update).
 //!
 //! Shapes: the article's 2-2-2 on one sample, 64-128-10 on a batch of 64 (the digits network), and
 //! 784-1024-10 on a batch of 256 (MNIST-sized). `cargo bench` runs them all; `cargo bench -- step/f32`
@@ -12,7 +12,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rustbp::linalg::{matmul, Mat};
-use rustbp::{Activation, Config, Loss, Network, Optimizer, Scalar};
+use rustbp::{Activation, Backend, Config, Loss, Network, Optimizer, Scalar};
 use std::hint::black_box;
 
 /// `(name, n_in, n_hidden, n_out, batch)` of every benchmarked shape.

@@ -56,12 +56,23 @@ pub trait Backend {
     /// `steps` training steps on the checked batch (x, t) of `rows` rows, pushing each step's loss (the
     /// loss of its forward pass, before its update) onto `losses`. On divergence `losses` holds the steps
     /// before the failing one, and the network their weights.
-    fn run_steps(&mut self, x: &[Self::T], t: &[Self::T], rows: usize, steps: usize, losses: &mut Vec<f64>)
-        -> Result<()>;
+    fn run_steps(
+        &mut self,
+        x: &[Self::T],
+        t: &[Self::T],
+        rows: usize,
+        steps: usize,
+        losses: &mut Vec<f64>,
+    ) -> Result<()>;
 
     /// The data set (x, y) of `n` checked rows, ready for mini-batches of up to `batch_size` rows.
-    fn prepare<'a>(&mut self, x: &'a [Self::T], y: &'a [Self::T], n: usize, batch_size: usize)
-        -> Result<Self::Data<'a>>;
+    fn prepare<'a>(
+        &mut self,
+        x: &'a [Self::T],
+        y: &'a [Self::T],
+        n: usize,
+        batch_size: usize,
+    ) -> Result<Self::Data<'a>>;
     /// Mini-batches `batches` (numbered from 0 within the epoch) of an epoch over `data` whose samples
     /// come in `order` (None: as stored); pushes each step's loss onto `losses` as `run_steps` does. Each
     /// epoch's first call has `batches.start == 0`.

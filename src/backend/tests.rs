@@ -78,7 +78,8 @@ fn one_fit_call_trains_like_one_call_per_epoch<B: Backend>(make: impl Fn(Config,
     let fit = c.fit(&x, &y, 1, 3, false, 0, 0, &mut || true).unwrap();
     let mut total = 0.0;
     for (start, rows) in [(0, 3), (3, 3), (6, 1)] {
-        total += d.train_step(&x[start * 3..(start + rows) * 3], &y[start * 2..(start + rows) * 2]).unwrap() * rows as f64;
+        total +=
+            d.train_step(&x[start * 3..(start + rows) * 3], &y[start * 2..(start + rows) * 2]).unwrap() * rows as f64;
     }
     assert_eq!(fit, [total / 7.0]);
     assert_eq!(c.read_params().unwrap(), d.read_params().unwrap());
@@ -129,7 +130,9 @@ fn divergence_is_numbered_within_the_call_and_keeps_the_last_finite_step<B: Back
     };
     let (x, t) = ([3.0, -2.0, 1.0, 0.5].map(B::T::of), [1.0, -1.0].map(B::T::of));
     let Some(mut net) = make(cfg, 0) else { return };
-    let Err(Error::Diverged { step, losses, .. }) = net.train(&x, &t, 100, &mut || true) else { panic!("must diverge") };
+    let Err(Error::Diverged { step, losses, .. }) = net.train(&x, &t, 100, &mut || true) else {
+        panic!("must diverge")
+    };
     assert!(step > 0);
     assert_eq!(losses.len(), step);
     // The weights are those of `step` finite steps.

@@ -269,7 +269,6 @@ pub fn to_numpy<T: Element>(py: Python<'_>, v: Vec<T>, rows: Option<usize>) -> P
     }
 }
 
-
 /// An adapter as a dict: `name`, `backend`, `device_type`, `is_software`.
 pub fn adapter_dict(py: Python<'_>, a: AdapterSummary) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);

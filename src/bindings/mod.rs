@@ -28,6 +28,7 @@ pub use error::{GpuUnavailableError, TrainingDivergedError};
 const DETACH_WORK: usize = 50_000;
 
 /// The network of a `Core`, on its device.
+#[allow(clippy::large_enum_variant)] // one per Python object, behind its lock: the size is no cost
 enum Net {
     F32(Network<f32>),
     F64(Network<f64>),
@@ -68,11 +69,19 @@ impl Net {
     }
 
     fn device(&self) -> &'static str {
-        if matches!(self, Self::Gpu(_)) { "gpu" } else { "cpu" }
+        if matches!(self, Self::Gpu(_)) {
+            "gpu"
+        } else {
+            "cpu"
+        }
     }
 
     fn dtype(&self) -> &'static str {
-        if matches!(self, Self::F64(_)) { "float64" } else { "float32" }
+        if matches!(self, Self::F64(_)) {
+            "float64"
+        } else {
+            "float32"
+        }
     }
 }
 

@@ -32,9 +32,15 @@ named_enum! {
 impl OptimKind {
     pub fn of(optimizer: &Optimizer) -> Self {
         match *optimizer {
-            Optimizer::Sgd { momentum, .. } if momentum == 0.0 => Self::Sgd,
-            Optimizer::Sgd { nesterov: true, .. } => Self::Nesterov,
-            Optimizer::Sgd { .. } => Self::Momentum,
+            Optimizer::Sgd { momentum, nesterov, .. } => {
+                if momentum == 0.0 {
+                    Self::Sgd
+                } else if nesterov {
+                    Self::Nesterov
+                } else {
+                    Self::Momentum
+                }
+            }
             Optimizer::Adam { .. } => Self::Adam,
         }
     }

@@ -66,7 +66,14 @@ impl GpuNetwork {
         let config = *net.config();
         let layout = Layout::new(&config);
         let bufs = ctx.guarded("allocation", || Buffers::new(ctx, &layout))?;
-        let gpu = Self { ctx: Arc::clone(ctx), config, layout, updates: net.optimizer_state().1, bufs, work: Mutex::new(None) };
+        let gpu = Self {
+            ctx: Arc::clone(ctx),
+            config,
+            layout,
+            updates: net.optimizer_state().1,
+            bufs,
+            work: Mutex::new(None),
+        };
         gpu.write(&gpu.bufs.theta, &layout.flatten(net.params()));
         gpu.write(&gpu.bufs.state, &layout.flatten_state(net.optimizer_state().0));
         Ok(gpu)
@@ -86,7 +93,7 @@ impl GpuNetwork {
     /// Makes sure work buffers and the plan for batches of `rows` rows exist (growing the buffers drops
     /// the plans built on the old ones), and returns them.
     fn ensure_plan<'w>(&self, work: &'w mut Option<Work>, rows: usize) -> Result<&'w mut Work> {
-        if !work.as_ref().is_some_and(|w| w.cap >= rows) {
+        if work.as_ref().is_none_or(|w| w.cap < rows) {
             let scratch_rows = if self.uses_fused(rows.min(FUSED_MAX_ROWS)) { rows.min(FUSED_MAX_ROWS) } else { 0 };
             *work = Some(self.ctx.guarded("allocation", || Work::new(&self.ctx, &self.config, rows, scratch_rows))?);
         }
@@ -130,9 +137,11 @@ impl GpuNetwork {
             };
             let mut encoder = self.encoder();
             {
-                let mut pass =
-                    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
-                dispatches.iter().for_each(|d| self.record(&mut pass, d));
+                let mut pass = encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
+                for d in dispatches {
+                    self.record(&mut pass, d);
+                }
             }
             self.ctx.submit_and_read(op, encoder, out, 0, len)
         })
@@ -165,7 +174,10 @@ impl Backend for GpuNetwork {
 
     fn batch_loss(&self, x: &[f32], t: &[f32], rows: usize) -> Result<f64> {
         let losses = self.evaluate(x, Some(t), rows)?;
-        losses.first().map(|&l| f64::from(l)).ok_or_else(|| Error::Gpu { op: "loss", message: "no loss came back".into() })
+        losses
+            .first()
+            .map(|&l| f64::from(l))
+            .ok_or_else(|| Error::Gpu { op: "loss", message: "no loss came back".into() })
     }
 
     fn steps_per_poll(&self, rows: usize) -> usize {
@@ -185,7 +197,11 @@ impl Backend for GpuNetwork {
         self.prepare_batches(&sizes, None)?;
         let ctx = Arc::clone(&self.ctx);
         let (x_buf, y_buf, order) = ctx.guarded("allocation", || {
-            Ok((ctx.storage("data set inputs", x.len())?, ctx.storage("data set targets", y.len())?, ctx.storage("sample order", n)?))
+            Ok((
+                ctx.storage("data set inputs", x.len())?,
+                ctx.storage("data set targets", y.len())?,
+                ctx.storage("sample order", n)?,
+            ))
         })?;
         self.write(&x_buf, x);
         self.write(&y_buf, y);
@@ -195,8 +211,14 @@ impl Backend for GpuNetwork {
         let (ni, no) = (self.config.n_in, self.config.n_out);
         for &r in &sizes {
             let gather = |width: usize, src: &wgpu::Buffer, dest: &wgpu::Buffer| {
-                let u = self.uniform("gather", &super::kernels::Quad { a: r as u32, b: width as u32, ..Default::default() });
-                self.dispatch(Kernel::Gather, &u, &[src, &order, &self.bufs.counter, dest], [self.stride_groups(r * width, 64), 1, 1])
+                let u = self
+                    .uniform("gather", &super::kernels::Quad { a: r as u32, b: width as u32, ..Default::default() });
+                self.dispatch(
+                    Kernel::Gather,
+                    &u,
+                    &[src, &order, &self.bufs.counter, dest],
+                    [self.stride_groups(r * width, 64), 1, 1],
+                )
             };
             gathers.insert(r, [gather(ni, &x_buf, &w.x)?, gather(no, &y_buf, &w.t)?]);
         }

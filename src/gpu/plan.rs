@@ -115,8 +115,11 @@ impl GpuNetwork {
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
-        let bind =
-            self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+        let bind = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        });
         Ok(Dispatch { kernel: k, bind, groups: g })
     }
 
@@ -138,7 +141,12 @@ impl GpuNetwork {
         let u = self.uniform("matmul", &p);
         let (kernel, tile) =
             if p.m >= WIDE_MIN && p.n >= WIDE_MIN { (Kernel::MatmulWide, 128) } else { (Kernel::Matmul, 64) };
-        self.dispatch(kernel, &u, &[a, b, bias, d, c], [(p.n as usize).div_ceil(tile), (p.m as usize).div_ceil(tile), 1])
+        self.dispatch(
+            kernel,
+            &u,
+            &[a, b, bias, d, c],
+            [(p.n as usize).div_ceil(tile), (p.m as usize).div_ceil(tile), 1],
+        )
     }
 
     /// Builds the dispatches for batches of `rows` rows on the work buffers `w`.
@@ -193,8 +201,15 @@ impl GpuNetwork {
     }
 
     /// `out[out_off (+ step)] = scale * sum(x[0..n])`, into the loss history when `at_step`.
-    fn reduce(&self, n: usize, out_off: usize, at_step: bool, scale: f32, x: &wgpu::Buffer, out: &wgpu::Buffer)
-        -> Result<Dispatch> {
+    fn reduce(
+        &self,
+        n: usize,
+        out_off: usize,
+        at_step: bool,
+        scale: f32,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Result<Dispatch> {
         let p = ReduceParams {
             n: n as u32,
             in_off: 0,
@@ -250,7 +265,12 @@ impl GpuNetwork {
                 // A shared bias sums its column sums, through `colsum`.
                 let u = self.uniform("bias_grad", &Quad { a: width, b, c: if shared { 0 } else { off(i) }, d: 0 });
                 let dest = if shared { &w.colsum } else { grads };
-                step.push(self.dispatch(Kernel::BiasGrad, &u, &[delta, dest], [(width as usize).div_ceil(64), 1, 1])?);
+                step.push(self.dispatch(
+                    Kernel::BiasGrad,
+                    &u,
+                    &[delta, dest],
+                    [(width as usize).div_ceil(64), 1, 1],
+                )?);
                 if shared {
                     step.push(self.reduce(width as usize, off(i) as usize, false, 1.0, &w.colsum, grads)?);
                 }

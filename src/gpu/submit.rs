@@ -90,19 +90,16 @@ impl GpuNetwork {
         let plan = |r: usize| plan_of(w, r);
         // All steps alike on the fused kernel: many steps per dispatch. Otherwise one dispatch list per step.
         let fused = plan(first)?.fused.as_ref().filter(|_| gathers.is_none() && rows.iter().all(|&r| r == first));
-        match fused {
-            Some(f) => {
-                self.set_fused_steps(&f.full.1, f.params, f.steps_per_dispatch);
-                self.set_fused_steps(&f.tail.1, f.params, n % f.steps_per_dispatch);
-            }
-            None => {
-                let mut sizes = rows.to_vec();
-                sizes.sort_unstable();
-                sizes.dedup();
-                for r in sizes {
-                    if let Some(f) = &plan(r)?.fused {
-                        self.set_fused_steps(&f.tail.1, f.params, 1);
-                    }
+        if let Some(f) = fused {
+            self.set_fused_steps(&f.full.1, f.params, f.steps_per_dispatch);
+            self.set_fused_steps(&f.tail.1, f.params, n % f.steps_per_dispatch);
+        } else {
+            let mut sizes = rows.to_vec();
+            sizes.sort_unstable();
+            sizes.dedup();
+            for r in sizes {
+                if let Some(f) = &plan(r)?.fused {
+                    self.set_fused_steps(&f.tail.1, f.params, 1);
                 }
             }
         }
@@ -111,8 +108,8 @@ impl GpuNetwork {
         encoder.copy_buffer_to_buffer(&self.bufs.theta, 0, &self.bufs.theta_bak, 0, None);
         encoder.copy_buffer_to_buffer(&self.bufs.state, 0, &self.bufs.state_bak, 0, None);
         {
-            let mut pass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
             if let Some(f) = fused {
                 for _ in 0..n / f.steps_per_dispatch {
                     self.record(&mut pass, &f.full.0);

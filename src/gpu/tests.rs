@@ -4,8 +4,8 @@
 
 use super::context::Context;
 use super::GpuNetwork;
-use crate::backend::Backend;
 use crate::activation::Activation;
+use crate::backend::Backend;
 use crate::error::Error;
 use crate::loss::Loss;
 use crate::network::{Bias, Config, Network};

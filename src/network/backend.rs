@@ -105,4 +105,3 @@ impl<T: Scalar> Backend for Network<T> {
         self.set_optimizer_state(state, updates)
     }
 }
-
