@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 /// Blocks of at least this many values are activated on every rayon thread (below it, waking the threads
 /// costs more than they save).
-const PARALLEL: usize = 1 << 18;
+pub(crate) const PARALLEL: usize = 1 << 18;
 
 named_enum! {
     pub enum Activation {
@@ -30,7 +30,9 @@ impl Activation {
     pub fn apply<T: Scalar>(self, z: &mut [T], cols: usize) {
         if z.len() >= PARALLEL && self != Self::Identity {
             let rows_per_chunk = (PARALLEL / 4 / cols).max(1);
-            z.par_chunks_mut(rows_per_chunk * cols).for_each(|chunk| self.apply_serial(chunk, cols));
+            crate::threads::install(|| {
+                z.par_chunks_mut(rows_per_chunk * cols).for_each(|chunk| self.apply_serial(chunk, cols));
+            });
         } else {
             self.apply_serial(z, cols);
         }
@@ -53,7 +55,9 @@ impl Activation {
         fn each<T: Scalar>(delta: &mut [T], a: &[T], f: impl Fn(T) -> T + Sync) {
             let run = |(d, a): (&mut [T], &[T])| d.iter_mut().zip(a).for_each(|(d, &a)| *d = *d * f(a));
             if delta.len() >= PARALLEL {
-                delta.par_chunks_mut(PARALLEL / 4).zip(a.par_chunks(PARALLEL / 4)).for_each(run);
+                crate::threads::install(|| {
+                    delta.par_chunks_mut(PARALLEL / 4).zip(a.par_chunks(PARALLEL / 4)).for_each(run);
+                });
             } else {
                 run((delta, a));
             }

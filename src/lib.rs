@@ -18,6 +18,7 @@ pub mod loss;
 pub mod memory;
 pub mod network;
 pub mod optim;
+pub mod threads;
 
 pub mod gpu;
 

@@ -15,7 +15,7 @@ const SMALL: usize = 2048;
 /// steps of 64-H-10: threads slowed steps whose products were 1M multiply-adds by up to half and gave no
 /// clear gain below about 16M (the caller is not a rayon thread, so each threaded region hands work over
 /// and waits for it).
-const PARALLEL: usize = 1 << 24;
+pub(crate) const PARALLEL: usize = 1 << 24;
 
 /// The element types the network computes in: f32 and f64.
 pub trait Scalar: Float + Send + Sync + std::fmt::Debug + Default + std::iter::Sum + 'static {
@@ -145,7 +145,7 @@ impl<T> Out<T> {
 
 #[inline(never)]
 fn large<T: Scalar>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) {
-    let threads = if m * n * k >= PARALLEL { rayon::current_num_threads() } else { 1 };
+    let threads = if m * n * k >= PARALLEL { crate::threads::count() } else { 1 };
     // Two blocks per thread: gemm's own threading scales poorly when the right operand is transposed,
     // as in the forward pass (256x1024x784 on 2 cores: 2.0 ms threaded by gemm, 1.5 ms in 4 blocks).
     let parts = if threads > 1 { 2 * threads } else { 1 };
@@ -200,7 +200,7 @@ fn blocks<T: Scalar>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut
     if parts == 1 {
         block(0);
     } else {
-        (0..parts).into_par_iter().for_each(block);
+        crate::threads::install(|| (0..parts).into_par_iter().for_each(block));
     }
 }
 

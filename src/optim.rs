@@ -15,7 +15,7 @@ use rayon::prelude::*;
 /// Tensors of at least this many values are updated on every rayon thread, in blocks of `CHUNK`. The
 /// update is memory-bound and quick, so only large tensors repay waking the threads (at 2^16 a 64-1024-10
 /// step at batch 1 took 3x longer threaded).
-const PARALLEL: usize = 1 << 19;
+pub(crate) const PARALLEL: usize = 1 << 19;
 const CHUNK: usize = 1 << 14;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -106,20 +106,22 @@ impl<T: Scalar> Rule<T> {
             };
         }
         // Elementwise, so chunks on rayon's threads give the same bits as one pass.
-        let (ps, gs) = (p.par_chunks(CHUNK), g.par_chunks_mut(CHUNK));
-        match (state, next) {
-            ([], []) => ps.zip(gs).all(|(p, g)| self.kernel(p, g, (&[], &[]), (&mut [], &mut []))),
-            ([s], [n]) => ps
-                .zip(gs)
-                .zip(s.par_chunks(CHUNK).zip(n.par_chunks_mut(CHUNK)))
-                .all(|((p, g), (s, n))| self.kernel(p, g, (s, &[]), (n, &mut []))),
-            ([m, v], [mn, vn]) => ps
-                .zip(gs)
-                .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
-                .zip(mn.par_chunks_mut(CHUNK).zip(vn.par_chunks_mut(CHUNK)))
-                .all(|(((p, g), s), n)| self.kernel(p, g, s, n)),
-            _ => false,
-        }
+        crate::threads::install(|| {
+            let (ps, gs) = (p.par_chunks(CHUNK), g.par_chunks_mut(CHUNK));
+            match (state, next) {
+                ([], []) => ps.zip(gs).all(|(p, g)| self.kernel(p, g, (&[], &[]), (&mut [], &mut []))),
+                ([s], [n]) => ps
+                    .zip(gs)
+                    .zip(s.par_chunks(CHUNK).zip(n.par_chunks_mut(CHUNK)))
+                    .all(|((p, g), (s, n))| self.kernel(p, g, (s, &[]), (n, &mut []))),
+                ([m, v], [mn, vn]) => ps
+                    .zip(gs)
+                    .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
+                    .zip(mn.par_chunks_mut(CHUNK).zip(vn.par_chunks_mut(CHUNK)))
+                    .all(|(((p, g), s), n)| self.kernel(p, g, s, n)),
+                _ => false,
+            }
+        })
     }
 
     /// `apply` on one block: `state` and `next` are (momentum buffer, unused) for SGD with momentum,

@@ -299,9 +299,11 @@ class Network:
         # The safetensors bytes of save() for weights and configuration, so unpickling builds the network
         # from checked data; the optimizer state beside them as arrays, exact and without the size limit
         # of a safetensors header. Pickles (joblib, multiprocessing, sklearn's clone) resume exactly.
-        # A GPU network pickles as its CPU copy and goes back to the GPU when unpickled.
-        return {"safetensors": _rustbp.core_to_safetensors(self._core, False), "device": self.device,
-                "seed": self._seed, "optimizer_state": self._core.get_optimizer_state()}  # fmt: skip
+        # Both come from one copy taken under one lock, so they belong to the same step even while
+        # another thread trains. A GPU network pickles as its CPU copy and goes back to the GPU.
+        snapshot = self._core.to("cpu", self.dtype)
+        return {"safetensors": _rustbp.core_to_safetensors(snapshot, False), "device": self.device,
+                "seed": self._seed, "optimizer_state": snapshot.get_optimizer_state()}  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         core = _rustbp.core_from_safetensors(state["safetensors"])

@@ -26,6 +26,18 @@ pub(crate) struct Context {
     /// Errors no scope caught, and the reason the device was lost, if it was.
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<AtomicBool>,
+    /// The process that opened the device: a forked child cannot use it.
+    pid: u32,
+}
+
+/// Why a forked process cannot use its parent's GPU.
+fn forked() -> Error {
+    Error::GpuUnavailable(
+        "this process was forked from one that had opened the GPU, and a GPU device does not survive a fork; \
+         start worker processes with the 'spawn' or 'forkserver' method (multiprocessing.get_context('spawn')), \
+         or open the GPU only in the workers"
+            .into(),
+    )
 }
 
 fn instance() -> wgpu::Instance {
@@ -86,6 +98,9 @@ impl Context {
         let selector = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
         let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((sel, ctx)) = slot.as_ref() {
+            if ctx.pid != std::process::id() {
+                return Err(forked());
+            }
             if *sel == selector && !ctx.lost.load(Ordering::SeqCst) {
                 return Ok(Arc::clone(ctx));
             }
@@ -129,7 +144,16 @@ impl Context {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu { op: "kernel compilation", message: e.to_string() });
         }
-        Ok(Self { device, queue, info, limits, kernels, uncaptured, lost })
+        Ok(Self { device, queue, info, limits, kernels, uncaptured, lost, pid: std::process::id() })
+    }
+
+    /// Fails in a process forked from the one that opened the device (checked before any use of it).
+    pub fn check_process(&self) -> Result<()> {
+        if self.pid == std::process::id() {
+            Ok(())
+        } else {
+            Err(forked())
+        }
     }
 
     pub fn summary(&self) -> AdapterSummary {
@@ -138,6 +162,7 @@ impl Context {
 
     /// Runs `f` (which records and submits GPU work) with every wgpu error captured and returned.
     pub fn guarded<R>(&self, op: &'static str, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.check_process()?;
         if self.lost.load(Ordering::SeqCst) {
             return Err(self.failure(op, String::new()));
         }

@@ -107,6 +107,7 @@ impl GpuNetwork {
 
     /// Plans for every size in `rows`, and the batch (x, t) uploaded when given.
     fn prepare_batches(&self, sizes: &[usize], batch: Option<(&[f32], &[f32])>) -> Result<()> {
+        self.ctx.check_process()?;
         let mut work = self.lock_work();
         for &r in sizes {
             let w = self.ensure_plan(&mut work, r)?;
@@ -122,6 +123,7 @@ impl GpuNetwork {
     /// reading back the batch loss.
     fn evaluate(&self, x: &[f32], t: Option<&[f32]>, rows: usize) -> Result<Vec<f32>> {
         let op = if t.is_some() { "loss" } else { "forward" };
+        self.ctx.check_process()?;
         let mut work = self.lock_work();
         let w = self.ensure_plan(&mut work, rows)?;
         self.write(&w.x, x);
@@ -251,6 +253,7 @@ impl Backend for GpuNetwork {
 
     /// Checked by the CPU network's rules first.
     fn write_params(&mut self, params: Params<f32>) -> Result<()> {
+        self.ctx.check_process()?;
         let checked = Network::<f32>::with_params(self.config, params)?;
         self.write(&self.bufs.theta, &self.layout.flatten(checked.params()));
         Ok(())
@@ -263,6 +266,7 @@ impl Backend for GpuNetwork {
     }
 
     fn write_state(&mut self, (state, updates): OptimizerState<f32>) -> Result<()> {
+        self.ctx.check_process()?;
         let l = self.layout;
         for (i, s) in state.iter().enumerate() {
             let slots = if l.trained(i) { l.slots } else { 0 };

@@ -7,10 +7,27 @@ use crate::error::Result;
 use crate::gpu::AdapterSummary;
 use crate::linalg::Scalar;
 use crate::network::Config;
+use crate::{activation, linalg, optim, threads};
 
 /// Multiply-adds between two questions to `keep_going`: a few milliseconds, so Ctrl-C is answered
 /// quickly without paying a clock read per tiny step.
 const POLL_WORK: usize = 10_000_000;
+
+impl<T: Scalar> Network<T> {
+    /// Runs `f` on the thread pool when a step on `rows` rows has a parallel region (a large product,
+    /// activation or update): the run of steps is handed to the pool once, instead of once per region.
+    fn in_pool<R: Send>(&mut self, rows: usize, f: impl FnOnce(&mut Self) -> R + Send) -> R {
+        let c = &self.config;
+        let threaded = rows * c.n_hidden * c.n_in.max(c.n_out) >= linalg::PARALLEL
+            || rows * c.n_hidden.max(c.n_out) >= activation::PARALLEL
+            || c.n_hidden * c.n_in.max(c.n_out) >= optim::PARALLEL;
+        if threaded {
+            threads::install(|| f(self))
+        } else {
+            f(self)
+        }
+    }
+}
 
 /// A `fit` data set on the CPU: the caller's rows, and room to gather shuffled batches into.
 pub struct Rows<'a, T> {
@@ -55,10 +72,12 @@ impl<T: Scalar> Backend for Network<T> {
 
     fn run_steps(&mut self, x: &[T], t: &[T], rows: usize, steps: usize, losses: &mut Vec<f64>) -> Result<()> {
         self.reserve(rows)?;
-        for _ in 0..steps {
-            losses.push(self.step(x, t, rows)?);
-        }
-        Ok(())
+        self.in_pool(rows, |net| {
+            for _ in 0..steps {
+                losses.push(net.step(x, t, rows)?);
+            }
+            Ok(())
+        })
     }
 
     fn prepare<'a>(&mut self, x: &'a [T], y: &'a [T], n: usize, batch_size: usize) -> Result<Rows<'a, T>> {
@@ -74,19 +93,21 @@ impl<T: Scalar> Backend for Network<T> {
         losses: &mut Vec<f64>,
     ) -> Result<()> {
         let (n_in, n_out) = (self.config.n_in, self.config.n_out);
-        for b in batches {
-            let (start, end) = (b * data.batch_size, ((b + 1) * data.batch_size).min(data.n));
-            let (xs, ys) = match order {
-                Some(order) => {
-                    gather(data.x, n_in, &order[start..end], &mut data.xb);
-                    gather(data.y, n_out, &order[start..end], &mut data.yb);
-                    (&data.xb[..], &data.yb[..])
-                }
-                None => (&data.x[start * n_in..end * n_in], &data.y[start * n_out..end * n_out]),
-            };
-            losses.push(self.step(xs, ys, end - start)?);
-        }
-        Ok(())
+        self.in_pool(data.batch_size.min(data.n), |net| {
+            for b in batches {
+                let (start, end) = (b * data.batch_size, ((b + 1) * data.batch_size).min(data.n));
+                let (xs, ys) = match order {
+                    Some(order) => {
+                        gather(data.x, n_in, &order[start..end], &mut data.xb);
+                        gather(data.y, n_out, &order[start..end], &mut data.yb);
+                        (&data.xb[..], &data.yb[..])
+                    }
+                    None => (&data.x[start * n_in..end * n_in], &data.y[start * n_out..end * n_out]),
+                };
+                losses.push(net.step(xs, ys, end - start)?);
+            }
+            Ok(())
+        })
     }
 
     fn read_params(&self) -> Result<Params<T>> {
