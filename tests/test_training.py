@@ -333,9 +333,9 @@ def test_reprs_are_useful():
 
 def test_fit_errors_name_its_targets_y():
     net = rustbp.Network(2, 3, 2)
-    with pytest.raises(ValueError, match=r"^Y: expected shape 4 rows, like X, got 3 rows"):
+    with pytest.raises(ValueError, match=r"^Y: expected 4 rows, like X, got 3$"):
         net.fit(np.zeros((4, 2)), np.zeros((3, 2)), 1)
     with pytest.raises(ValueError, match=r"^Y: expected finite values, found NaN at position \[1, 0\]"):
         net.fit(np.zeros((4, 2)), np.array([[0.0, 0.0], [np.nan, 0.0], [0.0, 0.0], [0.0, 0.0]]), 1)
-    with pytest.raises(ValueError, match=r"^T: expected shape 4 rows"):
+    with pytest.raises(ValueError, match=r"^T: expected 4 rows, like X, got 3$"):
         net.train(np.zeros((4, 2)), np.zeros((3, 2)), 1)

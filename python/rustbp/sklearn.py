@@ -7,7 +7,7 @@ rustbp's conventions otherwise; the README lists the differences. Needs ``pip in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._types import Dtype, HiddenActivation, Loss, OutputActivation
 from .network import Network
 from .optim import SGD, Adam, Optimizer
 
@@ -28,8 +29,8 @@ _DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": 
 class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
     """What the classifier and the regressor share: parameters, the network and the training loop."""
 
-    _output_activation: str
-    _loss: str
+    _output_activation: OutputActivation
+    _loss: Loss
 
     def __init__(
         self,
@@ -97,8 +98,9 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
         if first:
             self.network_ = Network(
                 X.shape[1], self.n_hidden, targets.shape[1],
-                hidden_activation=self.hidden_activation, output_activation=self._output_activation,
-                loss=self._loss, optimizer=self._make_optimizer(), dtype=self.dtype,
+                hidden_activation=cast(HiddenActivation, self.hidden_activation),
+                output_activation=self._output_activation, loss=self._loss, optimizer=self._make_optimizer(),
+                dtype=cast(Dtype, self.dtype),
                 seed=int(rng.randint(np.iinfo(np.int64).max, dtype=np.int64)),
             )  # fmt: skip
             self.n_iter_ = 0
