@@ -14,16 +14,22 @@ from .errors import GpuUnavailableError, TrainingDivergedError
 from .gpu import GpuDevice, gpu_devices
 from .network import Network
 from .optim import SGD, Adam
+from .schedules import CosineAnnealingLR, ExponentialLR, ReduceLROnPlateau, Scheduler, StepLR
 from .training import History
 
 __all__ = [
     "SGD",
     "Adam",
+    "CosineAnnealingLR",
+    "ExponentialLR",
     "GpuDevice",
     "GpuUnavailableError",
     "History",
     "Network",
     "NetworkConfig",
+    "ReduceLROnPlateau",
+    "Scheduler",
+    "StepLR",
     "TrainingConfig",
     "TrainingDivergedError",
     "__version__",

@@ -3,6 +3,7 @@ written atomically. Never pickle inside: loading a rustbp file runs no code."""
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Union
 
@@ -19,6 +20,11 @@ def write_atomic(path: PathLike, data: bytes) -> None:
     part: a temporary file in the same directory, flushed to disk, then renamed over ``path``."""
     target = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(target)
+    # Checked first: opening the temporary file would fail naming that hidden file, not the folder.
+    if not os.path.exists(folder):
+        raise FileNotFoundError(errno.ENOENT, f"No such folder to write {name} into", folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(errno.ENOTDIR, f"Not a folder, cannot write {name} into it", folder)
     tmp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
     # os.open with 0o666 lets the umask set the permissions, as for any new file.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

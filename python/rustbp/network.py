@@ -10,7 +10,7 @@ from typing import Any, Union, cast
 import numpy as np
 import numpy.typing as npt
 
-from . import _files, _rustbp, _torch, training
+from . import _files, _rustbp, _torch, schedules, training
 from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
 from .config import (
     BIASES,
@@ -27,7 +27,7 @@ from .config import (
 from .config import _seed as _checked_seed
 from .gpu import GpuDevice
 from .optim import SGD, Adam, Optimizer
-from .schedules import CosineAnnealingLR, ExponentialLR, LRSchedule, ReduceLROnPlateau, Scheduler, StepLR
+from .schedules import LRSchedule, Scheduler
 from .training import Callback, History
 
 __all__ = ["Network"]
@@ -441,7 +441,7 @@ class Network:
             validation_data = (x_val, y_val)
         if isinstance(callbacks, str) or not all(callable(cb) for cb in callbacks):
             raise TypeError("callbacks: expected a sequence of callables callback(epoch, logs)")
-        scheduler = _scheduler(lr_schedule, self._optimizer.lr)
+        scheduler = schedules.started(lr_schedule, self._optimizer.lr)
         return training.fit(self, x, y, config, validation_data, callbacks, scheduler)
 
     # -- weights ------------------------------------------------------------------------------------
@@ -568,17 +568,6 @@ class Network:
 _FIT_DEFAULTS: dict[str, Any] = {"epochs": None} | {
     f.name: f.default for f in fields(TrainingConfig) if f.name != "epochs"
 }
-
-
-def _scheduler(lr_schedule: object, lr: float) -> Scheduler | None:
-    if lr_schedule is None or isinstance(lr_schedule, Scheduler):
-        return lr_schedule
-    if isinstance(lr_schedule, (StepLR, ExponentialLR, CosineAnnealingLR, ReduceLROnPlateau)):
-        return lr_schedule.start(lr)
-    raise TypeError(
-        "lr_schedule: expected rustbp.StepLR, ExponentialLR, CosineAnnealingLR, ReduceLROnPlateau or a "
-        f"Scheduler, got {type(lr_schedule).__name__}"
-    )
 
 
 def _article_names(s: dict[str, Any]) -> dict[str, float]:

@@ -161,3 +161,15 @@ class ReduceLROnPlateau(_Schedule):
 
 
 LRSchedule = Union[StepLR, ExponentialLR, CosineAnnealingLR, ReduceLROnPlateau]
+
+
+def started(lr_schedule: object, lr: float) -> Scheduler | None:
+    """A scheduler for ``fit``'s ``lr_schedule``: a schedule started at ``lr``, or a scheduler as it is."""
+    if lr_schedule is None or isinstance(lr_schedule, Scheduler):
+        return lr_schedule
+    if isinstance(lr_schedule, _Schedule):
+        return lr_schedule.start(lr)
+    raise TypeError(
+        "lr_schedule: expected rustbp.StepLR, ExponentialLR, CosineAnnealingLR, ReduceLROnPlateau or a "
+        f"Scheduler, got {type(lr_schedule).__name__}"
+    )
