@@ -88,10 +88,11 @@ def _check_x(x: np.ndarray, n_in: int, name: str) -> None:
 def _check_t(x: np.ndarray, t: np.ndarray, n_out: int, name: str, classes: bool) -> None:
     """A ValueError for targets that do not match the outputs of ``x`` row for row, with the likely fix."""
     rows = 1 if x.ndim == 1 else x.shape[0]
-    if t.ndim in (1, 2) and t.shape[-1] == n_out:
-        t_rows = 1 if t.ndim == 1 else t.shape[0]
-        if t_rows != rows:
-            raise ValueError(f"{name}: expected {rows} rows, like X, got {t_rows}")
+    if t.ndim == 2 and t.shape[1] == n_out:
+        if t.shape[0] != rows:
+            raise ValueError(f"{name}: expected {rows} rows, like X, got {t.shape[0]}")
+        return
+    if t.ndim == 1 and len(t) == n_out and rows == 1:
         return
     hint = ""
     if t.ndim == 1 and len(t) == rows and classes:
@@ -132,7 +133,7 @@ def _check_probabilities(t: np.ndarray, name: str) -> None:
         where = f"[{i}, {j}]" if t.ndim == 2 else f"[{j}]"
         raise ValueError(
             f"{name}: cross_entropy targets must be non-negative (one-hot or probability rows, or class "
-            f"indices), got {rows[i, j]!r} at position {where}"
+            f"indices), got {float(rows[i, j])!r} at position {where}"
         )
     i = int(np.argmax(np.abs(rows.sum(axis=1) - 1) > tol))
     raise ValueError(
@@ -364,8 +365,9 @@ class Network:
                     )
                 return np.eye(n_out, dtype=self._dtype)[a]
         t = _as_array(T if a is None else a, self._dtype, name)
-        if t.ndim in (1, 2) and t.shape[-1] == n_out and t.size:
-            _check_probabilities(t, name)
+        rows = 1 if x.ndim == 1 else len(x)
+        if t.ndim in (1, 2) and t.shape[-1] == n_out and (1 if t.ndim == 1 else len(t)) == rows and t.size:
+            _check_probabilities(t, name)  # only for the right shape: a wrong one gets its own message
         return t
 
     def _check_pair(self, x: np.ndarray, t: np.ndarray, name: str) -> None:
