@@ -129,8 +129,10 @@ class TrainingConfig:
       the cost of one forward pass over the training data per epoch. ``None`` (the default) records
       only ``val_accuracy``, for cross_entropy networks with validation data: cheap, and what early
       stopping and plots usually want; ``False`` records no accuracy at all.
-    - ``verbose``: a progress bar (tqdm, if installed) when stderr is a terminal. Per-epoch metrics
-      are logged at INFO on the ``rustbp`` logger in any case.
+    - ``verbose``: progress, wherever the output goes: a tqdm bar on a terminal, tqdm's widget in
+      Jupyter, else one line per epoch on stderr. Per-epoch metrics are logged at INFO on the
+      ``rustbp`` logger in any case. Epochs are numbered from 1 in text, from 0 in callbacks and
+      ``History.best_epoch``.
     """
 
     epochs: int
