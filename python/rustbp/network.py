@@ -386,7 +386,8 @@ class Network:
     ) -> FloatArray:
         """``steps`` updates on the same batch, looped in Rust; returns the loss of every step. The loss
         of every ``log_every``-th step is logged at INFO on the ``rustbp`` logger (as the article printed
-        it every 1000), and ``verbose`` shows a progress bar on a terminal (with tqdm installed)."""
+        it every 1000), and ``verbose`` shows progress: a bar on a terminal or in Jupyter, else a line
+        every ``log_every`` steps on stderr. For ``cross_entropy``, T may hold class indices."""
         steps = _positive_int("steps", steps)
         log_every = _positive_int("log_every", log_every)
         x, t = self._pair(X, T, "T")
