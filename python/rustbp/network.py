@@ -336,12 +336,15 @@ class Network:
     def train_step(self, X: ArrayLike, T: ArrayLike) -> float:
         """One update on the batch (X, T); returns the loss of this step's forward pass, before the update.
         For ``cross_entropy``, T may hold class indices, (batch,) integers in [0, n_out)."""
-        x = _as_array(X, self._dtype, "X")
-        t = _as_array(T, self._dtype, "T") if self._config["loss"] != "cross_entropy" else self._targets(T, x, "T")
+        if self._config["loss"] == "cross_entropy":
+            x = _as_array(X, self._dtype, "X")
+            t = self._targets(T, x, "T")
+        else:
+            x, t = _as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T")
         try:
             return self._core.train_step(x, t)
         except ValueError:
-            self._check_pair(x, t, "T")  # a clearer message for a wrong shape
+            self._check_pair(x, t, "T")  # a clearer message for a wrong shape; checked only on failure
             raise
 
     def _targets(self, T: object, x: np.ndarray, name: str) -> np.ndarray:
