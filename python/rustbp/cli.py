@@ -45,12 +45,18 @@ def add_arguments(sub: Any) -> None:
     f.add_argument("data", metavar="DATA.csv", help="the training data, with a header row")
     f.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
     f.add_argument("--task", choices=("classification", "regression"), help="override the automatic choice")
-    f.add_argument("--hidden", type=int, default=64, help="hidden units (default 64)")
-    f.add_argument("--epochs", type=int, default=50, help="passes over the training rows (default 50)")
+    f.add_argument("--hidden", type=int, default=64, metavar="N", help="hidden units (default 64)")
+    f.add_argument("--epochs", type=int, default=50, metavar="N", help="passes over the training rows (default 50)")
     f.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 0.001)")
-    f.add_argument("--batch-size", type=int, default=32, help="rows per step (default 32)")
-    f.add_argument("--test-size", type=float, default=0.2, help="fraction of rows held out to test (default 0.2)")
-    f.add_argument("--seed", type=int, help="for a reproducible split, initialisation and shuffling")
+    f.add_argument("--batch-size", type=int, default=32, metavar="N", help="rows per step (default 32)")
+    f.add_argument(
+        "--test-size",
+        type=float,
+        default=0.2,
+        metavar="FRACTION",
+        help="fraction of rows held out to test (default 0.2)",
+    )
+    f.add_argument("--seed", type=int, metavar="N", help="for a reproducible split, initialisation and shuffling")
     f.add_argument("--save", metavar="MODEL.safetensors", help="write the model there, and MODEL.json beside it")
     p = sub.add_parser(
         "predict",
