@@ -321,11 +321,12 @@ def test_epochs_are_numbered_alike_in_logs_callbacks_and_best_epoch(rng, caplog)
     with caplog.at_level(logging.INFO, logger="rustbp"):
         h = net.fit(X, Y, epochs=300, patience=2, validation_split=0.2, seed=0,
                     callbacks=[lambda epoch, logs: seen.append((epoch, logs["val_loss"]))])  # fmt: skip
-    logged = [int(m.group(1)) for r in caplog.records if (m := re.match(r"epoch (\d+) ", r.getMessage()))]
-    assert logged == [e for e, _ in seen] == list(range(h.epochs))
+    # Text counts from 1 (epoch 1/300), code from 0 (callbacks, best_epoch, History's arrays).
+    logged = [int(m.group(1)) for r in caplog.records if (m := re.match(r"epoch (\d+)/", r.getMessage()))]
+    assert logged == [e + 1 for e, _ in seen] == list(range(1, h.epochs + 1))
     assert h.stopped_early and h.best_epoch is not None
     assert seen[h.best_epoch][1] == h.val_loss[h.best_epoch] == min(v for _, v in seen)
-    assert f"at epoch {h.best_epoch}" in caplog.records[-1].getMessage()
+    assert f"at epoch {h.best_epoch + 1}" in caplog.records[-1].getMessage()
 
 
 # -- Network.article with other numbers ----------------------------------------------------------------

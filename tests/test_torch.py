@@ -59,7 +59,7 @@ def test_rustbp_file_loads_into_pytorch(tmp_path, rng, kw):
 @pytest.mark.parametrize("kw", CASES.values(), ids=CASES.keys())
 def test_to_torch_and_back(rng, kw):
     net = rustbp.Network(5, 6, 3, seed=2, **kw)
-    module = net.to_torch()
+    module = net.to_torch(dtype=net.dtype)  # exact: the default is PyTorch's default dtype
     X = rng.normal(size=(4, 5))
     with torch.no_grad():
         out = module(torch.from_numpy(X.astype(net.dtype))).numpy()

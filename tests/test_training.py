@@ -279,7 +279,7 @@ def test_fit_logs_each_epoch(rng, caplog):
     with caplog.at_level(logging.INFO, logger="rustbp"):
         make().fit(X, Y, 3, validation_split=0.25)
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 3 and lines[0].startswith("epoch 0 (1 of 3): loss=") and "val_loss=" in lines[0]
+    assert len(lines) == 3 and lines[0].startswith("epoch 1/3: loss=") and "val_loss=" in lines[0]
 
 
 class FakeBar:
@@ -333,9 +333,9 @@ def test_reprs_are_useful():
 
 def test_fit_errors_name_its_targets_y():
     net = rustbp.Network(2, 3, 2)
-    with pytest.raises(ValueError, match=r"^Y: expected shape 4 rows, like X, got 3 rows"):
+    with pytest.raises(ValueError, match=r"^Y: expected 4 rows, like X, got 3$"):
         net.fit(np.zeros((4, 2)), np.zeros((3, 2)), 1)
     with pytest.raises(ValueError, match=r"^Y: expected finite values, found NaN at position \[1, 0\]"):
         net.fit(np.zeros((4, 2)), np.array([[0.0, 0.0], [np.nan, 0.0], [0.0, 0.0], [0.0, 0.0]]), 1)
-    with pytest.raises(ValueError, match=r"^T: expected shape 4 rows"):
+    with pytest.raises(ValueError, match=r"^T: expected 4 rows, like X, got 3$"):
         net.train(np.zeros((4, 2)), np.zeros((3, 2)), 1)

@@ -15,17 +15,23 @@ from .explain import Step
 from .gpu import GpuDevice, gpu_devices
 from .network import Network
 from .optim import SGD, Adam
+from .schedules import CosineAnnealingLR, ExponentialLR, ReduceLROnPlateau, Scheduler, StepLR
 from .training import History
 
 __all__ = [
     "SGD",
     "Adam",
+    "CosineAnnealingLR",
+    "ExponentialLR",
     "GpuDevice",
     "GpuUnavailableError",
     "History",
     "Network",
     "NetworkConfig",
+    "ReduceLROnPlateau",
+    "Scheduler",
     "Step",
+    "StepLR",
     "TrainingConfig",
     "TrainingDivergedError",
     "__version__",

@@ -3,8 +3,14 @@ written atomically. Never pickle inside: loading a rustbp file runs no code."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from typing import Union
+import signal
+import stat
+import threading
+from collections.abc import Iterator
+from typing import Any, Union
 
 from . import _rustbp
 
@@ -16,28 +22,64 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 def write_atomic(path: PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` so that a crash leaves either the old file or the new one, never a
-    part: a temporary file in the same directory, flushed to disk, then renamed over ``path``."""
-    target = os.path.abspath(os.fspath(path))
+    part: a temporary file in the same directory, flushed to disk, then renamed over ``path``. A symbolic
+    link is written through to its target and stays a link; an existing file keeps its permissions.
+    Ctrl-C during the write takes effect once the write is complete or undone, never half way."""
+    target = os.path.realpath(os.fspath(path))
     folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
-    # os.open with 0o666 lets the umask set the permissions, as for any new file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    # Checked first: opening the temporary file would fail naming that hidden file, not the folder.
+    if not os.path.exists(folder):
+        raise FileNotFoundError(errno.ENOENT, f"No such folder to write {name} into", folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(errno.ENOTDIR, f"Not a folder, cannot write {name} into it", folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    # A short name, not derived from `name`: a legal name of up to 255 characters must still work.
+    tmp = os.path.join(folder, f".rustbp-{os.urandom(6).hex()}.tmp")
+    with _interrupts_deferred():
+        fd = -1
+        try:
+            # os.open with 0o666 lets the umask set the permissions of a new file, as for any new file.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as f:
+                fd = -1  # the file object owns it now
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX; Windows cannot open folders)
         dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Holds SIGINT back until the block is done (on the main thread, the only one Python signals reach),
+    then delivers it, so that Ctrl-C cannot land between creating a file and cleaning it up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(*received[0])
 
 
 def read(path: PathLike) -> _rustbp.Core:

@@ -5,6 +5,7 @@ PyTorch is optional: it is imported only here, only when called."""
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,13 +32,19 @@ def _torch() -> Any:
         raise ImportError("this needs PyTorch, which rustbp does not install: pip install torch") from None
 
 
-def to_torch(net: Network) -> Any:
+def to_torch(net: Network, dtype: Any) -> Any:
     """An ``nn.Sequential`` computing what ``net`` computes, with copies of its weights (a shared bias
-    becomes one value per neuron)."""
+    becomes one value per neuron), in ``dtype``: PyTorch's default dtype for None."""
     torch = _torch()
     nn = torch.nn
     c = net._config
-    dtype = getattr(torch, net.dtype)
+    dtypes = {"float32": torch.float32, "float64": torch.float64}
+    if dtype is None:
+        dtype = torch.get_default_dtype()
+    elif isinstance(dtype, str) and dtype in dtypes:
+        dtype = dtypes[dtype]
+    elif dtype not in dtypes.values():
+        raise ValueError(f"dtype: expected None, float32 or float64 (or torch.float32, torch.float64), got {dtype!r}")
     bias = c["bias"] != "none"
 
     def act(name: str) -> Any:
@@ -54,7 +61,7 @@ def to_torch(net: Network) -> Any:
     if bias:
         state["0.bias"] = np.broadcast_to(w["b1"], (c["n_hidden"],))
         state["2.bias"] = np.broadcast_to(w["b2"], (c["n_out"],))
-    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+    module.load_state_dict({k: torch.from_numpy(np.array(v)).to(dtype) for k, v in state.items()})
     return module
 
 
@@ -63,7 +70,8 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
     torch = _torch()
     nn = torch.nn
     layers = list(module) if isinstance(module, nn.Sequential) else []
-    if len(layers) == 3:
+    raw = len(layers) == 3  # no final activation: raw outputs, logits for a classifier
+    if raw:
         layers.append(nn.Identity())
     names = {v: k for k, v in ACTIVATIONS.items()}
     shape_ok = (
@@ -90,6 +98,23 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
     if l1.weight.dtype not in dtypes or l2.weight.dtype != l1.weight.dtype:
         raise ValueError(f"module: expected float32 or float64 weights, got {l1.weight.dtype} and {l2.weight.dtype}")
     output = names[type(layers[3]).__name__]
+    if raw and kwargs.get("loss") == "cross_entropy":
+        output = "softmax"  # the softmax that nn.CrossEntropyLoss applies to the logits
+    elif raw and "loss" not in kwargs and "output_activation" not in kwargs:
+        if l2.out_features > 1:
+            output = "softmax"
+            guess = (
+                "taken as the logits of a classifier: the network has output_activation='softmax' and "
+                "loss='cross_entropy' (nn.CrossEntropyLoss's softmax, so forward returns probabilities); "
+                "for a regression network pass loss='mse' (identity outputs)"
+            )
+        else:
+            guess = (
+                "taken as a regression output: the network has output_activation='identity' and "
+                "loss='half_sse'; pass loss='mse' (PyTorch's MSELoss) or add nn.Sigmoid() for a binary "
+                "classifier"
+            )
+        warnings.warn(f"module: it ends in raw outputs (no final activation), {guess}", UserWarning, stacklevel=3)
     kwargs = {
         "hidden_activation": names[type(layers[1]).__name__],
         "output_activation": output,

@@ -7,20 +7,22 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, get_args
 
 import numpy as np
 
+from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
 from .optim import SGD, Adam, Optimizer
 
 __all__ = ["NetworkConfig", "TrainingConfig"]
 
-HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-OUTPUT_ACTIVATIONS = (*HIDDEN_ACTIVATIONS, "softmax")
-LOSSES = ("half_sse", "mse", "cross_entropy")
-BIASES = ("per_neuron", "shared", "none")
-DTYPES = ("float64", "float32")
-DEVICES = ("cpu", "gpu")
+# The accepted values, read from the Literal types so that both always agree.
+HIDDEN_ACTIVATIONS: tuple[str, ...] = get_args(HiddenActivation)
+OUTPUT_ACTIVATIONS: tuple[str, ...] = get_args(OutputActivation)
+LOSSES: tuple[str, ...] = get_args(Loss)
+BIASES: tuple[str, ...] = get_args(Bias)
+DTYPES: tuple[str, ...] = get_args(Dtype)
+DEVICES: tuple[str, ...] = get_args(Device)
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -70,14 +72,14 @@ class NetworkConfig:
     n_in: int
     n_hidden: int
     n_out: int
-    hidden_activation: str = "sigmoid"
-    output_activation: str = "sigmoid"
-    loss: str = "half_sse"
-    bias: str = "per_neuron"
+    hidden_activation: HiddenActivation = "sigmoid"
+    output_activation: OutputActivation = "sigmoid"
+    loss: Loss = "half_sse"
+    bias: Bias = "per_neuron"
     train_bias: bool = True
     optimizer: Optimizer = field(default_factory=lambda: SGD(lr=0.5))
-    dtype: str | None = None
-    device: str = "cpu"
+    dtype: Dtype | None = None
+    device: Device = "cpu"
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -127,8 +129,10 @@ class TrainingConfig:
       the cost of one forward pass over the training data per epoch. ``None`` (the default) records
       only ``val_accuracy``, for cross_entropy networks with validation data: cheap, and what early
       stopping and plots usually want; ``False`` records no accuracy at all.
-    - ``verbose``: a progress bar (tqdm, if installed) when stderr is a terminal. Per-epoch metrics
-      are logged at INFO on the ``rustbp`` logger in any case.
+    - ``verbose``: progress, wherever the output goes: a tqdm bar on a terminal, tqdm's widget in
+      Jupyter, else one line per epoch on stderr. Per-epoch metrics are logged at INFO on the
+      ``rustbp`` logger in any case. Epochs are numbered from 1 in text, from 0 in callbacks and
+      ``History.best_epoch``.
     """
 
     epochs: int

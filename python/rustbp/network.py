@@ -6,17 +6,19 @@ import html
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _files, _rustbp, _torch, explain, training
+from . import _files, _rustbp, _torch, explain, schedules, training
+from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
 from .config import DEVICES, NetworkConfig, TrainingConfig, _one_of, _positive_int, optimizer_from_core, random_seed
 from .config import DTYPES as DTYPE_NAMES
 from .explain import Step
 from .gpu import GpuDevice
 from .optim import SGD, Adam, Optimizer
+from .schedules import LRSchedule, Scheduler
 from .training import Callback, History
 
 __all__ = ["Network"]
@@ -47,6 +49,86 @@ def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
         return np.require(a, dtype=dtype, requirements=["C", "A"])
 
 
+def _shape(a: np.ndarray) -> str:
+    return str(tuple(a.shape))  # as NumPy writes it: (1797,), (1797, 10)
+
+
+def _check_x(x: np.ndarray, n_in: int, name: str) -> None:
+    """A ValueError for inputs that are not (batch >= 1, n_in) or (n_in,), with the likely fix."""
+    if x.ndim in (1, 2) and x.shape[-1] == n_in and (x.ndim == 1 or x.shape[0] >= 1):
+        return
+    hint = ""
+    if x.ndim == 1 and n_in == 1:
+        hint = f"; for {len(x)} samples of one feature, reshape it to a column: {name}.reshape(-1, 1)"
+    elif x.ndim == 2 and x.shape[0] == n_in and x.shape[1] != n_in:
+        hint = f"; samples are rows: transpose it ({name}.T)"
+    elif x.ndim == 2 and x.shape[0] == 0:
+        hint = "; it has no rows"
+    elif x.ndim > 2 and x.shape[0] > 0 and int(np.prod(x.shape[1:])) == n_in:
+        hint = f"; flatten each sample: {name}.reshape(len({name}), -1)"
+    raise ValueError(f"{name}: expected shape (batch >= 1, {n_in}) or ({n_in},), got {_shape(x)}{hint}")
+
+
+def _check_t(x: np.ndarray, t: np.ndarray, n_out: int, name: str, classes: bool) -> None:
+    """A ValueError for targets that do not match the outputs of ``x`` row for row, with the likely fix."""
+    rows = 1 if x.ndim == 1 else x.shape[0]
+    if t.ndim == 2 and t.shape[1] == n_out:
+        if t.shape[0] != rows:
+            raise ValueError(f"{name}: expected {rows} rows, like X, got {t.shape[0]}")
+        return
+    if t.ndim == 1 and len(t) == n_out and rows == 1:
+        return
+    hint = ""
+    if t.ndim == 1 and len(t) == rows and classes:
+        hint = f"; class indices must be integers: {name}.astype(int)"
+    elif t.ndim == 1 and len(t) == rows and n_out == 1:
+        hint = f"; reshape it to a column: {name}.reshape(-1, 1)"
+    elif t.ndim == 1 and len(t) == rows:
+        hint = (
+            f"; for class labels 0..{n_out - 1}, one-hot encode them (np.eye({n_out})[{name}]) or use "
+            'output_activation="softmax", loss="cross_entropy", which takes class indices'
+        )
+    elif t.ndim == 2 and t.shape == (rows, 1) and classes:
+        hint = f"; for class indices pass a 1-D array: {name}.ravel()"
+    elif t.ndim == 2 and t.shape == (rows, 1):
+        hint = f"; for class labels 0..{n_out - 1}, one-hot encode them: np.eye({n_out})[{name}.ravel()]"
+    elif t.ndim == 2 and t.shape == (n_out, rows):
+        hint = f"; samples are rows: transpose it ({name}.T)"
+    expected = f"({n_out},)" if x.ndim == 1 else f"({rows}, {n_out}), one row per sample of X"
+    if classes:
+        expected += " (or class indices)" if x.ndim == 1 else f", or ({rows},) of class indices"
+    raise ValueError(f"{name}: expected shape {expected}, got {_shape(t)}{hint}")
+
+
+def _check_probabilities(t: np.ndarray, name: str) -> None:
+    """Cross-entropy targets: non-negative rows that sum to 1 (NaN and inf are left to Rust, which names
+    their position)."""
+    tol = 1e-4 if t.dtype == np.float32 else 1e-6
+    # Few NumPy calls: this runs on every train_step of a cross_entropy network. With no value below 0
+    # (NaN fails that too) the sums cannot meet inf - inf.
+    if (
+        np.minimum.reduce(t, axis=None) >= 0
+        and np.maximum.reduce(np.abs(np.add.reduce(t, axis=-1) - 1), axis=None) <= tol
+    ):
+        return
+    if not np.isfinite(t).all():
+        return
+    rows = t.reshape(-1, t.shape[-1])
+    negative = np.argwhere(rows < 0)
+    if len(negative):
+        i, j = negative[0]
+        where = f"[{i}, {j}]" if t.ndim == 2 else f"[{j}]"
+        raise ValueError(
+            f"{name}: cross_entropy targets must be non-negative (one-hot or probability rows, or class "
+            f"indices), got {float(rows[i, j])!r} at position {where}"
+        )
+    i = int(np.argmax(np.abs(rows.sum(axis=1) - 1) > tol))
+    raise ValueError(
+        f"{name}: cross_entropy targets must be rows summing to 1 (one-hot or probabilities, or class "
+        f"indices), got {'row ' + str(i) if t.ndim == 2 else 'a row'} summing to {float(rows[i].sum())!r}"
+    )
+
+
 class Network:
     """A three-layer fully connected network, input -> hidden -> output, trained in Rust.
 
@@ -62,14 +144,14 @@ class Network:
         n_hidden: int,
         n_out: int,
         *,
-        hidden_activation: str = "sigmoid",
-        output_activation: str = "sigmoid",
-        loss: str = "half_sse",
-        bias: str = "per_neuron",
+        hidden_activation: HiddenActivation = "sigmoid",
+        output_activation: OutputActivation = "sigmoid",
+        loss: Loss = "half_sse",
+        bias: Bias = "per_neuron",
         train_bias: bool = True,
         optimizer: Optimizer | None = None,
-        dtype: str | None = None,
-        device: str = "cpu",
+        dtype: Dtype | None = None,
+        device: Device = "cpu",
         seed: int | None = None,
     ) -> None:
         config = NetworkConfig(
@@ -92,7 +174,7 @@ class Network:
     @classmethod
     def article(
         cls,
-        device: str = "cpu",
+        device: Device = "cpu",
         *,
         lr: float | None = None,
         weights: Mapping[str, ArrayLike] | Sequence[float] | None = None,
@@ -130,12 +212,12 @@ class Network:
         return int(self._config["n_out"])
 
     @property
-    def dtype(self) -> str:
-        return str(self._dtype)
+    def dtype(self) -> Dtype:
+        return cast(Dtype, str(self._dtype))
 
     @property
-    def device(self) -> str:
-        return self._core.device
+    def device(self) -> Device:
+        return cast(Device, self._core.device)
 
     @property
     def adapter(self) -> GpuDevice | None:
@@ -145,7 +227,36 @@ class Network:
 
     @property
     def optimizer(self) -> Optimizer:
+        """The optimizer's settings. Assigning one of the same kind (``SGD`` for ``SGD``, ``Adam`` for
+        ``Adam``) keeps its state (momentum buffers; Adam's moments and step count), as editing a PyTorch
+        optimizer's ``param_groups`` does; assigning the other kind starts a fresh state."""
         return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: Optimizer) -> None:
+        if not isinstance(optimizer, (SGD, Adam)):
+            raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(optimizer).__name__}")
+        self._replace_optimizer(optimizer)
+
+    def set_lr(self, lr: float) -> None:
+        """Sets the learning rate of the next steps, keeping the optimizer state."""
+        self._replace_optimizer(replace(self._optimizer, lr=lr))
+
+    def _replace_optimizer(self, optimizer: Optimizer) -> None:
+        # The core fixes its settings when built: a new core with the new ones takes over the weights and,
+        # for the same kind of optimizer, the state, as ``to`` does.
+        net = Network.from_config(replace(self.config, optimizer=optimizer, seed=0))
+        net.set_weights(self.get_weights())
+        if type(optimizer) is type(self._optimizer):
+            state, updates = self._core.get_optimizer_state()
+            fresh = net._core.get_optimizer_state()[0]
+            if any(len(a) != len(b) for a, b in zip(state, fresh)):
+                # SGD's momentum turned on or off: its buffer starts at zero, as PyTorch's does.
+                state = fresh
+            net._core.set_optimizer_state(state, updates)
+        seed = self._seed
+        self._init(net._core, optimizer)
+        self._seed = seed
 
     def __repr__(self) -> str:
         c = self._config
@@ -159,27 +270,94 @@ class Network:
     # -- computing ----------------------------------------------------------------------------------
     def forward(self, X: ArrayLike) -> FloatArray:
         """Outputs for ``X`` of shape (batch, n_in), or (n_in,) for one sample (same rank out)."""
-        return self._core.forward(_as_array(X, self._dtype, "X"))
+        x = _as_array(X, self._dtype, "X")
+        try:
+            return self._core.forward(x)
+        except ValueError:
+            _check_x(x, self.n_in, "X")  # a clearer message for a wrong shape
+            raise
 
     __call__ = forward
 
+    def predict(self, X: ArrayLike) -> npt.NDArray[Any]:
+        """For a classifier, class indices: the argmax of a softmax output, or for a single sigmoid output
+        1 where it is >= 0.5, else 0 (int64, shape (batch,), or a scalar for one sample). For any other
+        network, the outputs, as ``forward``."""
+        out = self.forward(X)
+        if self._config["output_activation"] == "softmax":
+            return np.asarray(np.argmax(out, axis=-1))
+        if self._config["output_activation"] == "sigmoid" and self.n_out == 1:
+            return (out[..., 0] >= 0.5).astype(np.int64)
+        return out
+
     def loss(self, X: ArrayLike, T: ArrayLike) -> float:
-        """The loss on (X, T), without training."""
-        return self._core.loss(_as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T"))
+        """The loss on (X, T), without training. For ``cross_entropy``, T may hold class indices."""
+        return self._core.loss(*self._pair(X, T, "T"))
 
     def train_step(self, X: ArrayLike, T: ArrayLike) -> float:
-        """One update on the batch (X, T); returns the loss of this step's forward pass, before the update."""
-        return self._core.train_step(_as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T"))
+        """One update on the batch (X, T); returns the loss of this step's forward pass, before the update.
+        For ``cross_entropy``, T may hold class indices, (batch,) integers in [0, n_out)."""
+        if self._config["loss"] == "cross_entropy":
+            x = _as_array(X, self._dtype, "X")
+            t = self._targets(T, x, "T")
+        else:
+            x, t = _as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T")
+        try:
+            return self._core.train_step(x, t)
+        except ValueError:
+            self._check_pair(x, t, "T")  # a clearer message for a wrong shape; checked only on failure
+            raise
+
+    def _targets(self, T: object, x: np.ndarray, name: str) -> np.ndarray:
+        """``T`` as the core takes it. For ``cross_entropy``, class indices (like ``nn.CrossEntropyLoss``'s:
+        an integer per sample) become one-hot rows, and probability rows are checked."""
+        if self._config["loss"] != "cross_entropy":
+            return _as_array(T, self._dtype, name)
+        a = T if isinstance(T, np.ndarray) else None
+        if a is None and not (T is None or isinstance(T, (str, bytes))):
+            try:
+                a = np.asarray(T)
+            except (TypeError, ValueError, OverflowError):
+                a = None  # _as_array says what is wrong
+        n_out = self.n_out
+        if a is not None and a.dtype.kind in "iu":
+            one_sample = a.ndim == 0 and x.ndim == 1
+            batch = a.ndim == 1 and x.ndim == 2 and len(a) == len(x) and not (len(x) == 1 and n_out == 1)
+            if one_sample or batch:
+                wrong = (a < 0) | (a >= n_out)
+                if wrong.any():
+                    i = int(np.flatnonzero(wrong)[0])
+                    raise ValueError(
+                        f"{name}: class indices must be integers in [0, {n_out}), got {a.flat[i]} at position {i}"
+                    )
+                return np.eye(n_out, dtype=self._dtype)[a]
+        t = _as_array(T if a is None else a, self._dtype, name)
+        rows = 1 if x.ndim == 1 else len(x)
+        if t.ndim in (1, 2) and t.shape[-1] == n_out and (1 if t.ndim == 1 else len(t)) == rows and t.size:
+            _check_probabilities(t, name)  # only for the right shape: a wrong one gets its own message
+        return t
+
+    def _check_pair(self, x: np.ndarray, t: np.ndarray, name: str) -> None:
+        _check_x(x, self.n_in, "X")
+        _check_t(x, t, self.n_out, name, self._config["loss"] == "cross_entropy")
+
+    def _pair(self, X: ArrayLike, T: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(X, T) converted and their shapes checked, with the fix for a common mistake in the message."""
+        x = _as_array(X, self._dtype, "X")
+        t = self._targets(T, x, name)
+        self._check_pair(x, t, name)
+        return x, t
 
     def train(
         self, X: ArrayLike, T: ArrayLike, steps: int, *, log_every: int = 1000, verbose: bool = False
     ) -> FloatArray:
         """``steps`` updates on the same batch, looped in Rust; returns the loss of every step. The loss
         of every ``log_every``-th step is logged at INFO on the ``rustbp`` logger (as the article printed
-        it every 1000), and ``verbose`` shows a progress bar on a terminal (with tqdm installed)."""
+        it every 1000), and ``verbose`` shows progress: a bar on a terminal or in Jupyter, else a line
+        every ``log_every`` steps on stderr. For ``cross_entropy``, T may hold class indices."""
         steps = _positive_int("steps", steps)
         log_every = _positive_int("log_every", log_every)
-        x, t = _as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T")
+        x, t = self._pair(X, T, "T")
         return training.train(self, x, t, steps, log_every, bool(verbose))
 
     def fit(
@@ -200,10 +378,17 @@ class Network:
         verbose: bool = False,
         callbacks: Sequence[Callback] = (),
         config: TrainingConfig | None = None,
+        lr_schedule: LRSchedule | Scheduler | None = None,
     ) -> History:
         """Mini-batch training for ``epochs`` passes over (X, Y), with optional validation, early stopping
         and per-epoch callbacks (see ``rustbp.TrainingConfig``; pass the settings as arguments or as
-        ``config=``). Returns a ``History``, which also acts as the array of per-epoch mean losses."""
+        ``config=``). Returns a ``History``, which also acts as the array of per-epoch mean losses.
+
+        For ``cross_entropy``, Y may hold class indices. ``lr_schedule`` (``rustbp.StepLR``,
+        ``ExponentialLR``, ``CosineAnnealingLR``, ``ReduceLROnPlateau``) sets the learning rate of each
+        epoch, stepped after every epoch as PyTorch's epoch schedulers are; a schedule starts from the
+        current rate, a started ``Scheduler`` goes on where it was. The network keeps the rate the
+        schedule gives for the epoch after the last."""
         settings: dict[str, Any] = {
             "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "validation_split": validation_split, "patience": patience, "min_delta": min_delta,
@@ -215,17 +400,19 @@ class Network:
             raise TypeError(f"config: expected a rustbp.TrainingConfig, got {type(config).__name__}")
         elif any(v is not _FIT_DEFAULTS[k] and v != _FIT_DEFAULTS[k] for k, v in settings.items()):
             raise TypeError("config: pass the training settings either as config= or as arguments, not both")
-        x, y = _as_array(X, self._dtype, "X"), _as_array(Y, self._dtype, "Y")
+        x, y = self._pair(X, Y, "Y")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data: expected a pair (X_val, Y_val)")
-            validation_data = (
-                _as_array(validation_data[0], self._dtype, "validation_data[0]"),
-                _as_array(validation_data[1], self._dtype, "validation_data[1]"),
-            )
+            x_val = _as_array(validation_data[0], self._dtype, "validation_data[0]")
+            y_val = self._targets(validation_data[1], x_val, "validation_data[1]")
+            _check_x(x_val, self.n_in, "validation_data[0]")
+            _check_t(x_val, y_val, self.n_out, "validation_data[1]", self._config["loss"] == "cross_entropy")
+            validation_data = (x_val, y_val)
         if isinstance(callbacks, str) or not all(callable(cb) for cb in callbacks):
             raise TypeError("callbacks: expected a sequence of callables callback(epoch, logs)")
-        return training.fit(self, x, y, config, validation_data, callbacks)
+        scheduler = schedules.started(lr_schedule, self._optimizer.lr)
+        return training.fit(self, x, y, config, validation_data, callbacks, scheduler)
 
     # -- weights ------------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, FloatArray]:
@@ -269,14 +456,14 @@ class Network:
         _files.write_atomic(path, _rustbp.core_to_safetensors(self._core, bool(optimizer)))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> Network:
+    def load(cls, path: str | os.PathLike[str], *, device: Device = "cpu") -> Network:
         """A network saved by ``save``; the file is checked (format, version, checksum, shapes) first.
         With ``device="gpu"`` it is moved to the GPU as by ``to("gpu")``."""
         _one_of("device", device, DEVICES)
         net = cls._from_core(_files.read(path))
         return net if device == "cpu" else net.to(device)
 
-    def to(self, device: str, dtype: str | None = None) -> Network:
+    def to(self, device: Device, dtype: Dtype | None = None) -> Network:
         """A copy of this network on ``device`` ("cpu" or "gpu"): weights, configuration and optimizer
         state. ``dtype=None`` keeps the dtype, except that the GPU computes in float32 (float64 weights
         are rounded)."""
@@ -313,14 +500,18 @@ class Network:
         self._init(core, optimizer_from_core(core.config()["optimizer"]))
         self._seed = state["seed"]
 
-    def to_torch(self) -> Any:
-        """A ``torch.nn.Sequential(Linear, activation, Linear, activation)`` with copies of the weights."""
-        return _torch.to_torch(self)
+    def to_torch(self, dtype: Any = None) -> Any:
+        """A ``torch.nn.Sequential(Linear, activation, Linear, activation)`` with copies of the weights, in
+        ``dtype`` ("float32", "float64" or a torch dtype); None means ``torch.get_default_dtype()``
+        (float32 unless changed), like any module PyTorch builds, whatever this network's dtype."""
+        return _torch.to_torch(self, dtype)
 
     @classmethod
     def from_torch(cls, module: Any, **kwargs: Any) -> Network:
         """A network with the layout and weights of ``nn.Sequential(Linear, act, Linear[, act])``;
-        ``kwargs`` (loss, optimizer, seed...) go to ``Network``."""
+        ``kwargs`` (loss, optimizer, seed...) go to ``Network``. A module without a final activation
+        (raw logits) becomes a softmax network with cross_entropy loss, with a warning, unless ``loss``
+        says otherwise (``loss="mse"``: identity outputs)."""
         return _torch.from_torch(cls, module, kwargs)
 
     # -- teaching -----------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ rustbp's conventions otherwise; the README lists the differences. Needs ``pip in
 
 from __future__ import annotations
 
-from typing import Any
+import types
+from typing import Any, Callable, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -17,8 +18,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._types import Dtype, HiddenActivation, Loss, OutputActivation
 from .network import Network
 from .optim import SGD, Adam, Optimizer
+from .schedules import started
 
 __all__ = ["NetworkClassifier", "NetworkRegressor"]
 
@@ -28,8 +31,8 @@ _DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": 
 class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
     """What the classifier and the regressor share: parameters, the network and the training loop."""
 
-    _output_activation: str
-    _loss: str
+    _output_activation: OutputActivation
+    _loss: Loss
 
     def __init__(
         self,
@@ -51,6 +54,7 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
         random_state: Any = None,
         warm_start: bool = False,
         verbose: bool = False,
+        lr_schedule: Any = None,
     ) -> None:
         self.n_hidden = n_hidden
         self.hidden_activation = hidden_activation
@@ -69,6 +73,7 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.lr_schedule = lr_schedule
 
     # Parameters are checked in fit, never in __init__ or set_params (scikit-learn's convention).
     def _make_optimizer(self) -> Optimizer:
@@ -94,15 +99,23 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"max_iter: expected a positive integer, got {self.max_iter!r}")
         targets = self._targets(y, first, classes)
         rng = check_random_state(self.random_state)
+        optimizer = self._make_optimizer()
         if first:
             self.network_ = Network(
                 X.shape[1], self.n_hidden, targets.shape[1],
-                hidden_activation=self.hidden_activation, output_activation=self._output_activation,
-                loss=self._loss, optimizer=self._make_optimizer(), dtype=self.dtype,
+                hidden_activation=cast(HiddenActivation, self.hidden_activation),
+                output_activation=self._output_activation, loss=self._loss, optimizer=optimizer,
+                dtype=cast(Dtype, self.dtype),
                 seed=int(rng.randint(np.iinfo(np.int64).max, dtype=np.int64)),
             )  # fmt: skip
             self.n_iter_ = 0
             self.loss_curve_: list[float] = []
+        elif not incremental and self.network_.optimizer != optimizer:
+            self.network_.optimizer = optimizer  # warm_start with new settings; the same kind keeps its state
+        # A fit starts the schedule at lr; partial_fit calls go on with one scheduler, epoch after epoch.
+        if self.lr_schedule is not None and (first or not incremental or not hasattr(self, "lr_scheduler_")):
+            self.lr_scheduler_ = started(self.lr_schedule, self.lr)
+        scheduler = self.lr_scheduler_ if self.lr_schedule is not None else None
         validation = None
         if self.early_stopping and not incremental:
             stratify = y if self._output_activation == "softmax" else None
@@ -116,7 +129,7 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
             shuffle=self.shuffle, seed=int(rng.randint(np.iinfo(np.int64).max, dtype=np.int64)),
             validation_data=validation, patience=None if incremental else self.n_iter_no_change,
             min_delta=self.tol, restore_best_weights=self.early_stopping, accuracy=False,
-            verbose=self.verbose,
+            callbacks=[self._printer(self.n_iter_)] if self.verbose else (), lr_schedule=scheduler,
         )  # fmt: skip
         self.n_iter_ += history.epochs
         self.loss_curve_ += list(history.loss)
@@ -127,6 +140,16 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
 
     def _y_checks(self) -> dict[str, Any]:
         return {}
+
+    @staticmethod
+    def _printer(done: int) -> Callable[[int, dict[str, float]], None]:
+        """verbose's report, one line per epoch on stdout, as MLPClassifier prints its iterations."""
+
+        def report(epoch: int, logs: dict[str, float]) -> None:
+            extra = "".join(f", {k} = {v:.8f}" for k, v in logs.items() if k != "loss")
+            print(f"Epoch {done + epoch + 1}, loss = {logs['loss']:.8f}{extra}", flush=True)
+
+        return report
 
     def _outputs(self, X: Any) -> npt.NDArray[Any]:
         check_is_fitted(self, "network_")
@@ -139,6 +162,22 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
         return tags
 
 
+_E = TypeVar("_E", bound=type)
+
+
+def _own_init(cls: _E) -> _E:
+    """Gives ``cls`` its own copy of the shared ``__init__``, so that a wrong argument's error names
+    ``cls`` rather than the private base class."""
+    base = _NetworkEstimator.__init__
+    init = types.FunctionType(base.__code__, base.__globals__, "__init__", base.__defaults__, base.__closure__)
+    init.__kwdefaults__ = base.__kwdefaults__
+    init.__annotations__ = base.__annotations__
+    init.__qualname__ = f"{cls.__name__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+@_own_init
 class NetworkClassifier(ClassifierMixin, _NetworkEstimator):  # type: ignore[misc]
     """A classifier on a rustbp ``Network``: softmax outputs, one per class, trained with cross-entropy.
 
@@ -186,6 +225,7 @@ class NetworkClassifier(ClassifierMixin, _NetworkEstimator):  # type: ignore[mis
         return self.classes_[np.argmax(outputs, axis=1)]  # type: ignore[no-any-return]
 
 
+@_own_init
 class NetworkRegressor(RegressorMixin, _NetworkEstimator):  # type: ignore[misc]
     """A regressor on a rustbp ``Network``: identity outputs (one per target), trained on the mean
     squared error (PyTorch's ``MSELoss``). Accepts 1-D or 2-D ``y``; ``predict`` returns the same rank."""

@@ -1,6 +1,9 @@
 """The training loops around the core: ``fit`` one epoch at a time (validation, early stopping,
-callbacks, a ``History``), ``train`` in chunks that log the loss every N steps, and the optional
-progress bar. The Rust core only returns metrics; everything reported is reported from here."""
+callbacks, learning-rate schedules, a ``History``), ``train`` in chunks that log the loss every N steps,
+and ``verbose``'s progress. The Rust core only returns metrics; everything reported is reported from here.
+
+Epochs are numbered from 1 in text (log lines, progress, messages) and from 0 in code (the ``epoch`` a
+callback gets, ``History.best_epoch``, indices into the ``History`` arrays)."""
 
 from __future__ import annotations
 
@@ -21,13 +24,15 @@ from .config import TrainingConfig, random_seed
 
 if TYPE_CHECKING:
     from .network import Network
+    from .schedules import Scheduler
 
 __all__ = ["Callback", "History"]
 
 logger = logging.getLogger("rustbp")
 
-#: Called after every epoch as ``callback(epoch, logs)`` (epoch counts from 0; ``logs`` maps
-#: ``loss``, ``val_loss``, ``accuracy``, ``val_accuracy`` to this epoch's values, where recorded).
+#: Called after every epoch as ``callback(epoch, logs)`` (epoch counts from 0, so the first epoch,
+#: "epoch 1" in the log, is 0; ``logs`` maps ``loss``, ``val_loss``, ``accuracy``, ``val_accuracy`` and,
+#: with a learning-rate schedule, ``lr`` (the epoch's rate) to this epoch's values, where recorded).
 #: Returning ``True`` stops training after this epoch.
 Callback = Callable[[int, "dict[str, float]"], Optional[bool]]
 
@@ -159,16 +164,49 @@ class History:
         return f"History(epochs={self.epochs}{', ' if last else ''}{last}{extra})"
 
 
-def _progress(verbose: bool, total: int, unit: str) -> Any:
-    """A tqdm bar on stderr when ``verbose``, stderr is a terminal and tqdm is installed; else None."""
-    if not verbose or not sys.stderr.isatty():
-        return None
-    try:
-        tqdm = importlib.import_module("tqdm")
-    except ImportError:
-        logger.debug("verbose=True: install tqdm (pip install rustbp[progress]) for a progress bar")
-        return None
-    return tqdm.tqdm(total=total, unit=unit, delay=BAR_DELAY_S, leave=False, dynamic_ncols=True)
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (IPython is imported there before any user code)."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class _Progress:
+    """What ``verbose=True`` shows: a tqdm bar on a terminal, tqdm's widget in Jupyter (``tqdm.auto``),
+    and where neither can be drawn (output redirected to a file or a pipe, or no tqdm installed) one
+    plain line per update on stderr."""
+
+    def __init__(self, verbose: bool, total: int, unit: str) -> None:
+        self.total, self.unit, self.bar = total, unit, None
+        self.lines = verbose
+        notebook = verbose and _in_notebook()
+        if notebook or (verbose and sys.stderr.isatty()):
+            try:
+                tqdm = importlib.import_module("tqdm.auto" if notebook else "tqdm").tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, unit=unit, delay=BAR_DELAY_S, leave=False, dynamic_ncols=True)
+            self.lines = False
+
+    @property
+    def active(self) -> bool:
+        return self.lines or self.bar is not None
+
+    def update(self, n: int, done: int, logs: dict[str, float]) -> None:
+        """``n`` more units done, ``done`` in all (counted from 1), with the metrics to show."""
+        if self.bar is not None:
+            self.bar.set_postfix(logs, refresh=False)
+            self.bar.update(n)
+        elif self.lines:
+            print(f"{self.unit} {done}/{self.total}: {_format(logs)}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _format(logs: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.6g}" for k, v in logs.items())
 
 
 def _accuracy(outputs: npt.NDArray[Any], targets: npt.NDArray[Any]) -> float:
@@ -203,6 +241,7 @@ def fit(
     config: TrainingConfig,
     validation_data: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
     callbacks: Sequence[Callback],
+    scheduler: Scheduler | None = None,
 ) -> History:
     """``Network.fit``'s loop: the core's fit one epoch at a time, then metrics, callbacks, stopping."""
     x, y = _rows(x), _rows(y)
@@ -229,11 +268,13 @@ def fit(
     history = History(config)
     best, wait = math.inf, 0
     best_weights: dict[str, Any] | None = None
-    bar = _progress(config.verbose, config.epochs, "epoch")
+    progress = _Progress(config.verbose, config.epochs, "epoch")
     per_epoch = (
-        validation_data is not None or callbacks or config.patience is not None or train_accuracy or bar is not None
-        or logger.isEnabledFor(logging.INFO)
+        validation_data is not None or callbacks or config.patience is not None or train_accuracy
+        or progress.active or scheduler is not None or logger.isEnabledFor(logging.INFO)
     )  # fmt: skip
+    if scheduler is not None and scheduler.lr != net.optimizer.lr:
+        net.set_lr(scheduler.lr)  # a scheduler carried over from an earlier fit
     if not per_epoch:
         # Nothing to do between epochs: one call, looped in Rust (the core seeds each epoch alike).
         for loss in net._core.fit(x, y, config.epochs, config.batch_size, config.shuffle, seed):
@@ -244,6 +285,8 @@ def fit(
             with _numbered_from(epoch * steps_per_epoch, history.history.get("loss", [])):
                 losses = net._core.fit(x, y, 1, config.batch_size, config.shuffle, seed, epoch)
             logs = {"loss": float(losses[0])}
+            if scheduler is not None:
+                logs["lr"] = net.optimizer.lr
             if train_accuracy:
                 logs["accuracy"] = _accuracy(net.forward(x), y)
             if validation_data is not None:
@@ -251,17 +294,8 @@ def fit(
                 if val_accuracy:
                     logs["val_accuracy"] = _accuracy(net.forward(validation_data[0]), validation_data[1])
             history._record(logs)
-            # Epochs are numbered from 0 here as in callbacks, best_epoch and History's arrays.
-            logger.info(
-                "epoch %d (%d of %d): %s",
-                epoch,
-                epoch + 1,
-                config.epochs,
-                ", ".join(f"{k}={v:.6g}" for k, v in logs.items()),
-            )
-            if bar is not None:
-                bar.set_postfix(logs, refresh=False)
-                bar.update(1)
+            logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, _format(logs))
+            progress.update(1, epoch + 1, logs)
             stop = any([cb(epoch, dict(logs)) is True for cb in callbacks])  # every callback sees every epoch
             if config.patience is not None:
                 if logs[monitor] < best - config.min_delta:
@@ -273,18 +307,21 @@ def fit(
                     if wait >= config.patience:
                         logger.info(
                             "early stopping after epoch %d: best %s=%.6g at epoch %d",
-                            epoch,
+                            epoch + 1,
                             monitor,
                             best,
-                            history.best_epoch,
+                            (history.best_epoch or 0) + 1,
                         )
                         stop = True
+            if scheduler is not None:
+                lr = scheduler.step(logs[monitor])
+                if lr != net.optimizer.lr:
+                    net.set_lr(lr)
             if stop:
                 history.stopped_early = epoch + 1 < config.epochs
                 break
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     if best_weights is not None and history.best_epoch != history.epochs - 1:
         net.set_weights(best_weights)
     return history
@@ -295,8 +332,8 @@ def train(
 ) -> npt.NDArray[np.float64]:
     """``Network.train``: one Rust loop, or chunks of ``log_every`` steps when someone is listening (an
     INFO logger or a progress bar), logging the loss of every ``log_every``-th step as it goes."""
-    bar = _progress(verbose, steps, "step")
-    if bar is None and not logger.isEnabledFor(logging.INFO):
+    progress = _Progress(verbose, steps, "step")
+    if not progress.active and not logger.isEnabledFor(logging.INFO):
         return net._core.train(x, t, steps)
     chunks: list[npt.NDArray[np.float64]] = []
     try:
@@ -306,10 +343,7 @@ def train(
                 losses = net._core.train(x, t, n)
             chunks.append(losses)
             logger.info("step %d: loss %r", start, float(losses[0]))
-            if bar is not None:
-                bar.set_postfix(loss=float(losses[-1]), refresh=False)
-                bar.update(n)
+            progress.update(n, start + n, {"loss": float(losses[-1])})
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     return np.concatenate(chunks)

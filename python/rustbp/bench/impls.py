@@ -13,12 +13,13 @@ import importlib
 import os
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
 
 import rustbp
+from rustbp._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
 
 from . import numpy_net, torch_net
 from .pure import PurePythonNet, UnrolledArticleNet
@@ -36,10 +37,10 @@ class Spec:
     n_in: int
     n_hidden: int
     n_out: int
-    hidden: str = "sigmoid"
-    output: str = "sigmoid"
-    loss: str = "mse"
-    bias: str = "per_neuron"
+    hidden: HiddenActivation = "sigmoid"
+    output: OutputActivation = "sigmoid"
+    loss: Loss = "mse"
+    bias: Bias = "per_neuron"
     train_bias: bool = True
     optimizer: str = "sgd"
     lr: float = 0.5
@@ -63,8 +64,8 @@ class Spec:
             bias=self.bias,
             train_bias=self.train_bias,
             optimizer=opt,
-            dtype=dtype,
-            device=device,
+            dtype=cast(Dtype, dtype),
+            device=cast(Device, device),
             seed=seed,
         )
 

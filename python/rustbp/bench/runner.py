@@ -743,7 +743,7 @@ def sweep_table(points: list[Point]) -> str:
 
 
 def targets(points: list[Point]) -> list[dict[str, Any]]:
-    """The issue's targets, as measured in this run."""
+    """rustbp's performance goals, as measured in this run."""
     by = {p.workload: p for p in points if p.workload != "sweep"}
     out: list[dict[str, Any]] = []
 
@@ -849,11 +849,11 @@ def report(points: list[Point], notes: list[str], say: Callable[[str], None]) ->
         say("\nrustbp at batch 1 against plain C++ loops: n-n-n, sigmoid, half_sse, SGD lr 0.5 (! = loss mismatch)")
         say(native_table(nat))
     found = targets(points)
-    say("\nTargets (issue 4)")
+    say("\nPerformance goals, as measured in this run")
     for t in found:
         v = t["measured"]
         shown = "not measured" if v is None else (f"{v:,.2f} {t['unit']}" if t["unit"] == "us" else f"{v:,.3g}x")
-        mark = {None: "-", True: "met", False: "MISSED"}[t["met"]]
+        mark = {None: "-", True: "reached", False: "not reached"}[t["met"]]
         say(f"  {t['target']:<80} {shown:>14}  goal {t['goal']:<10} {mark}")
     bad = [(p, r) for p in points for r in p.results if r.agrees is False]
     if bad:
