@@ -201,11 +201,22 @@ pub trait Backend {
 /// A CPU copy of any network, in element type `U` (rounded when narrowing): parameters, optimizer state
 /// and update count.
 pub fn to_cpu<B: Backend + ?Sized, U: Scalar>(net: &B) -> Result<Network<U>> {
-    let cast = |v: &Vec<B::T>| v.iter().map(|&a| U::of(a.to_f64().unwrap_or(f64::NAN))).collect::<Vec<U>>();
-    let params = net.read_params()?;
-    let mut cpu = Network::with_params(*net.config(), params.each_ref().map(cast))?;
-    let (state, updates) = net.read_state()?;
-    cpu.set_optimizer_state(state.each_ref().map(|slots| slots.iter().map(cast).collect()), updates)?;
+    let cast = |v: &Vec<B::T>| {
+        memory::collect("a copy of the network", v.len(), v.iter().map(|&a| U::of(a.to_f64().unwrap_or(f64::NAN))))
+    };
+    let mut params: Params<U> = Default::default();
+    for (p, from) in params.iter_mut().zip(net.read_params()?.iter()) {
+        *p = cast(from)?;
+    }
+    let mut cpu = Network::with_params(*net.config(), params)?;
+    let (from, updates) = net.read_state()?;
+    let mut state: [Vec<Vec<U>>; 4] = Default::default();
+    for (slots, from) in state.iter_mut().zip(&from) {
+        for s in from {
+            slots.push(cast(s)?);
+        }
+    }
+    cpu.set_optimizer_state(state, updates)?;
     Ok(cpu)
 }
 

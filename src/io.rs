@@ -203,7 +203,7 @@ fn build<T: FileScalar>(
             });
         }
         let mut values = T::read_le(view.data());
-        if cols == 1 && values.len() > 1 {
+        if (i == B1 || i == B2) && config.bias == Bias::Shared {
             // A shared bias was written once per neuron: every copy must be the same value.
             if values.iter().any(|v| differs(*v, values[0])) {
                 return Err(file_error(format!("tensor {name}: a shared bias must hold one value repeated")));
@@ -435,6 +435,18 @@ mod tests {
         match from_safetensors(bytes).unwrap() {
             LoadedNetwork::F64(n) => n,
             LoadedNetwork::F32(_) => panic!("dtype changed"),
+        }
+    }
+
+    #[test]
+    fn layers_with_one_input_or_one_neuron_round_trip() {
+        // A (n, 1) weight is not a shared bias, however its shape reads.
+        for (n_in, n_hidden, n_out) in [(1, 3, 2), (2, 1, 3), (1, 1, 1), (3, 4, 1)] {
+            for bias in [Bias::PerNeuron, Bias::Shared, Bias::None] {
+                let net = Network::<f64>::new(Config { bias, ..Config::new(n_in, n_hidden, n_out) }, 3).unwrap();
+                let back = reload(&to_safetensors(&net, true).unwrap());
+                assert_eq!(back.params(), net.params(), "{n_in}-{n_hidden}-{n_out} {bias:?}");
+            }
         }
     }
 

@@ -38,6 +38,19 @@ pub fn filled<T: Clone>(what: &'static str, len: usize, value: T) -> Result<Vec<
     Ok(v)
 }
 
+/// `len` values collected into a new vector, or `OutOfMemory` (where `collect` or `clone` would abort).
+pub fn collect<T>(what: &'static str, len: usize, values: impl Iterator<Item = T>) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    reserve(what, &mut v, len, 1)?;
+    v.extend(values.take(len));
+    Ok(v)
+}
+
+/// A copy of `values`, or `OutOfMemory`.
+pub fn copy<T: Clone>(what: &'static str, values: &[T]) -> Result<Vec<T>> {
+    collect(what, values.len(), values.iter().cloned())
+}
+
 /// Bytes the machine can give now without swapping out live memory: Linux's MemAvailable plus free
 /// swap. `None` where that is unknown (other systems), and then only `try_reserve` guards.
 fn available() -> Option<u64> {

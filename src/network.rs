@@ -198,10 +198,13 @@ impl<T: Scalar> Network<T> {
         config.check_fits::<T>()?;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let shapes = config.shapes();
-        let params = std::array::from_fn(|i| {
+        let mut params: [Vec<T>; 4] = Default::default();
+        for (i, p) in params.iter_mut().enumerate() {
             let bound = 1.0 / (shapes[i & !1].1 as f64).sqrt(); // fan_in of the layer
-            (0..shapes[i].0 * shapes[i].1).map(|_| T::of(bound * (2.0 * rng.random::<f64>() - 1.0))).collect()
-        });
+            let len = shapes[i].0 * shapes[i].1;
+            let draws = (0..len).map(|_| T::of(bound * (2.0 * rng.random::<f64>() - 1.0)));
+            *p = memory::collect("network parameters", len, draws)?;
+        }
         Self::with_params(config, params)
     }
 
@@ -211,7 +214,7 @@ impl<T: Scalar> Network<T> {
         config.check_fits::<T>()?;
         let mut net = Self {
             config,
-            params: std::array::from_fn(|i| vec![T::zero(); config.shapes()[i].0 * config.shapes()[i].1]),
+            params: Default::default(),
             grads: Default::default(),
             state: Default::default(),
             state_next: Default::default(),
@@ -222,12 +225,15 @@ impl<T: Scalar> Network<T> {
             dz1: vec![],
         };
         net.set_params(params)?;
+        // Sized by the caller: every allocation may fail with MemoryError, whatever limits the process.
         for i in 0..4 {
             let len = net.params[i].len();
             let slots = if config.trained(i) { config.optimizer.slots() } else { 0 };
-            net.grads[i] = vec![T::zero(); len];
-            net.state[i] = vec![vec![T::zero(); len]; slots];
-            net.state_next[i].clone_from(&net.state[i]);
+            net.grads[i] = memory::filled("gradients", len, T::zero())?;
+            for _ in 0..slots {
+                net.state[i].push(memory::filled("optimizer state", len, T::zero())?);
+                net.state_next[i].push(memory::filled("optimizer state", len, T::zero())?);
+            }
         }
         Ok(net)
     }

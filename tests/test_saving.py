@@ -3,7 +3,6 @@ at any moment of a save."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import stat
@@ -62,31 +61,36 @@ def test_ctrl_c_at_any_moment_of_a_save_leaves_a_whole_file_and_nothing_else(tmp
     path = tmp_path / "net.safetensors"
     first.save(path)
     fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
-    stop = threading.Event()
+    stop, saving = threading.Event(), threading.Event()
 
     def interrupter() -> None:
+        # Signals land only while a save runs (or in the pause after it, inside the test's try).
         rng = np.random.default_rng(0)
         while not stop.is_set():
-            time.sleep(rng.uniform(0, 2e-4))
-            os.kill(os.getpid(), signal.SIGINT)
+            if saving.wait(0.01):
+                time.sleep(rng.uniform(0, 1e-3))
+                if saving.is_set():
+                    os.kill(os.getpid(), signal.SIGINT)
 
     thread = threading.Thread(target=interrupter)
     thread.start()
-    interrupted = 0
+    interrupted = saves = 0
     try:
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
             try:
-                (first if interrupted % 2 else second).save(path)
+                saving.set()
+                try:
+                    (first if saves % 2 else second).save(path)
+                finally:
+                    saving.clear()
+                saves += 1
+                time.sleep(0.005)  # a signal sent as the save ended arrives here
             except KeyboardInterrupt:
                 interrupted += 1
     finally:
         stop.set()
-        while thread.is_alive():
-            with contextlib.suppress(KeyboardInterrupt):
-                thread.join()
-        with contextlib.suppress(KeyboardInterrupt):
-            time.sleep(0.05)  # a SIGINT sent just before the thread ended arrives here, not in pytest
+        thread.join()
     assert interrupted > 0
     assert [p.name for p in tmp_path.iterdir()] == ["net.safetensors"], "a temporary file was left behind"
     loaded = rustbp.Network.load(path)

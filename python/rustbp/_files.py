@@ -57,12 +57,12 @@ def write_atomic(path: PathLike, data: bytes) -> None:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX; Windows cannot open folders)
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX; Windows cannot open folders)
+            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
 
 @contextlib.contextmanager

@@ -91,14 +91,14 @@ pub fn config_dict<'py>(py: Python<'py>, c: &Config) -> PyResult<Bound<'py, PyDi
 pub fn weights_dict<'py, T: Element + Scalar>(
     py: Python<'py>,
     c: &Config,
-    params: &[Vec<T>; 4],
+    params: [Vec<T>; 4],
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let shapes = c.shapes();
-    for (i, p) in params.iter().enumerate() {
+    for (i, p) in params.into_iter().enumerate() {
         if shapes[i].1 > 0 {
             let rows = if i % 2 == 0 { Some(shapes[i].0) } else { None };
-            d.set_item(PARAM_NAMES[i], to_numpy(py, p.clone(), rows)?)?;
+            d.set_item(PARAM_NAMES[i], to_numpy(py, p, rows)?)?;
         }
     }
     Ok(d)
@@ -120,13 +120,13 @@ pub fn params_of<T: Element + Scalar>(weights: &Bound<'_, PyDict>, c: &Config) -
 }
 
 /// Optimizer state as lists of flat arrays per parameter, and the update count.
-pub fn state_lists<'py, T: Element + Scalar>(
-    py: Python<'py>,
-    state: &[Vec<Vec<T>>; 4],
+pub fn state_lists<T: Element + Scalar>(
+    py: Python<'_>,
+    state: [Vec<Vec<T>>; 4],
     updates: u64,
-) -> (Vec<Vec<Bound<'py, PyAny>>>, u64) {
+) -> (Vec<Vec<Bound<'_, PyAny>>>, u64) {
     let arrays =
-        state.iter().map(|slots| slots.iter().map(|s| s.clone().into_pyarray(py).into_any()).collect()).collect();
+        state.into_iter().map(|slots| slots.into_iter().map(|s| s.into_pyarray(py).into_any()).collect()).collect();
     (arrays, updates)
 }
 

@@ -260,7 +260,7 @@ impl Core {
     /// biases are absent when the network has none.
     fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let guard = self.read()?;
-        dispatch!(&*guard, n => weights_dict(py, Backend::config(n), &py.detach(|| n.read_params())?))
+        dispatch!(&*guard, n => weights_dict(py, Backend::config(n), py.detach(|| n.read_params())?))
     }
 
     /// Replaces the weights from a dict shaped like `get_weights()`'s (shapes and finiteness checked).
@@ -277,7 +277,7 @@ impl Core {
         let guard = self.read()?;
         dispatch!(&*guard, n => {
             let (state, updates) = py.detach(|| n.read_state())?;
-            Ok(state_lists(py, &state, updates))
+            Ok(state_lists(py, state, updates))
         })
     }
 

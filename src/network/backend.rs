@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::AdapterSummary;
 use crate::linalg::Scalar;
 use crate::network::Config;
-use crate::{activation, linalg, optim, threads};
+use crate::{activation, linalg, memory, optim, threads};
 
 /// Multiply-adds between two questions to `keep_going`: a few milliseconds, so Ctrl-C is answered
 /// quickly without paying a clock read per tiny step.
@@ -111,7 +111,11 @@ impl<T: Scalar> Backend for Network<T> {
     }
 
     fn read_params(&self) -> Result<Params<T>> {
-        Ok(self.params.clone())
+        let mut params: Params<T> = Default::default();
+        for (copy, p) in params.iter_mut().zip(&self.params) {
+            *copy = memory::copy("weights", p)?;
+        }
+        Ok(params)
     }
 
     fn write_params(&mut self, params: Params<T>) -> Result<()> {
@@ -119,7 +123,13 @@ impl<T: Scalar> Backend for Network<T> {
     }
 
     fn read_state(&self) -> Result<OptimizerState<T>> {
-        Ok((self.state.clone(), self.updates))
+        let mut state: [Vec<Vec<T>>; 4] = Default::default();
+        for (copy, slots) in state.iter_mut().zip(&self.state) {
+            for s in slots {
+                copy.push(memory::copy("optimizer state", s)?);
+            }
+        }
+        Ok((state, self.updates))
     }
 
     fn write_state(&mut self, (state, updates): OptimizerState<T>) -> Result<()> {
