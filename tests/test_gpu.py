@@ -1,6 +1,6 @@
-"""What only the GPU has: adapters and their choice, float32 only, the adapter's limits, and the switch
-between the fused kernel (widths up to 32, up to 256 rows: many steps per dispatch) and the tiled one.
-The API itself is checked on the GPU with every other device in test_network.py.
+"""What only the GPU has: adapters and their choice, float32 only, the adapter's limits, the switch
+between the fused kernel (widths up to 32, up to 256 rows: many steps per dispatch) and the tiled one,
+and long fused runs. The API itself is checked on the GPU with every other device in test_network.py.
 
 Needs a GPU adapter; lavapipe (Debian's mesa-vulkan-drivers, a software Vulkan GPU) will do, and CI
 installs it. Without an adapter these tests skip with the reason, unless RUSTBP_REQUIRE_GPU=1, where
@@ -64,4 +64,14 @@ def test_both_sides_of_the_fused_kernel_switch_match_the_cpu(rng, widths, rows):
     assert_losses_close(net.train(X, T, 5), cpu.train(X, T, 5), GPU_RTOL)
     assert_losses_close(net.train_step(X, T), cpu.train_step(X, T), GPU_RTOL)
     assert_losses_close(net.fit(X, T, 2, batch_size=rows, seed=1), cpu.fit(X, T, 2, batch_size=rows, seed=1), GPU_RTOL)
+    assert_same_run(net, cpu, GPU_RTOL)
+
+
+def test_long_fused_runs_are_not_cut_short():
+    # llvmpipe ends a shader loop after 65535 iterations, so the fused kernel's dispatches are sized to
+    # stay under that. The largest fused problem (widths 32, 256 rows) for 300 steps: a run cut short
+    # would skip updates, and its losses and weights would leave the CPU's.
+    net, cpu = make_net(GPU, 32, 32, 32, seed=1), gpu_reference(GPU, 32, 32, 32, seed=1)
+    X = (np.arange(32 * 256) % 7 / 7).reshape(256, 32)
+    assert_losses_close(net.train(X, X, 300), cpu.train(X, X, 300), GPU_RTOL)
     assert_same_run(net, cpu, GPU_RTOL)
