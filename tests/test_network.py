@@ -32,7 +32,7 @@ from conftest import (
     GPU_RTOL,
     article,
     assert_close,
-    assert_losses_close,
+    assert_each_close,
     assert_same_run,
     gpu_reference,
     inputs,
@@ -64,9 +64,9 @@ def rtol(device, float64):
 
 def assert_loss(device, got, want, float64, floor=0.0):
     """Losses against NumPy's: relative ``float64`` for float64 networks, F32_RTOL for float32 ones; with
-    a floor (see ``assert_losses_close``) of ``floor`` in float64, F32_LOSS_FLOOR in float32."""
+    a floor (see ``assert_each_close``) of ``floor`` in float64, F32_LOSS_FLOOR in float32."""
     f32_floor = F32_LOSS_FLOOR if floor else 0.0
-    assert_losses_close(got, want, rtol(device, float64), floor if device.dtype == "float64" else f32_floor)
+    assert_each_close(got, want, rtol(device, float64), floor if device.dtype == "float64" else f32_floor)
 
 
 def targets(rng, loss, batch, n_out):
@@ -145,8 +145,8 @@ def test_forward_loss_and_one_step_match_numpy(device, rng, hidden, output_loss,
             assert_close(v, w[k], F32_RTOL, err_msg=k)
     if gpu_ref is not None:
         assert_close(out, gpu_ref.forward(X), GPU_RTOL)
-        assert_losses_close(loss_value, gpu_ref.loss(X, T), GPU_RTOL)
-        assert_losses_close(step_loss, gpu_ref.train_step(X, T), GPU_RTOL)
+        assert_each_close(loss_value, gpu_ref.loss(X, T), GPU_RTOL)
+        assert_each_close(step_loss, gpu_ref.train_step(X, T), GPU_RTOL)
         assert_same_run(net, gpu_ref, GPU_RTOL)
 
 
@@ -192,7 +192,7 @@ def test_optimizer_trajectories_match_numpy(device, rng, opt, make_reference):
         loss = net.train_step(X, T)
         assert_loss(device, loss, value, 1e-10)
         if gpu_ref is not None:
-            assert_losses_close(loss, gpu_ref.train_step(X, T), GPU_RTOL)
+            assert_each_close(loss, gpu_ref.train_step(X, T), GPU_RTOL)
     for k, v in net.get_weights().items():
         if device == CPU64:
             np.testing.assert_allclose(v, w[k], rtol=1e-10, atol=1e-13, err_msg=k)
@@ -225,7 +225,7 @@ def test_a_hundred_steps_in_rust_match_numpy(device, rng, widths, batch, opt):
     for k, v in net.get_weights().items():
         assert_close(v, reference.w[k], rtol(device, 1e-12), err_msg=k)
     if gpu_ref is not None:
-        assert_losses_close(losses, gpu_ref.train(X, T, 100), GPU_RTOL, floor=F32_LOSS_FLOOR)
+        assert_each_close(losses, gpu_ref.train(X, T, 100), GPU_RTOL, floor=F32_LOSS_FLOOR)
         assert_same_run(net, gpu_ref, GPU_RTOL)
 
 
@@ -268,17 +268,18 @@ def test_twenty_momentum_steps_match_numpy(device, rng, hidden, output, loss, bi
     reference = ref.NumpyNet(
         net.get_weights(), hidden=hidden, output=output, loss=loss, train_bias=train_bias, optimizer=ref.SGD(0.1, 0.9)
     )
-    assert_close(net.forward(X), reference.forward(X), rtol(device, 1e-12))
+    out = net.forward(X)
+    assert_close(out, reference.forward(X), rtol(device, 1e-12))
     want = [reference.step(X, T) for _ in range(20)]
     if gpu_ref is not None:
-        assert_close(net.forward(X), gpu_ref.forward(X), GPU_RTOL)
-        assert_losses_close(net.loss(X, T), gpu_ref.loss(X, T), GPU_RTOL)
+        assert_close(out, gpu_ref.forward(X), GPU_RTOL)
+        assert_each_close(net.loss(X, T), gpu_ref.loss(X, T), GPU_RTOL)
     losses = net.train(X, T, 20)
     assert_loss(device, losses, want, 1e-10, floor=1e-12)
     for k, v in net.get_weights().items():
         assert_close(v, reference.w[k], rtol(device, 1e-12), err_msg=k)
     if gpu_ref is not None:
-        assert_losses_close(losses, gpu_ref.train(X, T, 20), GPU_RTOL, floor=F32_LOSS_FLOOR)
+        assert_each_close(losses, gpu_ref.train(X, T, 20), GPU_RTOL, floor=F32_LOSS_FLOOR)
         assert_same_run(net, gpu_ref, GPU_RTOL)
 
 
@@ -367,7 +368,7 @@ def test_fit_is_the_same_run_in_every_dtype(device, rng, widths, shuffle):
     assert_loss(device, history.loss, net64.fit(X, Y, epochs=4, batch_size=16, shuffle=shuffle, seed=9).loss, 0)
     assert_same_run(net, net64, rtol(device, 0))
     if gpu_ref is not None:
-        assert_losses_close(
+        assert_each_close(
             history.loss, gpu_ref.fit(X, Y, epochs=4, batch_size=16, shuffle=shuffle, seed=9).loss, GPU_RTOL
         )
         assert_same_run(net, gpu_ref, GPU_RTOL)
@@ -402,7 +403,7 @@ def test_fit_epoch_by_epoch_is_the_one_call_run(device, rng, caplog, between_epo
     if between_epochs == "logging":
         assert sum("epoch " in r.getMessage() for r in caplog.records) == 3 * len(nets)
     if gpu_ref is not None:
-        assert_losses_close(runs[0].loss, runs[1].loss, GPU_RTOL)
+        assert_each_close(runs[0].loss, runs[1].loss, GPU_RTOL)
         assert_same_run(nets[0], gpu_ref, GPU_RTOL)
 
 
@@ -422,7 +423,7 @@ def assert_article(device, got, want, name, f32_rtol=ARTICLE_F32_RTOL):
     if device.dtype == "float64":
         assert got == pytest.approx(want, abs=1e-12, rel=0), name
     else:
-        assert_losses_close(got, want, f32_rtol)
+        assert_each_close(got, want, f32_rtol)
 
 
 def test_article_net_trains_to_the_articles_loss(device):
@@ -439,7 +440,7 @@ def test_article_net_trains_to_the_articles_loss(device):
     assert_article(device, out[1], ARTICLE_FINAL["out_o2"], "out_o2")
     if device.device == "gpu":
         gpu_ref = article(CPU32)
-        assert_losses_close(losses, gpu_ref.train(ARTICLE_X, ARTICLE_T, 10_000), ARTICLE_F32_RTOL)
+        assert_each_close(losses, gpu_ref.train(ARTICLE_X, ARTICLE_T, 10_000), ARTICLE_F32_RTOL)
         assert_close(out, gpu_ref.forward(ARTICLE_X), GPU_RTOL)
 
 
@@ -495,7 +496,7 @@ def test_to_moves_weights_and_optimizer_state(device, target, rng):
     # float32's rounding.
     same = (device.device, device.dtype) == (target.device, target.dtype)
     tol = 0 if same else F32_RTOL
-    assert_losses_close(moved.train(X, T, 5), net.train(X, T, 5), tol)
+    assert_each_close(moved.train(X, T, 5), net.train(X, T, 5), tol)
     assert_same_run(moved, net, tol)
     # Without a dtype, the CPU keeps the network's and the GPU computes in float32.
     assert net.to("cpu").dtype == device.dtype
@@ -524,7 +525,7 @@ def test_networks_save_load_and_pickle(device, rng, tmp_path):
         # On the device it was saved from, the run continues bit for bit; a GPU network's CPU copy
         # continues it to GPU_RTOL.
         tol = 0 if copy.device == device.device else GPU_RTOL
-        assert_losses_close(copy.train(X, T, 4), want, tol)
+        assert_each_close(copy.train(X, T, 4), want, tol)
         assert_same_run(copy, net, tol)
 
 
