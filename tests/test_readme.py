@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
-import rustbp
+from conftest import GPU, require
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
@@ -17,10 +16,6 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 def test_readme_example_runs(code):
     for module in re.findall(r"^(?:from|import) (\w+)", code, flags=re.M):
         pytest.importorskip(module)  # optional integrations (scikit-learn, PyTorch) may be absent
-    if 'device="gpu"' in code and os.environ.get("RUSTBP_REQUIRE_GPU") != "1":
-        try:
-            if not rustbp.gpu_devices():
-                pytest.skip("no GPU adapter")
-        except rustbp.GpuUnavailableError as e:
-            pytest.skip(str(e))
+    if 'device="gpu"' in code:
+        require(GPU)
     exec(compile(code, str(README), "exec"), {})
