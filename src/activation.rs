@@ -29,13 +29,19 @@ impl Activation {
     #[inline]
     pub fn apply<T: Scalar>(self, z: &mut [T], cols: usize) {
         if z.len() >= PARALLEL && self != Self::Identity {
-            let rows_per_chunk = (PARALLEL / 4 / cols).max(1);
-            crate::threads::install(|| {
-                z.par_chunks_mut(rows_per_chunk * cols).for_each(|chunk| self.apply_serial(chunk, cols));
-            });
+            self.apply_parallel(z, cols);
         } else {
             self.apply_serial(z, cols);
         }
+    }
+
+    /// Out of line, so that `apply` stays small enough to inline into the tiny networks' step.
+    #[inline(never)]
+    fn apply_parallel<T: Scalar>(self, z: &mut [T], cols: usize) {
+        let rows_per_chunk = (PARALLEL / 4 / cols).max(1);
+        crate::threads::install(|| {
+            z.par_chunks_mut(rows_per_chunk * cols).for_each(|chunk| self.apply_serial(chunk, cols));
+        });
     }
 
     #[inline]

@@ -105,7 +105,13 @@ impl<T: Scalar> Rule<T> {
                 _ => false,
             };
         }
-        // Elementwise, so chunks on rayon's threads give the same bits as one pass.
+        self.apply_parallel(p, g, state, next)
+    }
+
+    /// Out of line, so that `apply` stays small enough to inline into the tiny networks' step.
+    /// Elementwise, so chunks on the pool's threads give the same bits as one pass.
+    #[inline(never)]
+    fn apply_parallel(&self, p: &[T], g: &mut [T], state: &[Vec<T>], next: &mut [Vec<T>]) -> bool {
         crate::threads::install(|| {
             let (ps, gs) = (p.par_chunks(CHUNK), g.par_chunks_mut(CHUNK));
             match (state, next) {

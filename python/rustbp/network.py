@@ -167,6 +167,8 @@ class Network:
     def _init(self, core: _rustbp.Core, optimizer: Optimizer) -> None:
         self._core = core
         self._config: dict[str, Any] = core.config()
+        # Looked up on every train_step: its targets may be class indices.
+        self._cross_entropy = self._config["loss"] == "cross_entropy"
         self._dtype = DTYPES[core.dtype]
         self._optimizer = optimizer
         self._seed = None
@@ -297,7 +299,7 @@ class Network:
     def train_step(self, X: ArrayLike, T: ArrayLike) -> float:
         """One update on the batch (X, T); returns the loss of this step's forward pass, before the update.
         For ``cross_entropy``, T may hold class indices, (batch,) integers in [0, n_out)."""
-        if self._config["loss"] == "cross_entropy":
+        if self._cross_entropy:
             x = _as_array(X, self._dtype, "X")
             t = self._targets(T, x, "T")
         else:
@@ -311,7 +313,7 @@ class Network:
     def _targets(self, T: object, x: np.ndarray, name: str) -> np.ndarray:
         """``T`` as the core takes it. For ``cross_entropy``, class indices (like ``nn.CrossEntropyLoss``'s:
         an integer per sample) become one-hot rows, and probability rows are checked."""
-        if self._config["loss"] != "cross_entropy":
+        if not self._cross_entropy:
             return _as_array(T, self._dtype, name)
         a = T if isinstance(T, np.ndarray) else None
         if a is None and not (T is None or isinstance(T, (str, bytes))):
@@ -339,7 +341,7 @@ class Network:
 
     def _check_pair(self, x: np.ndarray, t: np.ndarray, name: str) -> None:
         _check_x(x, self.n_in, "X")
-        _check_t(x, t, self.n_out, name, self._config["loss"] == "cross_entropy")
+        _check_t(x, t, self.n_out, name, self._cross_entropy)
 
     def _pair(self, X: ArrayLike, T: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(X, T) converted and their shapes checked, with the fix for a common mistake in the message."""
@@ -407,7 +409,7 @@ class Network:
             x_val = _as_array(validation_data[0], self._dtype, "validation_data[0]")
             y_val = self._targets(validation_data[1], x_val, "validation_data[1]")
             _check_x(x_val, self.n_in, "validation_data[0]")
-            _check_t(x_val, y_val, self.n_out, "validation_data[1]", self._config["loss"] == "cross_entropy")
+            _check_t(x_val, y_val, self.n_out, "validation_data[1]", self._cross_entropy)
             validation_data = (x_val, y_val)
         if isinstance(callbacks, str) or not all(callable(cb) for cb in callbacks):
             raise TypeError("callbacks: expected a sequence of callables callback(epoch, logs)")

@@ -66,6 +66,13 @@ impl<T: Scalar> Backend for Network<T> {
         Ok(self.config.loss.value(&acts.z2, &acts.o, t, self.config.n_out))
     }
 
+    /// The trait's step without its loss vector: the hot path of a Python loop of single steps.
+    fn train_step(&mut self, x: &[T], t: &[T]) -> Result<f64> {
+        let rows = self.config.check_pair(x, t, "T")?;
+        self.reserve(rows)?;
+        self.in_pool(rows, |net| net.step(x, t, rows)).map_err(|e| e.at_step(0, vec![]))
+    }
+
     fn steps_per_poll(&self, rows: usize) -> usize {
         (POLL_WORK / self.config.step_work(rows).max(1)).max(1)
     }
