@@ -8,6 +8,7 @@ without AVX), and the sdist built from source by pip.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -15,27 +16,35 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import ARTICLE, ARTICLE_FINAL, ARTICLE_LOSSES
-from rustbp.bench.numpy_net import SGD, NumpyNet
 
-DIST = Path(__file__).resolve().parent.parent / "dist"
+ROOT = Path(__file__).resolve().parent.parent
+DIST = ROOT / "dist"
+# The NumPy reference, loaded from its file: these tests need no rustbp built in this interpreter.
+_spec = importlib.util.spec_from_file_location("numpy_net", ROOT / "python/rustbp/bench/numpy_net.py")
+assert _spec is not None and _spec.loader is not None
+numpy_net = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(numpy_net)
 MACHINE = platform.machine()
 MANYLINUX = sys.platform == "linux" and MACHINE in ("x86_64", "aarch64")
-# What `make wheel` (and the release workflow) promise on Linux: one wheel for CPython 3.9+ on glibc 2.17+.
-WHEEL_TAG = f"cp39-abi3-manylinux2014_{MACHINE}.manylinux_2_17_{MACHINE}"
+# This machine's wheel (dist/ may also hold the aarch64 one of scripts/aarch64_wheel.sh).
+WHEEL_GLOB = f"rustbp-*_{MACHINE}.whl" if sys.platform == "linux" else "rustbp-*.whl"
 # NumPy 2 needs x86-64-v2 (SSE4.2, POPCNT); NumPy 1.26, the last 1.x (wheels up to Python 3.12), runs on
 # the x86-64 baseline itself. Neither CPU model has AVX, FMA or AVX-512, which gemm dispatches on.
 BASELINE_CPU, BASELINE_NUMPY = ("qemu64", "numpy<2") if sys.version_info < (3, 13) else ("Nehalem", "numpy")
 
-# Run by the fresh virtualenv's interpreter in isolated mode (-I), so only the installed rustbp is seen:
-# the article's numbers, then the inputs' networks trained by train_step, as JSON and an .npz file.
+# Run in isolated mode (-I), so that only the installed rustbp is seen (from the interpreter's own
+# site-packages, or from the directory given third): the article's numbers, then the inputs' networks
+# trained by train_step, as JSON and an .npz file.
 PROBE = """
 import json, sys
+sys.path[:0] = sys.argv[3:]
 import numpy as np
 import rustbp
 try:
@@ -109,15 +118,15 @@ def _inputs(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _check_probe(python: Path, tmp_path: Path, *emulator: str) -> dict[str, object]:
-    """Run PROBE with `python` (under `emulator` if given) and check every number against the article and
-    NumPy; returns its report."""
+def _check_probe(python: Path, tmp_path: Path, *emulator: str, site: Path | None = None) -> dict[str, object]:
+    """Run PROBE with `python` (under `emulator` if given; rustbp installed in its virtualenv, or in `site`)
+    and check every number against the article and NumPy; returns its report."""
     (tmp_path / "probe.py").write_text(PROBE)
     inputs = _inputs(tmp_path / "in.npz")
-    text = _run(*emulator, python, "-I", tmp_path / "probe.py", tmp_path / "in.npz", tmp_path / "out.npz", cwd=tmp_path)
-    report = json.loads(text)
-    venv = python.parent.parent.resolve()
-    assert Path(report["file"]).resolve().is_relative_to(venv), f"imported {report['file']}, not the installed one"
+    args = [tmp_path / "probe.py", tmp_path / "in.npz", tmp_path / "out.npz", *([site] if site else [])]
+    report = json.loads(_run(*emulator, python, "-I", *args, cwd=tmp_path))
+    installed = site or python.parent.parent
+    assert Path(report["file"]).resolve().is_relative_to(installed.resolve()), f"imported {report['file']}"
 
     for name, want in ARTICLE.items():
         assert report["step"][name] == pytest.approx(want, abs=1e-12, rel=0), name
@@ -128,12 +137,12 @@ def _check_probe(python: Path, tmp_path: Path, *emulator: str) -> dict[str, obje
 
     got = np.load(tmp_path / "out.npz")
     for dtype, tol in (("float64", 1e-10), ("float32", 2e-4)):
-        ref = NumpyNet(
+        ref = numpy_net.NumpyNet(
             {k: inputs[k] for k in ("w1", "b1", "w2", "b2")},
             hidden="relu",
             output="softmax",
             loss="cross_entropy",
-            optimizer=SGD(lr=0.1, momentum=0.9),
+            optimizer=numpy_net.SGD(lr=0.1, momentum=0.9),
             dtype=dtype,
         )
         X, T = inputs["X"].astype(dtype), inputs["T"].astype(dtype)
@@ -147,17 +156,21 @@ def _check_probe(python: Path, tmp_path: Path, *emulator: str) -> dict[str, obje
 
 @pytest.fixture(scope="module")
 def wheel() -> Path:
-    return _newest("rustbp-*.whl", "RUSTBP_REQUIRE_WHEEL", "make check-wheel")
+    return _newest(WHEEL_GLOB, "RUSTBP_REQUIRE_WHEEL", "make check-wheel")
 
 
 @pytest.mark.skipif(not MANYLINUX, reason="manylinux wheels are built for Linux x86-64 and aarch64")
 def test_wheel_is_manylinux2014_abi3(wheel):
-    assert wheel.name.endswith(f"-{WHEEL_TAG}.whl"), f"{wheel.name}: expected the tag {WHEEL_TAG}"
+    _check_manylinux2014(wheel, MACHINE)
+
+
+def _check_manylinux2014(wheel: Path, machine: str) -> None:
+    """One wheel for CPython 3.9+ on glibc 2.17+, by its name and by the glibc symbols it needs."""
+    assert wheel.name.endswith(f"-cp39-abi3-manylinux2014_{machine}.manylinux_2_17_{machine}.whl"), wheel.name
     # auditwheel reads the symbol versions the extension needs from glibc, independently of the name.
     shown = _run(sys.executable, "-m", "auditwheel", "show", wheel)
-    assert re.search(rf'consistent\s+with\s+the\s+following\s+platform\s+tag:\s+"manylinux_2_17_{MACHINE}"', shown), (
-        shown
-    )
+    tag = rf'consistent\s+with\s+the\s+following\s+platform\s+tag:\s+"manylinux_2_17_{machine}"'
+    assert re.search(tag, shown), shown
 
 
 @pytest.mark.timeout(1800)
@@ -185,6 +198,24 @@ def test_wheel_runs_on_an_x86_64_without_avx(wheel, tmp_path):
     assert not {"AVX", "AVX2", "FMA3", "AVX512F"} & set(report["cpu"]), f"the emulated CPU has {report['cpu']}"
 
 
+@pytest.mark.skipif(
+    not (os.environ.get("RUSTBP_AARCH64_ROOT") and sys.platform == "linux" and MACHINE == "x86_64"),
+    reason="scripts/aarch64_wheel.sh builds the aarch64 wheel and an arm64 Python to run it (RUSTBP_AARCH64_ROOT)",
+)
+@pytest.mark.timeout(1800)
+def test_aarch64_wheel_under_qemu(tmp_path):
+    root = Path(os.environ["RUSTBP_AARCH64_ROOT"])
+    wheel = _newest("rustbp-*_aarch64.whl", "RUSTBP_AARCH64_ROOT", "scripts/aarch64_wheel.sh")
+    _check_manylinux2014(wheel, "aarch64")
+    # Unpacked as pip would install it (a wheel is a zip of the site-packages tree).
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(tmp_path / "site")
+    report = _check_probe(
+        root / "usr/bin/python3.11", tmp_path, "qemu-aarch64", "-L", str(root), site=tmp_path / "site"
+    )
+    assert "ASIMD" in report["cpu"] or "NEON" in report["cpu"], report["cpu"]
+
+
 @pytest.mark.timeout(3600)
 def test_sdist_builds_with_pip_and_reproduces_the_article(tmp_path):
     sdist = _newest("rustbp-*.tar.gz", "RUSTBP_REQUIRE_SDIST", "make check-sdist")
@@ -194,7 +225,7 @@ def test_sdist_builds_with_pip_and_reproduces_the_article(tmp_path):
 
 def test_release_workflow_builds_every_platform_and_publishes_on_tags():
     yaml = pytest.importorskip("yaml")
-    flow = yaml.safe_load((DIST.parent / ".github/workflows/release.yml").read_text())
+    flow = yaml.safe_load((ROOT / ".github/workflows/release.yml").read_text())
     jobs = flow["jobs"]
     platforms = {(m["os"].split("-")[0], m["target"]) for m in jobs["wheels"]["strategy"]["matrix"]["include"]}
     assert platforms == {
