@@ -15,18 +15,25 @@ $(VENV)/.ready: requirements-dev.txt
 .PHONY: venv
 venv: $(VENV)/.ready ## create the virtualenv with the build and test tools
 
+# Linux: link with zig against glibc 2.17's symbols, so that the wheel is manylinux2014 (pip takes it on
+# any glibc distribution since 2014) without a build container. `make build` uses the same flags, so the
+# wheel reuses its compiled artifacts instead of compiling the release build a second time.
+ifeq ($(shell uname -s),Linux)
+WHEEL_FLAGS := --zig --compatibility manylinux2014
+endif
+
 .PHONY: build
-build: venv ## build the extension (release) into the virtualenv
-	maturin develop --release --quiet
+build: venv ## build the extension (release) into the virtualenv, editable: Python edits need no rebuild
+	MATURIN_PEP517_ARGS="$(WHEEL_FLAGS)" $(PY) -m pip install -q --no-build-isolation --no-deps --editable .
 
 .PHONY: demo
 demo: build ## set up and walk through the article's worked example
 	$(PY) -m rustbp demo
 
 .PHONY: test
-test: build ## set up and run every test: cargo test (with the GPU path), then pytest
+test: build ## set up and run every test: cargo test (with the GPU path), then pytest (but check-wheel's)
 	cargo test --quiet --features gpu
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/test_wheel.py
 
 .PHONY: fuzz
 fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); prints any finding
@@ -43,9 +50,23 @@ lint: venv ## rustfmt, clippy (warnings denied), ruff, mypy --strict, stubtest
 	$(PY) -m mypy.stubtest rustbp._rustbp
 
 .PHONY: wheel
-wheel: venv ## build the abi3 wheel into dist/
-	maturin build --release --out dist
+wheel: venv ## build the abi3 wheel into dist/ (manylinux2014 on Linux)
+	rm -f dist/rustbp-*.whl
+	maturin build --release $(WHEEL_FLAGS) --out dist
+
+.PHONY: check-wheel
+check-wheel: wheel ## check the wheel: auditwheel's tag, the article from a fresh virtualenv, a CPU without AVX
+	RUSTBP_REQUIRE_WHEEL=1 $(PY) -m pytest tests/test_wheel.py -k 'not sdist'
+
+.PHONY: sdist
+sdist: venv ## build the source distribution into dist/
+	rm -f dist/rustbp-*.tar.gz
+	maturin sdist --out dist
+
+.PHONY: check-sdist
+check-sdist: sdist ## pip builds the sdist in a fresh virtualenv (a full compile); the article from it
+	RUSTBP_REQUIRE_SDIST=1 $(PY) -m pytest tests/test_wheel.py -k sdist
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
