@@ -445,7 +445,9 @@ def differential_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
     device = "gpu" if HAS_GPU and draw(st.integers(0, 7)) == 0 else "cpu"
     if device == "gpu":
         dtype = "float32"
-    lr = draw(st.floats(1e-3, 0.3))
+    # Small enough steps for these widths and inputs in [-3, 3] never to diverge: a divergence here would
+    # be the reference's too, and tells nothing.
+    lr = draw(st.floats(1e-3, 0.3)) / max(n_in, n_hidden, n_out)
     if draw(st.booleans()):
         mu = draw(st.sampled_from([0.0, 0.5, 0.9]))
         opt: Any = rustbp.SGD(
@@ -473,7 +475,7 @@ def differential_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
         "optimizer": opt,
         "dtype": dtype,
         "device": device,
-        "seed": draw(st.one_of(st.none(), st.integers(0, 2**64 - 1))),
+        "seed": draw(st.integers(0, 2**64 - 1)),  # not None: hypothesis replays a failure exactly
     }
     data = st.floats(-3, 3, allow_subnormal=True)
 
@@ -499,7 +501,7 @@ def differential_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
         again = rustbp.Network.from_config(net.config)
         for k, v in net.get_weights().items():
             np.testing.assert_array_equal(again.get_weights()[k], v, err_msg=f"from_config: {k}")
-        twin.append(Twin(net))
+        twin[:] = [Twin(net)]
 
     calls.append(build)
     for _ in range(draw(st.integers(1, 5))):
