@@ -299,6 +299,22 @@ mod tests {
     }
 
     #[test]
+    fn an_overflow_of_only_the_parameter_or_only_the_state_is_caught() {
+        let one = |opt: Optimizer, p: f64, g: f64| {
+            let state = vec![vec![0.0]; opt.slots()];
+            let mut next = state.clone();
+            opt.rule::<f64>(1).apply(&[p], &mut [g], &state, &mut next)
+        };
+        // momentum: b = 1e308 stays finite, p - lr b = -2e308 does not
+        assert!(!one(Optimizer::Sgd { lr: 1.0, momentum: 0.5, nesterov: false, weight_decay: 0.0 }, -1e308, 1e308));
+        // Adam: a step size of lr / (1 - beta1) = inf overflows the parameter, not the moments
+        assert!(!one(Optimizer::Adam { lr: 1e308, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }, 0.0, 1.0));
+        // Adam: v = (1 - beta2) g^2 overflows, the parameter moves by lr m / sqrt(v) = 0 and stays finite
+        assert!(!one(Optimizer::adam(0.01), 0.5, 1e200));
+        assert!(one(Optimizer::adam(0.01), 0.5, 1e100));
+    }
+
+    #[test]
     fn adam_follows_pytorch_over_several_steps() {
         // m = lerp(m, g, 1 - b1), v = b2 v + (1 - b2) g^2, p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
         // on f(p) = 1/2 p^2, with weight decay: written out independently of `Rule`.
