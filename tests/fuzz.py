@@ -691,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     @given(cases())
     def fuzz(case: list[Callable[[], Any]]) -> None:
         ran[0] += 1
+        if ran[0] % 1000 == 0:  # progress for long runs, which a finding or Ctrl-C may cut short
+            print(f"fuzz: {ran[0]} cases, {time.perf_counter() - start:.0f} s", flush=True)
         run_case(case)
 
     if not args.derandomize:
