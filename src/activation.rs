@@ -147,6 +147,76 @@ mod tests {
         assert!((lse - 1000.0 - (1.0 + (-1.0f64).exp()).ln()).abs() < 1e-9, "{lse}");
     }
 
+    /// Deterministic values in (-4, 4), different for every index.
+    fn values(n: usize) -> Vec<f64> {
+        (0..n).map(|i| ((i * 7919 % 10007) as f64 / 10007.0 - 0.5) * 8.0).collect()
+    }
+
+    #[test]
+    fn large_blocks_activate_on_threads_exactly_as_one_pass() {
+        // 2^18 values and more take the threaded path, in chunks of whole rows; 1000 columns do not divide
+        // the chunk size, so a chunk that split a row would give a wrong softmax.
+        for (rows, cols) in [(263, 1000), (PARALLEL + 3, 1)] {
+            let z = values(rows * cols);
+            for act in
+                [Activation::Sigmoid, Activation::Tanh, Activation::Relu, Activation::Identity, Activation::Softmax]
+            {
+                let (mut threaded, mut serial) = (z.clone(), z.clone());
+                act.apply(&mut threaded, cols);
+                act.apply_serial(&mut serial, cols);
+                assert!(threaded.iter().zip(&serial).all(|(a, b)| a.to_bits() == b.to_bits()), "{act} {rows}x{cols}");
+                // ...and the serial pass is the activation, element by element (softmax: row by row).
+                let want: Vec<f64> = match act {
+                    Activation::Sigmoid => z.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
+                    Activation::Tanh => z.iter().map(|v| v.tanh()).collect(),
+                    Activation::Relu => z.iter().map(|&v| v.max(0.0)).collect(),
+                    Activation::Identity => z.clone(),
+                    Activation::Softmax => z
+                        .chunks(cols)
+                        .flat_map(|r| {
+                            let s: f64 = r.iter().map(|v| v.exp()).sum();
+                            r.iter().map(move |v| v.exp() / s)
+                        })
+                        .collect(),
+                };
+                let err = threaded.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(err < 1e-12, "{act} {rows}x{cols}: off by {err:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn large_blocks_backpropagate_on_threads_exactly_as_one_pass() {
+        for n in [PARALLEL - 1, PARALLEL + 5] {
+            let a: Vec<f64> = values(n).iter().map(|v| v / 8.0 + 0.5).collect(); // outputs in (0, 1)
+            let delta: Vec<f64> = values(n + 1)[1..].to_vec();
+            for act in [Activation::Sigmoid, Activation::Tanh, Activation::Relu, Activation::Identity] {
+                let mut got = delta.clone();
+                act.backprop(&mut got, &a);
+                for (i, ((&g, &d), &a)) in got.iter().zip(&delta).zip(&a).enumerate() {
+                    assert!(g.to_bits() == (d * act.derivative(a)).to_bits(), "{act}, n = {n}, at {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn relu_derivative_is_zero_at_zero_and_softmax_passes_through() {
+        assert_eq!(Activation::Relu.derivative(0.0_f64), 0.0);
+        assert_eq!(Activation::Relu.derivative(1e-300_f64), 1.0);
+        assert_eq!(Activation::Identity.derivative(5.0_f64), 1.0);
+        assert_eq!(Activation::Softmax.derivative(0.3_f64), 1.0);
+        let mut delta = [2.0_f64, 2.0, 2.0];
+        Activation::Relu.backprop(&mut delta, &[0.0, 0.5, -0.0]);
+        assert_eq!(delta, [0.0, 2.0, 0.0]);
+        let mut delta = [2.0_f64, 3.0];
+        Activation::Softmax.backprop(&mut delta, &[0.1, 0.9]);
+        assert_eq!(delta, [2.0, 3.0], "softmax's delta comes whole from the cross-entropy shortcut");
+        let mut z = [1.0_f64, -2.0];
+        Activation::Identity.apply(&mut z, 2);
+        assert_eq!(z, [1.0, -2.0]);
+    }
+
     #[test]
     fn derivatives_match_finite_differences() {
         for act in [Activation::Sigmoid, Activation::Tanh, Activation::Relu, Activation::Identity] {

@@ -232,6 +232,140 @@ mod tests {
         assert!((path[0] - (1.0 - 0.01 / (1.0 + 1e-8))).abs() < 1e-12, "{path:?}");
     }
 
+    /// Every optimizer layout: plain SGD (no state), momentum or Nesterov (one buffer), Adam (two).
+    fn every_kind() -> [Optimizer; 5] {
+        [
+            Optimizer::Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.01 },
+            Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0 },
+            Optimizer::Sgd { lr: 0.1, momentum: 0.8, nesterov: true, weight_decay: 0.02 },
+            Optimizer::Adam { lr: 0.01, beta1: 0.8, beta2: 0.99, eps: 1e-8, weight_decay: 0.01 },
+            Optimizer::adam(0.01),
+        ]
+    }
+
+    #[test]
+    fn large_tensors_update_on_threads_exactly_as_one_pass() {
+        // From 2^19 values the update runs on rayon's threads in chunks; the last chunk is partial.
+        let n = PARALLEL + CHUNK / 3;
+        let p: Vec<f64> = (0..n).map(|i| ((i * 7919 % 10007) as f64 / 10007.0) - 0.5).collect();
+        let g: Vec<f64> = (0..n).map(|i| ((i * 104_729 % 9973) as f64 / 9973.0) - 0.5).collect();
+        for opt in every_kind() {
+            let state: Vec<Vec<f64>> =
+                (0..opt.slots()).map(|s| p.iter().map(|v| v * 0.1 * (s + 1) as f64).map(f64::abs).collect()).collect();
+            let rule = opt.rule::<f64>(3);
+            let (mut threaded, mut next) = (g.clone(), vec![vec![0.0; n]; opt.slots()]);
+            assert!(rule.apply(&p, &mut threaded, &state, &mut next));
+            let (mut serial, mut serial_next) = (g.clone(), vec![vec![0.0; n]; opt.slots()]);
+            let (s0, s1) = (state.first().map_or(&[][..], |s| &s[..]), state.get(1).map_or(&[][..], |s| &s[..]));
+            let mut it = serial_next.iter_mut();
+            let (n0, n1) =
+                (it.next().map_or(&mut [][..], |s| &mut s[..]), it.next().map_or(&mut [][..], |s| &mut s[..]));
+            assert!(rule.kernel(&p, &mut serial, (s0, s1), (n0, n1)));
+            assert!(threaded.iter().zip(&serial).all(|(a, b)| a.to_bits() == b.to_bits()), "{opt:?}: parameters");
+            assert!(next == serial_next, "{opt:?}: state");
+            // And both are the update itself, written out here for one element in every chunk.
+            for i in (0..n).step_by(CHUNK / 2) {
+                let want = match opt {
+                    Optimizer::Sgd { lr, momentum, nesterov, weight_decay } => {
+                        let d = g[i] + weight_decay * p[i];
+                        if momentum == 0.0 {
+                            p[i] - lr * d
+                        } else {
+                            let b = momentum * state[0][i] + d;
+                            p[i] - lr * if nesterov { d + momentum * b } else { b }
+                        }
+                    }
+                    Optimizer::Adam { lr, beta1, beta2, eps, weight_decay } => {
+                        let d = g[i] + weight_decay * p[i];
+                        let m = beta1 * state[0][i] + (1.0 - beta1) * d;
+                        let v = beta2 * state[1][i] + (1.0 - beta2) * d * d;
+                        p[i] - lr * (m / (1.0 - beta1.powi(3))) / ((v / (1.0 - beta2.powi(3))).sqrt() + eps)
+                    }
+                };
+                assert!((threaded[i] - want).abs() < 1e-12, "{opt:?} at {i}: {} vs {want}", threaded[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_non_finite_update_is_reported_at_any_size() {
+        for n in [3, PARALLEL + 1] {
+            for opt in every_kind() {
+                let rule = opt.rule::<f64>(1);
+                let state = vec![vec![0.0; n]; opt.slots()];
+                let p = vec![1.0; n];
+                for bad in [f64::INFINITY, f64::NAN] {
+                    let mut g = vec![0.5; n];
+                    g[n - 1] = bad; // the last element: in the last chunk of the threaded path
+                    let mut next = state.clone();
+                    assert!(!rule.apply(&p, &mut g, &state, &mut next), "{opt:?}, n = {n}, gradient {bad}");
+                }
+                let (mut g, mut next) = (vec![0.5; n], state.clone());
+                assert!(rule.apply(&p, &mut g, &state, &mut next), "{opt:?}, n = {n}: a finite update");
+            }
+        }
+    }
+
+    #[test]
+    fn an_overflow_of_only_the_parameter_or_only_the_state_is_caught() {
+        let one = |opt: Optimizer, p: f64, g: f64| {
+            let state = vec![vec![0.0]; opt.slots()];
+            let mut next = state.clone();
+            opt.rule::<f64>(1).apply(&[p], &mut [g], &state, &mut next)
+        };
+        // momentum: b = 1e308 stays finite, p - lr b = -2e308 does not
+        assert!(!one(Optimizer::Sgd { lr: 1.0, momentum: 0.5, nesterov: false, weight_decay: 0.0 }, -1e308, 1e308));
+        // Adam: a step size of lr / (1 - beta1) = inf overflows the parameter, not the moments
+        assert!(!one(Optimizer::Adam { lr: 1e308, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }, 0.0, 1.0));
+        // Adam: v = (1 - beta2) g^2 overflows, the parameter moves by lr m / sqrt(v) = 0 and stays finite
+        assert!(!one(Optimizer::adam(0.01), 0.5, 1e200));
+        assert!(one(Optimizer::adam(0.01), 0.5, 1e100));
+    }
+
+    #[test]
+    fn adam_follows_pytorch_over_several_steps() {
+        // m = lerp(m, g, 1 - b1), v = b2 v + (1 - b2) g^2, p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+        // on f(p) = 1/2 p^2, with weight decay: written out independently of `Rule`.
+        let (lr, b1, b2, eps, wd) = (0.1, 0.8, 0.95, 1e-3, 0.05);
+        let path = run(Optimizer::Adam { lr, beta1: b1, beta2: b2, eps, weight_decay: wd }, 4);
+        let (mut p, mut m, mut v) = (1.0_f64, 0.0, 0.0);
+        for (t, got) in path.iter().enumerate() {
+            let t = t as i32 + 1;
+            let d = p + wd * p;
+            m += (1.0 - b1) * (d - m);
+            v = b2 * v + (1.0 - b2) * d * d;
+            p -= lr / (1.0 - b1.powi(t)) * m / ((v / (1.0 - b2.powi(t))).sqrt() + eps);
+            assert!((got - p).abs() < 1e-14, "step {t}: {got} vs {p}");
+        }
+    }
+
+    #[test]
+    fn lerp_evaluates_from_the_nearer_end_like_pytorch() {
+        // The two forms differ in the last bit for these values; torch.lerp takes a + w (b - a) for
+        // w < 0.5 and b - (b - a) (1 - w) from 0.5 on.
+        let (a, b) = (0.1_f64, 0.7_f64);
+        for w in [0.1_f64, 0.3, 0.49] {
+            assert_eq!(lerp(a, b, w).to_bits(), (a + w * (b - a)).to_bits(), "w = {w}");
+        }
+        for w in [0.5_f64, 0.7, 0.999] {
+            assert_eq!(lerp(a, b, w).to_bits(), (b - (b - a) * (1.0 - w)).to_bits(), "w = {w}");
+        }
+        let differ = [0.1_f64, 0.3, 0.49, 0.5, 0.7]
+            .iter()
+            .filter(|&&w| (a + w * (b - a)).to_bits() != (b - (b - a) * (1.0 - w)).to_bits())
+            .count();
+        assert_eq!(differ, 5, "the values above tell the two forms apart");
+    }
+
+    #[test]
+    fn plain_and_momentum_sgd_are_valid_and_count_their_state() {
+        assert!(Optimizer::sgd(0.1).validate().is_ok());
+        assert!(Optimizer::Sgd { lr: 0.1, momentum: 0.5, nesterov: true, weight_decay: 0.0 }.validate().is_ok());
+        assert_eq!(Optimizer::sgd(0.1).slots(), 0);
+        assert_eq!(Optimizer::Sgd { lr: 0.1, momentum: 0.5, nesterov: false, weight_decay: 0.0 }.slots(), 1);
+        assert_eq!(Optimizer::adam(0.1).slots(), 2);
+    }
+
     #[test]
     fn invalid_settings_are_rejected_naming_the_argument() {
         let bad = [

@@ -87,6 +87,37 @@ def test_from_torch_trains_like_pytorch(rng):
 
 
 @pytest.mark.parametrize(
+    ("make_opt", "torch_opt"),
+    [
+        (lambda: rustbp.Adam(lr=0.05), lambda p: torch.optim.Adam(p, lr=0.05)),
+        (
+            lambda: rustbp.Adam(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01),
+            lambda p: torch.optim.Adam(p, lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01),
+        ),
+        (
+            lambda: rustbp.SGD(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.02),
+            lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.02),
+        ),
+    ],
+    ids=["adam", "adam-betas-eps-decay", "nesterov-decay"],
+)
+def test_optimizers_train_like_pytorch(rng, make_opt, torch_opt):
+    torch.manual_seed(1)
+    module = nn.Sequential(nn.Linear(3, 5, dtype=torch.float64), nn.ReLU(), nn.Linear(5, 4, dtype=torch.float64))
+    net = rustbp.Network.from_torch(module, output_activation="softmax", loss="cross_entropy", optimizer=make_opt())
+    X, T = rng.normal(size=(6, 3)), np.eye(4)[rng.integers(0, 4, 6)]
+    opt = torch_opt(module.parameters())
+    for _ in range(6):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(module(torch.from_numpy(X)), torch.from_numpy(T))
+        loss.backward()
+        opt.step()
+        assert net.train_step(X, T) == pytest.approx(loss.item(), rel=1e-12)
+    for k, p in zip(("w1", "b1", "w2", "b2"), module.parameters()):
+        np.testing.assert_allclose(net.get_weights()[k], p.detach().numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize(
     ("module", "pattern"),
     [
         (lambda: nn.Linear(2, 3), "nn.Sequential"),
