@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rustbp
 
@@ -35,14 +36,11 @@ def test_fuzzed_api_fresh_cases():
     assert "200 cases" in child.stdout and "0 findings" in child.stdout, replay
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="a layer of several neurons with one input each is read back from its file as a shared bias",
-)
 @pytest.mark.parametrize("widths", [(1, 3, 2), (2, 1, 3)])
 def test_networks_with_a_one_input_layer_pickle(widths):
-    # Found by the fuzz: save/load, pickle and deepcopy all go through the same file bytes.
+    # Found by the fuzz: save/load, pickle and deepcopy all go through the same file bytes, which read an
+    # (n, 1) weight as a shared bias.
     net = rustbp.Network(*widths, seed=0)
     again = pickle.loads(pickle.dumps(net))
     assert again.get_weights().keys() == net.get_weights().keys()
+    assert all(np.array_equal(again.get_weights()[k], v) for k, v in net.get_weights().items())
