@@ -590,7 +590,9 @@ def differential_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
             def set_weights(seed_: int = seed_) -> None:
                 t = twin[0]
                 rng = np.random.default_rng(seed_)
-                new = {k: rng.uniform(-1, 1, v.shape) for k, v in t.net.get_weights().items()}
+                # Within the initial range (1/sqrt(fan_in)), where the learning rates drawn above are stable.
+                fan_in = {"w1": n_in, "b1": n_in, "w2": n_hidden, "b2": n_hidden}
+                new = {k: rng.uniform(-1, 1, v.shape) / fan_in[k] ** 0.5 for k, v in t.net.get_weights().items()}
                 t.net.set_weights(new)
                 t.ref.w = {k: t.cast(v) for k, v in new.items()}  # the optimizer state is kept by both
                 t.check_weights("after set_weights")
