@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .explain import Step, curve_svg
+from ._svg import curve_svg
+from .explain import Step
 from .network import Network
 
 X = (0.05, 0.10)

@@ -11,7 +11,9 @@ from typing import Any, Union, cast
 import numpy as np
 import numpy.typing as npt
 
-from . import _files, _rustbp, _torch, explain, schedules, training
+from . import _files, _rustbp, _svg, _torch, schedules, training
+from ._article import article_biases, article_names, article_weights
+from ._inputs import as_array, check_probabilities, check_t, check_x
 from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
 from .config import DEVICES, NetworkConfig, TrainingConfig, _one_of, _positive_int, optimizer_from_core, random_seed
 from .config import DTYPES as DTYPE_NAMES
@@ -27,106 +29,6 @@ ArrayLike = Union[npt.ArrayLike, np.ndarray]
 FloatArray = npt.NDArray[np.floating[Any]]
 
 DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(name) for name in DTYPE_NAMES}
-
-
-def _as_array(x: object, dtype: np.dtype[Any], name: str) -> np.ndarray:
-    """``x`` as a numpy array of ``dtype``: other numeric dtypes and non-contiguous arrays are converted,
-    strings, objects and None rejected. Shapes and finiteness are checked in Rust."""
-    if type(x) is np.ndarray and x.dtype is dtype and x.flags.aligned:
-        return x  # the fast path of train_step loops (Rust copies strided arrays itself)
-    if x is None or isinstance(x, (str, bytes)):
-        raise TypeError(f"{name}: expected a numeric array, got {type(x).__name__}")
-    try:
-        a = np.asarray(x)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise TypeError(f"{name}: expected a numeric array ({e})") from None
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
-    # A value beyond float32's range becomes inf, which Rust then reports with its position; numpy's
-    # cast warning would only repeat that, less precisely.
-    # Aligned too: Rust reads the values as f32/f64, which a misaligned buffer does not hold.
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.require(a, dtype=dtype, requirements=["C", "A"])
-
-
-def _shape(a: np.ndarray) -> str:
-    return str(tuple(a.shape))  # as NumPy writes it: (1797,), (1797, 10)
-
-
-def _check_x(x: np.ndarray, n_in: int, name: str) -> None:
-    """A ValueError for inputs that are not (batch >= 1, n_in) or (n_in,), with the likely fix."""
-    if x.ndim in (1, 2) and x.shape[-1] == n_in and (x.ndim == 1 or x.shape[0] >= 1):
-        return
-    hint = ""
-    if x.ndim == 1 and n_in == 1:
-        hint = f"; for {len(x)} samples of one feature, reshape it to a column: {name}.reshape(-1, 1)"
-    elif x.ndim == 2 and x.shape[0] == n_in and x.shape[1] != n_in:
-        hint = f"; samples are rows: transpose it ({name}.T)"
-    elif x.ndim == 2 and x.shape[0] == 0:
-        hint = "; it has no rows"
-    elif x.ndim > 2 and x.shape[0] > 0 and int(np.prod(x.shape[1:])) == n_in:
-        hint = f"; flatten each sample: {name}.reshape(len({name}), -1)"
-    raise ValueError(f"{name}: expected shape (batch >= 1, {n_in}) or ({n_in},), got {_shape(x)}{hint}")
-
-
-def _check_t(x: np.ndarray, t: np.ndarray, n_out: int, name: str, classes: bool) -> None:
-    """A ValueError for targets that do not match the outputs of ``x`` row for row, with the likely fix."""
-    rows = 1 if x.ndim == 1 else x.shape[0]
-    if t.ndim == 2 and t.shape[1] == n_out:
-        if t.shape[0] != rows:
-            raise ValueError(f"{name}: expected {rows} rows, like X, got {t.shape[0]}")
-        return
-    if t.ndim == 1 and len(t) == n_out and rows == 1:
-        return
-    hint = ""
-    if t.ndim == 1 and len(t) == rows and classes:
-        hint = f"; class indices must be integers: {name}.astype(int)"
-    elif t.ndim == 1 and len(t) == rows and n_out == 1:
-        hint = f"; reshape it to a column: {name}.reshape(-1, 1)"
-    elif t.ndim == 1 and len(t) == rows:
-        hint = (
-            f"; for class labels 0..{n_out - 1}, one-hot encode them (np.eye({n_out})[{name}]) or use "
-            'output_activation="softmax", loss="cross_entropy", which takes class indices'
-        )
-    elif t.ndim == 2 and t.shape == (rows, 1) and classes:
-        hint = f"; for class indices pass a 1-D array: {name}.ravel()"
-    elif t.ndim == 2 and t.shape == (rows, 1):
-        hint = f"; for class labels 0..{n_out - 1}, one-hot encode them: np.eye({n_out})[{name}.ravel()]"
-    elif t.ndim == 2 and t.shape == (n_out, rows):
-        hint = f"; samples are rows: transpose it ({name}.T)"
-    expected = f"({n_out},)" if x.ndim == 1 else f"({rows}, {n_out}), one row per sample of X"
-    if classes:
-        expected += " (or class indices)" if x.ndim == 1 else f", or ({rows},) of class indices"
-    raise ValueError(f"{name}: expected shape {expected}, got {_shape(t)}{hint}")
-
-
-def _check_probabilities(t: np.ndarray, name: str) -> None:
-    """Cross-entropy targets: non-negative rows that sum to 1 (NaN and inf are left to Rust, which names
-    their position)."""
-    tol = 1e-4 if t.dtype == np.float32 else 1e-6
-    # Few NumPy calls: this runs on every train_step of a cross_entropy network. With no value below 0
-    # (NaN fails that too) the sums cannot meet inf - inf.
-    if (
-        np.minimum.reduce(t, axis=None) >= 0
-        and np.maximum.reduce(np.abs(np.add.reduce(t, axis=-1) - 1), axis=None) <= tol
-    ):
-        return
-    if not np.isfinite(t).all():
-        return
-    rows = t.reshape(-1, t.shape[-1])
-    negative = np.argwhere(rows < 0)
-    if len(negative):
-        i, j = negative[0]
-        where = f"[{i}, {j}]" if t.ndim == 2 else f"[{j}]"
-        raise ValueError(
-            f"{name}: cross_entropy targets must be non-negative (one-hot or probability rows, or class "
-            f"indices), got {float(rows[i, j])!r} at position {where}"
-        )
-    i = int(np.argmax(np.abs(rows.sum(axis=1) - 1) > tol))
-    raise ValueError(
-        f"{name}: cross_entropy targets must be rows summing to 1 (one-hot or probabilities, or class "
-        f"indices), got {'row ' + str(i) if t.ndim == 2 else 'a row'} summing to {float(rows[i].sum())!r}"
-    )
 
 
 class Network:
@@ -191,8 +93,8 @@ class Network:
         _one_of("device", device, DEVICES)
         if lr is None and weights is None and biases is None:
             return cls._from_core(_rustbp.Core.article(device))
-        w1, w2 = _article_weights(weights)
-        b = _article_biases(biases)
+        w1, w2 = article_weights(weights)
+        b = article_biases(biases)
         net = cls(
             w1.shape[1], w1.shape[0], w2.shape[0], bias="shared", train_bias=False,
             optimizer=SGD(lr=0.5 if lr is None else lr), device=device, seed=0,
@@ -272,11 +174,11 @@ class Network:
     # -- computing ----------------------------------------------------------------------------------
     def forward(self, X: ArrayLike) -> FloatArray:
         """Outputs for ``X`` of shape (batch, n_in), or (n_in,) for one sample (same rank out)."""
-        x = _as_array(X, self._dtype, "X")
+        x = as_array(X, self._dtype, "X")
         try:
             return self._core.forward(x)
         except ValueError:
-            _check_x(x, self.n_in, "X")  # a clearer message for a wrong shape
+            check_x(x, self.n_in, "X")  # a clearer message for a wrong shape
             raise
 
     __call__ = forward
@@ -300,10 +202,10 @@ class Network:
         """One update on the batch (X, T); returns the loss of this step's forward pass, before the update.
         For ``cross_entropy``, T may hold class indices, (batch,) integers in [0, n_out)."""
         if self._cross_entropy:
-            x = _as_array(X, self._dtype, "X")
+            x = as_array(X, self._dtype, "X")
             t = self._targets(T, x, "T")
         else:
-            x, t = _as_array(X, self._dtype, "X"), _as_array(T, self._dtype, "T")
+            x, t = as_array(X, self._dtype, "X"), as_array(T, self._dtype, "T")
         try:
             return self._core.train_step(x, t)
         except ValueError:
@@ -314,13 +216,13 @@ class Network:
         """``T`` as the core takes it. For ``cross_entropy``, class indices (like ``nn.CrossEntropyLoss``'s:
         an integer per sample) become one-hot rows, and probability rows are checked."""
         if not self._cross_entropy:
-            return _as_array(T, self._dtype, name)
+            return as_array(T, self._dtype, name)
         a = T if isinstance(T, np.ndarray) else None
         if a is None and not (T is None or isinstance(T, (str, bytes))):
             try:
                 a = np.asarray(T)
             except (TypeError, ValueError, OverflowError):
-                a = None  # _as_array says what is wrong
+                a = None  # as_array says what is wrong
         n_out = self.n_out
         if a is not None and a.dtype.kind in "iu":
             one_sample = a.ndim == 0 and x.ndim == 1
@@ -333,19 +235,19 @@ class Network:
                         f"{name}: class indices must be integers in [0, {n_out}), got {a.flat[i]} at position {i}"
                     )
                 return np.eye(n_out, dtype=self._dtype)[a]
-        t = _as_array(T if a is None else a, self._dtype, name)
+        t = as_array(T if a is None else a, self._dtype, name)
         rows = 1 if x.ndim == 1 else len(x)
         if t.ndim in (1, 2) and t.shape[-1] == n_out and (1 if t.ndim == 1 else len(t)) == rows and t.size:
-            _check_probabilities(t, name)  # only for the right shape: a wrong one gets its own message
+            check_probabilities(t, name)  # only for the right shape: a wrong one gets its own message
         return t
 
     def _check_pair(self, x: np.ndarray, t: np.ndarray, name: str) -> None:
-        _check_x(x, self.n_in, "X")
-        _check_t(x, t, self.n_out, name, self._cross_entropy)
+        check_x(x, self.n_in, "X")
+        check_t(x, t, self.n_out, name, self._cross_entropy)
 
     def _pair(self, X: ArrayLike, T: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(X, T) converted and their shapes checked, with the fix for a common mistake in the message."""
-        x = _as_array(X, self._dtype, "X")
+        x = as_array(X, self._dtype, "X")
         t = self._targets(T, x, name)
         self._check_pair(x, t, name)
         return x, t
@@ -406,10 +308,10 @@ class Network:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data: expected a pair (X_val, Y_val)")
-            x_val = _as_array(validation_data[0], self._dtype, "validation_data[0]")
+            x_val = as_array(validation_data[0], self._dtype, "validation_data[0]")
             y_val = self._targets(validation_data[1], x_val, "validation_data[1]")
-            _check_x(x_val, self.n_in, "validation_data[0]")
-            _check_t(x_val, y_val, self.n_out, "validation_data[1]", self._cross_entropy)
+            check_x(x_val, self.n_in, "validation_data[0]")
+            check_t(x_val, y_val, self.n_out, "validation_data[1]", self._cross_entropy)
             validation_data = (x_val, y_val)
         if isinstance(callbacks, str) or not all(callable(cb) for cb in callbacks):
             raise TypeError("callbacks: expected a sequence of callables callback(epoch, logs)")
@@ -431,7 +333,7 @@ class Network:
         if unknown:
             keys = ", ".join(sorted(map(repr, unknown)))
             raise ValueError(f"weights: unknown keys {keys}; expected w1, b1, w2, b2")
-        self._core.set_weights({k: _as_array(v, self._dtype, k) for k, v in weights.items()})
+        self._core.set_weights({k: as_array(v, self._dtype, k) for k, v in weights.items()})
 
     # -- configuration, files, pickling and PyTorch --------------------------------------------------
     @classmethod
@@ -525,16 +427,16 @@ class Network:
         ``step["dE/dout_o1"]``, ``step["grad_w2"]``; see ``rustbp.Step`` for every key."""
         if not isinstance(apply, bool):
             raise TypeError(f"apply: expected a bool, got {type(apply).__name__}")
-        xa, ta = _as_array(x, self._dtype, "x"), _as_array(t, self._dtype, "t")
+        xa, ta = as_array(x, self._dtype, "x"), as_array(t, self._dtype, "t")
         before = self._core.get_weights()
         trace = self._core.explain_step(xa, ta, apply)
         if (self.n_in, self.n_hidden, self.n_out) == (2, 2, 2):
-            trace.update(_article_names(trace))
+            trace.update(article_names(trace))
         return Step(trace, x=xa, t=ta, weights=before, config=self._config, optimizer=self._optimizer, applied=apply)
 
     def to_svg(self) -> str:
         """The network and its current weights as an SVG picture (a heat-map beyond 8 neurons a layer)."""
-        return explain.network_svg(self._config, self.get_weights())
+        return _svg.network_svg(self._config, self.get_weights())
 
     def _repr_svg_(self) -> str:
         return self.to_svg()
@@ -543,74 +445,9 @@ class Network:
         return f"<div>{self.to_svg()}<pre>{html.escape(repr(self))}</pre></div>"
 
 
-def _article_weights(weights: object) -> tuple[np.ndarray, np.ndarray]:
-    """``Network.article``'s weights: None (the article's), w1..w8 in the article's order, or a dict."""
-    if weights is None:
-        return np.array([[0.15, 0.20], [0.25, 0.30]]), np.array([[0.40, 0.45], [0.50, 0.55]])
-    if isinstance(weights, Mapping):
-        if set(weights) != {"w1", "w2"}:
-            keys = ", ".join(sorted(map(repr, weights)))
-            raise ValueError(f"weights: expected the keys 'w1' and 'w2', got {keys or 'none'}")
-        w1 = _finite(weights["w1"], "weights['w1']", 2)
-        w2 = _finite(weights["w2"], "weights['w2']", 2)
-        if w2.shape[1] != w1.shape[0]:
-            raise ValueError(
-                f"weights: expected w2 of shape (n_out, {w1.shape[0]}) after w1 of shape {w1.shape}, got {w2.shape}"
-            )
-        return w1, w2
-    if isinstance(weights, (str, bytes)) or not isinstance(weights, (Sequence, np.ndarray)):
-        raise TypeError(f"weights: expected a dict of w1 and w2 or the 8 numbers w1..w8, got {type(weights).__name__}")
-    flat = _finite(weights, "weights", 1)
-    if flat.size != 8:
-        raise ValueError(f"weights: expected the 8 numbers w1..w8 of the article's 2-2-2 net, got {flat.size}")
-    return flat[:4].reshape(2, 2), flat[4:].reshape(2, 2)
-
-
-def _article_biases(biases: object) -> np.ndarray:
-    if biases is None:
-        return np.array([0.35, 0.60])
-    if isinstance(biases, (str, bytes)) or not isinstance(biases, (Sequence, np.ndarray)):
-        raise TypeError(f"biases: expected the two numbers (b1, b2), got {type(biases).__name__}")
-    b = _finite(biases, "biases", 1)
-    if b.size != 2:
-        raise ValueError(f"biases: expected the two numbers (b1, b2), got {b.size}")
-    return b
-
-
-def _finite(value: object, name: str, ndim: int) -> np.ndarray:
-    """``value`` as a non-empty float64 array of ``ndim`` dimensions and finite numbers."""
-    try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name}: expected numbers ({e})") from None
-    if a.ndim != ndim or a.size == 0:
-        raise ValueError(f"{name}: expected a non-empty {ndim}-D array, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        raise ValueError(f"{name}: expected finite values, found {a[bad]} at position {list(bad)}")
-    return a
-
-
 _FIT_DEFAULTS: dict[str, Any] = {"epochs": None} | {
     f.name: f.default for f in fields(TrainingConfig) if f.name != "epochs"
 }
-
-
-def _article_names(s: dict[str, Any]) -> dict[str, float]:
-    """The article's names for a 2-2-2 network: w1..w4 are w1[0,0], w1[0,1], w1[1,0], w1[1,1] (w1[j,i]
-    joins input i to hidden neuron j: w2 is i2 -> h1), w5..w8 the same entries of w2 (w2[k,j] joins hidden
-    j to output k: w6 is h2 -> o1, w7 is h1 -> o2). ``explain.weight_names`` numbers any width alike."""
-    names: dict[str, float] = {"E_total": float(s["loss"])}
-    for layer, unit in (("hidden", "h"), ("output", "o")):
-        for j in range(2):
-            names[f"net_{unit}{j + 1}"] = float(s[f"net_{layer}"][j])
-            names[f"out_{unit}{j + 1}"] = float(s[f"out_{layer}"][j])
-            names[f"delta_{unit}{j + 1}"] = float(s[f"delta_{layer}"][j])
-    for first, key in ((1, "w1"), (5, "w2")):
-        for k, (grad, new) in enumerate(zip(s[f"grad_{key}"].ravel(), s[f"{key}_after"].ravel())):
-            names[f"dE_dw{first + k}"] = float(grad)
-            names[f"w{first + k}_new"] = float(new)
-    return names
 
 
 def _settings(config: NetworkConfig) -> dict[str, Any]:

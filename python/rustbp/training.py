@@ -130,7 +130,7 @@ class History:
 
     def to_svg(self) -> str:
         """The loss curves (training and validation) against the epoch, as SVG; the best epoch marked."""
-        from .explain import curve_svg
+        from ._svg import curve_svg
 
         return curve_svg(self._curves(), "epoch", mark=self.best_epoch, title=repr(self))
 
