@@ -400,9 +400,8 @@ class Step(dict[str, Any]):
                 f"  {name}_new = {name} - eta * dE/d{name} = {self._arg(before)} - {self._arg(self.optimizer.lr)} * "
                 f"{self._arg(grad)} = {self._num(after)}"
             )
-        return (
-            f"  {name}_new = {self._num(after)}   (from {name} = {self._num(before)}, dE/d{name} = {self._num(grad)})"
-        )
+        old, g = self._num(before), self._num(grad)
+        return f"  {name}_new = {self._num(after)}   (from {name} = {old}, dE/d{name} = {g})"
 
     # -- pictures -------------------------------------------------------------------------------------
     def to_svg(self, gradients: bool = False) -> str:
