@@ -15,7 +15,7 @@ import pytest
 import rustbp
 from conftest import ARTICLE_E_AFTER_ONE_STEP, ARTICLE_FINAL, ARTICLE_LOSSES
 from rustbp.__main__ import main
-from rustbp.bench import impls, native, runner
+from rustbp.bench import impls, measure, native, report
 from rustbp.bench.pure import PurePythonNet, UnrolledArticleNet
 
 HAS = {m: importlib.util.find_spec(m) is not None for m in ("torch", "sklearn", "matplotlib")}
@@ -64,7 +64,7 @@ def test_unrolled_article_network_reaches_the_articles_final_loss():
 @pytest.mark.parametrize(
     "spec",
     [
-        runner.ARTICLE_TORCH,
+        measure.ARTICLE_TORCH,
         impls.Spec(5, 7, 3, loss="half_sse", lr=0.3, momentum=0.5),
         impls.Spec(4, 6, 3, bias="none", loss="mse"),
     ],
@@ -73,7 +73,7 @@ def test_unrolled_article_network_reaches_the_articles_final_loss():
 def test_every_implementation_trains_like_rustbp(spec, rng):
     """Same start, same batch, ten steps: every implementation's loss matches rustbp float64's."""
     X, T = rng.uniform(0, 1, (4, spec.n_in)), rng.uniform(0.1, 0.9, (4, spec.n_out))
-    w = runner.start_weights(spec)
+    w = measure.start_weights(spec)
     expected = spec.network()
     expected.set_weights(w)
     want = expected.train(X, T, 10)[-1]
@@ -84,15 +84,15 @@ def test_every_implementation_trains_like_rustbp(spec, rng):
         if impl.family in ("sklearn",) or "unrolled" in name:
             continue
         got = impl.build(spec, w, X, T).train(10)
-        assert runner.agree(got, want, impl.dtype), (name, got, want)
+        assert measure.agree(got, want, impl.dtype), (name, got, want)
         checked.append(name)
     assert {"pure Python f64", "NumPy f64", "NumPy f32", "rustbp f32 (Python loop)"} <= set(checked)
     assert ("PyTorch CPU f32" in checked) == HAS["torch"]
 
 
 def test_agreement_check_tolerates_rounding_and_flags_wrong_math():
-    assert runner.agree(0.1 + 1e-12, 0.1, "float64") and not runner.agree(0.1 + 1e-6, 0.1, "float64")
-    assert runner.agree(0.1 * (1 + 1e-4), 0.1, "float32") and not runner.agree(0.11, 0.1, "float32")
+    assert measure.agree(0.1 + 1e-12, 0.1, "float64") and not measure.agree(0.1 + 1e-6, 0.1, "float64")
+    assert measure.agree(0.1 * (1 + 1e-4), 0.1, "float32") and not measure.agree(0.11, 0.1, "float32")
 
 
 def test_a_wrong_implementation_is_reported_loudly(tmp_path, capsys):
@@ -109,9 +109,9 @@ def test_a_wrong_implementation_is_reported_loudly(tmp_path, capsys):
         "off by 1%", "numpy", "float64", lambda s, w, X, T: impls.NumpyTrainer(bad_spec, w, X, T, "float64")
     )
     X, T = np.full((2, 3), 0.5), np.full((2, 2), 0.2)
-    point = runner.time_point("sweep", spec, runner.start_weights(spec), X, T, [good, bad], reps=1, steps=50)
+    point = measure.time_point("sweep", spec, measure.start_weights(spec), X, T, [good, bad], reps=1, steps=50)
     assert [r.agrees for r in point.results] == [True, False]
-    runner.report([point], [], print)
+    report.report([point], [], print)
     assert "LOSS MISMATCH: off by 1%" in capsys.readouterr().out
 
 
@@ -210,10 +210,10 @@ def test_article_cpp_program_prints_the_articles_losses(programs):
 def test_article_cpp_pytorch_setting_trains_like_rustbp(programs):
     """The C++ program of the article's PyTorch setting (MSE, per-neuron biases, momentum 0.9) from rustbp's
     starting weights: the same losses as rustbp configured the same way, over 300 steps."""
-    w = runner.start_weights(runner.ARTICLE_TORCH)
-    net = runner.ARTICLE_TORCH.network()
+    w = measure.start_weights(measure.ARTICLE_TORCH)
+    net = measure.ARTICLE_TORCH.network()
     net.set_weights(w)
-    want = net.train(runner.ARTICLE_X, runner.ARTICLE_T, 300)
+    want = net.train(measure.ARTICLE_X, measure.ARTICLE_T, 300)
     run = programs.run("article_torch", 300, 1, stdin=native.numbers(w["w1"], w["b1"], w["w2"], w["b2"]))
     got = np.array([run.losses[i] for i in range(300)])
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
@@ -226,7 +226,7 @@ def test_native_reference_equals_rustbp(programs, n, rng):
     """The plain C++ loops at batch 1 and rustbp, from the same weights and sample: the same losses over
     five steps (float64 to 1e-9, float32 to 1e-5)."""
     spec = impls.Spec(n, n, n, loss="half_sse", lr=0.5)
-    w = runner.start_weights(spec)
+    w = measure.start_weights(spec)
     X, T = rng.uniform(0, 1, (1, n)), rng.uniform(0.1, 0.9, (1, n))
     stdin = native.numbers(w["w1"], w["b1"], w["w2"], w["b2"], X, T)
     for dtype, rtol in (("float64", 1e-9), ("float32", 1e-5)):
@@ -248,10 +248,10 @@ def test_native_check_flags_wrong_numbers(programs):
         "float64",
         lambda s, w, X, T: impls.RustbpTrainer(s, w, X, T, "float64", "rust", "cpu"),
     )
-    point = runner.time_point("article", runner.ARTICLE, w, runner.ARTICLE_X, runner.ARTICLE_T, [rb], 1, 5)
-    ok = runner.native_result(programs, "article", "C++", "float64", point, 1, 100, expect=dict(ARTICLE_LOSSES))
+    point = measure.time_point("article", measure.ARTICLE, w, measure.ARTICLE_X, measure.ARTICLE_T, [rb], 1, 5)
+    ok = measure.native_result(programs, "article", "C++", "float64", point, 1, 100, expect=dict(ARTICLE_LOSSES))
     off = {s: v * (1 + 1e-6) for s, v in ARTICLE_LOSSES.items()}
-    bad = runner.native_result(programs, "article", "C++", "float64", point, 1, 100, expect=off)
+    bad = measure.native_result(programs, "article", "C++", "float64", point, 1, 100, expect=off)
     assert ok.agrees and not bad.agrees and bad.extra["losses"]["worst_relative_error"] > 1e-7
     assert ok.steps == 100 and len(ok.times_s) == 1
 
