@@ -228,7 +228,7 @@ impl Core {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
             let (x, t, _) = pair_of(Backend::config(n), x, t, "T")?;
-            let losses = interruptible(py, |keep_going| n.train(&x, &t, steps, keep_going))?;
+            let losses = interruptible(py, Vec::len, |keep_going| n.train(&x, &t, steps, keep_going))?;
             Ok(losses.into_pyarray(py).into_any())
         })
     }
@@ -248,8 +248,9 @@ impl Core {
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
-            let (x, y, _) = pair_of(Backend::config(n), x, y, "Y")?;
-            let losses = interruptible(py, |keep_going| {
+            let (x, y, rows) = pair_of(Backend::config(n), x, y, "Y")?;
+            let steps_per_epoch = rows.div_ceil(batch_size.max(1));
+            let losses = interruptible(py, |l: &Vec<f64>| l.len() * steps_per_epoch, |keep_going| {
                 n.fit(&x, &y, epochs, batch_size, shuffle, seed, first_epoch, keep_going)
             })?;
             Ok(losses.into_pyarray(py).into_any())
@@ -328,9 +329,10 @@ fn maybe_detach<R: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> R + Se
 
 /// Runs a long loop with the GIL released, checking for Ctrl-C (and other signals) whenever the
 /// loop asks; a pending signal's exception (KeyboardInterrupt) is raised once the loop has stopped
-/// at a completed step.
+/// at a completed step, with `completed_steps` saying which (`steps` counts them in a finished run).
 fn interruptible<R: Send>(
     py: Python<'_>,
+    steps: impl Fn(&R) -> usize,
     f: impl FnOnce(&mut dyn FnMut() -> bool) -> crate::Result<R> + Send,
 ) -> PyResult<R> {
     let mut pending: Option<PyErr> = None;
@@ -346,13 +348,20 @@ fn interruptible<R: Send>(
         };
         f(&mut keep_going)
     });
+    // Say where training stopped: the network keeps the weights of exactly these steps. Best effort: a
+    // handler may raise an exception type that takes no attributes.
+    let stopped = |signal: PyErr, completed: usize| {
+        let _ = signal.value(py).setattr("completed_steps", completed);
+        Err(signal)
+    };
     match (result, pending) {
-        (Err(Error::Interrupted { completed }), Some(signal)) => {
-            // Say where training stopped: the network keeps the weights of exactly these steps.
-            // Best effort: a handler may raise an exception type that takes no attributes.
-            let _ = signal.value(py).setattr("completed_steps", completed);
-            Err(signal)
-        }
+        (Err(Error::Interrupted { completed }), Some(signal)) => stopped(signal, completed),
+        // A signal that came after the loop's last question: raised here, with every step of the run
+        // counted, rather than by Python after the return, where nothing would say how far it got.
+        (Ok(r), None) => match py.check_signals() {
+            Ok(()) => Ok(r),
+            Err(signal) => stopped(signal, steps(&r)),
+        },
         (result, _) => Ok(result?),
     }
 }
