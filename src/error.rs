@@ -24,6 +24,10 @@ pub enum Error {
     )]
     Diverged { step: usize, what: &'static str, losses: Vec<f64> },
 
+    /// A member of a population failed (see `population`); `error` says how.
+    #[error("member {member}: {error}")]
+    Member { member: usize, error: Box<Error> },
+
     /// The caller asked to stop (for example Ctrl-C); the network is at its last completed step.
     #[error("interrupted after {completed} completed steps")]
     Interrupted { completed: usize },

@@ -18,6 +18,7 @@ pub mod loss;
 pub mod memory;
 pub mod network;
 pub mod optim;
+pub mod population;
 pub mod threads;
 
 pub mod gpu;
@@ -32,3 +33,4 @@ pub use linalg::Scalar;
 pub use loss::Loss;
 pub use network::{Bias, Config, Network, StepTrace};
 pub use optim::Optimizer;
+pub use population::Population;

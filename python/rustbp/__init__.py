@@ -15,6 +15,7 @@ from .explain import Step
 from .gpu import GpuDevice, gpu_devices
 from .network import Network
 from .optim import SGD, Adam
+from .population import Population, PopulationHistory
 from .schedules import CosineAnnealingLR, ExponentialLR, ReduceLROnPlateau, Scheduler, StepLR
 from .training import History
 
@@ -28,6 +29,8 @@ __all__ = [
     "History",
     "Network",
     "NetworkConfig",
+    "Population",
+    "PopulationHistory",
     "ReduceLROnPlateau",
     "Scheduler",
     "Step",

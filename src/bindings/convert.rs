@@ -222,7 +222,11 @@ fn array_of<'a, 'py, T: Element>(obj: &'a Bound<'py, PyAny>, arg: &str) -> PyRes
 }
 
 /// Copies an array that must have exactly `shape`.
-fn exact_shape<T: Element + Scalar>(obj: &Bound<'_, PyAny>, arg: &'static str, shape: &[usize]) -> PyResult<Vec<T>> {
+pub fn exact_shape<T: Element + Scalar>(
+    obj: &Bound<'_, PyAny>,
+    arg: &'static str,
+    shape: &[usize],
+) -> PyResult<Vec<T>> {
     let array = array_of::<T>(obj, arg)?;
     if array.shape() != shape {
         return Err(

@@ -23,23 +23,36 @@ pyo3::create_exception!(
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let message = e.to_string();
-        match e {
-            Error::InvalidConfig { .. }
-            | Error::ShapeMismatch { .. }
-            | Error::NonFinite { .. }
-            | Error::InvalidFile { .. } => PyValueError::new_err(message),
-            Error::OutOfMemory { .. } | Error::GpuLimit { .. } => PyMemoryError::new_err(message),
-            // A GPU that fails mid-way (device lost, timeout) is as unusable as one never found.
-            Error::GpuUnavailable(_) | Error::Gpu { .. } => GpuUnavailableError::new_err(message),
-            Error::Interrupted { .. } => PyKeyboardInterrupt::new_err(message),
-            Error::Diverged { step, losses, .. } => Python::attach(|py| {
-                let err = TrainingDivergedError::new_err(message);
-                let value = err.value(py);
-                match value.setattr("step", step).and_then(|()| value.setattr("losses", losses)) {
-                    Ok(()) => err,
-                    Err(e) => e,
-                }
-            }),
-        }
+        exception(e, message)
+    }
+}
+
+/// The Python exception for `e`, saying `message`.
+fn exception(e: Error, message: String) -> PyErr {
+    match e {
+        Error::InvalidConfig { .. }
+        | Error::ShapeMismatch { .. }
+        | Error::NonFinite { .. }
+        | Error::InvalidFile { .. } => PyValueError::new_err(message),
+        Error::OutOfMemory { .. } | Error::GpuLimit { .. } => PyMemoryError::new_err(message),
+        // A GPU that fails mid-way (device lost, timeout) is as unusable as one never found.
+        Error::GpuUnavailable(_) | Error::Gpu { .. } => GpuUnavailableError::new_err(message),
+        Error::Interrupted { .. } => PyKeyboardInterrupt::new_err(message),
+        Error::Diverged { step, losses, .. } => Python::attach(|py| {
+            let err = TrainingDivergedError::new_err(message);
+            let value = err.value(py);
+            match value.setattr("step", step).and_then(|()| value.setattr("losses", losses)) {
+                Ok(()) => err,
+                Err(e) => e,
+            }
+        }),
+        // The member's own exception, with the message naming the member and a `member` attribute.
+        Error::Member { member, error } => Python::attach(|py| {
+            let err = exception(*error, message);
+            match err.value(py).setattr("member", member) {
+                Ok(()) => err,
+                Err(e) => e,
+            }
+        }),
     }
 }

@@ -7,6 +7,7 @@
 mod convert;
 mod error;
 mod io;
+mod population;
 
 use crate::backend::{to_cpu, Backend};
 use crate::error::Error;
@@ -46,6 +47,7 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
 impl Net {
     /// A network of `config` seeded with `seed`, on `device` in `dtype`.
@@ -369,6 +371,7 @@ fn interruptible<R: Send>(
 #[pymodule]
 fn _rustbp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
+    m.add_class::<population::PopulationCore>()?;
     m.add_function(wrap_pyfunction!(io::core_to_safetensors, m)?)?;
     m.add_function(wrap_pyfunction!(io::core_from_safetensors, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_devices, m)?)?;

@@ -1,0 +1,245 @@
+//! A population: many networks of one shape that take the same calls, trained side by side.
+//!
+//! Member i is an ordinary network on its device (its own weights, optimizer settings and state, seed),
+//! and every call runs the network's own code on it, so member i computes exactly what that network alone
+//! would compute given the same calls: bit for bit, since a network's results do not depend on the
+//! thread it runs on or on the thread count. What the population adds is the member axis: CPU members
+//! run in parallel on the core's thread pool (several members per thread for small nets, each member's
+//! large products threaded further), with one hand-off and no per-member Python work per call.
+//!
+//! Ctrl-C stays responsive while members train: the calling thread only waits, asking `keep_going` every
+//! few milliseconds, and a stop is passed to every member through a flag its own training loop polls.
+
+use crate::backend::{Backend, KeepGoing};
+use crate::error::{Error, Result};
+use crate::network::Config;
+use crate::threads;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How often the waiting caller asks its `keep_going` while members train.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Networks of one shape (widths, activations, loss, bias) whose optimizer settings may differ.
+pub struct Population<B> {
+    members: Vec<B>,
+}
+
+/// A member's own rows for `fit` (a bootstrap resample), or None for the shared data set.
+pub type Rows<'a> = Option<&'a [Vec<usize>]>;
+
+impl<B: Backend + Send + Sync> Population<B> {
+    /// A population of `members`; they must share everything but their optimizer settings.
+    pub fn new(members: Vec<B>) -> Result<Self> {
+        let Some(first) = members.first() else {
+            return Err(Error::config("size", "at least one member", 0));
+        };
+        let shape = |c: &Config| Config { optimizer: first.config().optimizer, ..*c };
+        for (i, m) in members.iter().enumerate() {
+            if shape(m.config()) != *first.config() {
+                return Err(Error::config(
+                    "members",
+                    format!("networks like member 0 ({})", describe(first.config())),
+                    format!("member {i}: {}", describe(m.config())),
+                ));
+            }
+            if m.adapter().is_some() != first.adapter().is_some() {
+                return Err(Error::config("members", "networks on one device", format!("member {i} on another")));
+            }
+        }
+        Ok(Self { members })
+    }
+
+    pub fn members(&self) -> &[B] {
+        &self.members
+    }
+
+    pub fn members_mut(&mut self) -> &mut [B] {
+        &mut self.members
+    }
+
+    pub fn into_members(self) -> Vec<B> {
+        self.members
+    }
+
+    pub fn config(&self) -> &Config {
+        self.members[0].config()
+    }
+
+    /// Every member's outputs for the batch `x`, member after member: (size, batch, n_out) row-major.
+    pub fn forward(&self, x: &[B::T]) -> Result<Vec<B::T>> {
+        crate::network::check_rows("X", x, self.config().n_in)?;
+        let outputs = self.each(|m| m.forward(x))?;
+        let mut all = Vec::new();
+        crate::memory::reserve("outputs", &mut all, outputs.len(), outputs[0].len())?;
+        for o in outputs {
+            all.extend(o);
+        }
+        Ok(all)
+    }
+
+    /// Every member's loss on (x, t).
+    pub fn loss(&self, x: &[B::T], t: &[B::T]) -> Result<Vec<f64>> {
+        self.config().check_pair(x, t, "T")?;
+        self.each(|m| m.loss(x, t))
+    }
+
+    /// `steps` steps of every member on the batch (x, t): each member's losses.
+    pub fn train(&mut self, x: &[B::T], t: &[B::T], steps: usize, keep_going: KeepGoing) -> Result<Vec<Vec<f64>>> {
+        self.config().check_pair(x, t, "T")?;
+        self.train_each(keep_going, None, |m, _, go| m.train(x, t, steps, go))
+    }
+
+    /// `Backend::fit` of every member on (x, y), or on its own `rows` of it, shuffled with its own seed;
+    /// members not `active` sit out (their losses come back empty). Each active member's epoch losses.
+    pub fn fit(
+        &mut self,
+        x: &[B::T],
+        y: &[B::T],
+        rows: Rows<'_>,
+        epochs: usize,
+        batch_size: usize,
+        shuffle: bool,
+        seeds: &[u64],
+        first_epoch: usize,
+        active: Option<&[bool]>,
+        keep_going: KeepGoing,
+    ) -> Result<Vec<Vec<f64>>> {
+        let size = self.members.len();
+        let n = self.config().check_pair(x, y, "Y")?;
+        expect_len("seeds", seeds.len(), size)?;
+        if let Some(active) = active {
+            expect_len("active", active.len(), size)?;
+        }
+        if let Some(rows) = rows {
+            expect_len("rows", rows.len(), size)?;
+            if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.is_empty() || r.iter().any(|&j| j >= n)) {
+                return Err(Error::config(
+                    "rows",
+                    format!("indices in [0, {n}), at least one"),
+                    format!("member {i}: {r:?}"),
+                ));
+            }
+        }
+        let (n_in, n_out) = (self.config().n_in, self.config().n_out);
+        self.train_each(keep_going, active, |m, i, go| match rows {
+            None => m.fit(x, y, epochs, batch_size, shuffle, seeds[i], first_epoch, go),
+            Some(rows) => {
+                let (xi, yi) = (gather(x, n_in, &rows[i])?, gather(y, n_out, &rows[i])?);
+                m.fit(&xi, &yi, epochs, batch_size, shuffle, seeds[i], first_epoch, go)
+            }
+        })
+    }
+
+    /// `f` on every member, in parallel on the CPU; the first error by member order.
+    fn each<R: Send>(&self, f: impl Fn(&B) -> Result<R> + Sync) -> Result<Vec<R>> {
+        let parallel = self.members[0].adapter().is_none();
+        let results: Vec<Result<R>> = if parallel {
+            threads::install(|| self.members.par_iter().map(&f).collect())
+        } else {
+            self.members.iter().map(&f).collect()
+        };
+        results.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_member(i))).collect()
+    }
+
+    /// Runs `train(member, index, keep_going)` on every active member, on a worker thread (and from it on
+    /// the pool, for CPU members) while this thread asks `keep_going` every `POLL`. A stop reaches the
+    /// members through their own `keep_going`. Every member runs to its end (or its error) whatever the
+    /// others do, so each ends where the network alone would; then the first error by member order is
+    /// returned, an interruption counting the steps every member completed.
+    fn train_each(
+        &mut self,
+        keep_going: KeepGoing,
+        active: Option<&[bool]>,
+        train: impl Fn(&mut B, usize, KeepGoing) -> Result<Vec<f64>> + Sync,
+    ) -> Result<Vec<Vec<f64>>> {
+        let stop = AtomicBool::new(false);
+        let run = |(i, m): (usize, &mut B)| {
+            if active.is_some_and(|a| !a[i]) {
+                return Ok(Vec::new());
+            }
+            train(m, i, &mut || !stop.load(Ordering::Relaxed))
+        };
+        let parallel = self.members[0].adapter().is_none();
+        let members = &mut self.members;
+        let results: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
+            let (done, finished) = mpsc::channel::<()>();
+            let worker = s.spawn(move || {
+                let results = if parallel {
+                    threads::install(|| members.par_iter_mut().enumerate().map(run).collect())
+                } else {
+                    members.iter_mut().enumerate().map(run).collect()
+                };
+                let _ = done.send(());
+                results
+            });
+            while finished.recv_timeout(POLL) == Err(mpsc::RecvTimeoutError::Timeout) {
+                if !stop.load(Ordering::Relaxed) && !keep_going() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            worker
+                .join()
+                .unwrap_or_else(|_| vec![Err(Error::Gpu { op: "training", message: "a worker failed".into() })])
+        });
+        let interrupted = results.iter().any(|r| matches!(r, Err(Error::Interrupted { .. })));
+        if stop.load(Ordering::Relaxed) || interrupted {
+            // Stopped by the caller: say how far every member got (members that finished count whole).
+            let completed = results
+                .iter()
+                .filter_map(|r| match r {
+                    Ok(l) if !l.is_empty() => Some(l.len()),
+                    Err(Error::Interrupted { completed }) => Some(*completed),
+                    _ => None,
+                })
+                .min()
+                .unwrap_or(0);
+            if let Some((i, Err(e))) =
+                results.iter().enumerate().find(|(_, r)| matches!(r, Err(e) if !matches!(e, Error::Interrupted { .. })))
+            {
+                return Err(e.clone().in_member(i));
+            }
+            return Err(Error::Interrupted { completed });
+        }
+        results.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_member(i))).collect()
+    }
+}
+
+fn expect_len(arg: &'static str, got: usize, size: usize) -> Result<()> {
+    if got == size {
+        Ok(())
+    } else {
+        Err(Error::config(arg, format!("one value per member ({size})"), format!("{got} values")))
+    }
+}
+
+fn describe(c: &Config) -> String {
+    format!(
+        "{}-{}-{} {}/{} {} bias={} train_bias={}",
+        c.n_in, c.n_hidden, c.n_out, c.hidden_activation, c.output_activation, c.loss, c.bias, c.train_bias
+    )
+}
+
+/// The rows `rows` of the row-major matrix `a` with `cols` columns.
+fn gather<T: Copy>(a: &[T], cols: usize, rows: &[usize]) -> Result<Vec<T>> {
+    crate::memory::collect(
+        "a member's rows",
+        rows.len() * cols,
+        rows.iter().flat_map(|&r| a[r * cols..(r + 1) * cols].iter().copied()),
+    )
+}
+
+impl Error {
+    /// Says which member of a population failed.
+    pub(crate) fn in_member(self, member: usize) -> Self {
+        match self {
+            Self::Member { .. } | Self::Interrupted { .. } => self,
+            error => Self::Member { member, error: Box::new(error) },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
