@@ -54,7 +54,8 @@ def fit(
     size, core = pop.size, pop._core
     seed = random_seed() if config.seed is None else int(config.seed)
     seeds = [seed] * size
-    rows = [bootstrap_rows(len(x), seed, i).tolist() for i in range(size)] if bootstrap else None
+    first = pop._first_member
+    rows = [bootstrap_rows(len(x), seed, first + i).tolist() for i in range(size)] if bootstrap else None
     histories = [History(config) for _ in range(size)]
     pop.history = history = PopulationHistory(histories)
     train_accuracy = config.accuracy is True

@@ -148,6 +148,7 @@ class Population:
         self._core = core
         self._optimizers = optimizers
         self.seeds = None
+        self._first_member = 0  # this population's first member in a larger one it is a shard of
         # A network of the members' shape and dtype: it converts and checks inputs as theirs.
         self._like = Network._from_core(core.member(0))
 
@@ -275,13 +276,29 @@ class Population:
         callbacks: Sequence[Callback] = (),
         config: TrainingConfig | None = None,
         bootstrap: bool = False,
+        client: Any = None,
+        shards: int | None = None,
     ) -> PopulationHistory:
         """``Network.fit`` for every member at once: each member trains as ``Network.fit`` with these
         arguments would train it (the same shuffles for a given ``seed``), stops early on its own, and
         keeps its own best weights. Callbacks get ``logs`` whose values are (size,) arrays (NaN for
         members that stopped); returning True stops every member. With ``bootstrap``, member i trains
-        on its own resample of the rows, ``bootstrap_rows(len(X), seed, i)`` (bagging)."""
+        on its own resample of the rows, ``bootstrap_rows(len(X), seed, i)`` (bagging).
+
+        With ``client`` (a ``dask.distributed.Client``), the members train on the cluster's workers in
+        ``shards`` parts (one per worker by default) and come back equal to a local run's; see
+        ``rustbp.distributed``."""
         from ._population_fit import fit
+
+        if client is not None:
+            from . import distributed
+
+            return distributed.fit(
+                self, X, Y, epochs, client=client, shards=shards, batch_size=batch_size, shuffle=shuffle,
+                seed=seed, validation_data=validation_data, validation_split=validation_split, patience=patience,
+                min_delta=min_delta, restore_best_weights=restore_best_weights, accuracy=accuracy,
+                verbose=verbose, callbacks=callbacks, config=config, bootstrap=bootstrap,
+            )  # fmt: skip
 
         if config is None:
             config = TrainingConfig(
