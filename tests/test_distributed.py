@@ -13,9 +13,9 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as c:
-            yield c
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as c:
+        yield c
 
 
 def make():
@@ -45,7 +45,7 @@ def test_what_cannot_run_remotely_is_refused(client):
     X, y = np.zeros((4, 5)), np.zeros(4, dtype=int)
     with pytest.raises(ValueError, match="callbacks: not available with client="):
         pop.fit(X, y, 1, client=client, callbacks=[print])
-    with pytest.raises(TypeError, match="client: expected a dask.distributed.Client, got str"):
+    with pytest.raises(TypeError, match=r"client: expected a dask\.distributed\.Client, got str"):
         pop.fit(X, y, 1, client="tcp://nowhere")
     with pytest.raises(ValueError, match="shards: expected a positive integer, got 0"):
         pop.fit(X, y, 1, client=client, shards=0)

@@ -20,7 +20,7 @@ from .network import Network
 from .training import Callback, History, _accuracy, _numbered_from, _Progress
 
 if TYPE_CHECKING:
-    from .population import Population
+    from .population import Population, PopulationHistory
 
 logger = logging.getLogger("rustbp")
 
@@ -36,7 +36,7 @@ def fit(
     validation_data: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
     callbacks: list[Callback],
     bootstrap: bool,
-) -> Any:
+) -> PopulationHistory:
     from .population import PopulationHistory, bootstrap_rows
 
     x, y = (x.reshape(1, -1), y.reshape(1, -1)) if x.ndim == 1 else (x, y)
@@ -96,7 +96,8 @@ def fit(
             summary = {"members": int(active.sum()), f"mean {monitor}": float(running.mean())}
             logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, _summary(summary))
             progress.update(1, epoch + 1, summary)
-            stop = any([cb(epoch, {k: v.copy() for k, v in logs.items()}) is True for cb in callbacks])
+            # Each value a (size,) array; a copy per callback, so none sees another's changes.
+            stop = any([cb(epoch, {k: v.copy() for k, v in logs.items()}) is True for cb in callbacks])  # type: ignore[misc]
             if config.patience is not None:
                 improved = active & (logs[monitor] < best - config.min_delta)
                 best[improved], wait[improved] = logs[monitor][improved], 0
@@ -147,8 +148,9 @@ def save(pop: Population, path: str | os.PathLike[str], optimizer: bool) -> None
         for i in range(pop.size)
     }
     weights = {f"weights_{k}": v for k, v in pop.get_weights().items()}
+    arrays: dict[str, Any] = {"format": np.array(FORMAT), **members, **weights}
     buffer = io.BytesIO()
-    np.savez(buffer, format=np.array(FORMAT), **members, **weights)
+    np.savez(buffer, **arrays)
     _files.write_atomic(path, buffer.getvalue())
 
 

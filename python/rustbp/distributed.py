@@ -52,17 +52,24 @@ def fit(
     data = client.scatter([X, Y], broadcast=True)
     futures = [
         client.submit(
-            _train_shard, Population.from_networks([pop[int(i)] for i in part]), int(part[0]), *data, epochs, seed,
-            kwargs, pure=False,
-        )  # fmt: skip
+            _train_shard,
+            Population.from_networks([pop[int(i)] for i in part]),
+            int(part[0]),
+            *data,
+            epochs,
+            seed,
+            kwargs,
+            pure=False,
+        )
         for part in parts
     ]
     trained = client.gather(futures)
     members = [net for shard, _ in trained for net in shard]
     whole = Population.from_networks(members)
     pop._init(whole._core, whole._optimizers)
-    pop.history = PopulationHistory([h for _, history in trained for h in history.members])
-    return pop.history
+    history = PopulationHistory([h for _, part in trained for h in part.members])
+    pop.history = history
+    return history
 
 
 def _train_shard(

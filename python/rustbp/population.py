@@ -148,6 +148,8 @@ class Population:
         self._core = core
         self._optimizers = optimizers
         self.seeds = None
+        #: What the last ``fit`` recorded (``best`` ranks the members by it).
+        self.history: PopulationHistory | None = None
         self._first_member = 0  # this population's first member in a larger one it is a shard of
         # A network of the members' shape and dtype: it converts and checks inputs as theirs.
         self._like = Network._from_core(core.member(0))
@@ -301,10 +303,12 @@ class Population:
             )  # fmt: skip
 
         if config is None:
-            config = TrainingConfig(
-                epochs, batch_size, shuffle, seed, validation_split, patience, min_delta, restore_best_weights,
-                accuracy, verbose,
-            )  # fmt: skip
+            settings: dict[str, Any] = {
+                "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
+                "validation_split": validation_split, "patience": patience, "min_delta": min_delta,
+                "restore_best_weights": restore_best_weights, "accuracy": accuracy, "verbose": verbose,
+            }  # fmt: skip
+            config = TrainingConfig(**settings)
         elif not isinstance(config, TrainingConfig):
             raise TypeError(f"config: expected a rustbp.TrainingConfig, got {type(config).__name__}")
         if not isinstance(bootstrap, bool):
@@ -321,7 +325,7 @@ class Population:
     def best(self, by: str = "val_loss") -> Network:
         """The member with the lowest ``by`` (``val_loss`` or ``loss``) in the last ``fit``, at the epoch
         whose weights it holds, as a ``Network``."""
-        history = getattr(self, "history", None)
+        history = self.history
         if by not in ("loss", "val_loss"):
             raise ValueError(f"by: expected 'loss' or 'val_loss', got {by!r}")
         if history is None:
@@ -427,4 +431,3 @@ def _optimizers(base: Optimizer, size: int, **overrides: Any) -> list[Optimizer]
 
 def _hashable(v: Any) -> Any:
     return tuple(v) if isinstance(v, (list, np.ndarray)) else v
-
