@@ -36,20 +36,20 @@ impl<B: Backend + Send + Sync> Population<B> {
         let Some(first) = members.first() else {
             return Err(Error::config("size", "at least one member", 0));
         };
-        let shape = |c: &Config| Config { optimizer: first.config().optimizer, ..*c };
         for (i, m) in members.iter().enumerate() {
-            if shape(m.config()) != *first.config() {
-                return Err(Error::config(
-                    "members",
-                    format!("networks like member 0 ({})", describe(first.config())),
-                    format!("member {i}: {}", describe(m.config())),
-                ));
-            }
-            if m.adapter().is_some() != first.adapter().is_some() {
-                return Err(Error::config("members", "networks on one device", format!("member {i} on another")));
-            }
+            like(first, m, i)?;
         }
         Ok(Self { members })
+    }
+
+    /// Puts `member` (a network like the others) in place of member `i`.
+    pub fn replace(&mut self, i: usize, member: B) -> Result<()> {
+        let size = self.members.len();
+        like(&self.members[0], &member, i)?;
+        let slot =
+            self.members.get_mut(i).ok_or_else(|| Error::config("member", format!("an index in [0, {size})"), i))?;
+        *slot = member;
+        Ok(())
     }
 
     pub fn members(&self) -> &[B] {
@@ -89,7 +89,7 @@ impl<B: Backend + Send + Sync> Population<B> {
     /// `steps` steps of every member on the batch (x, t): each member's losses.
     pub fn train(&mut self, x: &[B::T], t: &[B::T], steps: usize, keep_going: KeepGoing) -> Result<Vec<Vec<f64>>> {
         self.config().check_pair(x, t, "T")?;
-        self.train_each(keep_going, None, |m, _, go| m.train(x, t, steps, go))
+        self.train_each(keep_going, None, 1, |m, _, go| m.train(x, t, steps, go))
     }
 
     /// `Backend::fit` of every member on (x, y), or on its own `rows` of it, shuffled with its own seed;
@@ -124,7 +124,7 @@ impl<B: Backend + Send + Sync> Population<B> {
             }
         }
         let (n_in, n_out) = (self.config().n_in, self.config().n_out);
-        self.train_each(keep_going, active, |m, i, go| match rows {
+        self.train_each(keep_going, active, n.div_ceil(batch_size.max(1)), |m, i, go| match rows {
             None => m.fit(x, y, epochs, batch_size, shuffle, seeds[i], first_epoch, go),
             Some(rows) => {
                 let (xi, yi) = (gather(x, n_in, &rows[i])?, gather(y, n_out, &rows[i])?);
@@ -148,11 +148,13 @@ impl<B: Backend + Send + Sync> Population<B> {
     /// the pool, for CPU members) while this thread asks `keep_going` every `POLL`. A stop reaches the
     /// members through their own `keep_going`. Every member runs to its end (or its error) whatever the
     /// others do, so each ends where the network alone would; then the first error by member order is
-    /// returned, an interruption counting the steps every member completed.
+    /// returned, an interruption counting the steps every member completed (a finished member's losses
+    /// count `steps_per_loss` steps each: one for `train`, an epoch's for `fit`).
     fn train_each(
         &mut self,
         keep_going: KeepGoing,
         active: Option<&[bool]>,
+        steps_per_loss: usize,
         train: impl Fn(&mut B, usize, KeepGoing) -> Result<Vec<f64>> + Sync,
     ) -> Result<Vec<Vec<f64>>> {
         let stop = AtomicBool::new(false);
@@ -190,7 +192,7 @@ impl<B: Backend + Send + Sync> Population<B> {
             let completed = results
                 .iter()
                 .filter_map(|r| match r {
-                    Ok(l) if !l.is_empty() => Some(l.len()),
+                    Ok(l) if !l.is_empty() => Some(l.len() * steps_per_loss),
                     Err(Error::Interrupted { completed }) => Some(*completed),
                     _ => None,
                 })
@@ -205,6 +207,21 @@ impl<B: Backend + Send + Sync> Population<B> {
         }
         results.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_member(i))).collect()
     }
+}
+
+/// Checks that member `i` shares everything but its optimizer settings with `first`, and its device.
+fn like<B: Backend>(first: &B, m: &B, i: usize) -> Result<()> {
+    if (Config { optimizer: first.config().optimizer, ..*m.config() }) != *first.config() {
+        return Err(Error::config(
+            "members",
+            format!("networks like member 0 ({})", describe(first.config())),
+            format!("member {i}: {}", describe(m.config())),
+        ));
+    }
+    if m.adapter().is_some() != first.adapter().is_some() {
+        return Err(Error::config("members", "networks on one device", format!("member {i} on another")));
+    }
+    Ok(())
 }
 
 fn expect_len(arg: &'static str, got: usize, size: usize) -> Result<()> {

@@ -167,14 +167,8 @@ impl PopulationCore {
         let net: &Net = &net;
         let mut guard = self.write()?;
         on_members!(&mut *guard, p => {
-            let (size, shape) = (p.members().len(), *p.config());
             let copy = py.detach(|| Member::copy_of(net))?;
-            let c = Backend::config(&copy);
-            if *c != (crate::Config { optimizer: c.optimizer, ..shape }) {
-                return Err(crate::Error::config("network", "a network of the population's shape", "another shape").into());
-            }
-            *p.members_mut().get_mut(i).ok_or_else(|| out_of_range(i, size))? = copy;
-            Ok(())
+            Ok(p.replace(i, copy)?)
         })
     }
 

@@ -108,3 +108,17 @@ fn bad_populations_and_arguments_are_refused() {
     assert!(matches!(err, Error::InvalidConfig { arg: "rows", .. }), "{err}");
     assert!(matches!(pop.forward(&x[..3]), Err(Error::ShapeMismatch { arg: "X", .. })));
 }
+
+#[test]
+fn an_interrupted_fit_counts_steps_not_epochs() {
+    let (x, t) = data(64);
+    let mut pop = Population::new(members(3)).unwrap();
+    let mut asked = 0;
+    let result = pop.fit(&x, &t, None, 1_000_000, 4, true, &[1, 2, 3], 0, None, &mut || {
+        asked += 1;
+        asked < 10
+    });
+    let Err(Error::Interrupted { completed }) = result else { panic!("expected an interruption, got {result:?}") };
+    let updates: Vec<u64> = pop.members().iter().map(|m| m.optimizer_state().1).collect();
+    assert_eq!(completed as u64, *updates.iter().min().unwrap(), "{updates:?}");
+}
