@@ -193,6 +193,20 @@ def test_members_come_and_go_as_networks():
         pop[1] = rustbp.Network(2, 5, 1)
 
 
+def test_to_moves_every_member():
+    from conftest import require
+
+    require(GPU)
+    rng = np.random.default_rng(5)
+    x, t = rng.normal(size=(6, 3)), rng.uniform(size=(6, 2))
+    pop = rustbp.Population(3, 4, 2, 3, optimizer=rustbp.SGD(lr=0.1, momentum=0.9), seed=1, dtype="float32")
+    pop.train(x, t, 2)
+    gpu = pop.to("gpu")
+    assert (gpu.device, gpu.dtype, gpu.size) == ("gpu", "float32", 3)
+    assert_close(gpu.train(x, t, 3), pop.train(x, t, 3), 1e-5)
+    assert_close(gpu.to("cpu", "float64").get_weights()["w1"], pop.get_weights()["w1"], 1e-5)
+
+
 @pytest.mark.parametrize("how", ["pickle", "save"])
 def test_populations_resume_exactly_after_pickle_and_save(tmp_path, how):
     rng = np.random.default_rng(4)

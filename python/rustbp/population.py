@@ -337,6 +337,11 @@ class Population:
         scores = np.array([row[e] for row, e in zip(values, held)])
         return self[int(np.nanargmin(scores))]
 
+    def to(self, device: Device, dtype: Dtype | None = None) -> Population:
+        """A copy of the population (weights and optimizer state) on ``device`` in ``dtype`` (None: the
+        device's default, float32 on the GPU), as ``Network.to`` copies each member."""
+        return Population.from_networks([m.to(device, dtype) for m in self])
+
     # -- weights ------------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, FloatArray]:
         """Every member's parameters stacked on a leading member axis, as ``torch.func.stack_module_state``
