@@ -11,6 +11,7 @@ mod io;
 use crate::backend::{to_cpu, Backend};
 use crate::error::Error;
 use crate::gpu::GpuNetwork;
+use crate::lock::{ForkLock, ReadGuard, Refused, WriteGuard};
 use crate::network::Network;
 use convert::{
     adapter_dict, config_dict, pair_of, params_of, rows_of, state_lists, state_of, to_numpy, trace_dict, weights_dict,
@@ -20,7 +21,6 @@ use numpy::IntoPyArray;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 pub use error::{GpuUnavailableError, TrainingDivergedError};
 
@@ -98,33 +98,34 @@ struct Core {
     // A lock, not `&mut self`: training holds it for writing with the GIL released, so other threads
     // run Python meanwhile; one that wants the network then fails fast with a clear error instead of
     // reading half-updated weights. Predictions share it for reading, so many threads predict at once.
-    net: RwLock<Net>,
+    // Fork-aware: a child forked while another thread held it is not told "busy" forever.
+    net: ForkLock<Net>,
 }
 
 impl Core {
     fn wrap(net: Net) -> Self {
-        Self { net: RwLock::new(net) }
+        Self { net: ForkLock::new(net) }
     }
 
-    fn read(&self) -> PyResult<RwLockReadGuard<'_, Net>> {
-        unpoisoned(self.net.try_read())
+    fn read(&self) -> PyResult<ReadGuard<'_, Net>> {
+        self.net.try_read().map_err(refused)
     }
 
-    fn write(&self) -> PyResult<RwLockWriteGuard<'_, Net>> {
-        unpoisoned(self.net.try_write())
+    fn write(&self) -> PyResult<WriteGuard<'_, Net>> {
+        self.net.try_write().map_err(refused)
     }
 }
 
-fn unpoisoned<G>(lock: Result<G, TryLockError<G>>) -> PyResult<G> {
-    match lock {
-        Ok(guard) => Ok(guard),
-        Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
-            "the network is busy: another thread is training it or reading it; retry when that call returns",
-        )),
-        // The core does not panic; if it ever did, the data is still consistent, since updates are
-        // committed by swapping whole buffers.
-        Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-    }
+fn refused(why: Refused) -> PyErr {
+    PyRuntimeError::new_err(match why {
+        Refused::Busy => {
+            "the network is busy: another thread is training it or reading it; retry when that call returns".to_owned()
+        }
+        Refused::WriterAtFork { pid } => format!(
+            "the network was being changed by another thread of process {pid} when this process was forked \
+             from it, so its copy here may be half-updated: load it from a file or rebuild it in this process"
+        ),
+    })
 }
 
 /// Multiply-adds of a forward pass over `rows` rows.
