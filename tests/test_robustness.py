@@ -385,3 +385,35 @@ def test_forward_is_deterministic(rng):
     first = net.forward(X)
     for _ in range(3):
         np.testing.assert_array_equal(net.forward(X), first)
+
+
+def test_other_threads_run_while_a_large_input_is_copied():
+    # The core's loss on a 64 MiB X whose T has the wrong number of rows: X is copied, then refused, so
+    # the call is all conversion. Copied with the GIL held from start to end, it would stop the counting
+    # thread for the whole copy; copied a block at a time, the thread gets turns in between.
+    net = rustbp.Network(1024, 2, 1, seed=0)
+    X = np.ones((8192, 1024))
+    T = np.ones((3, 1))
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        while len(ticks) < 1000:  # the counter is running and asking for the GIL
+            time.sleep(0.001)
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match="T: expected shape 8192 rows, like X"):
+            net._core.loss(X, T)
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        counter.join()
+        sys.setswitchinterval(old)
+    assert any(start < t < end for t in ticks), "the counting thread never ran during the copy"
