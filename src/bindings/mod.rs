@@ -27,6 +27,12 @@ pub use error::{GpuUnavailableError, TrainingDivergedError};
 /// Below this many multiply-adds a call keeps the GIL: releasing it would cost more than the work.
 const DETACH_WORK: usize = 50_000;
 
+/// From this many multiply-adds (a large validation set: a good fraction of a second and more), `forward`
+/// and `loss` run in row blocks of about `BLOCK_WORK`, looking for Ctrl-C between blocks. Smaller calls
+/// run in one piece: blocks round differently from one pass (the products are split otherwise).
+const POLLED_WORK: usize = 1 << 30;
+const BLOCK_WORK: usize = 1 << 26;
+
 /// The network of a `Core`, on its device.
 #[allow(clippy::large_enum_variant)] // one per Python object, behind its lock: the size is no cost
 enum Net {
@@ -193,7 +199,12 @@ impl Core {
         dispatch!(&*guard, n => {
             let c = *Backend::config(n);
             let (x, rows, one_d) = rows_of(x, "X", c.n_in)?;
-            let o = maybe_detach(py, forward_work(&c, rows), || n.forward(&x))?;
+            let o = if forward_work(&c, rows) >= POLLED_WORK {
+                let blocks = in_row_blocks(py, &c, rows, |r0, r1| n.forward(&x[r0 * c.n_in..r1 * c.n_in]))?;
+                blocks.into_iter().flat_map(|(_, o)| o).collect()
+            } else {
+                maybe_detach(py, forward_work(&c, rows), || n.forward(&x))?
+            };
             to_numpy(py, o, if one_d { None } else { Some(rows) })
         })
     }
@@ -204,6 +215,13 @@ impl Core {
         dispatch!(&*guard, n => {
             let c = *Backend::config(n);
             let (x, t, rows) = pair_of(&c, x, t, "T")?;
+            if forward_work(&c, rows) >= POLLED_WORK {
+                // Every loss is a mean over rows: the blocks' means weighted by their rows.
+                let blocks = in_row_blocks(py, &c, rows, |r0, r1| {
+                    n.loss(&x[r0 * c.n_in..r1 * c.n_in], &t[r0 * c.n_out..r1 * c.n_out])
+                })?;
+                return Ok(blocks.into_iter().map(|(r, l)| l * r as f64).sum::<f64>() / rows as f64);
+            }
             Ok(maybe_detach(py, forward_work(&c, rows), || n.loss(&x, &t))?)
         })
     }
@@ -325,6 +343,39 @@ fn maybe_detach<R: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> R + Se
         py.detach(f)
     } else {
         f()
+    }
+}
+
+/// Runs `f` on the row blocks `[r0, r1)` of a batch of `rows` rows with the GIL released, checking for
+/// Ctrl-C (and other signals) between blocks: a pending signal's exception is raised once the block in
+/// progress is done. Returns each block's row count and result.
+fn in_row_blocks<R: Send>(
+    py: Python<'_>,
+    c: &crate::Config,
+    rows: usize,
+    mut f: impl FnMut(usize, usize) -> crate::Result<R> + Send,
+) -> PyResult<Vec<(usize, R)>> {
+    let block = (BLOCK_WORK / forward_work(c, 1).max(1)).max(1);
+    let mut pending: Option<PyErr> = None;
+    let blocks = py.detach(|| -> crate::Result<Vec<(usize, R)>> {
+        let mut out = Vec::with_capacity(rows.div_ceil(block));
+        for r0 in (0..rows).step_by(block) {
+            if r0 > 0 {
+                // A closure, as in `interruptible`: the method's lifetime is not general enough for `attach`.
+                #[allow(clippy::redundant_closure_for_method_calls)]
+                if let Err(e) = Python::attach(|py| py.check_signals()) {
+                    pending = Some(e);
+                    break;
+                }
+            }
+            let r1 = (r0 + block).min(rows);
+            out.push((r1 - r0, f(r0, r1)?));
+        }
+        Ok(out)
+    })?;
+    match pending {
+        Some(signal) => Err(signal),
+        None => Ok(blocks),
     }
 }
 
