@@ -218,7 +218,24 @@ fn build<T: FileScalar>(
         }
     }
     let mut net = Network::with_params(config, params)?;
-    if field(meta, "optimizer.saved")? == "true" {
+    let saved = field(meta, "optimizer.saved")? == "true";
+    // Only the state this network has may be in the file: none for a frozen or absent parameter.
+    let mut known = vec!["optimizer.saved".to_owned()];
+    if saved {
+        known.push("optimizer.updates".into());
+        for (i, slots) in net.optimizer_state().0.iter().enumerate() {
+            known.extend((0..slots.len()).map(|s| state_key(&config.optimizer, i, s)));
+        }
+    }
+    let mut keys: Vec<&String> = meta.keys().filter(|k| k.starts_with("optimizer.") && !known.contains(k)).collect();
+    keys.sort();
+    if let Some(key) = keys.first() {
+        return Err(file_error(format!(
+            "unexpected metadata field {key:?}: this network has no such optimizer state (expected only {})",
+            known.join(", ")
+        )));
+    }
+    if saved {
         let (current, _) = net.optimizer_state();
         let mut state: [Vec<Vec<T>>; 4] = Default::default();
         for (i, slots) in current.iter().enumerate() {

@@ -14,6 +14,7 @@ pub mod error;
 mod exp;
 pub mod io;
 pub mod linalg;
+pub mod lock;
 pub mod loss;
 pub mod memory;
 pub mod network;

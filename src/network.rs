@@ -296,6 +296,7 @@ impl<T: Scalar> Network<T> {
                     got: format!("{} buffers", s.len()),
                 });
             }
+            self.config.optimizer.check_state(s, updates)?;
         }
         self.state = state;
         self.updates = updates;

@@ -18,6 +18,10 @@ use rayon::prelude::*;
 pub(crate) const PARALLEL: usize = 1 << 19;
 const CHUNK: usize = 1 << 14;
 
+/// The most optimizer updates a network can have counted: Adam's bias correction uses the count as an
+/// f64, exact up to 2**53 (centuries of steps), and a larger count can only come from a forged state.
+pub const MAX_UPDATES: u64 = 1 << 53;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {
     Sgd { lr: f64, momentum: f64, nesterov: bool, weight_decay: f64 },
@@ -54,6 +58,27 @@ impl Optimizer {
         };
         in_range("lr", lr, "a finite number > 0", lr.is_finite() && lr > 0.0)?;
         in_range("weight_decay", weight_decay, "a finite number >= 0", weight_decay.is_finite() && weight_decay >= 0.0)
+    }
+
+    /// Checks optimizer state given from outside (a file, `set_optimizer_state`): every value finite,
+    /// Adam's second moments (slot 1) never negative, and an update count the bias correction can use,
+    /// so that impossible state is refused where it enters instead of diverging at every step.
+    pub fn check_state<T: Scalar>(&self, buffers: &[Vec<T>], updates: u64) -> Result<()> {
+        if updates > MAX_UPDATES {
+            return Err(Error::config("optimizer_state", format!("an update count <= 2**53 ({MAX_UPDATES})"), updates));
+        }
+        for (slot, buffer) in buffers.iter().enumerate() {
+            if let Some(v) = buffer.iter().find(|v| !v.is_finite()) {
+                return Err(Error::config("optimizer_state", "finite values", v.to_f64().unwrap_or(f64::NAN)));
+            }
+            if matches!(self, Self::Adam { .. }) && slot == 1 {
+                if let Some(v) = buffer.iter().find(|v| **v < T::zero()) {
+                    let got = v.to_f64().unwrap_or(f64::NAN);
+                    return Err(Error::config("optimizer_state", "Adam's exp_avg_sq >= 0 (a mean of squares)", got));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// How many state buffers each parameter needs: momentum (1), Adam's two moments (2), or none.

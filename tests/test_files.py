@@ -4,6 +4,7 @@ PyTorch's state-dict names."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import json
@@ -215,9 +216,31 @@ def damaged(saved):
     yield "softmax", forge(saved, output_activation="softmax"), "cross_entropy"
     yield "shared", forge(saved, bias="shared"), "0.bias: a shared bias must hold one value repeated"
     yield "no bias", forge(saved, bias="none"), "tensor 0.bias present, but the network has bias=none"
+    # Optimizer state that passes the checksum but that no training can have made.
+    yield "updates 2**64-1", forge(saved, **{"optimizer.updates": str(2**64 - 1)}), r"update count <= 2\*\*53"
+    yield "updates < 0", forge(saved, **{"optimizer.updates": "-1"}), "optimizer.updates: expected a non-negative"
+    negative = base64.b64encode(np.array([0.5, -1e-3, 0.0]).tobytes()).decode()
+    yield "v < 0", forge(saved, **{"optimizer.2.bias.exp_avg_sq": negative}), r"exp_avg_sq >= 0 .*got -0\.001"
+    inf = base64.b64encode(np.array([0.5, np.inf, 0.0]).tobytes()).decode()
+    yield "m inf", forge(saved, **{"optimizer.2.bias.exp_avg": inf}), "expected finite values"
+    yield (
+        "frozen state",
+        forge(saved, train_bias="false"),
+        'unexpected metadata field "optimizer.0.bias.exp_avg": this network has no such optimizer state',
+    )
+    yield (
+        "foreign state",
+        forge(saved, **{"optimizer.0.weight.momentum_buffer": "AAAAAAAAAAA="}),
+        'unexpected metadata field "optimizer.0.weight.momentum_buffer"',
+    )
+    yield (
+        "state unsaved",
+        forge(saved, **{"optimizer.saved": "false"}),
+        'unexpected metadata field "optimizer.0.bias.exp_avg"',
+    )
 
 
-N_DAMAGED = 19
+N_DAMAGED = 26
 
 
 @pytest.mark.parametrize("case", range(N_DAMAGED))

@@ -109,3 +109,73 @@ def test_a_forked_child_gets_a_clear_error_for_the_parents_gpu():
 
     assert in_child(child) == 0
     assert gpu.forward(X).shape == (2, 2)
+
+
+def fork_while(net: rustbp.Network, holds, body) -> int:
+    """Forks when another thread is inside `holds(net)` with the network's lock taken (seen as a busy
+    error from `probe`), and runs `body` in the child. The switch interval keeps this thread holding the
+    GIL from the busy answer to the fork, and the other thread needs the GIL to let go of the lock."""
+    import threading
+
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            holds(net)
+
+    worker = threading.Thread(target=work)
+    weights = net.get_weights()
+    old = sys.getswitchinterval()
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sys.setswitchinterval(100.0)
+            try:
+                net.set_weights(weights)  # takes the lock for writing: refused while the worker holds it
+            except RuntimeError as e:
+                assert "busy" in str(e)
+                return in_child(body)
+            finally:
+                sys.setswitchinterval(old)
+        pytest.fail("the worker never held the network's lock")
+    finally:
+        stop.set()
+        worker.join()
+
+
+def small_net() -> tuple[rustbp.Network, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 16))
+    T = rng.normal(size=(2000, 4))
+    return rustbp.Network(16, 64, 4, seed=2, optimizer=rustbp.Adam(lr=1e-3)), X, T
+
+
+def test_a_network_read_by_another_thread_at_fork_works_in_the_child():
+    net, X, T = small_net()
+    want = net.to("cpu").train(X, T, 3)
+
+    def child() -> int:
+        # The parent's reader does not exist here; the network is whole, since reading changes nothing.
+        return 0 if np.array_equal(net.train(X, T, 3), want) else 3
+
+    assert fork_while(net, lambda n: n.forward(X), child) == 0
+    assert np.array_equal(net.train(X, T, 3), want)  # the parent's network is unchanged, and free
+
+
+def test_a_network_trained_by_another_thread_at_fork_is_refused_clearly_in_the_child():
+    net, X, T = small_net()
+
+    def child() -> int:
+        for attempt in (lambda: net.forward(X), lambda: net.train(X, T, 1), net.get_weights):
+            try:
+                attempt()
+                return 4
+            except RuntimeError as e:
+                if "forked" not in str(e) or "half-updated" not in str(e):
+                    return 5
+        # Other networks work in the child.
+        return 0 if np.isfinite(rustbp.Network(16, 4, 2, seed=0).forward(X)).all() else 6
+
+    assert fork_while(net, lambda n: n.train(X, T, 50), child) == 0
+    assert np.isfinite(net.train(X, T, 1)).all()  # the parent's network is free again

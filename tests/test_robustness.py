@@ -385,3 +385,88 @@ def test_forward_is_deterministic(rng):
     first = net.forward(X)
     for _ in range(3):
         np.testing.assert_array_equal(net.forward(X), first)
+
+
+def test_other_threads_run_while_a_large_input_is_copied():
+    # The core's loss on a 64 MiB X whose T has the wrong number of rows: X is copied, then refused, so
+    # the call is all conversion. Copied with the GIL held from start to end, it would stop the counting
+    # thread for the whole copy; copied a block at a time, the thread gets turns in between.
+    net = rustbp.Network(1024, 2, 1, seed=0)
+    X = np.ones((8192, 1024))
+    T = np.ones((3, 1))
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        while len(ticks) < 1000:  # the counter is running and asking for the GIL
+            time.sleep(0.001)
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match="T: expected shape 8192 rows, like X"):
+            net._core.loss(X, T)
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        counter.join()
+        sys.setswitchinterval(old)
+    assert any(start < t < end for t in ticks), "the counting thread never ran during the copy"
+
+
+VALIDATION_CHILD = """
+import os, signal, sys, threading, time
+import numpy as np, rustbp
+rng = np.random.default_rng(0)
+# One step an epoch on 8 rows, then a validation set of 2**30+ multiply-adds: nearly all the time of each
+# epoch goes to validation, which the core runs in row blocks, looking for a signal between them.
+X, T = rng.normal(size=(8, 256)), rng.uniform(size=(8, 2))
+X_val, T_val = rng.normal(size=(16384, 256)), rng.uniform(size=(16384, 2))
+net = rustbp.Network(256, 256, 2, seed=1, optimizer=rustbp.Adam(lr=1e-3))
+fitting = threading.Event()
+sent = []
+
+def interrupt():
+    fitting.wait()
+    time.sleep(0.5)
+    sent.append(time.perf_counter())
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    fitting.set()
+    net.fit(X, T, epochs=10**6, batch_size=8, validation_data=(X_val, T_val))
+    print("no interrupt")
+    sys.exit(1)
+except KeyboardInterrupt as e:
+    late = time.perf_counter() - sent[0]
+    steps = e.completed_steps
+updates = net._core.get_optimizer_state()[1]
+print(f"steps={steps} updates={updates} late_ms={late * 1000:.0f}")
+"""
+
+
+def test_ctrl_c_during_validation_says_how_many_steps_the_network_holds():
+    child = run_child(VALIDATION_CHILD, timeout=120)
+    assert child.returncode == 0, child.stdout + child.stderr
+    fields = dict(f.split("=") for f in child.stdout.split())
+    assert int(fields["steps"]) >= 1
+    assert fields["steps"] == fields["updates"], "completed_steps is the number of steps the network took"
+
+
+def test_a_large_forward_and_loss_in_blocks_agree_with_small_calls(rng):
+    # Above 2**30 multiply-adds the core works in row blocks (to answer Ctrl-C): the results are those of
+    # the rows computed apart, to rounding.
+    net = rustbp.Network(256, 256, 2, seed=1, output_activation="softmax", loss="cross_entropy")
+    X = rng.normal(size=(16384, 256))
+    T = np.eye(2)[rng.integers(0, 2, 16384)]
+    out = net.forward(X)
+    np.testing.assert_allclose(out[:5000], net.forward(X[:5000]), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out[5000:], net.forward(X[5000:]), rtol=1e-12, atol=1e-15)
+    halves = (net.loss(X[:8192], T[:8192]) + net.loss(X[8192:], T[8192:])) / 2
+    assert net.loss(X, T) == pytest.approx(halves, rel=1e-12)

@@ -83,10 +83,35 @@ def _interrupts_deferred() -> Iterator[None]:
 
 
 def read(path: PathLike) -> _rustbp.Core:
-    """The core saved at ``path``; ValueError naming the file if it is not a valid rustbp file."""
-    with open(path, "rb") as f:
+    """The core saved at ``path``; ValueError naming the file if it is not a valid rustbp file, OSError
+    (naming it too) if it cannot be read."""
+    # An integer is a descriptor to open() and would be read and closed under its owner.
+    if isinstance(path, (int, bool)) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a str or os.PathLike naming a file, got {type(path).__name__} {path!r}")
+    name = os.fspath(path)
+    # Non-blocking: opening a FIFO would otherwise wait for a writer forever. Only regular files are read.
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a folder, not a file saved by Network.save", name)
+        raise ValueError(f"{name}: not a regular file but {_kind(mode)}; load reads files written by save")
+    with open(fd, "rb") as f:
         data = f.read()
     try:
         return _rustbp.core_from_safetensors(data)
     except ValueError as e:
-        raise ValueError(f"{os.fspath(path)}: {e}") from None
+        raise ValueError(f"{name}: {e}") from None
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):  # fmt: skip
+        if test(mode):
+            return kind
+    return f"a special file (mode {mode:o})"

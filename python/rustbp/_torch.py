@@ -97,6 +97,11 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
     dtypes = {torch.float32: "float32", torch.float64: "float64"}
     if l1.weight.dtype not in dtypes or l2.weight.dtype != l1.weight.dtype:
         raise ValueError(f"module: expected float32 or float64 weights, got {l1.weight.dtype} and {l2.weight.dtype}")
+    if any(p is not None and p.is_meta for p in (l1.weight, l1.bias, l2.weight, l2.bias)):
+        raise ValueError(
+            "module: expected parameters with values, got parameters on the meta device (shapes without data); "
+            "materialise them first, e.g. module.to_empty(device='cpu') then module.load_state_dict(...)"
+        )
     output = names[type(layers[3]).__name__]
     if raw and kwargs.get("loss") == "cross_entropy":
         output = "softmax"  # the softmax that nn.CrossEntropyLoss applies to the logits

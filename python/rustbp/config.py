@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, get_args
 
 import numpy as np
@@ -98,6 +98,8 @@ class NetworkConfig:
         _bool("train_bias", self.train_bias)
         if not isinstance(self.optimizer, (SGD, Adam)):
             raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(self.optimizer).__name__}")
+        # A copy checked again: object.__setattr__ can change the settings of a frozen optimizer.
+        object.__setattr__(self, "optimizer", replace(self.optimizer))
         _one_of("device", self.device, DEVICES)
         if self.dtype is None:
             object.__setattr__(self, "dtype", "float32" if self.device == "gpu" else "float64")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any, Union, cast
 
@@ -140,7 +140,7 @@ class Network:
     def optimizer(self, optimizer: Optimizer) -> None:
         if not isinstance(optimizer, (SGD, Adam)):
             raise TypeError(f"optimizer: expected rustbp.SGD or rustbp.Adam, got {type(optimizer).__name__}")
-        self._replace_optimizer(optimizer)
+        self._replace_optimizer(replace(optimizer))  # checked again, as NetworkConfig does
 
     def set_lr(self, lr: float) -> None:
         """Sets the learning rate of the next steps, keeping the optimizer state."""
@@ -280,7 +280,7 @@ class Network:
         restore_best_weights: bool = True,
         accuracy: bool | None = None,
         verbose: bool = False,
-        callbacks: Sequence[Callback] = (),
+        callbacks: Sequence[Callback] | None = (),
         config: TrainingConfig | None = None,
         lr_schedule: LRSchedule | Scheduler | None = None,
     ) -> History:
@@ -304,6 +304,8 @@ class Network:
             raise TypeError(f"config: expected a rustbp.TrainingConfig, got {type(config).__name__}")
         elif any(v is not _FIT_DEFAULTS[k] and v != _FIT_DEFAULTS[k] for k, v in settings.items()):
             raise TypeError("config: pass the training settings either as config= or as arguments, not both")
+        else:
+            config = replace(config)  # checked again: object.__setattr__ can change a frozen dataclass
         x, y = self._pair(X, Y, "Y")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -313,10 +315,8 @@ class Network:
             check_x(x_val, self.n_in, "validation_data[0]")
             check_t(x_val, y_val, self.n_out, "validation_data[1]", self._cross_entropy)
             validation_data = (x_val, y_val)
-        if isinstance(callbacks, str) or not all(callable(cb) for cb in callbacks):
-            raise TypeError("callbacks: expected a sequence of callables callback(epoch, logs)")
         scheduler = schedules.started(lr_schedule, self._optimizer.lr)
-        return training.fit(self, x, y, config, validation_data, callbacks, scheduler)
+        return training.fit(self, x, y, config, validation_data, _callbacks(callbacks), scheduler)
 
     # -- weights ------------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, FloatArray]:
@@ -377,6 +377,7 @@ class Network:
         config = replace(self.config, dtype=dtype, device=device)  # validates the pair
         assert config.dtype is not None
         net = self._from_core(self._core.to(config.device, config.dtype))
+        net.__dict__.update(self._extra_attributes())  # a subclass's attributes, shallowly, as copy.copy
         net._seed = self._seed
         return net
 
@@ -392,17 +393,26 @@ class Network:
         # of a safetensors header. Pickles (joblib, multiprocessing, sklearn's clone) resume exactly.
         # Both come from one copy taken under one lock, so they belong to the same step even while
         # another thread trains. A GPU network pickles as its CPU copy and goes back to the GPU.
+        # A subclass's own attributes travel too, so that it unpickles whole.
         snapshot = self._core.to("cpu", self.dtype)
-        return {"safetensors": _rustbp.core_to_safetensors(snapshot, False), "device": self.device,
-                "seed": self._seed, "optimizer_state": snapshot.get_optimizer_state()}  # fmt: skip
+        state = {"safetensors": _rustbp.core_to_safetensors(snapshot, False), "device": self.device,
+                 "seed": self._seed, "optimizer_state": snapshot.get_optimizer_state()}  # fmt: skip
+        extra = self._extra_attributes()
+        return state | {"attributes": extra} if extra else state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        core = _rustbp.core_from_safetensors(state["safetensors"])
-        core.set_optimizer_state(*state["optimizer_state"])
-        if state["device"] != "cpu":
-            core = core.to(state["device"], "float32")
+        data, device, seed, (buffers, updates), extra = _pickled(state)
+        core = _rustbp.core_from_safetensors(data)
+        core.set_optimizer_state(buffers, updates)
+        if device != "cpu":
+            core = core.to(device, "float32")
         self._init(core, optimizer_from_core(core.config()["optimizer"]))
-        self._seed = state["seed"]
+        self._seed = seed
+        self.__dict__.update(extra)
+
+    def _extra_attributes(self) -> dict[str, Any]:
+        """What a subclass (or a user) added to the instance, beyond what ``_init`` sets."""
+        return {k: v for k, v in self.__dict__.items() if k not in _OWN_ATTRIBUTES}
 
     def to_torch(self, dtype: Any = None) -> Any:
         """A ``torch.nn.Sequential(Linear, activation, Linear, activation)`` with copies of the weights, in
@@ -466,3 +476,56 @@ def _settings(config: NetworkConfig) -> dict[str, Any]:
         "beta2": adam.betas[1],
         "eps": adam.eps,
     }
+
+
+def _callbacks(callbacks: Any) -> Sequence[Callback]:
+    """``fit``'s callbacks as a tuple; None means none."""
+    expected = "callbacks: expected a sequence of callables callback(epoch, logs)"
+    if callbacks is None:
+        return ()
+    if callable(callbacks):
+        raise TypeError(
+            f"{expected}, got the single callable {callbacks!r}: pass [{getattr(callbacks, '__name__', 'it')}]"
+        )
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise TypeError(f"{expected}, got {type(callbacks).__name__} {callbacks!r}")
+    found = tuple(callbacks)
+    wrong = [cb for cb in found if not callable(cb)]
+    if wrong:
+        raise TypeError(f"{expected}, got {type(wrong[0]).__name__} {wrong[0]!r} among them")
+    return found
+
+
+# What ``_init`` sets; anything else in an instance's __dict__ is a subclass's own.
+_OWN_ATTRIBUTES = frozenset({"_core", "_config", "_cross_entropy", "_dtype", "_optimizer", "_seed"})
+
+
+def _pickled(state: Any) -> tuple[bytes, str, int | None, tuple[list[list[Any]], int], dict[str, Any]]:
+    """The parts of a pickled ``Network``'s state, checked: a pickle comes from elsewhere, and its errors
+    must say what in it is wrong rather than fail deep inside."""
+
+    def wrong(part: str, expected: str, got: Any) -> TypeError:
+        return TypeError(f"pickled Network state {part}: expected {expected}, got {type(got).__name__} {got!r:.80}")
+
+    if not isinstance(state, dict):
+        raise wrong("", "a dict", state)
+    missing = [k for k in ("safetensors", "device", "seed", "optimizer_state") if k not in state]
+    if missing:
+        raise ValueError(f"pickled Network state: missing {', '.join(missing)}; it was not made by Network")
+    data, device, seed, opt = state["safetensors"], state["device"], state["seed"], state["optimizer_state"]
+    extra = state.get("attributes", {})
+    if not isinstance(data, bytes):
+        raise wrong("safetensors", "bytes", data)
+    _one_of("pickled Network state device", device, DEVICES)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise ValueError(f"pickled Network state seed: expected None or an integer in [0, 2**64), got {seed!r}")
+    if not isinstance(opt, (tuple, list)) or len(opt) != 2 or not isinstance(opt[0], list):
+        raise wrong("optimizer_state", "a pair (buffers, updates)", opt)
+    updates = opt[1]
+    if isinstance(updates, bool) or not isinstance(updates, int) or not 0 <= updates < 2**64:
+        raise ValueError(
+            f"pickled Network state optimizer_state: expected a non-negative update count, got {updates!r}"
+        )
+    if not isinstance(extra, dict) or not all(isinstance(k, str) and k not in _OWN_ATTRIBUTES for k in extra):
+        raise wrong("attributes", "a dict of a subclass's attribute names", extra)
+    return data, device, seed, (opt[0], updates), extra

@@ -204,10 +204,19 @@ class NetworkClassifier(ClassifierMixin, _NetworkEstimator):  # type: ignore[mis
 
     def _targets(self, y: npt.NDArray[Any], first: bool, classes: Any) -> npt.NDArray[Any]:
         check_classification_targets(y)
+        given = None if classes is None else np.unique(np.asarray(classes))
         if first:
-            self.classes_ = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+            self.classes_ = np.unique(y) if given is None else given
             if len(self.classes_) < 2:
-                raise ValueError(f"y: a classifier needs at least 2 classes, got 1 class ({self.classes_[0]!r})")
+                arg = "y" if given is None else "classes"
+                count = f"{len(self.classes_)} class{'' if len(self.classes_) == 1 else 'es'}"
+                raise ValueError(f"{arg}: a classifier needs at least 2 classes, got {count} {self.classes_.tolist()}")
+        elif given is not None and not np.array_equal(given, self.classes_):
+            # As scikit-learn's own estimators: the output layer was sized for the first call's classes.
+            raise ValueError(
+                f"classes: expected the classes of the first partial_fit, {self.classes_.tolist()}, "
+                f"got {given.tolist()}"
+            )
         index = np.searchsorted(self.classes_, y)
         index = np.minimum(index, len(self.classes_) - 1)
         unknown = self.classes_[index] != y

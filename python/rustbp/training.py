@@ -287,12 +287,14 @@ def fit(
             logs = {"loss": float(losses[0])}
             if scheduler is not None:
                 logs["lr"] = net.optimizer.lr
-            if train_accuracy:
-                logs["accuracy"] = _accuracy(net.forward(x), y)
-            if validation_data is not None:
-                logs["val_loss"] = net.loss(*validation_data)
-                if val_accuracy:
-                    logs["val_accuracy"] = _accuracy(net.forward(validation_data[0]), validation_data[1])
+            # Ctrl-C while the metrics are taken: the network holds the epoch's steps, and says so.
+            with _numbered_from((epoch + 1) * steps_per_epoch, ()):
+                if train_accuracy:
+                    logs["accuracy"] = _accuracy(net.forward(x), y)
+                if validation_data is not None:
+                    logs["val_loss"] = net.loss(*validation_data)
+                    if val_accuracy:
+                        logs["val_accuracy"] = _accuracy(net.forward(validation_data[0]), validation_data[1])
             history._record(logs)
             logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, _format(logs))
             progress.update(1, epoch + 1, logs)

@@ -204,10 +204,29 @@ pub fn rows_of<T: Element + Scalar>(
     crate::memory::reserve(arg, &mut data, rows, width)?;
     // `as_slice` also accepts Fortran order, whose memory is not row-major: copy by index then.
     match readonly.as_slice() {
-        Ok(s) if readonly.is_c_contiguous() => data.extend_from_slice(s),
+        Ok(s) if readonly.is_c_contiguous() => copy_yielding(obj.py(), s, &mut data),
         _ => data.extend(readonly.as_array().iter().copied()),
     }
     Ok((data, rows, one_d))
+}
+
+/// Bytes copied with the GIL held before other threads get a turn.
+const COPY_BLOCK: usize = 1 << 20;
+
+/// Copies `s` into `data` a block at a time, letting other Python threads run between blocks, so that a
+/// large input does not stop them for the whole copy. Each block is copied with the GIL held, never
+/// with it released: Python code writing to the array from another thread would then race with the
+/// copy (numpy's borrow flags do not bind Python code). Between blocks such a writer may run, as it
+/// could between any two calls: the copy then holds a mix of both, as numpy's own copies would.
+fn copy_yielding<T: Copy>(py: Python<'_>, s: &[T], data: &mut Vec<T>) {
+    let block = (COPY_BLOCK / size_of::<T>().max(1)).max(1);
+    for (i, chunk) in s.chunks(block).enumerate() {
+        if i > 0 {
+            // Releasing the GIL lets a thread that asked for it take it (CPython hands it over).
+            py.detach(|| ());
+        }
+        data.extend_from_slice(chunk);
+    }
 }
 
 /// `obj` as a numpy array of `T`, or a TypeError naming `arg` (the Python layer converts dtypes first).

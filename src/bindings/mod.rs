@@ -12,6 +12,7 @@ mod population;
 use crate::backend::{to_cpu, Backend};
 use crate::error::Error;
 use crate::gpu::GpuNetwork;
+use crate::lock::{ForkLock, ReadGuard, Refused, WriteGuard};
 use crate::network::Network;
 use convert::{
     adapter_dict, config_dict, pair_of, params_of, rows_of, state_lists, state_of, to_numpy, trace_dict, weights_dict,
@@ -21,12 +22,17 @@ use numpy::IntoPyArray;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 pub use error::{GpuUnavailableError, TrainingDivergedError};
 
 /// Below this many multiply-adds a call keeps the GIL: releasing it would cost more than the work.
 const DETACH_WORK: usize = 50_000;
+
+/// From this many multiply-adds (a large validation set: a good fraction of a second and more), `forward`
+/// and `loss` run in row blocks of about `BLOCK_WORK`, looking for Ctrl-C between blocks. Smaller calls
+/// run in one piece: blocks round differently from one pass (the products are split otherwise).
+const POLLED_WORK: usize = 1 << 30;
+const BLOCK_WORK: usize = 1 << 26;
 
 /// The network of a `Core`, on its device.
 #[allow(clippy::large_enum_variant)] // one per Python object, behind its lock: the size is no cost
@@ -100,33 +106,34 @@ struct Core {
     // A lock, not `&mut self`: training holds it for writing with the GIL released, so other threads
     // run Python meanwhile; one that wants the network then fails fast with a clear error instead of
     // reading half-updated weights. Predictions share it for reading, so many threads predict at once.
-    net: RwLock<Net>,
+    // Fork-aware: a child forked while another thread held it is not told "busy" forever.
+    net: ForkLock<Net>,
 }
 
 impl Core {
     fn wrap(net: Net) -> Self {
-        Self { net: RwLock::new(net) }
+        Self { net: ForkLock::new(net) }
     }
 
-    fn read(&self) -> PyResult<RwLockReadGuard<'_, Net>> {
-        unpoisoned(self.net.try_read())
+    fn read(&self) -> PyResult<ReadGuard<'_, Net>> {
+        self.net.try_read().map_err(refused)
     }
 
-    fn write(&self) -> PyResult<RwLockWriteGuard<'_, Net>> {
-        unpoisoned(self.net.try_write())
+    fn write(&self) -> PyResult<WriteGuard<'_, Net>> {
+        self.net.try_write().map_err(refused)
     }
 }
 
-fn unpoisoned<G>(lock: Result<G, TryLockError<G>>) -> PyResult<G> {
-    match lock {
-        Ok(guard) => Ok(guard),
-        Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
-            "the network is busy: another thread is training it or reading it; retry when that call returns",
-        )),
-        // The core does not panic; if it ever did, the data is still consistent, since updates are
-        // committed by swapping whole buffers.
-        Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-    }
+fn refused(why: Refused) -> PyErr {
+    PyRuntimeError::new_err(match why {
+        Refused::Busy => {
+            "the network is busy: another thread is training it or reading it; retry when that call returns".to_owned()
+        }
+        Refused::WriterAtFork { pid } => format!(
+            "the network was being changed by another thread of process {pid} when this process was forked \
+             from it, so its copy here may be half-updated: load it from a file or rebuild it in this process"
+        ),
+    })
 }
 
 /// Multiply-adds of a forward pass over `rows` rows.
@@ -194,7 +201,12 @@ impl Core {
         dispatch!(&*guard, n => {
             let c = *Backend::config(n);
             let (x, rows, one_d) = rows_of(x, "X", c.n_in)?;
-            let o = maybe_detach(py, forward_work(&c, rows), || n.forward(&x))?;
+            let o = if forward_work(&c, rows) >= POLLED_WORK {
+                let blocks = in_row_blocks(py, &c, rows, |r0, r1| n.forward(&x[r0 * c.n_in..r1 * c.n_in]))?;
+                blocks.into_iter().flat_map(|(_, o)| o).collect()
+            } else {
+                maybe_detach(py, forward_work(&c, rows), || n.forward(&x))?
+            };
             to_numpy(py, o, if one_d { None } else { Some(rows) })
         })
     }
@@ -205,6 +217,13 @@ impl Core {
         dispatch!(&*guard, n => {
             let c = *Backend::config(n);
             let (x, t, rows) = pair_of(&c, x, t, "T")?;
+            if forward_work(&c, rows) >= POLLED_WORK {
+                // Every loss is a mean over rows: the blocks' means weighted by their rows.
+                let blocks = in_row_blocks(py, &c, rows, |r0, r1| {
+                    n.loss(&x[r0 * c.n_in..r1 * c.n_in], &t[r0 * c.n_out..r1 * c.n_out])
+                })?;
+                return Ok(blocks.into_iter().map(|(r, l)| l * r as f64).sum::<f64>() / rows as f64);
+            }
             Ok(maybe_detach(py, forward_work(&c, rows), || n.loss(&x, &t))?)
         })
     }
@@ -326,6 +345,39 @@ fn maybe_detach<R: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> R + Se
         py.detach(f)
     } else {
         f()
+    }
+}
+
+/// Runs `f` on the row blocks `[r0, r1)` of a batch of `rows` rows with the GIL released, checking for
+/// Ctrl-C (and other signals) between blocks: a pending signal's exception is raised once the block in
+/// progress is done. Returns each block's row count and result.
+fn in_row_blocks<R: Send>(
+    py: Python<'_>,
+    c: &crate::Config,
+    rows: usize,
+    mut f: impl FnMut(usize, usize) -> crate::Result<R> + Send,
+) -> PyResult<Vec<(usize, R)>> {
+    let block = (BLOCK_WORK / forward_work(c, 1).max(1)).max(1);
+    let mut pending: Option<PyErr> = None;
+    let blocks = py.detach(|| -> crate::Result<Vec<(usize, R)>> {
+        let mut out = Vec::with_capacity(rows.div_ceil(block));
+        for r0 in (0..rows).step_by(block) {
+            if r0 > 0 {
+                // A closure, as in `interruptible`: the method's lifetime is not general enough for `attach`.
+                #[allow(clippy::redundant_closure_for_method_calls)]
+                if let Err(e) = Python::attach(|py| py.check_signals()) {
+                    pending = Some(e);
+                    break;
+                }
+            }
+            let r1 = (r0 + block).min(rows);
+            out.push((r1 - r0, f(r0, r1)?));
+        }
+        Ok(out)
+    })?;
+    match pending {
+        Some(signal) => Err(signal),
+        None => Ok(blocks),
     }
 }
 

@@ -277,6 +277,7 @@ impl Backend for GpuNetwork {
                     got: format!("{} buffers", s.len()),
                 });
             }
+            self.config.optimizer.check_state(s, updates)?;
         }
         self.write(&self.bufs.state, &l.flatten_state(&state));
         self.updates = updates;
