@@ -2,7 +2,7 @@
 //! an enum of populations as `Core` is over an enum of networks. `rustbp.Population` wraps it.
 
 use super::convert::{config_dict, exact_shape, pair_of, rows_of, Settings};
-use super::{interruptible, unpoisoned, unsupported, Core, Net};
+use super::{interruptible, refused, unsupported, Core, Net};
 use crate::backend::{to_cpu, Backend};
 use crate::gpu::GpuNetwork;
 use crate::network::{Network, PARAM_NAMES};
@@ -12,7 +12,7 @@ use numpy::{Element, IntoPyArray, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::lock::{ForkLock, ReadGuard, WriteGuard};
 
 /// The members of a `PopulationCore`, on their device.
 enum Members {
@@ -69,16 +69,16 @@ impl Members {
 #[pyclass(module = "rustbp._rustbp", frozen)]
 pub(super) struct PopulationCore {
     // A lock for the same reason as `Core`'s: training holds it with the GIL released.
-    members: RwLock<Members>,
+    members: ForkLock<Members>,
 }
 
 impl PopulationCore {
-    fn read(&self) -> PyResult<RwLockReadGuard<'_, Members>> {
-        unpoisoned(self.members.try_read())
+    fn read(&self) -> PyResult<ReadGuard<'_, Members>> {
+        self.members.try_read().map_err(refused)
     }
 
-    fn write(&self) -> PyResult<RwLockWriteGuard<'_, Members>> {
-        unpoisoned(self.members.try_write())
+    fn write(&self) -> PyResult<WriteGuard<'_, Members>> {
+        self.members.try_write().map_err(refused)
     }
 
     fn of(device: &str, dtype: &str, nets: &[&Net]) -> PyResult<Self> {
@@ -88,7 +88,7 @@ impl PopulationCore {
             ("gpu", "float32") => Members::Gpu(stacked(nets)?),
             _ => return Err(unsupported(device, dtype)),
         };
-        Ok(Self { members: RwLock::new(members) })
+        Ok(Self { members: ForkLock::new(members) })
     }
 }
 
@@ -112,7 +112,7 @@ impl PopulationCore {
                 _ => return Err(unsupported(device, dtype)),
             })
         })?;
-        Ok(Self { members: RwLock::new(members) })
+        Ok(Self { members: ForkLock::new(members) })
     }
 
     /// Copies of `cores` (networks of one shape, device and dtype) as a population.
