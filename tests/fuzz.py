@@ -641,8 +641,70 @@ def differential_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
 
 
 @st.composite
+def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
+    """A valid population and valid calls, member i checked bit for bit against the network built with its
+    seed and learning rate and given the same calls (on the CPU and the GPU alike)."""
+    n_in, n_hidden, n_out = draw(st.integers(1, 9)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    output, loss = draw(st.sampled_from(OUTPUT_LOSS))
+    n_out = max(n_out, 2) if output == "softmax" else n_out
+    device = "gpu" if HAS_GPU and draw(st.integers(0, 5)) == 0 else "cpu"
+    dtype = "float32" if device == "gpu" else draw(st.sampled_from(["float64", "float32"]))
+    size = draw(st.integers(1, 4))
+    lr = draw(st.floats(1e-3, 0.3)) / max(n_in, n_hidden, n_out) / 2  # never diverges (see differential_cases)
+    lrs = [lr * draw(st.sampled_from([0.5, 1.0, 2.0])) for _ in range(size)]
+    mu = draw(st.sampled_from([0.0, 0.9]))
+    opt: Any = rustbp.SGD(lr=lr, momentum=mu) if draw(st.booleans()) else rustbp.Adam(lr=lr)
+    kw = {
+        "hidden_activation": draw(st.sampled_from(ACTIVATIONS[:4])), "output_activation": output, "loss": loss,
+        "bias": draw(st.sampled_from(BIASES)), "train_bias": draw(st.booleans()), "optimizer": opt,
+        "dtype": dtype, "device": device,
+    }  # fmt: skip
+    seed0 = draw(st.integers(0, 2**32))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32)))
+    rows = draw(st.integers(1, 9))
+    X = rng.uniform(-3, 3, (rows, n_in))
+    T = {"softmax": rng.dirichlet(np.ones(n_out), rows) if n_out > 1 else np.ones((rows, 1)),
+         "sigmoid": rng.uniform(0, 1, (rows, n_out)), "relu": rng.uniform(0, 1, (rows, n_out)), "tanh": rng.uniform(-1, 1, (rows, n_out)),
+         "identity": rng.normal(size=(rows, n_out))}[output]  # fmt: skip
+    ops = draw(
+        st.lists(st.sampled_from(["train", "fit", "bootstrap", "forward", "loss", "pickle"]), min_size=1, max_size=4)
+    )
+    fit_seed, epochs, batch = draw(st.integers(0, 2**32)), draw(st.integers(1, 3)), draw(st.integers(1, rows))
+
+    def run() -> None:
+        pop = rustbp.Population(n_in, n_hidden, n_out, size, lr=lrs, seed=seed0, **kw)
+        nets = [rustbp.Network(n_in, n_hidden, n_out, **{**kw, "optimizer": replace(opt, lr=lrs[i])}, seed=seed0 + i)
+                for i in range(size)]  # fmt: skip
+        for op in ops:
+            if op == "train":
+                got, want = pop.train(X, T, 3), [n.train(X, T, 3) for n in nets]
+            elif op in ("fit", "bootstrap"):
+                got = pop.fit(X, T, epochs, batch, seed=fit_seed, bootstrap=op == "bootstrap").loss
+                picks = [rustbp.population.bootstrap_rows(rows, fit_seed, i) if op == "bootstrap" else slice(None)
+                         for i in range(size)]  # fmt: skip
+                want = [n.fit(X[p], T[p], epochs, batch, seed=fit_seed).loss for n, p in zip(nets, picks)]
+            elif op == "forward":
+                got, want = pop.forward(X), [n.forward(X) for n in nets]
+            elif op == "loss":
+                got, want = pop.loss(X, T), [n.loss(X, T) for n in nets]
+            else:
+                pop = pickle.loads(pickle.dumps(pop))
+                continue
+            for i in range(size):
+                np.testing.assert_array_equal(got[i], want[i], err_msg=f"population {op}: member {i}")
+        for i, net in enumerate(nets):
+            for k, v in net.get_weights().items():
+                np.testing.assert_array_equal(pop[i].get_weights()[k], v, err_msg=f"population: member {i} {k}")
+
+    return [run]
+
+
+@st.composite
 def cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
-    return draw(chaos_cases()) if draw(st.booleans()) else [strict(f) for f in draw(differential_cases())]
+    kind = draw(st.integers(0, 7))
+    if kind < 4:
+        return draw(chaos_cases())
+    return [strict(f) for f in draw(population_cases() if kind == 7 else differential_cases())]
 
 
 def strict(f: Callable[[], Any]) -> Callable[[], Any]:
