@@ -276,4 +276,18 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    #[allow(clippy::float_cmp)] // untouched means the same bits
+    fn products_with_no_rows_or_no_columns_write_nothing() {
+        // m or n = 0: C has no element, whatever k is (the widths the network passes are all >= 1, and so
+        // is k).
+        let (a, b) = (vec![1.0_f64; 64 * 64], vec![1.0_f64; 64 * 64]);
+        for (m, n, k) in [(0, 3, 4), (3, 0, 4), (0, 64, 64), (64, 0, 64)] {
+            let mut c = vec![7.0; 8];
+            matmul(m, n, k, Mat::n(&a, k), Mat::n(&b, n), &mut c, false);
+            matmul(m, n, k, Mat::t(&a, m), Mat::t(&b, k), &mut c, true);
+            assert!(c.iter().all(|&v| v == 7.0), "{m}x{n}x{k} wrote outside C");
+        }
+    }
 }

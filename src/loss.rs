@@ -77,3 +77,124 @@ impl Loss {
         self.value(z, o, t, n_out)
     }
 }
+
+#[cfg(test)]
+// Tests fail by panicking.
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in (-2, 2), different for every index and seed.
+    fn values(n: usize, seed: usize) -> Vec<f64> {
+        (0..n).map(|i| (((i + 31 * seed) * 7919 % 10007) as f64 / 10007.0 - 0.5) * 4.0).collect()
+    }
+
+    /// An output activation and its derivative with respect to z, written from z with libm (independent of
+    /// `Activation`, which works from the output).
+    fn reference_activation(act: Activation, z: f64) -> (f64, f64) {
+        match act {
+            Activation::Sigmoid => {
+                let s = 1.0 / (1.0 + (-z).exp());
+                (s, s * (1.0 - s))
+            }
+            Activation::Tanh => (z.tanh(), 1.0 / z.cosh().powi(2)),
+            Activation::Relu => (z.max(0.0), if z > 0.0 { 1.0 } else { 0.0 }),
+            Activation::Identity => (z, 1.0),
+            Activation::Softmax => panic!("softmax is a row operation"),
+        }
+    }
+
+    /// The loss and dL/dz of a (batch x n_out) block, straight from the formulas at the top of the file.
+    fn reference(loss: Loss, act: Activation, z: &[f64], t: &[f64], n_out: usize) -> (f64, Vec<f64>) {
+        let batch = z.len() / n_out;
+        match loss {
+            Loss::HalfSse | Loss::Mse => {
+                // L = c sum (t - o)^2, so dL/dz = 2 c (o - t) f'(z)
+                let c = if loss == Loss::HalfSse { 0.5 / batch as f64 } else { 1.0 / z.len() as f64 };
+                let mut total = 0.0;
+                let mut dz = vec![];
+                for (&z, &t) in z.iter().zip(t) {
+                    let (o, d) = reference_activation(act, z);
+                    total += c * (t - o) * (t - o);
+                    dz.push(2.0 * c * (o - t) * d);
+                }
+                (total, dz)
+            }
+            Loss::CrossEntropy => {
+                // L = -1/B sum t (z - ln sum exp z); dL/dz_k = (p_k sum_j t_j - t_k) / B
+                let mut total = 0.0;
+                let mut dz = vec![];
+                for (zr, tr) in z.chunks(n_out).zip(t.chunks(n_out)) {
+                    let sum_exp: f64 = zr.iter().map(|v| v.exp()).sum();
+                    let mass: f64 = tr.iter().sum();
+                    for (&zk, &tk) in zr.iter().zip(tr) {
+                        total -= tk * (zk - sum_exp.ln()) / batch as f64;
+                        dz.push((zk.exp() / sum_exp * mass - tk) / batch as f64);
+                    }
+                }
+                (total, dz)
+            }
+        }
+    }
+
+    fn outputs(act: Activation, z: &[f64], n_out: usize) -> Vec<f64> {
+        if act == Activation::Softmax {
+            z.chunks(n_out)
+                .flat_map(|r| {
+                    let s: f64 = r.iter().map(|v| v.exp()).sum();
+                    r.iter().map(move |v| v.exp() / s)
+                })
+                .collect()
+        } else {
+            z.iter().map(|&z| reference_activation(act, z).0).collect()
+        }
+    }
+
+    /// Every loss with every output activation it is used with, on batches of several rows and more
+    /// than two outputs (so that 1/B, 1/(B n_out) and 1/2 all differ), in f64 and f32. Cross-entropy
+    /// targets include rows that are not probabilities (mass 0.3 and 2.5, zeros, a negative entry),
+    /// where the general gradient p sum(t) - t is not p - t.
+    #[test]
+    fn values_and_deltas_match_the_formulas() {
+        let (batch, n_out) = (4, 3);
+        let z = values(batch * n_out, 1);
+        let cases = [
+            (Loss::HalfSse, Activation::Sigmoid),
+            (Loss::HalfSse, Activation::Tanh),
+            (Loss::HalfSse, Activation::Identity),
+            (Loss::Mse, Activation::Sigmoid),
+            (Loss::Mse, Activation::Relu),
+            (Loss::Mse, Activation::Identity),
+            (Loss::CrossEntropy, Activation::Softmax),
+        ];
+        for (loss, act) in cases {
+            let t: Vec<f64> = if loss == Loss::CrossEntropy {
+                vec![0.0, 1.0, 0.0, 0.2, 0.3, 0.5, 0.1, 0.0, 0.2, 1.5, -0.25, 1.25]
+            } else {
+                values(batch * n_out, 2).iter().map(|v| 0.5 + v / 5.0).collect()
+            };
+            let o = outputs(act, &z, n_out);
+            let (want_loss, want_dz) = reference(loss, act, &z, &t, n_out);
+            let mut dz = vec![f64::NAN; z.len()];
+            let got = loss.delta(act, &z, &o, &t, n_out, &mut dz);
+            let value = loss.value(&z, &o, &t, n_out);
+            let tol = 1e-12 * want_loss.abs().max(1.0);
+            assert!((got - want_loss).abs() < tol, "{loss}/{act}: delta's loss {got} vs {want_loss}");
+            assert!((value - want_loss).abs() < tol, "{loss}/{act}: value {value} vs {want_loss}");
+            for (i, (&g, &w)) in dz.iter().zip(&want_dz).enumerate() {
+                assert!((g - w).abs() < 1e-12, "{loss}/{act}: dz[{i}] = {g} vs {w}");
+            }
+            // f32: the same numbers within f32's rounding
+            let f = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+            let (z32, o32, t32) = (f(&z), f(&o), f(&t));
+            let mut dz32 = vec![f32::NAN; z.len()];
+            let got = loss.delta(act, &z32, &o32, &t32, n_out, &mut dz32);
+            let value = loss.value(&z32, &o32, &t32, n_out);
+            assert!((got - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0), "{loss}/{act} f32: {got}");
+            assert!((value - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0), "{loss}/{act} f32: {value}");
+            for (i, (&g, &w)) in dz32.iter().zip(&want_dz).enumerate() {
+                assert!((f64::from(g) - w).abs() < 1e-6, "{loss}/{act} f32: dz[{i}] = {g} vs {w}");
+            }
+        }
+    }
+}

@@ -453,12 +453,6 @@ def test_ctrl_c_in_fit_epoch_by_epoch_counts_the_steps_of_every_epoch(rng, caplo
     assert trained_steps(net, X, Y, 11, 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fit epoch by epoch credits no step of an epoch whose core call completed when the "
-    "KeyboardInterrupt is raised by Python code just after it (the core itself now raises a signal that came "
-    "after its last poll, with the finished run's steps)",
-)
 def test_ctrl_c_raised_after_a_completed_epoch_counts_that_epoch(rng):
     X, Y = rng.normal(size=(12, 4)), rng.uniform(size=(12, 3))
     net = make(optimizer=rustbp.SGD(lr=0.1, momentum=0.9))
@@ -477,3 +471,24 @@ def test_ctrl_c_in_chunked_train_counts_the_steps_of_every_chunk(rng, caplog):
         net.train(X, T, 100, log_every=5)
     assert trained_steps(net, X, T, 12, 4)
     assert info.value.completed_steps == 12
+
+
+def test_ctrl_c_raised_by_python_between_core_calls_counts_every_completed_step(rng, caplog):
+    # In a callback after the second epoch (of 3 steps each), and just after train's third chunk returned:
+    # no core call is running, so the count comes from the core's updates.
+    X, Y = rng.normal(size=(12, 4)), rng.uniform(size=(12, 3))
+    net = make(optimizer=rustbp.Adam(lr=0.01))
+
+    def callback(epoch, logs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        net.fit(X, Y, 10, batch_size=4, shuffle=False, callbacks=[callback])
+    assert info.value.completed_steps == 6
+    net = make(optimizer=rustbp.SGD(lr=0.1, momentum=0.9))
+    net._core = InterruptedCore(net._core, call=3, steps=5, from_core=False)
+    with caplog.at_level(logging.INFO, logger="rustbp"), pytest.raises(KeyboardInterrupt) as info:
+        net.train(X[:4], Y[:4], 100, log_every=5)
+    assert info.value.completed_steps == 15
+    assert trained_steps(net, X[:4], Y[:4], 15, 4)

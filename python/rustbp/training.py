@@ -230,6 +230,30 @@ def _numbered_from(steps_before: int, losses_before: Sequence[Any]) -> Iterator[
         raise
 
 
+def _updates(net: Network) -> int | None:
+    """The core's own count of committed updates, or None where it cannot be read (a device lost)."""
+    try:
+        return int(net._core.get_optimizer_state()[1])
+    except (RuntimeError, MemoryError):
+        return None
+
+
+@contextlib.contextmanager
+def _counting_steps(net: Network) -> Iterator[None]:
+    """Sets a KeyboardInterrupt's ``completed_steps`` from the core's count of updates since the block
+    began. A signal can be raised by the core at a completed step or by Python anywhere between the core's
+    calls (just after one returned, in a callback); only the core's count is right in every case, so it
+    replaces the per-call numbering of ``_numbered_from`` whenever it can be read."""
+    before = _updates(net)
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        after = None if before is None else _updates(net)
+        if before is not None and after is not None:
+            e.completed_steps = after - before  # type: ignore[attr-defined]
+        raise
+
+
 def _rows(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return a.reshape(1, -1) if a.ndim == 1 else a
 
@@ -280,7 +304,7 @@ def fit(
         for loss in net._core.fit(x, y, config.epochs, config.batch_size, config.shuffle, seed):
             history._record({"loss": float(loss)})
         return history
-    try:
+    with _counting_steps(net), contextlib.closing(progress):
         for epoch in range(config.epochs):
             with _numbered_from(epoch * steps_per_epoch, history.history.get("loss", [])):
                 losses = net._core.fit(x, y, 1, config.batch_size, config.shuffle, seed, epoch)
@@ -322,8 +346,6 @@ def fit(
             if stop:
                 history.stopped_early = epoch + 1 < config.epochs
                 break
-    finally:
-        progress.close()
     if best_weights is not None and history.best_epoch != history.epochs - 1:
         net.set_weights(best_weights)
     return history
@@ -338,7 +360,7 @@ def train(
     if not progress.active and not logger.isEnabledFor(logging.INFO):
         return net._core.train(x, t, steps)
     chunks: list[npt.NDArray[np.float64]] = []
-    try:
+    with _counting_steps(net), contextlib.closing(progress):
         for start in range(0, steps, log_every):
             n = min(log_every, steps - start)
             with _numbered_from(start, chunks):
@@ -346,6 +368,4 @@ def train(
             chunks.append(losses)
             logger.info("step %d: loss %r", start, float(losses[0]))
             progress.update(n, start + n, {"loss": float(losses[-1])})
-    finally:
-        progress.close()
     return np.concatenate(chunks)
