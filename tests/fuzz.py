@@ -663,9 +663,12 @@ def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
     rng = np.random.default_rng(draw(st.integers(0, 2**32)))
     rows = draw(st.integers(1, 9))
     X = rng.uniform(-3, 3, (rows, n_in))
-    T = {"softmax": rng.dirichlet(np.ones(n_out), rows) if n_out > 1 else np.ones((rows, 1)),
-         "sigmoid": rng.uniform(0, 1, (rows, n_out)), "relu": rng.uniform(0, 1, (rows, n_out)), "tanh": rng.uniform(-1, 1, (rows, n_out)),
-         "identity": rng.normal(size=(rows, n_out))}[output]  # fmt: skip
+    if output == "softmax":
+        T = rng.dirichlet(np.ones(n_out), rows) if n_out > 1 else np.ones((rows, 1))
+    else:
+        T = {"tanh": rng.uniform(-1, 1, (rows, n_out)), "identity": rng.normal(size=(rows, n_out))}.get(
+            output, rng.uniform(0, 1, (rows, n_out))
+        )
     ops = draw(
         st.lists(st.sampled_from(["train", "fit", "bootstrap", "forward", "loss", "pickle"]), min_size=1, max_size=4)
     )

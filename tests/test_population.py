@@ -189,7 +189,7 @@ def test_members_come_and_go_as_networks():
         rustbp.Population.from_networks([nets[0], rustbp.Network(2, 3, 1, dtype="float32")])
     with pytest.raises(IndexError, match=r"index: expected an integer in \[-3, 3\), got 3"):
         pop[3]
-    with pytest.raises(ValueError, match="expected networks like member 0 .*, got member 1: 2-5-1"):
+    with pytest.raises(ValueError, match=r"expected networks like member 0 .*, got member 1: 2-5-1"):
         pop[1] = rustbp.Network(2, 5, 1)
 
 

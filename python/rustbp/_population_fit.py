@@ -17,7 +17,7 @@ import numpy.typing as npt
 from . import _files, _rustbp
 from .config import TrainingConfig, random_seed
 from .network import Network
-from .training import Callback, History, _accuracy, _numbered_from, _Progress
+from .training import Callback, History, _accuracy, _numbered_from, _Progress, held_out
 
 if TYPE_CHECKING:
     from .population import Population, PopulationHistory
@@ -39,18 +39,7 @@ def fit(
 ) -> PopulationHistory:
     from .population import PopulationHistory, bootstrap_rows
 
-    x, y = (x.reshape(1, -1), y.reshape(1, -1)) if x.ndim == 1 else (x, y)
-    if validation_data is not None and config.validation_split > 0:
-        raise ValueError("validation_data: pass either validation_data or validation_split, not both")
-    if config.validation_split > 0:
-        n_train = int(len(x) * (1 - config.validation_split))
-        if not 1 <= n_train < len(x):
-            raise ValueError(
-                f"validation_split: {config.validation_split} of {len(x)} samples leaves no training or no "
-                "validation sample"
-            )
-        validation_data = (x[n_train:], y[n_train:])
-        x, y = x[:n_train], y[:n_train]
+    x, y, validation_data = held_out(x, y, config, validation_data)
     size, core = pop.size, pop._core
     seed = random_seed() if config.seed is None else int(config.seed)
     seeds = [seed] * size

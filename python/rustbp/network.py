@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any, Union, cast
 
 import numpy as np
@@ -298,14 +298,7 @@ class Network:
             "validation_split": validation_split, "patience": patience, "min_delta": min_delta,
             "restore_best_weights": restore_best_weights, "accuracy": accuracy, "verbose": verbose,
         }  # fmt: skip
-        if config is None:
-            config = TrainingConfig(**settings)
-        elif not isinstance(config, TrainingConfig):
-            raise TypeError(f"config: expected a rustbp.TrainingConfig, got {type(config).__name__}")
-        elif any(v is not _FIT_DEFAULTS[k] and v != _FIT_DEFAULTS[k] for k, v in settings.items()):
-            raise TypeError("config: pass the training settings either as config= or as arguments, not both")
-        else:
-            config = replace(config)  # checked again: object.__setattr__ can change a frozen dataclass
+        config = training.training_config(config, settings)
         x, y = self._pair(X, Y, "Y")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -453,11 +446,6 @@ class Network:
 
     def _repr_html_(self) -> str:
         return f"<div>{self.to_svg()}<pre>{html.escape(repr(self))}</pre></div>"
-
-
-_FIT_DEFAULTS: dict[str, Any] = {"epochs": None} | {
-    f.name: f.default for f in fields(TrainingConfig) if f.name != "epochs"
-}
 
 
 def _settings(config: NetworkConfig) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivatio
 from .config import NetworkConfig, TrainingConfig, _positive_int, random_seed
 from .network import FloatArray, Network, _settings
 from .optim import SGD, Optimizer
-from .training import Callback, History
+from .training import Callback, History, training_config
 
 __all__ = ["Population", "PopulationHistory", "bootstrap_rows"]
 
@@ -302,15 +302,12 @@ class Population:
                 verbose=verbose, callbacks=callbacks, config=config, bootstrap=bootstrap,
             )  # fmt: skip
 
-        if config is None:
-            settings: dict[str, Any] = {
-                "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
-                "validation_split": validation_split, "patience": patience, "min_delta": min_delta,
-                "restore_best_weights": restore_best_weights, "accuracy": accuracy, "verbose": verbose,
-            }  # fmt: skip
-            config = TrainingConfig(**settings)
-        elif not isinstance(config, TrainingConfig):
-            raise TypeError(f"config: expected a rustbp.TrainingConfig, got {type(config).__name__}")
+        settings: dict[str, Any] = {
+            "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
+            "validation_split": validation_split, "patience": patience, "min_delta": min_delta,
+            "restore_best_weights": restore_best_weights, "accuracy": accuracy, "verbose": verbose,
+        }  # fmt: skip
+        config = training_config(config, settings)
         if not isinstance(bootstrap, bool):
             raise TypeError(f"bootstrap: expected a bool, got {type(bootstrap).__name__}")
         if isinstance(callbacks, str) or not all(callable(cb) for cb in callbacks):

@@ -14,6 +14,7 @@ import logging
 import math
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Callable, Optional, overload
 
 import numpy as np
@@ -258,16 +259,31 @@ def _rows(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return a.reshape(1, -1) if a.ndim == 1 else a
 
 
-def fit(
-    net: Network,
+#: ``fit``'s training settings and their defaults, to tell them apart from ``config=``.
+_FIT_DEFAULTS: dict[str, Any] = {"epochs": None} | {
+    f.name: f.default for f in fields(TrainingConfig) if f.name != "epochs"
+}
+
+
+def training_config(config: TrainingConfig | None, settings: dict[str, Any]) -> TrainingConfig:
+    """``fit``'s settings: ``config`` when given (and then no setting passed as an argument), else built
+    from the arguments in ``settings``."""
+    if config is None:
+        return TrainingConfig(**settings)
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"config: expected a rustbp.TrainingConfig, got {type(config).__name__}")
+    if any(v is not _FIT_DEFAULTS[k] and v != _FIT_DEFAULTS[k] for k, v in settings.items()):
+        raise TypeError("config: pass the training settings either as config= or as arguments, not both")
+    return config
+
+
+def held_out(
     x: npt.NDArray[Any],
     y: npt.NDArray[Any],
     config: TrainingConfig,
     validation_data: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
-    callbacks: Sequence[Callback],
-    scheduler: Scheduler | None = None,
-) -> History:
-    """``Network.fit``'s loop: the core's fit one epoch at a time, then metrics, callbacks, stopping."""
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], tuple[npt.NDArray[Any], npt.NDArray[Any]] | None]:
+    """(x, y) as rows, and the validation data: as given, or the last ``validation_split`` of the rows."""
     x, y = _rows(x), _rows(y)
     if validation_data is not None and config.validation_split > 0:
         raise ValueError("validation_data: pass either validation_data or validation_split, not both")
@@ -282,6 +298,20 @@ def fit(
         x, y = x[:n_train], y[:n_train]
     if validation_data is not None:
         validation_data = (_rows(validation_data[0]), _rows(validation_data[1]))
+    return x, y, validation_data
+
+
+def fit(
+    net: Network,
+    x: npt.NDArray[Any],
+    y: npt.NDArray[Any],
+    config: TrainingConfig,
+    validation_data: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
+    callbacks: Sequence[Callback],
+    scheduler: Scheduler | None = None,
+) -> History:
+    """``Network.fit``'s loop: the core's fit one epoch at a time, then metrics, callbacks, stopping."""
+    x, y, validation_data = held_out(x, y, config, validation_data)
     # Training accuracy costs a forward pass over all of x per epoch, so it is recorded only on request;
     # validation accuracy comes by default for classifiers.
     train_accuracy = config.accuracy is True
