@@ -5,6 +5,7 @@ use super::convert::{config_dict, exact_shape, pair_of, rows_of, Settings};
 use super::{interruptible, refused, unsupported, Core, Net};
 use crate::backend::{to_cpu, Backend};
 use crate::gpu::GpuNetwork;
+use crate::lock::{ForkLock, ReadGuard, WriteGuard};
 use crate::network::{Network, PARAM_NAMES};
 use crate::population::Population;
 use crate::Scalar;
@@ -12,7 +13,6 @@ use numpy::{Element, IntoPyArray, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use crate::lock::{ForkLock, ReadGuard, WriteGuard};
 
 /// The members of a `PopulationCore`, on their device.
 enum Members {
