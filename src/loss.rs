@@ -4,6 +4,10 @@
 //! - `mse` (PyTorch's MSELoss):  L = 1/(B n_out) sum_b sum_k (t - o)^2;  dL/do = 2 (o - t) / (B n_out)
 //! - `cross_entropy` with softmax outputs: L = -1/B sum_b sum_k t log softmax(z);
 //!   dL/dz = (p sum_k t_k - t) / B, which is (p - t) / B for one-hot or probability rows.
+//! - `binary_cross_entropy` with sigmoid outputs (PyTorch's BCELoss, the mean over all B n_out
+//!   elements like `mse`), computed from the logits z as BCEWithLogitsLoss does so that it stays finite
+//!   where o rounds to 0 or 1: L = 1/(B n_out) sum (max(z, 0) - z t + ln(1 + e^-|z|));
+//!   dL/dz = (o - t) / (B n_out), o = sigmoid(z).
 //!
 //! For the first two, `dz2 = dL/do * f'(o)` with f the output activation.
 
@@ -16,6 +20,7 @@ named_enum! {
         HalfSse => "half_sse",
         Mse => "mse",
         CrossEntropy => "cross_entropy",
+        BinaryCrossEntropy => "binary_cross_entropy",
     }
 }
 
@@ -43,6 +48,10 @@ impl Loss {
                     }
                 }
                 total / batch as f64
+            }
+            Self::BinaryCrossEntropy => {
+                let total: f64 = z.iter().zip(t).map(|(&z, &t)| bce(z, t).to_f64().unwrap_or(f64::NAN)).sum();
+                total / o.len() as f64
             }
         }
     }
@@ -73,7 +82,20 @@ impl Loss {
                     }
                 }
             }
+            Self::BinaryCrossEntropy => {
+                let scale = T::one() / T::of(o.len() as f64);
+                for ((d, &o), &t) in dz.iter_mut().zip(o).zip(t) {
+                    *d = (o - t) * scale;
+                }
+            }
         }
         self.value(z, o, t, n_out)
     }
+}
+
+/// One element's binary cross-entropy from its logit, `max(z, 0) - z t + ln(1 + e^-|z|)`: the form that
+/// neither overflows nor takes the log of a rounded 0.
+#[inline]
+fn bce<T: Scalar>(z: T, t: T) -> T {
+    z.max(T::zero()) - z * t + (-z.abs()).exp().ln_1p()
 }

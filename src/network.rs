@@ -102,6 +102,14 @@ impl Config {
                 format!("output_activation={}, loss={}", self.output_activation, self.loss),
             ));
         }
+        let bce = self.loss == Loss::BinaryCrossEntropy;
+        if bce && self.output_activation != Activation::Sigmoid {
+            return Err(Error::config(
+                "output_activation",
+                "sigmoid output with binary_cross_entropy loss (its gradient is o - t through the sigmoid)",
+                format!("output_activation={}, loss={}", self.output_activation, self.loss),
+            ));
+        }
         self.optimizer.validate()
     }
 

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from . import _files, _rustbp, _svg, _torch, schedules, training
 from ._article import article_biases, article_names, article_weights
-from ._inputs import as_array, check_probabilities, check_t, check_x
+from ._inputs import as_array, check_probabilities, check_t, check_unit_interval, check_x
 from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
 from .config import DEVICES, NetworkConfig, TrainingConfig, _one_of, _positive_int, optimizer_from_core, random_seed
 from .config import DTYPES as DTYPE_NAMES
@@ -71,6 +71,7 @@ class Network:
         self._config: dict[str, Any] = core.config()
         # Looked up on every train_step: its targets may be class indices.
         self._cross_entropy = self._config["loss"] == "cross_entropy"
+        self._binary = self._config["loss"] == "binary_cross_entropy"
         self._dtype = DTYPES[core.dtype]
         self._optimizer = optimizer
         self._seed = None
@@ -201,7 +202,7 @@ class Network:
     def train_step(self, X: ArrayLike, T: ArrayLike) -> float:
         """One update on the batch (X, T); returns the loss of this step's forward pass, before the update.
         For ``cross_entropy``, T may hold class indices, (batch,) integers in [0, n_out)."""
-        if self._cross_entropy:
+        if self._cross_entropy or self._binary:
             x = as_array(X, self._dtype, "X")
             t = self._targets(T, x, "T")
         else:
@@ -214,9 +215,13 @@ class Network:
 
     def _targets(self, T: object, x: np.ndarray, name: str) -> np.ndarray:
         """``T`` as the core takes it. For ``cross_entropy``, class indices (like ``nn.CrossEntropyLoss``'s:
-        an integer per sample) become one-hot rows, and probability rows are checked."""
+        an integer per sample) become one-hot rows, and probability rows are checked; for
+        ``binary_cross_entropy``, that every target is in [0, 1]."""
         if not self._cross_entropy:
-            return as_array(T, self._dtype, name)
+            t = as_array(T, self._dtype, name)
+            if self._binary and t.size:
+                check_unit_interval(t, name)
+            return t
         a = T if isinstance(T, np.ndarray) else None
         if a is None and not (T is None or isinstance(T, (str, bytes))):
             try:
@@ -415,7 +420,8 @@ class Network:
         """A network with the layout and weights of ``nn.Sequential(Linear, act, Linear[, act])``;
         ``kwargs`` (loss, optimizer, seed...) go to ``Network``. A module without a final activation
         (raw logits) becomes a softmax network with cross_entropy loss, with a warning, unless ``loss``
-        says otherwise (``loss="mse"``: identity outputs)."""
+        says otherwise (``loss="mse"``: identity outputs; ``loss="binary_cross_entropy"``: the sigmoid of
+        ``nn.BCEWithLogitsLoss``, so forward returns probabilities)."""
         return _torch.from_torch(cls, module, kwargs)
 
     # -- teaching -----------------------------------------------------------------------------------

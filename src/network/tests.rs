@@ -121,6 +121,7 @@ fn gradients_match_central_finite_differences() {
         (Activation::Identity, Loss::HalfSse),
         (Activation::Relu, Loss::Mse),
         (Activation::Softmax, Loss::CrossEntropy),
+        (Activation::Sigmoid, Loss::BinaryCrossEntropy),
     ];
     let mut case = 0_u64;
     for &hidden_activation in &hidden {
@@ -285,6 +286,9 @@ fn bad_configuration_and_inputs_are_errors_naming_the_argument() {
         arg_of(Network::new(Config { output_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)),
         "loss"
     );
+    let bce = Config { loss: Loss::BinaryCrossEntropy, ..Config::new(2, 2, 2) };
+    assert_eq!(arg_of(Network::new(Config { output_activation: Activation::Tanh, ..bce }, 0)), "output_activation");
+    assert_eq!(arg_of(Network::new(Config { output_activation: Activation::Softmax, ..bce }, 0)), "loss");
     assert_eq!(
         arg_of(Network::new(Config { hidden_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)),
         "hidden_activation"
@@ -312,6 +316,7 @@ fn one_sample_path_is_bit_identical_to_the_batched_path() {
         (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse),
         (Activation::Tanh, Activation::Identity, Loss::Mse),
         (Activation::Relu, Activation::Softmax, Loss::CrossEntropy),
+        (Activation::Identity, Activation::Sigmoid, Loss::BinaryCrossEntropy),
     ] {
         for bias in [Bias::PerNeuron, Bias::Shared, Bias::None] {
             for optimizer in [
@@ -338,5 +343,24 @@ fn one_sample_path_is_bit_identical_to_the_batched_path() {
                 assert_eq!(fast.optimizer_state(), slow.optimizer_state());
             }
         }
+    }
+}
+
+#[test]
+fn binary_cross_entropy_is_the_mean_over_elements_from_the_logits() {
+    // Logits far enough out that o rounds to 0 or 1, where -t ln(o) - (1 - t) ln(1 - o) would be inf.
+    let z = [-800.0, -3.0, 0.0, 2.5, 40.0, 800.0];
+    let t = [0.0, 1.0, 0.25, 0.5, 1.0, 0.75];
+    let o: Vec<f64> = z.iter().map(|&z: &f64| 1.0 / (1.0 + (-z).exp())).collect();
+    let n_out = 2;
+    // -t ln(o) - (1 - t) ln(1 - o) summed in 60-digit decimals; 800 with t = 0.75 contributes 200.
+    let want = 34.178_437_377_737_71;
+    let n = z.len() as f64;
+    close(Loss::BinaryCrossEntropy.value(&z, &o, &t, n_out), want, 1e-12, "loss");
+    let mut dz = [0.0; 6];
+    let loss = Loss::BinaryCrossEntropy.delta(Activation::Sigmoid, &z, &o, &t, n_out, &mut dz);
+    assert_eq!(loss.to_bits(), Loss::BinaryCrossEntropy.value(&z, &o, &t, n_out).to_bits());
+    for k in 0..6 {
+        close(dz[k], (o[k] - t[k]) / n, 1e-15, "dL/dz");
     }
 }
