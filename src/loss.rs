@@ -56,6 +56,21 @@ impl Loss {
         }
     }
 
+    /// Multiplies each row's output delta `dz` (as `delta` wrote it) by its factor in `w`, and returns
+    /// the batch loss with each row's loss weighted alike: `1/B sum_b w_b L_b`, with `L_b` the loss of
+    /// row b alone.
+    pub fn weigh_rows<T: Scalar>(self, z: &[T], o: &[T], t: &[T], n_out: usize, w: &[T], dz: &mut [T]) -> f64 {
+        let mut total = 0.0;
+        let rows = z.chunks_exact(n_out).zip(o.chunks_exact(n_out)).zip(t.chunks_exact(n_out));
+        for ((((z, o), t), d), &w) in rows.zip(dz.chunks_exact_mut(n_out)).zip(w) {
+            for d in d.iter_mut() {
+                *d = *d * w;
+            }
+            total += w.to_f64().unwrap_or(f64::NAN) * self.value(z, o, t, n_out);
+        }
+        total / w.len() as f64
+    }
+
     /// Writes `dz = dL/dz` for the output layer and returns the loss.
     #[inline]
     pub fn delta<T: Scalar>(self, act: Activation, z: &[T], o: &[T], t: &[T], n_out: usize, dz: &mut [T]) -> f64 {

@@ -378,6 +378,77 @@ def test_from_torch_with_binary_cross_entropy_takes_the_logits_sigmoid(rng):
     np.testing.assert_allclose(net.forward(X), expected, rtol=1e-5)
 
 
+# -- sample weights -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_integer_sample_weights_train_like_repeated_rows(rng, dtype):
+    X, y = class_data(rng, 12)
+    w = np.array([2, 0, 1, 3, 1, 0, 1, 2, 1, 1, 0, 4])
+    weighted, repeated = classifier(dtype=dtype), classifier(dtype=dtype)
+    # Whole-set batches: the weighted mean loss over the rows is the mean over the repeated rows.
+    h_w = weighted.fit(X, y, 5, batch_size=len(X), seed=0, sample_weight=w)
+    h_r = repeated.fit(np.repeat(X, w, axis=0), np.repeat(y, w), 5, batch_size=w.sum(), seed=0)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(h_w.loss, h_r.loss, rtol=rtol)
+    for k, v in weighted.get_weights().items():
+        np.testing.assert_allclose(v, repeated.get_weights()[k], rtol=rtol, atol=rtol, err_msg=k)
+
+
+def test_equal_sample_weights_train_bit_for_bit_as_none(rng):
+    X, y = class_data(rng, 30)
+    plain, ones, fives = classifier(), classifier(), classifier()
+    h = plain.fit(X, y, 3, batch_size=8, seed=1)
+    assert ones.fit(X, y, 3, batch_size=8, seed=1, sample_weight=np.ones(30)).history == h.history
+    assert fives.fit(X, y, 3, batch_size=8, seed=1, sample_weight=[5] * 30).history == h.history
+    for k, v in plain.get_weights().items():
+        np.testing.assert_array_equal(v, ones.get_weights()[k])
+        np.testing.assert_array_equal(v, fives.get_weights()[k])
+
+
+def test_sample_weights_split_with_validation_and_count_in_mini_batches(rng):
+    X, y = class_data(rng, 20)
+    w = rng.uniform(0.5, 2, 20)
+    # validation_split keeps the first 16 rows and their weights.
+    a, b = classifier(), classifier()
+    ha = a.fit(X, y, 2, batch_size=5, seed=2, validation_split=0.2, sample_weight=w)
+    hb = b.fit(X[:16], y[:16], 2, batch_size=5, seed=2, validation_data=(X[16:], y[16:]), sample_weight=w[:16])
+    assert ha.history == hb.history
+    # Weights matter in mini-batches: a zero weight removes a row's pull.
+    c, d = classifier(), classifier()
+    assert c.fit(X, y, 2, batch_size=5, seed=2, sample_weight=w).history != d.fit(X, y, 2, batch_size=5, seed=2).history
+
+
+@pytest.mark.parametrize(
+    ("weights", "error", "pattern"),
+    [
+        (np.ones(5), ValueError, r"sample_weight: expected shape \(6,\), one weight per sample of X, got \(5,\)"),
+        (np.ones((6, 1)), ValueError, r"sample_weight: expected shape \(6,\)"),
+        ([1, 1, -1, 1, 1, 1], ValueError, "sample_weight: expected weights >= 0, got -1"),
+        (np.zeros(6), ValueError, "sample_weight: expected weights with a positive, finite sum"),
+        ([1, 1, np.nan, 1, 1, 1], ValueError, r"sample_weight: expected finite values, found NaN at position \[2, 0\]"),
+        ("heavy", TypeError, "sample_weight"),
+    ],
+)
+def test_bad_sample_weights_name_the_argument(rng, weights, error, pattern):
+    X, y = class_data(rng, 6)
+    net = classifier()
+    before = net.get_weights()
+    with pytest.raises(error, match=pattern):
+        net.fit(X, y, 1, sample_weight=weights)
+    for k, v in before.items():
+        np.testing.assert_array_equal(v, net.get_weights()[k])
+
+
+def test_gpu_networks_refuse_sample_weights_and_say_what_to_do(rng):
+    from conftest import GPU, require
+
+    require(GPU)
+    X, y = class_data(rng, 6)
+    net = classifier(device="gpu")
+    with pytest.raises(NotImplementedError, match=r"^sample_weight: sample weights are not implemented on the GPU"):
+        net.fit(X, y, 1, sample_weight=np.arange(6))
+    net.fit(X, y, 1, sample_weight=np.ones(6))  # equal weights are no weights
+
+
 # -- messages -----------------------------------------------------------------------------------------------
 def test_hidden_activation_error_lists_only_what_it_accepts():
     with pytest.raises(

@@ -145,7 +145,10 @@ class Network:
 
     def set_lr(self, lr: float) -> None:
         """Sets the learning rate of the next steps, keeping the optimizer state."""
-        self._replace_optimizer(replace(self._optimizer, lr=lr))
+        optimizer = replace(self._optimizer, lr=lr)  # checks lr
+        self._core.set_lr(optimizer.lr)
+        self._optimizer = optimizer
+        self._config = self._core.config()
 
     def _replace_optimizer(self, optimizer: Optimizer) -> None:
         # The core fixes its settings when built: a new core with the new ones takes over the weights and,
@@ -288,6 +291,7 @@ class Network:
         callbacks: Sequence[Callback] = (),
         config: TrainingConfig | None = None,
         lr_schedule: LRSchedule | Scheduler | None = None,
+        sample_weight: ArrayLike | None = None,
     ) -> History:
         """Mini-batch training for ``epochs`` passes over (X, Y), with optional validation, early stopping
         and per-epoch callbacks (see ``rustbp.TrainingConfig``; pass the settings as arguments or as
@@ -297,7 +301,15 @@ class Network:
         ``ExponentialLR``, ``CosineAnnealingLR``, ``ReduceLROnPlateau``) sets the learning rate of each
         epoch, stepped after every epoch as PyTorch's epoch schedulers are; a schedule starts from the
         current rate, a started ``Scheduler`` goes on where it was. The network keeps the rate the
-        schedule gives for the epoch after the last."""
+        schedule gives for the epoch after the last. ``StepLR``, ``ExponentialLR`` and
+        ``CosineAnnealingLR`` do not depend on the loss, so their rates are handed to the core, and the
+        epochs still run in one call when nothing else needs Python between them.
+
+        ``sample_weight`` ((n_samples,), finite, >= 0, not all zero) weighs each sample's loss and
+        gradient by ``w_i n / sum(w)``: a full batch's loss is the weighted mean ``sum w_i l_i / sum w_i``,
+        integer weights train like repeated rows (exactly so with full batches), and equal weights like
+        none. The recorded losses are weighted alike; a validation split takes its samples' weights
+        along, unused (validation losses are unweighted). CPU networks only."""
         settings: dict[str, Any] = {
             "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "validation_split": validation_split, "patience": patience, "min_delta": min_delta,
@@ -310,6 +322,14 @@ class Network:
         elif any(v is not _FIT_DEFAULTS[k] and v != _FIT_DEFAULTS[k] for k, v in settings.items()):
             raise TypeError("config: pass the training settings either as config= or as arguments, not both")
         x, y = self._pair(X, Y, "Y")
+        weights = None
+        if sample_weight is not None:
+            weights = as_array(sample_weight, self._dtype, "sample_weight")
+            rows = 1 if x.ndim == 1 else len(x)
+            if weights.shape != (rows,):
+                raise ValueError(
+                    f"sample_weight: expected shape ({rows},), one weight per sample of X, got {tuple(weights.shape)}"
+                )
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data: expected a pair (X_val, Y_val)")
@@ -321,7 +341,7 @@ class Network:
         if isinstance(callbacks, str) or not all(callable(cb) for cb in callbacks):
             raise TypeError("callbacks: expected a sequence of callables callback(epoch, logs)")
         scheduler = schedules.started(lr_schedule, self._optimizer.lr)
-        return training.fit(self, x, y, config, validation_data, callbacks, scheduler)
+        return training.fit(self, x, y, config, validation_data, callbacks, scheduler, weights)
 
     # -- weights ------------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, FloatArray]:
