@@ -364,6 +364,10 @@ def test_explain_step_shows_the_sigmoids_cancelling_for_binary_cross_entropy(rng
     assert step["E_output"].sum() == pytest.approx(step["loss"], rel=1e-14)
     text = "\n".join(step.formulas())
     assert "delta_o1 = (out_o1 - T1) / 2" in text and "BCELoss" in text
+    with pytest.raises(
+        ValueError, match=r"^t: binary_cross_entropy targets must be probabilities in \[0, 1\], got 2.0"
+    ):
+        net.explain_step(x, [0.0, 2.0])
 
 
 def test_from_torch_with_binary_cross_entropy_takes_the_logits_sigmoid(rng):

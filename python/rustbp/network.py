@@ -454,6 +454,8 @@ class Network:
         if not isinstance(apply, bool):
             raise TypeError(f"apply: expected a bool, got {type(apply).__name__}")
         xa, ta = as_array(x, self._dtype, "x"), as_array(t, self._dtype, "t")
+        if self._binary and ta.size:
+            check_unit_interval(ta, "t")
         before = self._core.get_weights()
         trace = self._core.explain_step(xa, ta, apply)
         if (self.n_in, self.n_hidden, self.n_out) == (2, 2, 2):
