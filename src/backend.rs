@@ -32,6 +32,18 @@ pub type OptimizerState<T> = ([Vec<Vec<T>>; 4], u64);
 /// Asks the caller whether to go on; called between runs of steps of a few milliseconds.
 pub type KeepGoing<'a> = &'a mut dyn FnMut() -> bool;
 
+/// What `Backend::fit_with` adds to `fit`: a learning rate per epoch and a weight per sample.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FitExtras<'a, T> {
+    /// The learning rate of each epoch of the call, set at its start (a schedule's rates); empty: the
+    /// optimizer's rate throughout. When given, at least one per epoch.
+    pub lrs: &'a [f64],
+    /// One weight per sample, finite and >= 0 with a positive sum. Sample i's loss and gradient count
+    /// `w_i n / sum(w)` times an unweighted sample's, so the loss of a full batch is the weighted mean
+    /// `sum w_i l_i / sum w_i`, and integer weights train like repeated rows on average.
+    pub sample_weight: Option<&'a [T]>,
+}
+
 /// A three-layer network on one device. See the module docs for the contract.
 pub trait Backend {
     /// The element type the device computes in.
@@ -65,11 +77,13 @@ pub trait Backend {
         losses: &mut Vec<f64>,
     ) -> Result<()>;
 
-    /// The data set (x, y) of `n` checked rows, ready for mini-batches of up to `batch_size` rows.
+    /// The data set (x, y) of `n` checked rows, ready for mini-batches of up to `batch_size` rows; with
+    /// `weights`, each sample's factor on its loss and gradient (see `FitExtras::sample_weight`).
     fn prepare<'a>(
         &mut self,
         x: &'a [Self::T],
         y: &'a [Self::T],
+        weights: Option<&'a [Self::T]>,
         n: usize,
         batch_size: usize,
     ) -> Result<Self::Data<'a>>;
@@ -92,6 +106,8 @@ pub trait Backend {
     fn read_state(&self) -> Result<OptimizerState<Self::T>>;
     /// Restores what `read_state` returned, after checking its layout.
     fn write_state(&mut self, state: OptimizerState<Self::T>) -> Result<()>;
+    /// Sets the optimizer's learning rate for the next steps (checked: finite, > 0), keeping its state.
+    fn set_lr(&mut self, lr: f64) -> Result<()>;
 
     /// Outputs for a batch `x` (B, n_in) row-major.
     fn forward(&self, x: &[Self::T]) -> Result<Vec<Self::T>> {
@@ -148,13 +164,38 @@ pub trait Backend {
         first_epoch: usize,
         keep_going: KeepGoing,
     ) -> Result<Vec<f64>> {
+        self.fit_with(x, y, epochs, batch_size, shuffle, seed, first_epoch, FitExtras::default(), keep_going)
+    }
+
+    /// `fit` with a learning rate per epoch and sample weights (see `FitExtras`); an epoch's loss is then
+    /// the weighted mean over its samples. After an error the network keeps the rate of the epoch it was in.
+    fn fit_with(
+        &mut self,
+        x: &[Self::T],
+        y: &[Self::T],
+        epochs: usize,
+        batch_size: usize,
+        shuffle: bool,
+        seed: u64,
+        first_epoch: usize,
+        extras: FitExtras<'_, Self::T>,
+        keep_going: KeepGoing,
+    ) -> Result<Vec<f64>> {
         let n = self.config().check_pair(x, y, "Y")?;
         if batch_size == 0 {
             return Err(Error::config("batch_size", "a positive integer", 0));
         }
+        if !extras.lrs.is_empty() && extras.lrs.len() < epochs {
+            return Err(Error::config("lrs", format!("a rate for each of the {epochs} epochs"), extras.lrs.len()));
+        }
+        let factors = match extras.sample_weight {
+            // Equal weights change nothing: train exactly as without them.
+            Some(w) => Some(sample_factors(w, n)?).filter(|_| w.iter().any(|&v| v != w[0])),
+            None => None,
+        };
         let batch_rows = |b: usize| (n - b * batch_size).min(batch_size);
         let n_batches = n.div_ceil(batch_size);
-        let mut data = self.prepare(x, y, n, batch_size)?;
+        let mut data = self.prepare(x, y, factors.as_deref(), n, batch_size)?;
         let every = self.steps_per_poll(batch_size.min(n)).max(1);
         let mut epoch_losses = Vec::new();
         memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
@@ -164,6 +205,9 @@ pub trait Backend {
                 epoch_order(n, seed, epoch, &mut order);
             }
             let done = (epoch - first_epoch) * n_batches;
+            if let Some(&lr) = extras.lrs.get(epoch - first_epoch) {
+                self.set_lr(lr)?;
+            }
             step_losses.clear();
             while step_losses.len() < n_batches {
                 if !keep_going() {
@@ -196,6 +240,28 @@ pub trait Backend {
         }
         Ok(trace)
     }
+}
+
+/// Each sample's factor on its loss and gradient, `w_i n / sum(w)` (see `FitExtras::sample_weight`),
+/// after checking the weights: one per sample, finite, >= 0, with a positive sum.
+fn sample_factors<T: Scalar>(w: &[T], n: usize) -> Result<Vec<T>> {
+    if w.len() != n {
+        return Err(Error::ShapeMismatch {
+            arg: "sample_weight",
+            expected: format!("({n},), one weight per sample"),
+            got: format!("{} values", w.len()),
+        });
+    }
+    crate::network::check_finite("sample_weight", w, 1)?;
+    if let Some(&v) = w.iter().find(|&&v| v < T::zero()) {
+        return Err(Error::config("sample_weight", "weights >= 0", v.to_f64().unwrap_or(f64::NAN)));
+    }
+    let total: f64 = w.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).sum();
+    if total <= 0.0 || !total.is_finite() {
+        return Err(Error::config("sample_weight", "weights with a positive, finite sum", total));
+    }
+    let scale = n as f64 / total;
+    memory::collect("sample weights", n, w.iter().map(|&v| T::of(v.to_f64().unwrap_or(f64::NAN) * scale)))
 }
 
 /// A CPU copy of any network, in element type `U` (rounded when narrowing): parameters, optimizer state

@@ -50,6 +50,10 @@ pub enum Error {
     #[error("GPU {op} failed: {message}")]
     Gpu { op: &'static str, message: String },
 
+    /// A valid request this device does not implement; the message says what to use instead.
+    #[error("{arg}: {what}")]
+    Unsupported { arg: &'static str, what: String },
+
     /// A GPU buffer would exceed one of the adapter's limits (software GPUs have small ones).
     #[error("{what} needs {needed} bytes, more than this GPU's {limit} ({max} bytes); use smaller batches or layers, or another adapter")]
     GpuLimit { what: &'static str, needed: u64, limit: &'static str, max: u64 },

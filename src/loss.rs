@@ -4,6 +4,10 @@
 //! - `mse` (PyTorch's MSELoss):  L = 1/(B n_out) sum_b sum_k (t - o)^2;  dL/do = 2 (o - t) / (B n_out)
 //! - `cross_entropy` with softmax outputs: L = -1/B sum_b sum_k t log softmax(z);
 //!   dL/dz = (p sum_k t_k - t) / B, which is (p - t) / B for one-hot or probability rows.
+//! - `binary_cross_entropy` with sigmoid outputs (PyTorch's BCELoss, the mean over all B n_out
+//!   elements like `mse`), computed from the logits z as BCEWithLogitsLoss does so that it stays finite
+//!   where o rounds to 0 or 1: L = 1/(B n_out) sum (max(z, 0) - z t + ln(1 + e^-|z|));
+//!   dL/dz = (o - t) / (B n_out), o = sigmoid(z).
 //!
 //! For the first two, `dz2 = dL/do * f'(o)` with f the output activation.
 
@@ -16,6 +20,7 @@ named_enum! {
         HalfSse => "half_sse",
         Mse => "mse",
         CrossEntropy => "cross_entropy",
+        BinaryCrossEntropy => "binary_cross_entropy",
     }
 }
 
@@ -44,7 +49,26 @@ impl Loss {
                 }
                 total / batch as f64
             }
+            Self::BinaryCrossEntropy => {
+                let total: f64 = z.iter().zip(t).map(|(&z, &t)| bce(z, t).to_f64().unwrap_or(f64::NAN)).sum();
+                total / o.len() as f64
+            }
         }
+    }
+
+    /// Multiplies each row's output delta `dz` (as `delta` wrote it) by its factor in `w`, and returns
+    /// the batch loss with each row's loss weighted alike: `1/B sum_b w_b L_b`, with `L_b` the loss of
+    /// row b alone.
+    pub fn weigh_rows<T: Scalar>(self, z: &[T], o: &[T], t: &[T], n_out: usize, w: &[T], dz: &mut [T]) -> f64 {
+        let mut total = 0.0;
+        let rows = z.chunks_exact(n_out).zip(o.chunks_exact(n_out)).zip(t.chunks_exact(n_out));
+        for ((((z, o), t), d), &w) in rows.zip(dz.chunks_exact_mut(n_out)).zip(w) {
+            for d in d.iter_mut() {
+                *d = *d * w;
+            }
+            total += w.to_f64().unwrap_or(f64::NAN) * self.value(z, o, t, n_out);
+        }
+        total / w.len() as f64
     }
 
     /// Writes `dz = dL/dz` for the output layer and returns the loss.
@@ -73,9 +97,22 @@ impl Loss {
                     }
                 }
             }
+            Self::BinaryCrossEntropy => {
+                let scale = T::one() / T::of(o.len() as f64);
+                for ((d, &o), &t) in dz.iter_mut().zip(o).zip(t) {
+                    *d = (o - t) * scale;
+                }
+            }
         }
         self.value(z, o, t, n_out)
     }
+}
+
+/// One element's binary cross-entropy from its logit, `max(z, 0) - z t + ln(1 + e^-|z|)`: the form that
+/// neither overflows nor takes the log of a rounded 0.
+#[inline]
+fn bce<T: Scalar>(z: T, t: T) -> T {
+    z.max(T::zero()) - z * t + (-z.abs()).exp().ln_1p()
 }
 
 #[cfg(test)]
@@ -117,6 +154,18 @@ mod tests {
                     let (o, d) = reference_activation(act, z);
                     total += c * (t - o) * (t - o);
                     dz.push(2.0 * c * (o - t) * d);
+                }
+                (total, dz)
+            }
+            Loss::BinaryCrossEntropy => {
+                // L = -1/(B n_out) sum t ln o + (1 - t) ln(1 - o), o = sigmoid(z); dL/dz = (o - t) / (B n_out)
+                let n = z.len() as f64;
+                let mut total = 0.0;
+                let mut dz = vec![];
+                for (&z, &t) in z.iter().zip(t) {
+                    let o = 1.0 / (1.0 + (-z).exp());
+                    total -= (t * o.ln() + (1.0 - t) * (1.0 - o).ln()) / n;
+                    dz.push((o - t) / n);
                 }
                 (total, dz)
             }
@@ -165,6 +214,7 @@ mod tests {
             (Loss::Mse, Activation::Sigmoid),
             (Loss::Mse, Activation::Relu),
             (Loss::Mse, Activation::Identity),
+            (Loss::BinaryCrossEntropy, Activation::Sigmoid),
             (Loss::CrossEntropy, Activation::Softmax),
         ];
         for (loss, act) in cases {

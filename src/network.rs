@@ -102,6 +102,14 @@ impl Config {
                 format!("output_activation={}, loss={}", self.output_activation, self.loss),
             ));
         }
+        let bce = self.loss == Loss::BinaryCrossEntropy;
+        if bce && self.output_activation != Activation::Sigmoid {
+            return Err(Error::config(
+                "output_activation",
+                "sigmoid output with binary_cross_entropy loss (its gradient is o - t through the sigmoid)",
+                format!("output_activation={}, loss={}", self.output_activation, self.loss),
+            ));
+        }
         self.optimizer.validate()
     }
 
@@ -350,6 +358,15 @@ impl<T: Scalar> Network<T> {
         Ok(loss)
     }
 
+    /// `step` with each row's loss and gradient multiplied by its factor in `w` (when given).
+    fn step_weighted(&mut self, x: &[T], t: &[T], w: Option<&[T]>, batch: usize) -> Result<f64> {
+        let Some(w) = w else { return self.step(x, t, batch) };
+        self.forward_train(x, batch);
+        let loss = self.backward_weighted(x, t, Some(w), batch);
+        self.update(loss)?;
+        Ok(loss)
+    }
+
     fn forward_train(&mut self, x: &[T], batch: usize) {
         let mut acts = std::mem::take(&mut self.acts);
         self.forward_into(x, batch, &mut acts);
@@ -370,12 +387,20 @@ impl<T: Scalar> Network<T> {
 
     /// Fills `grads` from the activations of the last forward pass; returns the loss.
     fn backward(&mut self, x: &[T], t: &[T], batch: usize) -> f64 {
+        self.backward_weighted(x, t, None, batch)
+    }
+
+    /// `backward` with each row's loss and output delta multiplied by its factor in `w` (when given).
+    fn backward_weighted(&mut self, x: &[T], t: &[T], w: Option<&[T]>, batch: usize) -> f64 {
         let c = self.config;
         let (n_in, n_hidden, n_out) = (c.n_in, c.n_hidden, c.n_out);
         self.dz2.resize(batch * n_out, T::zero());
         self.dz1.resize(batch * n_hidden, T::zero());
         let Self { params, grads, acts, dz2, dz1, .. } = self;
-        let loss = c.loss.delta(c.output_activation, &acts.z2, &acts.o, t, n_out, dz2);
+        let mut loss = c.loss.delta(c.output_activation, &acts.z2, &acts.o, t, n_out, dz2);
+        if let Some(w) = w {
+            loss = c.loss.weigh_rows(&acts.z2, &acts.o, t, n_out, w, dz2);
+        }
         matmul(n_out, n_hidden, batch, Mat::t(dz2, n_out), Mat::n(&acts.h, n_hidden), &mut grads[W2], false);
         matmul(batch, n_hidden, n_out, Mat::n(dz2, n_out), Mat::n(&params[W2], n_hidden), dz1, false);
         c.hidden_activation.backprop(dz1, &acts.h);

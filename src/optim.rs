@@ -39,6 +39,15 @@ impl Optimizer {
         Self::Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
 
+    /// The same optimizer with learning rate `lr`.
+    #[must_use]
+    pub fn with_lr(self, lr: f64) -> Self {
+        match self {
+            Self::Sgd { momentum, nesterov, weight_decay, .. } => Self::Sgd { lr, momentum, nesterov, weight_decay },
+            Self::Adam { beta1, beta2, eps, weight_decay, .. } => Self::Adam { lr, beta1, beta2, eps, weight_decay },
+        }
+    }
+
     /// Checks every setting against PyTorch's accepted ranges.
     pub fn validate(&self) -> Result<()> {
         let (lr, weight_decay) = match *self {

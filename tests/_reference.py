@@ -1,7 +1,7 @@
 """An independent float64 NumPy reference of the network, its losses and its optimizers, for the tests.
 
 Written from the formulas (the article, and PyTorch's documented ``nn.Linear``, ``MSELoss``,
-``CrossEntropyLoss``, ``optim.SGD`` and ``optim.Adam``), importing nothing from rustbp, so that a wrong
+``CrossEntropyLoss``, ``BCELoss``, ``optim.SGD`` and ``optim.Adam``), importing nothing from rustbp, so that a wrong
 implementation in the package cannot also be the reference it is checked against. Every array is
 promoted to float64 whatever the network's dtype. Shapes follow ``nn.Linear``: ``w1`` (n_hidden, n_in),
 ``w2`` (n_out, n_hidden); a shared bias has shape (1,); an absent bias has no entry.
@@ -70,6 +70,13 @@ def loss_and_grads(
         # log-softmax's backward: dL/dz = g - softmax(z) sum(g), with g = dL/dlog_p = -T / B.
         g = -T / B
         dz2 = g - o * g.sum(axis=1, keepdims=True)
+    elif loss == "binary_cross_entropy":
+        # BCELoss on o = sigmoid(z) through log-sigmoid, ln o = -ln(1 + e^-z), ln(1 - o) = -ln(1 + e^z),
+        # the mean over every element; its gradient through the sigmoid is (o - T) / (B n_out).
+        log_o, log_1mo = -np.logaddexp(0, -f["z2"]), -np.logaddexp(0, f["z2"])
+        value = -(T * log_o + (1 - T) * log_1mo).mean()
+        do = -(T / o - (1 - T) / (1 - o)) / o.size
+        dz2 = do * o * (1 - o)
     else:
         if loss == "half_sse":
             value, do = 0.5 * ((o - T) ** 2).sum() / B, (o - T) / B

@@ -63,7 +63,7 @@ DOCUMENTED: tuple[type[BaseException], ...] = (
     *(() if HAS_GPU else (rustbp.GpuUnavailableError,)),
 )
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity", "softmax"]
-LOSSES = ["half_sse", "mse", "cross_entropy"]
+LOSSES = ["half_sse", "mse", "cross_entropy", "binary_cross_entropy"]
 BIASES = ["per_neuron", "shared", "none"]
 
 # -- values -----------------------------------------------------------------------------------------
@@ -209,6 +209,7 @@ def chaos_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
                     ("sigmoid", "half_sse"),
                     ("identity", "mse"),
                     ("softmax", "cross_entropy"),
+                    ("sigmoid", "binary_cross_entropy"),
                     ("relu", "mse"),
                     ("tanh", "half_sse"),
                 ]
@@ -270,7 +271,10 @@ def chaos_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
 # rounding by a small sqrt(v) + eps); float32 (and the GPU, which is float32) to 1e-3 over these few steps
 # of moderate learning rates.
 TOL = {"float64": 1e-9, "float32": 1e-3}
-OUTPUT_LOSS = [(o, loss) for o in ACTIVATIONS[:4] for loss in ("half_sse", "mse")] + [("softmax", "cross_entropy")]
+OUTPUT_LOSS = [(o, loss) for o in ACTIVATIONS[:4] for loss in ("half_sse", "mse")] + [
+    ("softmax", "cross_entropy"),
+    ("sigmoid", "binary_cross_entropy"),
+]
 NAMES = ("w1", "b1", "w2", "b2")
 
 

@@ -310,6 +310,149 @@ def test_from_torch_on_raw_logits_warns_and_makes_a_softmax_classifier(rng):
     assert one.config.output_activation == "identity"
 
 
+# -- binary cross-entropy -----------------------------------------------------------------------------------
+def test_binary_cross_entropy_learns_a_binary_classifier_and_predicts_classes(rng):
+    X = rng.normal(size=(80, 2))
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.float64).reshape(-1, 1)
+    net = rustbp.Network(2, 8, 1, hidden_activation="tanh", loss="binary_cross_entropy", seed=0,
+                         optimizer=rustbp.Adam(lr=0.05))  # fmt: skip
+    history = net.fit(X, y, 40, batch_size=16, seed=0)
+    assert history.loss[-1] < 0.2 < history.loss[0]
+    assert (net.predict(X) == y.ravel()).mean() >= 0.95
+    assert net.predict(X[0]) in (0, 1)
+
+
+def test_binary_cross_entropy_stays_finite_where_the_sigmoid_saturates():
+    net = rustbp.Network(1, 1, 1, hidden_activation="identity", loss="binary_cross_entropy", seed=0,
+                         optimizer=rustbp.SGD(lr=0.1))  # fmt: skip
+    net.set_weights({"w1": [[1.0]], "b1": [0.0], "w2": [[1.0]], "b2": [0.0]})
+    X = np.array([[-800.0], [40.0]])
+    assert net.forward(X).ravel().tolist() == [0.0, 1.0]  # where -t ln(o) - (1 - t) ln(1 - o) is inf
+    # ln(1 + e^z) - z t: 800 for z = -800, t = 1; 40 - 40 + e^-40 for z = 40, t = 1; the mean of the two.
+    assert net.loss(X, [[1.0], [1.0]]) == pytest.approx((800 + np.exp(-40)) / 2, rel=1e-15)
+    net.train_step(X, [[1.0], [1.0]])
+    assert all(np.isfinite(v).all() for v in net.get_weights().values())
+
+
+@pytest.mark.parametrize(
+    ("targets", "pattern"),
+    [
+        (
+            np.array([[0.5], [1.5]]),
+            r"^[TY]: binary_cross_entropy targets must be probabilities in \[0, 1\], got 1.5 at position \[1, 0\]$",
+        ),
+        (np.array([[-0.25], [1.0]]), r"got -0.25 at position \[0, 0\]$"),
+    ],
+)
+def test_binary_cross_entropy_targets_must_be_probabilities(targets, pattern):
+    net = rustbp.Network(2, 3, 1, loss="binary_cross_entropy", seed=0)
+    X = np.zeros((2, 2))
+    for call in (net.loss, net.train_step, lambda x, t: net.fit(x, t, 1), lambda x, t: net.train(x, t, 1)):
+        with pytest.raises(ValueError, match=pattern):
+            call(X, targets)
+    assert net.loss(X, [[0.0], [1.0]]) > 0  # the ends are allowed
+
+
+def test_explain_step_shows_the_sigmoids_cancelling_for_binary_cross_entropy(rng):
+    net = rustbp.Network(3, 4, 2, loss="binary_cross_entropy", seed=1)
+    x, t = rng.normal(size=3), np.array([0.0, 0.7])
+    step = net.explain_step(x, t)
+    o = step["out_output"]
+    np.testing.assert_allclose(step["delta_output"], (o - t) / 2, rtol=1e-14)
+    np.testing.assert_allclose(step["dE_dout_output"] * step["dout_dnet_output"], step["delta_output"], rtol=1e-12)
+    np.testing.assert_allclose(step["E_output"], -(t * np.log(o) + (1 - t) * np.log(1 - o)) / 2, rtol=1e-12)
+    assert step["E_output"].sum() == pytest.approx(step["loss"], rel=1e-14)
+    text = "\n".join(step.formulas())
+    assert "delta_o1 = (out_o1 - T1) / 2" in text and "BCELoss" in text
+    with pytest.raises(
+        ValueError, match=r"^t: binary_cross_entropy targets must be probabilities in \[0, 1\], got 2.0"
+    ):
+        net.explain_step(x, [0.0, 2.0])
+
+
+def test_from_torch_with_binary_cross_entropy_takes_the_logits_sigmoid(rng):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 1))
+    net = rustbp.Network.from_torch(module, loss="binary_cross_entropy")  # said: no warning
+    assert (net.config.output_activation, net.config.loss) == ("sigmoid", "binary_cross_entropy")
+    X = rng.normal(size=(5, 4)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.sigmoid(module(torch.from_numpy(X))).numpy()
+    np.testing.assert_allclose(net.forward(X), expected, rtol=1e-5)
+
+
+# -- sample weights -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_integer_sample_weights_train_like_repeated_rows(rng, dtype):
+    X, y = class_data(rng, 12)
+    w = np.array([2, 0, 1, 3, 1, 0, 1, 2, 1, 1, 0, 4])
+    weighted, repeated = classifier(dtype=dtype), classifier(dtype=dtype)
+    # Whole-set batches: the weighted mean loss over the rows is the mean over the repeated rows.
+    h_w = weighted.fit(X, y, 5, batch_size=len(X), seed=0, sample_weight=w)
+    h_r = repeated.fit(np.repeat(X, w, axis=0), np.repeat(y, w), 5, batch_size=w.sum(), seed=0)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(h_w.loss, h_r.loss, rtol=rtol)
+    for k, v in weighted.get_weights().items():
+        np.testing.assert_allclose(v, repeated.get_weights()[k], rtol=rtol, atol=rtol, err_msg=k)
+
+
+def test_equal_sample_weights_train_bit_for_bit_as_none(rng):
+    X, y = class_data(rng, 30)
+    plain, ones, fives = classifier(), classifier(), classifier()
+    h = plain.fit(X, y, 3, batch_size=8, seed=1)
+    assert ones.fit(X, y, 3, batch_size=8, seed=1, sample_weight=np.ones(30)).history == h.history
+    assert fives.fit(X, y, 3, batch_size=8, seed=1, sample_weight=[5] * 30).history == h.history
+    for k, v in plain.get_weights().items():
+        np.testing.assert_array_equal(v, ones.get_weights()[k])
+        np.testing.assert_array_equal(v, fives.get_weights()[k])
+
+
+def test_sample_weights_split_with_validation_and_count_in_mini_batches(rng):
+    X, y = class_data(rng, 20)
+    w = rng.uniform(0.5, 2, 20)
+    # validation_split keeps the first 16 rows and their weights.
+    a, b = classifier(), classifier()
+    ha = a.fit(X, y, 2, batch_size=5, seed=2, validation_split=0.2, sample_weight=w)
+    hb = b.fit(X[:16], y[:16], 2, batch_size=5, seed=2, validation_data=(X[16:], y[16:]), sample_weight=w[:16])
+    assert ha.history == hb.history
+    # Weights matter in mini-batches: a zero weight removes a row's pull.
+    c, d = classifier(), classifier()
+    assert c.fit(X, y, 2, batch_size=5, seed=2, sample_weight=w).history != d.fit(X, y, 2, batch_size=5, seed=2).history
+
+
+@pytest.mark.parametrize(
+    ("weights", "error", "pattern"),
+    [
+        (np.ones(5), ValueError, r"sample_weight: expected shape \(6,\), one weight per sample of X, got \(5,\)"),
+        (np.ones((6, 1)), ValueError, r"sample_weight: expected shape \(6,\)"),
+        ([1, 1, -1, 1, 1, 1], ValueError, "sample_weight: expected weights >= 0, got -1"),
+        (np.zeros(6), ValueError, "sample_weight: expected weights with a positive, finite sum"),
+        ([1, 1, np.nan, 1, 1, 1], ValueError, r"sample_weight: expected finite values, found NaN at position \[2, 0\]"),
+        ("heavy", TypeError, "sample_weight"),
+    ],
+)
+def test_bad_sample_weights_name_the_argument(rng, weights, error, pattern):
+    X, y = class_data(rng, 6)
+    net = classifier()
+    before = net.get_weights()
+    with pytest.raises(error, match=pattern):
+        net.fit(X, y, 1, sample_weight=weights)
+    for k, v in before.items():
+        np.testing.assert_array_equal(v, net.get_weights()[k])
+
+
+def test_gpu_networks_refuse_sample_weights_and_say_what_to_do(rng):
+    from conftest import GPU, require
+
+    require(GPU)
+    X, y = class_data(rng, 6)
+    net = classifier(device="gpu")
+    with pytest.raises(NotImplementedError, match=r"^sample_weight: sample weights are not implemented on the GPU"):
+        net.fit(X, y, 1, sample_weight=np.arange(6))
+    net.fit(X, y, 1, sample_weight=np.ones(6))  # equal weights are no weights
+
+
 # -- messages -----------------------------------------------------------------------------------------------
 def test_hidden_activation_error_lists_only_what_it_accepts():
     with pytest.raises(

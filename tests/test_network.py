@@ -54,6 +54,7 @@ OUTPUTS = [
     ("identity", "half_sse"),
     ("relu", "mse"),
     ("softmax", "cross_entropy"),
+    ("sigmoid", "binary_cross_entropy"),
 ]
 
 
@@ -164,6 +165,12 @@ def test_loss_definitions(device):
     p = ce.forward(X).astype(np.float64)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=rel)
     assert ce.loss(X, np.eye(3)[[0, 2]]) == pytest.approx(-(np.log(p[0, 0]) + np.log(p[1, 2])) / 2, rel=rel)
+    # BCELoss: the mean over elements of -(t ln o + (1 - t) ln(1 - o)).
+    bce = make_net(device, 2, 3, 2, loss="binary_cross_entropy")
+    o = bce.forward(X).astype(np.float64)
+    T = np.array([[0.0, 1.0], [0.25, 0.5]])
+    want = -(T * np.log(o) + (1 - T) * np.log(1 - o)).mean()
+    assert bce.loss(X, T) == pytest.approx(want, rel=rtol(device, 1e-12))
 
 
 # NumPy optimizers hold state: each test builds its own.
@@ -244,6 +251,7 @@ def ref_optimizer(opt):
         ("relu", "identity", "half_sse"),
         ("identity", "relu", "mse"),
         ("tanh", "softmax", "cross_entropy"),
+        ("relu", "sigmoid", "binary_cross_entropy"),
     ],
 )
 @pytest.mark.parametrize(
@@ -535,12 +543,18 @@ def test_networks_save_load_and_pickle(device, rng, tmp_path):
     [
         ({"hidden_activation": "swish"}, ValueError, "hidden_activation: expected one of sigmoid, tanh"),
         ({"output_activation": "gelu"}, ValueError, "output_activation"),
-        ({"loss": "l1"}, ValueError, "loss: expected one of half_sse, mse, cross_entropy"),
+        ({"loss": "l1"}, ValueError, "loss: expected one of half_sse, mse, cross_entropy, binary_cross_entropy"),
         ({"bias": "some"}, ValueError, "bias: expected one of per_neuron, shared, none"),
         ({"dtype": "float16"}, ValueError, "dtype: expected one of float64, float32"),
         ({"device": "tpu"}, ValueError, "device: expected one of cpu, gpu"),
         ({"output_activation": "softmax"}, ValueError, "cross_entropy"),
         ({"loss": "cross_entropy"}, ValueError, "softmax"),
+        (
+            {"output_activation": "tanh", "loss": "binary_cross_entropy"},
+            ValueError,
+            "output_activation: expected sigmoid output with binary_cross_entropy",
+        ),
+        ({"output_activation": "softmax", "loss": "binary_cross_entropy"}, ValueError, "loss: expected softmax"),
         ({"optimizer": "sgd"}, TypeError, "optimizer"),
         ({"seed": -1}, ValueError, "seed"),
         ({"hidden_activation": 3}, TypeError, "hidden_activation"),

@@ -16,6 +16,7 @@ OUTPUTS = [
     ("identity", "half_sse"),
     ("relu", "half_sse"),
     ("softmax", "cross_entropy"),
+    ("sigmoid", "binary_cross_entropy"),
 ]
 widths = st.integers(1, 64)
 

@@ -23,7 +23,10 @@ import rustbp
 from _reference import Reference, assert_close
 
 HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
-OUTPUT_LOSS = [(o, loss) for o in HIDDEN for loss in ("half_sse", "mse")] + [("softmax", "cross_entropy")]
+OUTPUT_LOSS = [(o, loss) for o in HIDDEN for loss in ("half_sse", "mse")] + [
+    ("softmax", "cross_entropy"),
+    ("sigmoid", "binary_cross_entropy"),
+]
 # bias="none" has nothing to freeze: train_bias=False would repeat its train_bias=True cases.
 BIAS = [("per_neuron", True), ("per_neuron", False), ("shared", True), ("shared", False), ("none", True)]
 RTOL = {"float64": 1e-9, "float32": 2e-4}

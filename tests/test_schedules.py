@@ -170,3 +170,58 @@ def test_estimators_take_a_schedule(rng):
 def test_bad_schedules_name_the_argument(make, error, pattern):
     with pytest.raises(error, match=pattern):
         make()
+
+
+class _CountingCore:
+    """The network's core, counting its fit calls."""
+
+    def __init__(self, core):
+        self.core, self.fits = core, 0
+
+    def fit(self, *args, **kwargs):
+        self.fits += 1
+        return self.core.fit(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.core, name)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [rustbp.StepLR(2, gamma=0.3), rustbp.ExponentialLR(0.7), rustbp.CosineAnnealingLR(3, eta_min=0.01)],
+    ids=["step", "exponential", "cosine"],
+)
+def test_closed_form_schedules_run_in_one_core_call_like_the_per_epoch_loop(device, rng, schedule):
+    X, Y = data(rng, 20)
+    kw = dict(hidden_activation="tanh", output_activation="softmax", loss="cross_entropy", seed=1,
+              optimizer=rustbp.Adam(lr=0.05), device=device.device, dtype=device.dtype)  # fmt: skip
+    one, loop = rustbp.Network(4, 6, 3, **kw), rustbp.Network(4, 6, 3, **kw)
+    one._core = counted = _CountingCore(one._core)
+    s_one, s_loop = schedule.start(0.05), schedule.start(0.05)
+    h_one = one.fit(X, Y, 7, batch_size=8, seed=3, lr_schedule=s_one)
+    # A callback makes fit go back to Python after every epoch: one core call each, the rate set between.
+    h_loop = loop.fit(X, Y, 7, batch_size=8, seed=3, lr_schedule=s_loop, callbacks=[lambda epoch, logs: None])
+    assert counted.fits == 1
+    assert h_one.history == h_loop.history  # losses and rates, bit for bit
+    for k, w in one.get_weights().items():
+        np.testing.assert_array_equal(w, loop.get_weights()[k], err_msg=k)
+    assert one.optimizer == loop.optimizer and one.optimizer.lr == s_one.lr == s_loop.lr
+    assert s_one.epoch == s_loop.epoch == 7
+    state_one, state_loop = one._core.get_optimizer_state(), loop._core.get_optimizer_state()
+    assert state_one[1] == state_loop[1]
+    for a, b in zip(state_one[0], state_loop[0]):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_a_diverging_scheduled_fit_leaves_the_scheduler_at_the_failing_epoch(rng):
+    X = rng.normal(size=(8, 4)) * 100
+    Y = rng.normal(size=(8, 3)) * 100
+    # The rate grows tenfold each epoch until the weights blow up.
+    net = rustbp.Network(4, 6, 3, output_activation="identity", optimizer=rustbp.SGD(lr=1e-6), seed=0)
+    scheduler = rustbp.ExponentialLR(10.0).start(1e-6)
+    with pytest.raises(rustbp.TrainingDivergedError) as e:
+        net.fit(X, Y, 40, batch_size=8, shuffle=False, lr_schedule=scheduler)
+    failed = len(e.value.losses)  # completed epochs, one step each
+    assert 0 < failed < 40 and e.value.step == failed
+    assert scheduler.epoch == failed and net.optimizer.lr == scheduler.lr == pytest.approx(1e-6 * 10.0**failed)

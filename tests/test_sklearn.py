@@ -118,3 +118,47 @@ def test_bad_parameters_are_reported_at_fit(params, pattern):
     clf = NetworkClassifier(**params)  # scikit-learn's convention: no checks before fit
     with pytest.raises(ValueError, match=pattern):
         clf.fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def test_two_classes_use_one_sigmoid_output_with_binary_cross_entropy():
+    X, y = load_digits(n_class=2, return_X_y=True)
+    labels = np.array(["even", "odd"])[y]
+    clf = NetworkClassifier(n_hidden=8, max_iter=20, random_state=0).fit(X / 16, labels)
+    net = clf.network_
+    assert net.n_out == 1 and (net.config.output_activation, net.config.loss) == ("sigmoid", "binary_cross_entropy")
+    proba = clf.predict_proba(X / 16)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba[:, 1], net.forward(X / 16)[:, 0], rtol=0)  # P(classes_[1])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-15)
+    np.testing.assert_array_equal(clf.predict(X / 16), clf.classes_[proba.argmax(axis=1)])
+    assert clf.score(X / 16, labels) > 0.97
+    # The loss is BCELoss's: the mean of -(t ln p + (1 - t) ln(1 - p)).
+    p, t = proba[:, 1], (labels == "odd").astype(float)
+    fresh = NetworkClassifier(n_hidden=8, max_iter=1, random_state=0).fit(X / 16, labels)
+    assert fresh.loss_curve_[0] > clf.loss_ > 0
+    assert net.loss(X / 16, t[:, None]) == pytest.approx(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean(), rel=1e-9)
+
+
+@pytest.mark.parametrize("estimator", [NetworkClassifier, NetworkRegressor])
+def test_sample_weight_in_fit_and_partial_fit(estimator):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    y = rng.integers(0, 3, 20) if estimator is NetworkClassifier else X @ [1.0, -2.0, 0.5]
+    w = rng.integers(1, 4, 20)
+    w[[1, 5]] = 0
+    params = dict(n_hidden=6, max_iter=5, batch_size=100, random_state=0, n_iter_no_change=100)
+    # With whole-set batches, integer weights are repeated rows (0: left out).
+    weighted = estimator(**params).fit(X, y, sample_weight=w)
+    repeated = estimator(**params).fit(np.repeat(X, w, axis=0), np.repeat(y, w))
+    np.testing.assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-12)
+    np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-12)
+    # partial_fit takes them too, one epoch per call.
+    partial = estimator(**params)
+    extra = {"classes": [0, 1, 2]} if estimator is NetworkClassifier else {}
+    for _ in range(5):
+        partial.partial_fit(X, y, sample_weight=w, **extra)
+    np.testing.assert_allclose(partial.loss_curve_, weighted.loss_curve_, rtol=1e-12)
+    with pytest.raises(ValueError, match="weight"):
+        estimator(**params).fit(X, y, sample_weight=-np.ones(20))
+    # early_stopping splits the weights with the rows.
+    estimator(**{**params, "early_stopping": True, "validation_fraction": 0.25}).fit(X, y, sample_weight=w)

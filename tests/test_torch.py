@@ -132,3 +132,26 @@ def test_optimizers_train_like_pytorch(rng, make_opt, torch_opt):
 def test_from_torch_refuses_other_architectures(module, pattern):
     with pytest.raises(ValueError, match=pattern):
         rustbp.Network.from_torch(module())
+
+
+def test_binary_cross_entropy_trains_like_bce_with_logits(rng):
+    # From raw logits with loss="binary_cross_entropy": the sigmoid of nn.BCEWithLogitsLoss, whose mean
+    # over every element is the loss; the same numbers as Sigmoid + nn.BCELoss where that is finite.
+    torch.manual_seed(2)
+    module = nn.Sequential(nn.Linear(3, 5, dtype=torch.float64), nn.Tanh(), nn.Linear(5, 2, dtype=torch.float64))
+    net = rustbp.Network.from_torch(module, loss="binary_cross_entropy", optimizer=rustbp.SGD(lr=0.5, momentum=0.9))
+    assert net.config.output_activation == "sigmoid"
+    X, T = rng.normal(size=(6, 3)), rng.uniform(0, 1, (6, 2))
+    opt = torch.optim.SGD(module.parameters(), lr=0.5, momentum=0.9)
+    for _ in range(6):
+        opt.zero_grad()
+        z = module(torch.from_numpy(X))
+        loss = nn.functional.binary_cross_entropy_with_logits(z, torch.from_numpy(T))
+        assert nn.functional.binary_cross_entropy(torch.sigmoid(z), torch.from_numpy(T)).item() == pytest.approx(
+            loss.item(), rel=1e-12
+        )
+        loss.backward()
+        opt.step()
+        assert net.train_step(X, T) == pytest.approx(loss.item(), rel=1e-12)
+    for k, p in zip(("w1", "b1", "w2", "b2"), module.parameters()):
+        np.testing.assert_allclose(net.get_weights()[k], p.detach().numpy(), rtol=1e-10, atol=1e-14)

@@ -65,7 +65,11 @@ def test_network_config_round_trips_and_rebuilds_the_same_network():
             "hidden_activation: expected one of sigmoid, tanh, relu, identity",
         ),
         ({"output_activation": "gelu"}, ValueError, "output_activation: expected one of .*softmax"),
-        ({"loss": "l1"}, ValueError, "loss: expected one of half_sse, mse, cross_entropy, got 'l1'"),
+        (
+            {"loss": "l1"},
+            ValueError,
+            "loss: expected one of half_sse, mse, cross_entropy, binary_cross_entropy, got 'l1'",
+        ),
         (
             {"loss": "cross_entropy"},
             ValueError,

@@ -106,3 +106,18 @@ def check_probabilities(t: np.ndarray, name: str) -> None:
         f"{name}: cross_entropy targets must be rows summing to 1 (one-hot or probabilities, or class "
         f"indices), got {'row ' + str(i) if t.ndim == 2 else 'a row'} summing to {float(rows[i].sum())!r}"
     )
+
+
+def check_unit_interval(t: np.ndarray, name: str) -> None:
+    """Binary cross-entropy targets: probabilities in [0, 1] (NaN and inf are left to Rust, which names
+    their position)."""
+    if np.minimum.reduce(t, axis=None) >= 0 and np.maximum.reduce(t, axis=None) <= 1:
+        return
+    if not np.isfinite(t).all():
+        return
+    i = int(np.flatnonzero((t < 0) | (t > 1))[0])
+    where = ", ".join(str(int(k)) for k in np.unravel_index(i, t.shape))
+    raise ValueError(
+        f"{name}: binary_cross_entropy targets must be probabilities in [0, 1], got {float(t.flat[i])!r} at "
+        f"position [{where}]"
+    )

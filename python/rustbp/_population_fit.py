@@ -39,7 +39,7 @@ def fit(
 ) -> PopulationHistory:
     from .population import PopulationHistory, bootstrap_rows
 
-    x, y, validation_data = held_out(x, y, config, validation_data)
+    x, y, validation_data, _ = held_out(x, y, config, validation_data)
     size, core = pop.size, pop._core
     seed = random_seed() if config.seed is None else int(config.seed)
     seeds = [seed] * size

@@ -105,6 +105,8 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
     output = names[type(layers[3]).__name__]
     if raw and kwargs.get("loss") == "cross_entropy":
         output = "softmax"  # the softmax that nn.CrossEntropyLoss applies to the logits
+    elif raw and kwargs.get("loss") == "binary_cross_entropy":
+        output = "sigmoid"  # the sigmoid that nn.BCEWithLogitsLoss applies to the logits
     elif raw and "loss" not in kwargs and "output_activation" not in kwargs:
         if l2.out_features > 1:
             output = "softmax"
@@ -116,8 +118,8 @@ def from_torch(cls: type[Network], module: Any, kwargs: dict[str, Any]) -> Netwo
         else:
             guess = (
                 "taken as a regression output: the network has output_activation='identity' and "
-                "loss='half_sse'; pass loss='mse' (PyTorch's MSELoss) or add nn.Sigmoid() for a binary "
-                "classifier"
+                "loss='half_sse'; pass loss='mse' (PyTorch's MSELoss), or loss='binary_cross_entropy' for the "
+                "logit of a binary classifier (nn.BCEWithLogitsLoss)"
             )
         warnings.warn(f"module: it ends in raw outputs (no final activation), {guess}", UserWarning, stacklevel=3)
     kwargs = {

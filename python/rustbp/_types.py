@@ -9,7 +9,7 @@ __all__ = ["Bias", "Device", "Dtype", "HiddenActivation", "Loss", "OutputActivat
 
 HiddenActivation = Literal["sigmoid", "tanh", "relu", "identity"]
 OutputActivation = Literal["sigmoid", "tanh", "relu", "identity", "softmax"]
-Loss = Literal["half_sse", "mse", "cross_entropy"]
+Loss = Literal["half_sse", "mse", "cross_entropy", "binary_cross_entropy"]
 Bias = Literal["per_neuron", "shared", "none"]
 Dtype = Literal["float64", "float32"]
 Device = Literal["cpu", "gpu"]

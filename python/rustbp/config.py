@@ -94,6 +94,11 @@ class NetworkConfig:
                 f"output with cross_entropy loss (they go together), got output_activation="
                 f"{self.output_activation!r}, loss={self.loss!r}"
             )
+        if self.loss == "binary_cross_entropy" and self.output_activation != "sigmoid":
+            raise ValueError(
+                "output_activation: expected sigmoid output with binary_cross_entropy loss (its gradient is o - t "
+                f"through the sigmoid), got output_activation={self.output_activation!r}, loss={self.loss!r}"
+            )
         _one_of("bias", self.bias, BIASES)
         _bool("train_bias", self.train_bias)
         if not isinstance(self.optimizer, (SGD, Adam)):

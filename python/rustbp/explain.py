@@ -61,9 +61,13 @@ def _derivative(activation: str, net: F64, out: F64) -> F64:
     raise ValueError(f"activation: expected sigmoid, tanh, relu or identity, got {activation!r}")
 
 
-def _loss_terms(loss: str, out: F64, t: F64) -> tuple[F64, F64]:
+def _loss_terms(loss: str, net: F64, out: F64, t: F64) -> tuple[F64, F64]:
     """Each output's share E_ok of the loss (they sum to E_total) and dE/dout_ok."""
     n_out = out.size
+    if loss == "binary_cross_entropy":
+        # From the net input, as the core computes it: finite where out rounds to 0 or 1.
+        e = np.maximum(net, 0) - net * t + np.log1p(np.exp(-np.abs(net)))
+        return e / n_out, (out - t) / (out * (1 - out)) / n_out
     if loss == "half_sse":
         return 0.5 * (t - out) ** 2, out - t
     if loss == "mse":
@@ -72,7 +76,7 @@ def _loss_terms(loss: str, out: F64, t: F64) -> tuple[F64, F64]:
         # A zero target contributes nothing, whatever its output (0 * log 0 is 0 here).
         safe = np.where(t != 0, out, 1.0)
         return np.where(t != 0, -t * np.log(safe), 0.0), np.where(t != 0, -t / safe, 0.0)
-    raise ValueError(f"loss: expected half_sse, mse or cross_entropy, got {loss!r}")
+    raise ValueError(f"loss: expected half_sse, mse, cross_entropy or binary_cross_entropy, got {loss!r}")
 
 
 def _bias_vector(bias: F64 | None, n: int) -> F64:
@@ -163,7 +167,7 @@ class Step(dict[str, Any]):
 
     def _compute_factors(self, w: dict[str, F64]) -> None:
         net_h, out_h, net_o, out_o = (self._a(k) for k in ("net_hidden", "out_hidden", "net_output", "out_output"))
-        errors, de_dout = _loss_terms(self.config["loss"], out_o, self.t)
+        errors, de_dout = _loss_terms(self.config["loss"], net_o, out_o, self.t)
         self["E_output"] = errors
         self["dE_dout_output"] = de_dout
         if self.softmax:
@@ -261,6 +265,10 @@ class Step(dict[str, Any]):
                     f"({tk} - out_{o})^2 / {n_out}",
                     f"({arg(self.t[k])} - {arg(out_o[k])})^2 / {n_out}",
                 )
+            elif loss == "binary_cross_entropy":
+                tv, ov = arg(self.t[k]), arg(out_o[k])
+                sym = f"-({tk} ln(out_{o}) + (1 - {tk}) ln(1 - out_{o})) / {n_out}"
+                val = f"-({tv} ln({ov}) + (1 - {tv}) ln(1 - {ov})) / {n_out}"
             else:
                 sym, val = f"-{tk} ln(out_{o})", f"-{arg(self.t[k])} ln({arg(out_o[k])})"
             lines.append(f"  E_{o} = {sym} = {val} = {num(errors[k])}")
@@ -270,6 +278,11 @@ class Step(dict[str, Any]):
         )
         if loss == "mse":
             lines.append(f"  (mse: the mean over the {n_out} outputs, PyTorch's MSELoss)")
+        if loss == "binary_cross_entropy":
+            lines.append(
+                f"  (binary_cross_entropy: the mean over the {n_out} outputs, PyTorch's BCELoss, computed from "
+                "net_o as BCEWithLogitsLoss does)"
+            )
 
         lines.append("Output layer: dE/dw = dE/dout_o * dout_o/dnet_o * dnet_o/dw")
         for k, (o, tk) in enumerate(zip(outs, targets)):
@@ -280,6 +293,9 @@ class Step(dict[str, Any]):
                     f"2 (out_{o} - {tk}) / {n_out}",
                     f"2 ({arg(out_o[k])} - {arg(self.t[k])}) / {n_out}",
                 )
+            elif loss == "binary_cross_entropy":
+                sym = f"(out_{o} - {tk}) / (out_{o} (1 - out_{o})) / {n_out}"
+                val = f"({arg(out_o[k])} - {arg(self.t[k])}) / ({arg(out_o[k])} (1 - {arg(out_o[k])})) / {n_out}"
             else:
                 sym, val = f"-{tk} / out_{o}", f"-{arg(self.t[k])} / {arg(out_o[k])}"
             lines.append(f"  dE/dout_{o} = {sym} = {val} = {num(de_dout[k])}")
@@ -310,7 +326,18 @@ class Step(dict[str, Any]):
                     f"  dout_{o}/dnet_{o} = {f.format(out=f'out_{o}', net=f'net_{o}')} = "
                     f"{f.format(out=arg(out_o[k]), net=arg(net_o[k]))} = {num(dout_dnet[k])}"
                 )
-            for k, o in enumerate(outs):
+            if loss == "binary_cross_entropy":
+                lines.append(
+                    f"  sigmoid's out (1 - out) cancels: delta_ok = (out_ok - T_k) / {n_out}, finite even where "
+                    "out rounds to 0 or 1"
+                )
+            for k, (o, tk) in enumerate(zip(outs, targets)):
+                if loss == "binary_cross_entropy":
+                    lines.append(
+                        f"  delta_{o} = (out_{o} - {tk}) / {n_out} = ({arg(out_o[k])} - {arg(self.t[k])}) / {n_out} = "
+                        f"{num(delta_o[k])}"
+                    )
+                    continue
                 lines.append(
                     f"  delta_{o} = dE/dout_{o} * dout_{o}/dnet_{o} = {arg(de_dout[k])} * {arg(dout_dnet[k])} = "
                     f"{num(delta_o[k])}"

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from . import _files, _rustbp, _svg, _torch, schedules, training
 from ._article import article_biases, article_names, article_weights
-from ._inputs import as_array, check_probabilities, check_t, check_x
+from ._inputs import as_array, check_probabilities, check_t, check_unit_interval, check_x
 from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
 from .config import DEVICES, NetworkConfig, TrainingConfig, _one_of, _positive_int, optimizer_from_core, random_seed
 from .config import DTYPES as DTYPE_NAMES
@@ -71,6 +71,7 @@ class Network:
         self._config: dict[str, Any] = core.config()
         # Looked up on every train_step: its targets may be class indices.
         self._cross_entropy = self._config["loss"] == "cross_entropy"
+        self._binary = self._config["loss"] == "binary_cross_entropy"
         self._dtype = DTYPES[core.dtype]
         self._optimizer = optimizer
         self._seed = None
@@ -144,7 +145,10 @@ class Network:
 
     def set_lr(self, lr: float) -> None:
         """Sets the learning rate of the next steps, keeping the optimizer state."""
-        self._replace_optimizer(replace(self._optimizer, lr=lr))
+        optimizer = replace(self._optimizer, lr=lr)  # checks lr
+        self._core.set_lr(optimizer.lr)
+        self._optimizer = optimizer
+        self._config = self._core.config()
 
     def _replace_optimizer(self, optimizer: Optimizer) -> None:
         # The core fixes its settings when built: a new core with the new ones takes over the weights and,
@@ -201,7 +205,7 @@ class Network:
     def train_step(self, X: ArrayLike, T: ArrayLike) -> float:
         """One update on the batch (X, T); returns the loss of this step's forward pass, before the update.
         For ``cross_entropy``, T may hold class indices, (batch,) integers in [0, n_out)."""
-        if self._cross_entropy:
+        if self._cross_entropy or self._binary:
             x = as_array(X, self._dtype, "X")
             t = self._targets(T, x, "T")
         else:
@@ -214,9 +218,13 @@ class Network:
 
     def _targets(self, T: object, x: np.ndarray, name: str) -> np.ndarray:
         """``T`` as the core takes it. For ``cross_entropy``, class indices (like ``nn.CrossEntropyLoss``'s:
-        an integer per sample) become one-hot rows, and probability rows are checked."""
+        an integer per sample) become one-hot rows, and probability rows are checked; for
+        ``binary_cross_entropy``, that every target is in [0, 1]."""
         if not self._cross_entropy:
-            return as_array(T, self._dtype, name)
+            t = as_array(T, self._dtype, name)
+            if self._binary and t.size:
+                check_unit_interval(t, name)
+            return t
         a = T if isinstance(T, np.ndarray) else None
         if a is None and not (T is None or isinstance(T, (str, bytes))):
             try:
@@ -283,6 +291,7 @@ class Network:
         callbacks: Sequence[Callback] | None = (),
         config: TrainingConfig | None = None,
         lr_schedule: LRSchedule | Scheduler | None = None,
+        sample_weight: ArrayLike | None = None,
     ) -> History:
         """Mini-batch training for ``epochs`` passes over (X, Y), with optional validation, early stopping
         and per-epoch callbacks (see ``rustbp.TrainingConfig``; pass the settings as arguments or as
@@ -292,7 +301,15 @@ class Network:
         ``ExponentialLR``, ``CosineAnnealingLR``, ``ReduceLROnPlateau``) sets the learning rate of each
         epoch, stepped after every epoch as PyTorch's epoch schedulers are; a schedule starts from the
         current rate, a started ``Scheduler`` goes on where it was. The network keeps the rate the
-        schedule gives for the epoch after the last."""
+        schedule gives for the epoch after the last. ``StepLR``, ``ExponentialLR`` and
+        ``CosineAnnealingLR`` do not depend on the loss, so their rates are handed to the core, and the
+        epochs still run in one call when nothing else needs Python between them.
+
+        ``sample_weight`` ((n_samples,), finite, >= 0, not all zero) weighs each sample's loss and
+        gradient by ``w_i n / sum(w)``: a full batch's loss is the weighted mean ``sum w_i l_i / sum w_i``,
+        integer weights train like repeated rows (exactly so with full batches), and equal weights like
+        none. The recorded losses are weighted alike; a validation split takes its samples' weights
+        along, unused (validation losses are unweighted). CPU networks only."""
         settings: dict[str, Any] = {
             "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "validation_split": validation_split, "patience": patience, "min_delta": min_delta,
@@ -300,6 +317,14 @@ class Network:
         }  # fmt: skip
         config = training.training_config(config, settings)
         x, y = self._pair(X, Y, "Y")
+        weights = None
+        if sample_weight is not None:
+            weights = as_array(sample_weight, self._dtype, "sample_weight")
+            rows = 1 if x.ndim == 1 else len(x)
+            if weights.shape != (rows,):
+                raise ValueError(
+                    f"sample_weight: expected shape ({rows},), one weight per sample of X, got {tuple(weights.shape)}"
+                )
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data: expected a pair (X_val, Y_val)")
@@ -309,7 +334,7 @@ class Network:
             check_t(x_val, y_val, self.n_out, "validation_data[1]", self._cross_entropy)
             validation_data = (x_val, y_val)
         scheduler = schedules.started(lr_schedule, self._optimizer.lr)
-        return training.fit(self, x, y, config, validation_data, _callbacks(callbacks), scheduler)
+        return training.fit(self, x, y, config, validation_data, _callbacks(callbacks), scheduler, weights)
 
     # -- weights ------------------------------------------------------------------------------------
     def get_weights(self) -> dict[str, FloatArray]:
@@ -418,7 +443,8 @@ class Network:
         """A network with the layout and weights of ``nn.Sequential(Linear, act, Linear[, act])``;
         ``kwargs`` (loss, optimizer, seed...) go to ``Network``. A module without a final activation
         (raw logits) becomes a softmax network with cross_entropy loss, with a warning, unless ``loss``
-        says otherwise (``loss="mse"``: identity outputs)."""
+        says otherwise (``loss="mse"``: identity outputs; ``loss="binary_cross_entropy"``: the sigmoid of
+        ``nn.BCEWithLogitsLoss``, so forward returns probabilities)."""
         return _torch.from_torch(cls, module, kwargs)
 
     # -- teaching -----------------------------------------------------------------------------------
@@ -431,6 +457,8 @@ class Network:
         if not isinstance(apply, bool):
             raise TypeError(f"apply: expected a bool, got {type(apply).__name__}")
         xa, ta = as_array(x, self._dtype, "x"), as_array(t, self._dtype, "t")
+        if self._binary and ta.size:
+            check_unit_interval(ta, "t")
         before = self._core.get_weights()
         trace = self._core.explain_step(xa, ta, apply)
         if (self.n_in, self.n_hidden, self.n_out) == (2, 2, 2):

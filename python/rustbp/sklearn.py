@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._types import Dtype, HiddenActivation, Loss, OutputActivation
 from .network import Network
@@ -91,20 +91,29 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
     def _targets(self, y: npt.NDArray[Any], first: bool, classes: Any) -> npt.NDArray[Any]:
         raise NotImplementedError
 
-    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> _NetworkEstimator:
+    def _head(self, n_out: int) -> tuple[OutputActivation, Loss]:
+        """The output activation and loss of a network with ``n_out`` outputs."""
+        return self._output_activation, self._loss
+
+    def _fit(
+        self, X: Any, y: Any, incremental: bool, classes: Any = None, sample_weight: Any = None
+    ) -> _NetworkEstimator:
         fitted = hasattr(self, "network_")
         first = not fitted or (not incremental and not self.warm_start)
         X, y = validate_data(self, X, y, reset=first, dtype=self._dtype(), **self._y_checks())
         if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
             raise ValueError(f"max_iter: expected a positive integer, got {self.max_iter!r}")
         targets = self._targets(y, first, classes)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=self._dtype(), ensure_non_negative=True)
         rng = check_random_state(self.random_state)
         optimizer = self._make_optimizer()
         if first:
+            output_activation, loss = self._head(targets.shape[1])
             self.network_ = Network(
                 X.shape[1], self.n_hidden, targets.shape[1],
                 hidden_activation=cast(HiddenActivation, self.hidden_activation),
-                output_activation=self._output_activation, loss=self._loss, optimizer=optimizer,
+                output_activation=output_activation, loss=loss, optimizer=optimizer,
                 dtype=cast(Dtype, self.dtype),
                 seed=int(rng.randint(np.iinfo(np.int64).max, dtype=np.int64)),
             )  # fmt: skip
@@ -118,10 +127,15 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
         scheduler = self.lr_scheduler_ if self.lr_schedule is not None else None
         validation = None
         if self.early_stopping and not incremental:
-            stratify = y if self._output_activation == "softmax" else None
-            X, X_val, targets, T_val = train_test_split(
-                X, targets, test_size=self.validation_fraction, random_state=rng, stratify=stratify
-            )
+            stratify = y if isinstance(self, ClassifierMixin) else None
+            if sample_weight is None:
+                X, X_val, targets, T_val = train_test_split(
+                    X, targets, test_size=self.validation_fraction, random_state=rng, stratify=stratify
+                )
+            else:
+                X, X_val, targets, T_val, sample_weight, _ = train_test_split(
+                    X, targets, sample_weight, test_size=self.validation_fraction, random_state=rng, stratify=stratify
+                )
             validation = (X_val, T_val)
         history = self.network_.fit(
             X, targets, 1 if incremental else self.max_iter,
@@ -130,6 +144,7 @@ class _NetworkEstimator(BaseEstimator):  # type: ignore[misc]
             validation_data=validation, patience=None if incremental else self.n_iter_no_change,
             min_delta=self.tol, restore_best_weights=self.early_stopping, accuracy=False,
             callbacks=[self._printer(self.n_iter_)] if self.verbose else (), lr_schedule=scheduler,
+            sample_weight=sample_weight,
         )  # fmt: skip
         self.n_iter_ += history.epochs
         self.loss_curve_ += list(history.loss)
@@ -179,28 +194,34 @@ def _own_init(cls: _E) -> _E:
 
 @_own_init
 class NetworkClassifier(ClassifierMixin, _NetworkEstimator):  # type: ignore[misc]
-    """A classifier on a rustbp ``Network``: softmax outputs, one per class, trained with cross-entropy.
+    """A classifier on a rustbp ``Network``: softmax outputs, one per class, trained with cross-entropy;
+    for two classes, like ``MLPClassifier``'s logistic output, one sigmoid output (the probability of
+    ``classes_[1]``) trained with binary cross-entropy.
 
-    ``predict_proba`` returns the softmax outputs; ``classes_`` holds the labels in sorted order.
+    ``predict_proba`` returns one column per class; ``classes_`` holds the labels in sorted order.
     """
 
     _output_activation = "softmax"
     _loss = "cross_entropy"
 
-    def fit(self, X: Any, y: Any) -> NetworkClassifier:
-        """Trains for up to ``max_iter`` epochs (from scratch unless ``warm_start``)."""
-        self._fit(X, y, incremental=False)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NetworkClassifier:
+        """Trains for up to ``max_iter`` epochs (from scratch unless ``warm_start``); ``sample_weight``
+        as ``Network.fit``'s."""
+        self._fit(X, y, incremental=False, sample_weight=sample_weight)
         return self
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> NetworkClassifier:
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> NetworkClassifier:
         """One epoch over (X, y); the first call needs ``classes``, every label there may be."""
         if classes is None and not hasattr(self, "classes_"):
             raise ValueError("classes: the first call to partial_fit needs the list of all classes")
-        self._fit(X, y, incremental=True, classes=classes)
+        self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
         return self
 
     def _y_checks(self) -> dict[str, Any]:
         return {"multi_output": False}
+
+    def _head(self, n_out: int) -> tuple[OutputActivation, Loss]:
+        return ("sigmoid", "binary_cross_entropy") if n_out == 1 else ("softmax", "cross_entropy")
 
     def _targets(self, y: npt.NDArray[Any], first: bool, classes: Any) -> npt.NDArray[Any]:
         check_classification_targets(y)
@@ -222,16 +243,19 @@ class NetworkClassifier(ClassifierMixin, _NetworkEstimator):  # type: ignore[mis
         unknown = self.classes_[index] != y
         if unknown.any():
             raise ValueError(f"y: labels {np.unique(y[unknown]).tolist()} are not in classes_ {self.classes_.tolist()}")
+        if len(self.classes_) == 2:
+            return cast("npt.NDArray[Any]", (index == 1).astype(self._dtype()).reshape(-1, 1))
         return np.eye(len(self.classes_), dtype=self._dtype())[index]
 
     def predict_proba(self, X: Any) -> npt.NDArray[Any]:
         """Class probabilities, (n_samples, n_classes), columns in the order of ``classes_``."""
-        return self._outputs(X)
+        out = self._outputs(X)
+        return np.hstack([1 - out, out]) if out.shape[1] == 1 else out
 
     def predict(self, X: Any) -> npt.NDArray[Any]:
         """The most probable class of each sample."""
-        outputs = self._outputs(X)  # first, so that an unfitted estimator raises NotFittedError
-        return self.classes_[np.argmax(outputs, axis=1)]  # type: ignore[no-any-return]
+        proba = self.predict_proba(X)  # first, so that an unfitted estimator raises NotFittedError
+        return self.classes_[np.argmax(proba, axis=1)]  # type: ignore[no-any-return]
 
 
 @_own_init
@@ -242,14 +266,15 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):  # type: ignore[misc]
     _output_activation = "identity"
     _loss = "mse"
 
-    def fit(self, X: Any, y: Any) -> NetworkRegressor:
-        """Trains for up to ``max_iter`` epochs (from scratch unless ``warm_start``)."""
-        self._fit(X, y, incremental=False)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NetworkRegressor:
+        """Trains for up to ``max_iter`` epochs (from scratch unless ``warm_start``); ``sample_weight``
+        as ``Network.fit``'s."""
+        self._fit(X, y, incremental=False, sample_weight=sample_weight)
         return self
 
-    def partial_fit(self, X: Any, y: Any) -> NetworkRegressor:
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> NetworkRegressor:
         """One epoch over (X, y), continuing from the current weights."""
-        self._fit(X, y, incremental=True)
+        self._fit(X, y, incremental=True, sample_weight=sample_weight)
         return self
 
     def _y_checks(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ callback gets, ``History.best_epoch``, indices into the ``History`` arrays)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import html
 import importlib
 import logging
@@ -15,13 +16,14 @@ import math
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, Callable, Optional, overload
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from ._rustbp import TrainingDivergedError
 from .config import TrainingConfig, random_seed
+from .schedules import CosineAnnealingLR, ExponentialLR, StepLR
 
 if TYPE_CHECKING:
     from .network import Network
@@ -36,6 +38,9 @@ logger = logging.getLogger("rustbp")
 #: with a learning-rate schedule, ``lr`` (the epoch's rate) to this epoch's values, where recorded).
 #: Returning ``True`` stops training after this epoch.
 Callback = Callable[[int, "dict[str, float]"], Optional[bool]]
+
+#: Schedules whose rates do not depend on the loss, which the core can be given ahead.
+CLOSED_FORM = (StepLR, ExponentialLR, CosineAnnealingLR)
 
 #: The progress bar waits this long before it appears, so short runs never show one.
 BAR_DELAY_S = 0.5
@@ -282,8 +287,12 @@ def held_out(
     y: npt.NDArray[Any],
     config: TrainingConfig,
     validation_data: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
-) -> tuple[npt.NDArray[Any], npt.NDArray[Any], tuple[npt.NDArray[Any], npt.NDArray[Any]] | None]:
-    """(x, y) as rows, and the validation data: as given, or the last ``validation_split`` of the rows."""
+    sample_weight: npt.NDArray[Any] | None = None,
+) -> tuple[
+    npt.NDArray[Any], npt.NDArray[Any], tuple[npt.NDArray[Any], npt.NDArray[Any]] | None, npt.NDArray[Any] | None
+]:
+    """(x, y) as rows and their sample weights, and the validation data: as given, or the last
+    ``validation_split`` of the rows."""
     x, y = _rows(x), _rows(y)
     if validation_data is not None and config.validation_split > 0:
         raise ValueError("validation_data: pass either validation_data or validation_split, not both")
@@ -296,9 +305,11 @@ def held_out(
             )
         validation_data = (x[n_train:], y[n_train:])
         x, y = x[:n_train], y[:n_train]
+        if sample_weight is not None:
+            sample_weight = sample_weight[:n_train]
     if validation_data is not None:
         validation_data = (_rows(validation_data[0]), _rows(validation_data[1]))
-    return x, y, validation_data
+    return x, y, validation_data, sample_weight
 
 
 def fit(
@@ -309,9 +320,13 @@ def fit(
     validation_data: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
     callbacks: Sequence[Callback],
     scheduler: Scheduler | None = None,
+    sample_weight: npt.NDArray[Any] | None = None,
 ) -> History:
-    """``Network.fit``'s loop: the core's fit one epoch at a time, then metrics, callbacks, stopping."""
-    x, y, validation_data = held_out(x, y, config, validation_data)
+    """``Network.fit``'s loop: the core's fit one epoch at a time, then metrics, callbacks, stopping; or
+    one core call for all epochs when nothing has to happen between them."""
+    x, y, validation_data, sample_weight = held_out(x, y, config, validation_data, sample_weight)
+    # Passed only when given: a core without weights is called as it always was.
+    weights: dict[str, Any] = {} if sample_weight is None else {"sample_weight": sample_weight}
     # Training accuracy costs a forward pass over all of x per epoch, so it is recorded only on request;
     # validation accuracy comes by default for classifiers.
     train_accuracy = config.accuracy is True
@@ -323,21 +338,28 @@ def fit(
     best, wait = math.inf, 0
     best_weights: dict[str, Any] | None = None
     progress = _Progress(config.verbose, config.epochs, "epoch")
+    # Rates that do not depend on the loss are computed ahead and set by the core at each epoch's start.
+    ahead = scheduler is not None and isinstance(scheduler.schedule, CLOSED_FORM)
     per_epoch = (
         validation_data is not None or callbacks or config.patience is not None or train_accuracy
-        or progress.active or scheduler is not None or logger.isEnabledFor(logging.INFO)
+        or progress.active or (scheduler is not None and not ahead) or logger.isEnabledFor(logging.INFO)
     )  # fmt: skip
     if scheduler is not None and scheduler.lr != net.optimizer.lr:
         net.set_lr(scheduler.lr)  # a scheduler carried over from an earlier fit
     if not per_epoch:
         # Nothing to do between epochs: one call, looped in Rust (the core seeds each epoch alike).
-        for loss in net._core.fit(x, y, config.epochs, config.batch_size, config.shuffle, seed):
-            history._record({"loss": float(loss)})
-        return history
+        if scheduler is None:
+            losses = net._core.fit(x, y, config.epochs, config.batch_size, config.shuffle, seed, **weights)
+            for loss in losses:
+                history._record({"loss": float(loss)})
+            return history
+        return _fit_scheduled(net, x, y, config, seed, scheduler, sample_weight, history)
     with _counting_steps(net), contextlib.closing(progress):
         for epoch in range(config.epochs):
             with _numbered_from(epoch * steps_per_epoch, history.history.get("loss", [])):
-                losses = net._core.fit(x, y, 1, config.batch_size, config.shuffle, seed, epoch)
+                losses = net._core.fit(
+                    x, y, 1, config.batch_size, config.shuffle, seed, epoch, **weights
+                )  # fmt: skip
             logs = {"loss": float(losses[0])}
             if scheduler is not None:
                 logs["lr"] = net.optimizer.lr
@@ -378,6 +400,44 @@ def fit(
                 break
     if best_weights is not None and history.best_epoch != history.epochs - 1:
         net.set_weights(best_weights)
+    return history
+
+
+def _fit_scheduled(
+    net: Network,
+    x: npt.NDArray[Any],
+    y: npt.NDArray[Any],
+    config: TrainingConfig,
+    seed: int,
+    scheduler: Scheduler,
+    sample_weight: npt.NDArray[Any] | None,
+    history: History,
+) -> History:
+    """All epochs in one core call with a closed-form schedule: the rates of every epoch, computed by the
+    scheduler (PyTorch's recurrences, so the same floats as stepping it epoch by epoch), set by the core
+    at each epoch's start. The scheduler and the network end where the per-epoch loop would leave them,
+    also after an error: at the epoch that failed."""
+    rates = [scheduler.lr]
+    preview = copy.copy(scheduler)
+    rates += [preview.step() for _ in range(config.epochs)]
+    done = config.epochs
+    try:
+        losses = net._core.fit(
+            x, y, config.epochs, config.batch_size, config.shuffle, seed, lrs=rates[:-1],
+            **cast("dict[str, Any]", {} if sample_weight is None else {"sample_weight": sample_weight}),
+        )  # fmt: skip
+    except TrainingDivergedError as e:
+        done = len(e.losses)
+        raise
+    except KeyboardInterrupt as e:
+        done = min(getattr(e, "completed_steps", 0) // math.ceil(len(x) / config.batch_size), config.epochs)
+        raise
+    finally:
+        for _ in range(done):
+            scheduler.step()
+        net.set_lr(rates[done])
+    for loss, lr in zip(losses, rates):
+        history._record({"loss": float(loss), "lr": lr})
     return history
 
 

@@ -34,6 +34,8 @@ test_device!(
     explain_step_changes_the_network_only_when_applied,
     divergence_is_numbered_within_the_call_and_keeps_the_last_finite_step,
     interruption_stops_at_a_completed_step,
+    rates_per_epoch_train_like_setting_each_epochs_rate,
+    binary_cross_entropy_trains_alike_on_every_device,
 );
 
 #[cfg(feature = "gpu")]
@@ -174,4 +176,54 @@ fn interruption_stops_at_a_completed_step<B: Backend>(make: impl Fn(Config, u64)
     let before = net.read_params().unwrap();
     let Err(Error::Interrupted { completed: 0 }) = net.fit(&x, &t, 3, 1, true, 0, 0, &mut never) else { panic!() };
     assert_eq!(net.read_params().unwrap(), before, "nothing trained before the first question");
+}
+
+fn rates_per_epoch_train_like_setting_each_epochs_rate<B: Backend>(make: impl Fn(Config, u64) -> Option<B>) {
+    let adam = Config { optimizer: Optimizer::adam(0.05), ..config() };
+    for c in [config(), adam] {
+        let (Some(mut a), Some(mut b)) = (make(c, 3), make(c, 3)) else { return };
+        let (x, y) = (values::<B::T>(7 * 3, 5), values::<B::T>(7 * 2, 6));
+        let rates = [0.1, 0.05, 0.025, 0.0125];
+        let extras = FitExtras { lrs: &rates, sample_weight: None };
+        let once = a.fit_with(&x, &y, 4, 3, true, 9, 0, extras, &mut || true).unwrap();
+        let mut each = vec![];
+        for (epoch, &lr) in rates.iter().enumerate() {
+            b.set_lr(lr).unwrap();
+            each.extend(b.fit(&x, &y, 1, 3, true, 9, epoch, &mut || true).unwrap());
+        }
+        assert_eq!(once, each);
+        assert_eq!(a.read_params().unwrap(), b.read_params().unwrap());
+        assert_eq!(a.read_state().unwrap(), b.read_state().unwrap());
+        assert_eq!(a.config().optimizer, b.config().optimizer, "both keep the last epoch's rate");
+        let short = FitExtras { lrs: &rates[..2], sample_weight: None };
+        assert!(matches!(
+            a.fit_with(&x, &y, 3, 3, true, 9, 0, short, &mut || true),
+            Err(Error::InvalidConfig { arg: "lrs", .. })
+        ));
+        assert!(matches!(a.set_lr(f64::NAN), Err(Error::InvalidConfig { arg: "lr", .. })));
+    }
+}
+
+/// Binary cross-entropy's loss and gradient are the same on every device: checked against the CPU's
+/// float64 network (on the GPU, through the fused kernel for batches of 6 and the tiled one for 40).
+fn binary_cross_entropy_trains_alike_on_every_device<B: Backend>(make: impl Fn(Config, u64) -> Option<B>) {
+    let c = Config { loss: crate::loss::Loss::BinaryCrossEntropy, ..config() };
+    for rows in [6, 40] {
+        let (Some(mut a), Ok(mut reference)) = (make(c, 4), Network::<f64>::new(c, 4)) else { return };
+        let x = values::<f64>(rows * 3, 7);
+        let t: Vec<f64> = values::<f64>(rows * 2, 8).iter().map(|v| (v + 0.4).clamp(0.0, 1.0)).collect();
+        let cast = |v: &[f64]| v.iter().map(|&v| B::T::of(v)).collect::<Vec<_>>();
+        let (xa, ta) = (cast(&x), cast(&t));
+        let got = a.train(&xa, &ta, 5, &mut || true).unwrap();
+        let want = reference.train(&x, &t, 5, &mut || true).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5 * w.abs(), "{rows} rows: loss {g} vs {w}");
+        }
+        for (p, q) in a.read_params().unwrap().iter().zip(reference.read_params().unwrap().iter()) {
+            for (&p, &q) in p.iter().zip(q) {
+                let p = p.to_f64().unwrap();
+                assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{rows} rows: {p} vs {q}");
+            }
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! The one place where core errors become Python exceptions.
 
 use crate::error::Error;
-use pyo3::exceptions::{PyFloatingPointError, PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{
+    PyFloatingPointError, PyKeyboardInterrupt, PyMemoryError, PyNotImplementedError, PyRuntimeError, PyValueError,
+};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(
@@ -38,6 +40,7 @@ fn exception(e: Error, message: String) -> PyErr {
         // A GPU that fails mid-way (device lost, timeout) is as unusable as one never found.
         Error::GpuUnavailable(_) | Error::Gpu { .. } => GpuUnavailableError::new_err(message),
         Error::Interrupted { .. } => PyKeyboardInterrupt::new_err(message),
+        Error::Unsupported { .. } => PyNotImplementedError::new_err(message),
         Error::Diverged { step, losses, .. } => Python::attach(|py| {
             let err = TrainingDivergedError::new_err(message);
             let value = err.value(py);

@@ -9,7 +9,7 @@ mod error;
 mod io;
 mod population;
 
-use crate::backend::{to_cpu, Backend};
+use crate::backend::{to_cpu, Backend, FitExtras};
 use crate::error::Error;
 use crate::gpu::GpuNetwork;
 use crate::lock::{ForkLock, ReadGuard, Refused, WriteGuard};
@@ -228,6 +228,12 @@ impl Core {
         })
     }
 
+    /// Sets the learning rate of the next steps, keeping the optimizer state.
+    fn set_lr(&self, lr: f64) -> PyResult<()> {
+        let mut guard = self.write()?;
+        dispatch!(&mut *guard, n => Ok(n.set_lr(lr)?))
+    }
+
     /// One training step; returns the loss before the update.
     fn train_step(&self, py: Python<'_>, x: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<f64> {
         let mut guard = self.write()?;
@@ -254,8 +260,9 @@ impl Core {
         })
     }
 
-    /// Mini-batch training over (X, Y); the mean loss of each epoch.
-    #[pyo3(signature = (x, y, epochs, batch_size, shuffle, seed, first_epoch=0))]
+    /// Mini-batch training over (X, Y); the mean loss of each epoch. `lrs`: the learning rate of each
+    /// epoch, set at its start (the network keeps the last); `sample_weight`: one weight per sample.
+    #[pyo3(signature = (x, y, epochs, batch_size, shuffle, seed, first_epoch=0, lrs=None, sample_weight=None))]
     fn fit<'py>(
         &self,
         py: Python<'py>,
@@ -266,13 +273,18 @@ impl Core {
         shuffle: bool,
         seed: u64,
         first_epoch: usize,
+        lrs: Option<Vec<f64>>,
+        sample_weight: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
             let (x, y, rows) = pair_of(Backend::config(n), x, y, "Y")?;
+            let weights = sample_weight.map(|w| rows_of(w, "sample_weight", 0).map(|(w, _, _)| w)).transpose()?;
+            let lrs = lrs.unwrap_or_default();
             let steps_per_epoch = rows.div_ceil(batch_size.max(1));
             let losses = interruptible(py, |l: &Vec<f64>| l.len() * steps_per_epoch, |keep_going| {
-                n.fit(&x, &y, epochs, batch_size, shuffle, seed, first_epoch, keep_going)
+                let extras = FitExtras { lrs: &lrs, sample_weight: weights.as_deref() };
+                n.fit_with(&x, &y, epochs, batch_size, shuffle, seed, first_epoch, extras, keep_going)
             })?;
             Ok(losses.into_pyarray(py).into_any())
         })

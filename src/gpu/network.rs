@@ -193,7 +193,20 @@ impl Backend for GpuNetwork {
         self.run(&per_step, None, 0, losses)
     }
 
-    fn prepare<'a>(&mut self, x: &'a [f32], y: &'a [f32], n: usize, batch_size: usize) -> Result<DataSet> {
+    fn prepare<'a>(
+        &mut self,
+        x: &'a [f32],
+        y: &'a [f32],
+        weights: Option<&'a [f32]>,
+        n: usize,
+        batch_size: usize,
+    ) -> Result<DataSet> {
+        if weights.is_some() {
+            return Err(Error::Unsupported {
+                arg: "sample_weight",
+                what: "sample weights are not implemented on the GPU; fit on the CPU (net.to(\"cpu\"))".into(),
+            });
+        }
         let full = batch_size.min(n);
         let sizes: Vec<usize> = [full, n % full].into_iter().filter(|&r| r > 0).collect();
         self.prepare_batches(&sizes, None)?;
@@ -281,6 +294,26 @@ impl Backend for GpuNetwork {
         }
         self.write(&self.bufs.state, &l.flatten_state(&state));
         self.updates = updates;
+        Ok(())
+    }
+
+    /// The rate is in the plans' uniforms: the plans built so far are rebuilt with the new one (a fit's
+    /// gathers, recorded on the work buffers, stay valid).
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        let optimizer = self.config.optimizer.with_lr(lr);
+        optimizer.validate()?;
+        if optimizer == self.config.optimizer {
+            return Ok(());
+        }
+        self.config.optimizer = optimizer;
+        let mut work = self.lock_work();
+        if let Some(w) = work.as_mut() {
+            let sizes: Vec<usize> = w.plans.keys().copied().collect();
+            for rows in sizes {
+                let plan = self.ctx.guarded("planning", || self.build_plan(w, rows))?;
+                w.plans.insert(rows, plan);
+            }
+        }
         Ok(())
     }
 }

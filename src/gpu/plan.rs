@@ -57,11 +57,13 @@ pub struct Plan {
 }
 
 /// The scale of dL/dz2 and of the batch loss (the sum of row losses): 1/B for half_sse and cross-entropy,
-/// 2/(B n_out) and 1/(B n_out) for mse, as `crate::loss` computes them.
+/// 2/(B n_out) and 1/(B n_out) for mse, 1/(B n_out) for binary cross-entropy, as `crate::loss` computes
+/// them.
 pub fn loss_scales(loss: Loss, rows: usize, n_out: usize) -> (f32, f32) {
     let (dz, l) = match loss {
         Loss::HalfSse | Loss::CrossEntropy => (1.0 / rows as f64, 1.0 / rows as f64),
         Loss::Mse => (2.0 / (rows * n_out) as f64, 1.0 / (rows * n_out) as f64),
+        Loss::BinaryCrossEntropy => (1.0 / (rows * n_out) as f64, 1.0 / (rows * n_out) as f64),
     };
     (dz as f32, l as f32)
 }

@@ -54,7 +54,14 @@ impl Backend for GpuNetwork {
     fn run_steps(&mut self, _x: &[f32], _t: &[f32], _rows: usize, _steps: usize, _losses: &mut Vec<f64>) -> Result<()> {
         match self.never {}
     }
-    fn prepare<'a>(&mut self, _x: &'a [f32], _y: &'a [f32], _n: usize, _batch_size: usize) -> Result<Self::Data<'a>> {
+    fn prepare<'a>(
+        &mut self,
+        _x: &'a [f32],
+        _y: &'a [f32],
+        _weights: Option<&'a [f32]>,
+        _n: usize,
+        _batch_size: usize,
+    ) -> Result<Self::Data<'a>> {
         match self.never {}
     }
     fn run_batches(
@@ -76,6 +83,9 @@ impl Backend for GpuNetwork {
         match self.never {}
     }
     fn write_state(&mut self, _state: OptimizerState<f32>) -> Result<()> {
+        match self.never {}
+    }
+    fn set_lr(&mut self, _lr: f64) -> Result<()> {
         match self.never {}
     }
 }

@@ -29,14 +29,17 @@ impl<T: Scalar> Network<T> {
     }
 }
 
-/// A `fit` data set on the CPU: the caller's rows, and room to gather shuffled batches into.
+/// A `fit` data set on the CPU: the caller's rows (and samples' loss factors), and room to gather
+/// shuffled batches into.
 pub struct Rows<'a, T> {
     x: &'a [T],
     y: &'a [T],
+    w: Option<&'a [T]>,
     n: usize,
     batch_size: usize,
     xb: Vec<T>,
     yb: Vec<T>,
+    wb: Vec<T>,
 }
 
 impl<T: Scalar> Backend for Network<T> {
@@ -87,9 +90,16 @@ impl<T: Scalar> Backend for Network<T> {
         })
     }
 
-    fn prepare<'a>(&mut self, x: &'a [T], y: &'a [T], n: usize, batch_size: usize) -> Result<Rows<'a, T>> {
+    fn prepare<'a>(
+        &mut self,
+        x: &'a [T],
+        y: &'a [T],
+        w: Option<&'a [T]>,
+        n: usize,
+        batch_size: usize,
+    ) -> Result<Rows<'a, T>> {
         self.reserve(batch_size.min(n))?;
-        Ok(Rows { x, y, n, batch_size, xb: Vec::new(), yb: Vec::new() })
+        Ok(Rows { x, y, w, n, batch_size, xb: Vec::new(), yb: Vec::new(), wb: Vec::new() })
     }
 
     fn run_batches(
@@ -103,15 +113,22 @@ impl<T: Scalar> Backend for Network<T> {
         self.in_pool(data.batch_size.min(data.n), |net| {
             for b in batches {
                 let (start, end) = (b * data.batch_size, ((b + 1) * data.batch_size).min(data.n));
-                let (xs, ys) = match order {
+                let (xs, ys, ws) = match order {
                     Some(order) => {
                         gather(data.x, n_in, &order[start..end], &mut data.xb);
                         gather(data.y, n_out, &order[start..end], &mut data.yb);
-                        (&data.xb[..], &data.yb[..])
+                        if let Some(w) = data.w {
+                            gather(w, 1, &order[start..end], &mut data.wb);
+                        }
+                        (&data.xb[..], &data.yb[..], data.w.map(|_| &data.wb[..]))
                     }
-                    None => (&data.x[start * n_in..end * n_in], &data.y[start * n_out..end * n_out]),
+                    None => (
+                        &data.x[start * n_in..end * n_in],
+                        &data.y[start * n_out..end * n_out],
+                        data.w.map(|w| &w[start..end]),
+                    ),
                 };
-                losses.push(net.step(xs, ys, end - start)?);
+                losses.push(net.step_weighted(xs, ys, ws, end - start)?);
             }
             Ok(())
         })
@@ -141,5 +158,12 @@ impl<T: Scalar> Backend for Network<T> {
 
     fn write_state(&mut self, (state, updates): OptimizerState<T>) -> Result<()> {
         self.set_optimizer_state(state, updates)
+    }
+
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        let optimizer = self.config.optimizer.with_lr(lr);
+        optimizer.validate()?;
+        self.config.optimizer = optimizer;
+        Ok(())
     }
 }

@@ -121,6 +121,7 @@ fn gradients_match_central_finite_differences() {
         (Activation::Identity, Loss::HalfSse),
         (Activation::Relu, Loss::Mse),
         (Activation::Softmax, Loss::CrossEntropy),
+        (Activation::Sigmoid, Loss::BinaryCrossEntropy),
     ];
     let mut case = 0_u64;
     for &hidden_activation in &hidden {
@@ -285,6 +286,9 @@ fn bad_configuration_and_inputs_are_errors_naming_the_argument() {
         arg_of(Network::new(Config { output_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)),
         "loss"
     );
+    let bce = Config { loss: Loss::BinaryCrossEntropy, ..Config::new(2, 2, 2) };
+    assert_eq!(arg_of(Network::new(Config { output_activation: Activation::Tanh, ..bce }, 0)), "output_activation");
+    assert_eq!(arg_of(Network::new(Config { output_activation: Activation::Softmax, ..bce }, 0)), "loss");
     assert_eq!(
         arg_of(Network::new(Config { hidden_activation: Activation::Softmax, ..Config::new(2, 2, 2) }, 0)),
         "hidden_activation"
@@ -312,6 +316,7 @@ fn one_sample_path_is_bit_identical_to_the_batched_path() {
         (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse),
         (Activation::Tanh, Activation::Identity, Loss::Mse),
         (Activation::Relu, Activation::Softmax, Loss::CrossEntropy),
+        (Activation::Identity, Activation::Sigmoid, Loss::BinaryCrossEntropy),
     ] {
         for bias in [Bias::PerNeuron, Bias::Shared, Bias::None] {
             for optimizer in [
@@ -339,4 +344,103 @@ fn one_sample_path_is_bit_identical_to_the_batched_path() {
             }
         }
     }
+}
+
+#[test]
+fn binary_cross_entropy_is_the_mean_over_elements_from_the_logits() {
+    // Logits far enough out that o rounds to 0 or 1, where -t ln(o) - (1 - t) ln(1 - o) would be inf.
+    let z = [-800.0, -3.0, 0.0, 2.5, 40.0, 800.0];
+    let t = [0.0, 1.0, 0.25, 0.5, 1.0, 0.75];
+    let o: Vec<f64> = z.iter().map(|&z: &f64| 1.0 / (1.0 + (-z).exp())).collect();
+    let n_out = 2;
+    // -t ln(o) - (1 - t) ln(1 - o) summed in 60-digit decimals; 800 with t = 0.75 contributes 200.
+    let want = 34.178_437_377_737_71;
+    let n = z.len() as f64;
+    close(Loss::BinaryCrossEntropy.value(&z, &o, &t, n_out), want, 1e-12, "loss");
+    let mut dz = [0.0; 6];
+    let loss = Loss::BinaryCrossEntropy.delta(Activation::Sigmoid, &z, &o, &t, n_out, &mut dz);
+    assert_eq!(loss.to_bits(), Loss::BinaryCrossEntropy.value(&z, &o, &t, n_out).to_bits());
+    for k in 0..6 {
+        close(dz[k], (o[k] - t[k]) / n, 1e-15, "dL/dz");
+    }
+}
+
+#[test]
+fn sample_weights_weigh_each_rows_loss_and_gradient() {
+    use crate::backend::FitExtras;
+    let config =
+        Config { hidden_activation: Activation::Tanh, optimizer: Optimizer::adam(0.05), ..Config::new(3, 5, 2) };
+    let fit = |net: &mut Network<f64>, x: &[f64], y: &[f64], w: Option<&[f64]>, batch_size: usize| {
+        let extras = FitExtras { lrs: &[], sample_weight: w };
+        net.fit_with(x, y, 4, batch_size, true, 7, 0, extras, &mut no_stop()).unwrap()
+    };
+    let (x, y) = (data(6 * 3, 20), targets(Loss::HalfSse, 6, 2, 21));
+    let weights = [2.0, 0.0, 1.0, 3.0, 1.0, 0.0];
+    // Integer weights with the whole set as one batch: the same training as rows repeated that often.
+    let (mut xr, mut yr) = (vec![], vec![]);
+    for (i, &w) in weights.iter().enumerate() {
+        for _ in 0..w as usize {
+            xr.extend_from_slice(&x[i * 3..i * 3 + 3]);
+            yr.extend_from_slice(&y[i * 2..i * 2 + 2]);
+        }
+    }
+    let (mut weighted, mut repeated) =
+        (Network::<f64>::new(config, 1).unwrap(), Network::<f64>::new(config, 1).unwrap());
+    let a = fit(&mut weighted, &x, &y, Some(&weights), 6);
+    let b = fit(&mut repeated, &xr, &yr, None, 7);
+    for (a, b) in a.iter().zip(&b) {
+        close(*a, *b, 1e-12, "epoch loss");
+    }
+    for (p, q) in weighted.params().iter().zip(repeated.params()) {
+        for (p, q) in p.iter().zip(q) {
+            close(*p, *q, 1e-12, "weights");
+        }
+    }
+    // Weights of all ones (or any constant) train bit for bit as none, in mini-batches too.
+    let mut plain = Network::<f64>::new(config, 1).unwrap();
+    let mut ones = plain.clone();
+    assert_eq!(fit(&mut plain, &x, &y, None, 4), fit(&mut ones, &x, &y, Some(&[2.5; 6]), 4));
+    assert_eq!(plain.params(), ones.params());
+    // Mini-batches: each sample counts w_i n / sum(w) = 6/7 w_i times. With plain SGD, batch [0, 1, 2]
+    // (weights 2, 0, 1) is then a step on rows [0, 0, 2] with the rate scaled by (6/7 / 3) / (1/3),
+    // and batch [3, 4, 5] (3, 1, 0) one on [3, 3, 3, 4] scaled by (6/7 / 3) / (1/4).
+    let sgd = Config { optimizer: Optimizer::sgd(0.5), ..config };
+    let mut net = Network::<f64>::new(sgd, 2).unwrap();
+    let mut steps = net.clone();
+    let extras = FitExtras { lrs: &[], sample_weight: Some(&weights) };
+    let epoch = net.fit_with(&x, &y, 1, 3, false, 0, 0, extras, &mut no_stop()).unwrap();
+    let rows = |idx: &[usize]| -> (Vec<f64>, Vec<f64>) {
+        (
+            idx.iter().flat_map(|&i| x[i * 3..i * 3 + 3].to_vec()).collect(),
+            idx.iter().flat_map(|&i| y[i * 2..i * 2 + 2].to_vec()).collect(),
+        )
+    };
+    let mut total = 0.0;
+    for (idx, ratio) in [(&[0, 0, 2][..], 6.0 / 7.0), (&[3, 3, 3, 4][..], 8.0 / 7.0)] {
+        steps.set_lr(0.5 * ratio).unwrap();
+        let (xs, ys) = rows(idx);
+        total += steps.train_step(&xs, &ys).unwrap() * ratio * 3.0;
+    }
+    close(epoch[0], total / 6.0, 1e-12, "weighted epoch loss");
+    for (p, q) in net.params().iter().zip(steps.params()) {
+        for (p, q) in p.iter().zip(q) {
+            close(*p, *q, 1e-12, "weights after weighted mini-batches");
+        }
+    }
+    // Bad weights are refused, naming the argument.
+    let bad = |w: &[f64]| {
+        let mut n = Network::<f64>::new(config, 1).unwrap();
+        let extras = FitExtras { lrs: &[], sample_weight: Some(w) };
+        match n.fit_with(&x, &y, 1, 2, true, 0, 0, extras, &mut no_stop()) {
+            Err(Error::InvalidConfig { arg, .. } | Error::ShapeMismatch { arg, .. } | Error::NonFinite { arg, .. }) => {
+                assert_eq!(n.updates, 0);
+                arg
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(bad(&[1.0; 5]), "sample_weight");
+    assert_eq!(bad(&[1.0, -1.0, 1.0, 1.0, 1.0, 1.0]), "sample_weight");
+    assert_eq!(bad(&[0.0; 6]), "sample_weight");
+    assert_eq!(bad(&[1.0, f64::NAN, 1.0, 1.0, 1.0, 1.0]), "sample_weight");
 }

@@ -62,7 +62,7 @@ def loss_and_grads(
 
     half_sse is 1/2 sum (t - o)^2 per sample averaged over the batch, mse the mean over every element
     (``MSELoss``), cross_entropy softmax with the mean negative log-likelihood (targets are rows of
-    probabilities)."""
+    probabilities), binary_cross_entropy sigmoid with ``BCELoss``'s mean over every element."""
     _, h, z2, o = forward(w, X, hidden, output)
     B = X.shape[0]
     if loss == "cross_entropy":
@@ -70,6 +70,9 @@ def loss_and_grads(
         logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
         value = -(T * logp).sum() / B
         dz2 = (o * T.sum(axis=1, keepdims=True) - T) / B
+    elif loss == "binary_cross_entropy":
+        value = (np.logaddexp(0, z2) - z2 * T).mean()  # ln(1 + e^z) - z t
+        dz2 = (o - T) / o.size
     else:
         value = 0.5 * ((T - o) ** 2).sum() / B if loss == "half_sse" else ((T - o) ** 2).mean()
         dz2 = ((o - T) / B if loss == "half_sse" else 2 * (o - T) / o.size) * ACT[output][1](o)

@@ -43,6 +43,18 @@ fn derivative(act: u32, a: f32) -> f32 {
     }
 }
 
+// One element's binary cross-entropy from its logit z, as src/loss.rs: max(z, 0) - z t + ln(1 + e^-|z|),
+// with ln(1 + u) corrected for the rounding of 1 + u, since WGSL has no log1p.
+fn bce(z: f32, t: f32) -> f32 {
+    let u = exp(-abs(z));
+    let v = 1.0 + u;
+    var l = u;
+    if (v != 1.0) {
+        l = log(v) * (u / (v - 1.0));
+    }
+    return max(z, 0.0) - z * t + l;
+}
+
 // torch.lerp(a, b, w): a + w (b - a), evaluated from the nearer end as PyTorch does.
 fn lerp_torch(a: f32, b: f32, w: f32) -> f32 {
     if (w < 0.5) {

@@ -147,12 +147,18 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                 }
             } else {
                 for (var k = 0u; k < no; k++) {
-                    let ok = activate(p.out_act, scratch[s_z2 + base + k]);
+                    let zk = scratch[s_z2 + base + k];
+                    let ok = activate(p.out_act, zk);
                     let tk = t[base + k];
                     scratch[s_o + base + k] = ok;
-                    let diff = tk - ok;
-                    loss += diff * diff;
-                    scratch[s_dz2 + base + k] = (ok - tk) * p.scale * derivative(p.out_act, ok);
+                    if (p.loss == LOSS_BINARY_CROSS_ENTROPY) {
+                        loss += bce(zk, tk);
+                        scratch[s_dz2 + base + k] = (ok - tk) * p.scale;
+                    } else {
+                        let diff = tk - ok;
+                        loss += diff * diff;
+                        scratch[s_dz2 + base + k] = (ok - tk) * p.scale * derivative(p.out_act, ok);
+                    }
                 }
                 if (p.loss == LOSS_HALF_SSE) {
                     loss *= 0.5;

@@ -3,6 +3,7 @@
 //   half_sse: row loss 1/2 sum (t - o)^2,  dz2 = (o - t) * scale * g'(o), scale = 1/B
 //   mse:      row loss sum (t - o)^2,      dz2 = (o - t) * scale * g'(o), scale = 2/(B n_out)
 //   cross_entropy: row loss -sum t (z - logsumexp z),  dz2 = (p sum(t) - t) * scale, scale = 1/B
+//   binary_cross_entropy: row loss sum bce(z, t),   dz2 = (o - t) * scale, scale = 1/(B n_out)
 // The batch loss is the sum of row losses times a constant, taken by reduce.wgsl.
 
 struct Params {
@@ -75,9 +76,15 @@ fn row(r: u32) {
             let diff = tk - ok;
             loss += diff * diff;
             dz[base + k] = (ok - tk) * p.scale * derivative(p.act, ok);
+        } else if (p.loss == LOSS_BINARY_CROSS_ENTROPY) {
+            let tk = t[base + k];
+            loss += bce(z[base + k], tk);
+            dz[base + k] = (ok - tk) * p.scale;
         }
     }
     if (p.loss == LOSS_HALF_SSE || p.loss == LOSS_MSE) {
         row_loss[r] = select(loss, 0.5 * loss, p.loss == LOSS_HALF_SSE);
+    } else if (p.loss == LOSS_BINARY_CROSS_ENTROPY) {
+        row_loss[r] = loss;
     }
 }
