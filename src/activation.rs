@@ -233,4 +233,22 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn softmax_of_large_inputs_has_the_exact_probabilities() {
+        // Rows far outside exp's range, whose probabilities are known in closed form: equal shifts of a row
+        // do not change its softmax, so [1000, -1000, 999] is [1, -1999, 0] shifted by 999.
+        let e = (-1.0_f64).exp();
+        for (row, want) in [
+            (vec![1000.0_f64, -1000.0, 999.0], [1.0 / (1.0 + e), 0.0, e / (1.0 + e)]),
+            (vec![-1000.0, -999.0, -1000.0], [e / (1.0 + 2.0 * e), 1.0 / (1.0 + 2.0 * e), e / (1.0 + 2.0 * e)]),
+            (vec![700.0, 700.0, -700.0], [0.5, 0.5, 0.0]),
+        ] {
+            let mut got = row.clone();
+            softmax(&mut got);
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-15, "softmax({row:?}) = {got:?}, want {want:?}");
+            }
+        }
+    }
 }

@@ -185,6 +185,43 @@ def call(f: Callable[[], Any]) -> Any:
         raise AssertionError(f"undocumented {type(e).__module__}.{type(e).__name__}: {e}") from e
 
 
+def unpickle_tampered(net: rustbp.Network, changes: dict[str, Any]) -> None:
+    state = net.__getstate__()
+    if "updates" in changes:
+        state["optimizer_state"] = (state["optimizer_state"][0], changes.pop("updates"))
+    state.update(changes)
+    copy_ = rustbp.Network.__new__(rustbp.Network)
+    copy_.__setstate__(state)
+    check_weights(copy_)
+
+
+def forked_forward(net: rustbp.Network, x: Any) -> None:
+    """A forked child uses the network (the GPU refused clearly); it must exit, never hang."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            net.forward(x)
+        except rustbp.GpuUnavailableError as e:
+            code = 0 if "forked" in str(e) or isinstance(e, DOCUMENTED) else 1
+        except DOCUMENTED:
+            pass
+        except BaseException as e:
+            print(f"forked child: {e!r}", file=sys.stderr, flush=True)
+            code = 1
+        os._exit(code)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0, "the forked child failed"
+            return
+        time.sleep(0.001)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError("the forked child hung")
+
+
 # Mostly small, sometimes past 32 (the GPU's fused kernel takes widths up to 32).
 widths_ = st.one_of(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5), st.integers(31, 40))
 
@@ -230,7 +267,8 @@ def chaos_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
     n_in, n_out = net.n_in, net.n_out
     calls: list[Callable[[], Any]] = []
     for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["forward", "loss", "train_step", "train", "fit", "set_weights", "explain_step"]))
+        ops = ["forward", "loss", "train_step", "train", "fit", "set_weights", "explain_step", "callbacks", "unpickle"]
+        op = draw(st.sampled_from([*ops, "fork"] if hasattr(os, "fork") else ops))
         rows = 1 if op == "explain_step" else draw(st.integers(1, 4))
         x, t = draw(arrays(n_in, rows)), draw(arrays(n_out, rows))
         if op == "forward":
@@ -241,6 +279,19 @@ def chaos_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
             calls.append(lambda x=x, t=t: net.train_step(x, t))
         elif op == "explain_step":
             calls.append(lambda x=x, t=t: net.explain_step(x, t))
+        elif op == "callbacks":
+            cbs = draw(st.one_of(st.none(), weird_objects, st.lists(weird_objects, max_size=2)))
+            calls.append(lambda x=x, t=t, c=cbs: net.fit(x, t, 1, callbacks=c))
+        elif op == "unpickle":  # a tampered pickle: refused with a documented error, or a whole network
+            changes = {
+                "seed": draw(st.one_of(st.integers(-5, 2**65), weird_objects)),
+                "device": draw(st.sampled_from(["cpu", "gpu", "tpu", 0])),
+                "updates": draw(st.one_of(st.integers(-(2**64), 2**65), weird_objects)),
+            }
+            keep = draw(st.lists(st.sampled_from(sorted(changes)), max_size=3, unique=True))
+            calls.append(lambda c={k: changes[k] for k in keep}: unpickle_tampered(net, c))
+        elif op == "fork":
+            calls.append(lambda x=x: forked_forward(net, x))
         elif op == "train":
             steps = draw(counts)
             calls.append(lambda x=x, t=t, s=steps: net.train(x, t, s))

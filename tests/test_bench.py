@@ -5,8 +5,10 @@ The native C++ programs need a C++ compiler (CI has g++); without one their test
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import math
 import os
 from collections.abc import Iterator
 
@@ -15,7 +17,7 @@ import pytest
 import rustbp
 from conftest import ARTICLE_E_AFTER_ONE_STEP, ARTICLE_FINAL, ARTICLE_LOSSES
 from rustbp.__main__ import main
-from rustbp.bench import impls, measure, native, report
+from rustbp.bench import impls, measure, native, report, torch_net, workloads
 from rustbp.bench.pure import PurePythonNet, UnrolledArticleNet
 
 HAS = {m: importlib.util.find_spec(m) is not None for m in ("torch", "sklearn", "matplotlib")}
@@ -332,3 +334,94 @@ def test_gpu_columns_join_only_with_an_adapter(monkeypatch):
     monkeypatch.setenv("RUSTBP_GPU_ADAPTER", "no such adapter")
     assert impls.gpu_adapter(notes) is None and "columns are skipped" in notes[-1]
     assert not any(i.family == "rustbp-gpu" for i in impls.available(False, notes).values())
+
+
+POPULATION_ARGS = [
+    "--workloads", "population", "--population-size", "3", "--population-epochs", "1", "--population-copies", "5",
+    "--population-steps", "20", "--reps", "1", "--peak-size", "64", "--no-gpu",
+]  # fmt: skip
+
+
+def test_population_workload_trains_every_member_like_its_network(tmp_path, capsys):
+    """`rustbp bench --workloads population` at tiny sizes: Population.fit and Population.train end with every
+    member's loss equal to the loop's over its networks, the article's copies end where the float64 NumPy
+    reference puts each from its own start, times are per network-step, and the goals are reported."""
+    code = main(["bench", *POPULATION_ARGS, "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    points = {p["workload"]: p for p in doc["points"]}
+    assert set(points) == ({"population-digits"} if HAS["sklearn"] else set()) | {"population-article"}
+    article = points["population-article"]
+    by = {r["impl"]: r for r in article["results"]}
+    assert set(by) == {"rustbp f64 Network.train loop", "rustbp f64 Population.train"}
+    pop = by["rustbp f64 Population.train"]
+    assert pop["agrees"] and pop["members_identical_to_loop"] == 5 and article["steps"] == 20
+    assert pop["median_s_per_step"] == pytest.approx(pop["median_s"] / (5 * 20))
+    assert pop["gflops"] == pytest.approx(2 * measure.ARTICLE.work(1) / pop["median_s_per_step"] / 1e9)
+    # Independent of rustbp: NumPy float64 from each member's start (member i is the network seeded i).
+    want = [
+        measure.reference_loss(measure.ARTICLE, measure.start_weights(measure.ARTICLE, seed=i), measure.ARTICLE_X,
+                               measure.ARTICLE_T, 20)
+        for i in range(5)
+    ]  # fmt: skip
+    assert article["reference_loss"] == pytest.approx(np.mean(want), rel=1e-12, abs=0)
+    assert pop["final_loss"] == article["reference_loss"]
+    targets = {t["target"]: t for t in doc["targets"] if t["target"].startswith("population")}
+    assert len(targets) == 3 and all(t["unit"] == "x" for t in targets.values())
+    article_goal = targets["population article, 5 x 2-2-2 f64: Population.train speed-up over a Network.train loop"]
+    assert article_goal["measured"] == pytest.approx(by["rustbp f64 Network.train loop"]["median_s"] / pop["median_s"])
+    assert article_goal["met"] == (article_goal["measured"] >= 10)
+    assert "members run side by side on the core's thread pool" in out
+    if not HAS["sklearn"]:
+        return
+    digits = points["population-digits"]
+    steps = math.ceil(1797 / 32)
+    assert digits["steps"] == steps and digits["members"] == 3 and digits["batch"] == 32
+    by = {r["impl"]: r for r in digits["results"]}
+    fit = by["rustbp f32 Population.fit"]
+    assert fit["agrees"] and fit["members_identical_to_loop"] == 3
+    assert fit["final_loss"] == digits["reference_loss"] == by["rustbp f32 Network.fit loop"]["final_loss"]
+    assert fit["median_s_per_step"] == pytest.approx(fit["median_s"] / (3 * steps))
+    assert 0 < fit["final_loss"] < math.log(10)  # below a uniform guess's cross-entropy: it trained
+    stacked = "PyTorch CPU f32 stacked (baddbmm)"
+    if HAS["torch"]:
+        assert by[stacked]["agrees"] and by[stacked]["same_steps_as_population"]
+    else:
+        assert stacked not in by and stacked in digits["missing"] and "n/a" in out
+        assert targets[f"population digits, 3 x 64-32-10 f32: Population.fit speed-up over {stacked}"]["met"] is None
+
+
+def test_a_population_that_trains_differently_is_reported_loudly(tmp_path, capsys, monkeypatch):
+    """Populations whose learning rate is off by 1% no longer equal the loop over their networks: flagged."""
+    real = workloads.population
+
+    def off(spec: impls.Spec, size: int, dtype: str, seed: int = 0) -> rustbp.Population:
+        return real(dataclasses.replace(spec, lr=spec.lr * 1.01), size, dtype, seed)
+
+    monkeypatch.setattr(workloads, "population", off)
+    code = main(["bench", *POPULATION_ARGS, "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "LOSS MISMATCH: rustbp f64 Population.train on population-article" in out
+    if HAS["sklearn"]:
+        assert "LOSS MISMATCH: rustbp f32 Population.fit on population-digits" in out
+
+
+def test_stacked_torch_model_trains_each_member_like_a_population(rng):
+    """PyTorch's stacked model from a population's weights: each member's loss at every step equals the
+    member's own (to float32 rounding), and the agreement check fails a wrong learning rate."""
+    torch = pytest.importorskip("torch")
+    spec = measure.POPULATION_DIGITS
+    X = rng.uniform(0, 1, (8, spec.n_in)).astype(np.float32)
+    Y = np.eye(spec.n_out, dtype=np.float32)[rng.integers(0, spec.n_out, 8)]
+    pop = workloads.population(spec, 3, "float32")
+    net = torch_net.StackedTorchNet(torch, pop.get_weights(), lr=spec.lr, dtype="float32", device="cpu")
+    want = pop.train(X, Y, 4)
+    got = np.stack([net.step(net.tensor(X), net.tensor(Y)).numpy() for _ in range(4)], axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert np.all(want[:, -1] < want[:, 0])  # every member trained
+    assert workloads.stacked_agrees(torch, "cpu", X, Y)
+    slow = torch_net.StackedTorchNet(torch, pop.get_weights(), lr=spec.lr * 1.01, dtype="float32", device="cpu")
+    slow_losses = np.stack([slow.step(slow.tensor(X), slow.tensor(Y)).numpy() for _ in range(4)], axis=1)
+    assert not np.allclose(slow_losses, want, rtol=1e-4, atol=1e-6)

@@ -8,8 +8,9 @@ import random
 import shlex
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, TypeVar
 
 import numpy as np
 
@@ -31,7 +32,10 @@ NATIVE = Spec(2, 2, 2, loss="half_sse", lr=0.5)
 GPU_WIDE = Spec(784, 4096, 10, loss="half_sse", lr=0.1)
 GPU_WIDE_FULL = (4096, 8192, 20)  # hidden width, batch, steps
 GPU_WIDE_REDUCED = (256, 64, 3)
-WORKLOADS = ("article", "sweep", "large", "digits", "native", "gpu")
+#: The population workload's nets: many 64-32-10 on the digits, many copies of the article's 2-2-2.
+POPULATION_DIGITS = Spec(64, 32, 10, hidden="relu", output="softmax", loss="cross_entropy", lr=0.1)
+POPULATION_ARTICLE = ARTICLE
+WORKLOADS = ("article", "sweep", "large", "digits", "native", "population", "gpu")
 #: The implementation families that compute on a GPU (their share of the peak is of the GPU's).
 GPU_FAMILIES = ("rustbp-gpu", "torch-cuda")
 ARTICLE_X = np.array([[0.05, 0.10]])
@@ -76,12 +80,16 @@ class Plan:
     budget_s: float = 0.25  # time per repetition of the slowest implementation at a sweep point
     large_steps: int = 10
     digits_max_epochs: int = 100
-    workloads: tuple[str, ...] = ("article", "sweep", "large", "digits", "native")
+    workloads: tuple[str, ...] = ("article", "sweep", "large", "digits", "native", "population")
     gpu: bool = True  # rustbp's GPU columns, when an adapter is found
     native_steps: int = 10_000_000  # steps of each timed run of the article's C++ programs
     native_widths: tuple[int, ...] = tuple(2**k for k in range(1, 9))  # n of the n-n-n native reference
     gpu_article_steps: int = 10_000
     peak_size: int = 2048  # of the matrix product that measures the peak
+    population_size: int = 128  # members of the digits population
+    population_epochs: int = 5
+    population_copies: int = 10_000  # members of the article's 2-2-2 population
+    population_steps: int = 10_000
     digits_impls: tuple[str, ...] = (
         "NumPy f64",
         "PyTorch CPU f32",
@@ -109,6 +117,10 @@ class Plan:
             native_steps=1_000_000,
             native_widths=(2, 16, 256),
             gpu_article_steps=1000,
+            population_size=16,
+            population_epochs=1,
+            population_copies=100,
+            population_steps=1000,
             quick=True,
         )
 
@@ -177,8 +189,17 @@ def agree(loss: float, reference: float, dtype: str) -> bool:
     return bool(abs(loss - reference) <= ATOL[dtype] + RTOL[dtype] * abs(reference))
 
 
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=Named)
+R = TypeVar("R")
+
+
 def interleave(
-    impls: list[Impl], build: Callable[[Impl], Trainer], go: Callable[[Trainer], float], reps: int
+    impls: Sequence[N], build: Callable[[N], R], go: Callable[[R], float], reps: int
 ) -> dict[str, tuple[list[float], float]]:
     """Times ``go(build(impl))`` for every implementation, ``reps`` rounds, in a new order each round;
     returns each one's times and the value of its last run. ``build`` is not timed."""

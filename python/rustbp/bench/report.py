@@ -191,6 +191,24 @@ def targets(points: list[Point]) -> list[dict[str, Any]]:
     for dt in ("float32", "float64"):
         v = ratio("digits", rustbp_name(dt, "rust"), "scikit-learn MLPClassifier")
         add(f"digits to 97%: rustbp {dt} fit time / scikit-learn's", v, "<= 0.25x", lambda v: v <= 0.25)
+    # Populations: speed-ups of one Population call over the other ways of training every member.
+    p = by.get("population-digits")
+    size = f"{p.extra['members']} x " if p else ""
+    for other, goal in (("PyTorch CPU f32 stacked (baddbmm)", 4.0), ("rustbp f32 Network.fit loop", 5.0)):
+        add(
+            f"population digits, {size}64-32-10 f32: Population.fit speed-up over {other}",
+            ratio("population-digits", other, "rustbp f32 Population.fit"),
+            f">= {goal:g}x",
+            partial(operator.le, goal),
+        )
+    p = by.get("population-article")
+    size = f"{p.extra['members']:,} x " if p else ""
+    add(
+        f"population article, {size}2-2-2 f64: Population.train speed-up over a Network.train loop",
+        ratio("population-article", "rustbp f64 Network.train loop", "rustbp f64 Population.train"),
+        ">= 10x",
+        lambda v: v >= 10,
+    )
     return out
 
 
@@ -203,6 +221,8 @@ def report(points: list[Point], notes: list[str], say: Callable[[str], None]) ->
         "digits": "scikit-learn's digits, 64-128-10: time to 97% test accuracy (Adam, batch 32)",
         "gpu-article": "GPU: the article's 2-2-2, one sample, SGD lr 0.5, half_sse, shared biases not trained",
         "gpu-wide": "GPU: a wide net in float32, sigmoid, half_sse, SGD lr 0.1 (PyTorch with TF32 off)",
+        "population-digits": "Population on scikit-learn's digits: 64-32-10, ReLU + softmax cross-entropy, SGD lr 0.1",
+        "population-article": "Population of the article's 2-2-2 from random starts, one sample, SGD lr 0.5",
     }
     for p in points:
         if p.workload in ("sweep", "native"):
@@ -212,6 +232,15 @@ def report(points: list[Point], notes: list[str], say: Callable[[str], None]) ->
             base = rustbp_name("float32", "rust", "gpu")
             size = f"{p.spec.n_in}-{p.spec.n_hidden}-{p.spec.n_out}, batch {p.batch}"
             title += f": {size}" + (" (reduced)" if p.extra.get("reduced") else "")
+        elif p.workload.startswith("population"):
+            members = p.extra["members"]
+            epochs = f", {p.extra['epochs']} epochs at batch {p.batch}" if "epochs" in p.extra else ""
+            say(
+                f"\n{title}: {members:,} members x {p.steps:,} steps each{epochs}; time per network-step = "
+                f"time / (members x steps); reference: the loop's mean final loss {p.reference_loss:.16g}"
+            )
+            say(table(p, next(r.impl for r in p.results if r.impl.endswith(" loop"))))
+            continue
         else:
             base = rustbp_name("float32", "rust") if p.workload == "digits" else baseline
         say(

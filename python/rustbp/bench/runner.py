@@ -39,6 +39,7 @@ from .workloads import (
     run_gpu,
     run_large,
     run_native,
+    run_population,
     run_sweep,
 )
 
@@ -105,6 +106,7 @@ def _run(
         "large": run_large,
         "digits": run_digits,
         "native": partial(run_native, programs=programs, notes=notes),
+        "population": partial(run_population, notes=notes),
         "gpu": partial(run_gpu, notes=notes),
     }
     peak = measure_peak(plan.peak_size)
@@ -182,6 +184,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--peak-size", type=int, default=None, help="n of the n x n matrix product that measures the peak (2048)"
     )
+    parser.add_argument(
+        "--population-size", type=int, default=None, help="members of the population on the digits (128)"
+    )
+    parser.add_argument(
+        "--population-epochs", type=int, default=None, help="epochs of the population on the digits (5)"
+    )
+    parser.add_argument(
+        "--population-copies", type=int, default=None, help="members of the article's 2-2-2 population (10000)"
+    )
+    parser.add_argument(
+        "--population-steps", type=int, default=None, help="steps of the article's 2-2-2 population (10000)"
+    )
     parser.add_argument("--stem", default=None, help="file name of the JSON and PNG (default bench, bench-quick)")
     parser.add_argument(
         "--budget",
@@ -209,6 +223,10 @@ def main(args: argparse.Namespace) -> int:
         "native_steps",
         "native_widths",
         "peak_size",
+        "population_size",
+        "population_epochs",
+        "population_copies",
+        "population_steps",
     ):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))

@@ -1,20 +1,23 @@
 """``rustbp bench``'s workloads: the article's net, the width sweep, the large net, digits to 97%, the
-native programs, the GPU set; the machine's peak and description."""
+native programs, populations, the GPU set; the machine's peak and description."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import math
 import os
 import platform
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
 import rustbp
+from rustbp._types import Dtype
 
 from . import native, torch_net
 from .impls import Array, Impl, Spec, Trainer, rustbp_name, short, threads_for
@@ -31,6 +34,8 @@ from .measure import (
     LARGE,
     LARGE_IMPLS,
     NATIVE,
+    POPULATION_ARTICLE,
+    POPULATION_DIGITS,
     PURE_MAX_WORK,
     SWEEP,
     SWEEP_IMPLS,
@@ -279,6 +284,205 @@ def run_digits(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -
         extra = {"epochs": epochs, "test_accuracy": acc, "reached": acc >= 0.97}
         results.append(Result(impl.name, impl.dtype, 1, times, loss, ok, extra))
     return [Point("digits", DIGITS, 32, ref_epochs, ref_loss, results)]
+
+
+# -- populations -------------------------------------------------------------------------------------
+
+POP_LOOP = {"float32": "rustbp f32 Network.fit loop", "float64": "rustbp f64 Network.train loop"}
+POP = {"float32": "rustbp f32 Population.fit", "float64": "rustbp f64 Population.train"}
+STACKED = {"cpu": "PyTorch CPU f32 stacked (baddbmm)", "cuda": "PyTorch CUDA f32 stacked (baddbmm)"}
+#: How far PyTorch's mean final loss may be from rustbp's: its mini-batches come in another order.
+STACKED_RTOL = 0.25
+
+
+@dataclass
+class Way:
+    """One way of training every member: ``build()`` sets up (untimed) and returns the timed run, which
+    returns each member's final loss."""
+
+    name: str
+    dtype: str
+    device: str  # cpu or gpu, as the peak is keyed
+    build: Callable[[], Callable[[], Array]]
+
+
+def population(spec: Spec, size: int, dtype: str, seed: int = 0) -> rustbp.Population:
+    """``size`` networks of ``spec``: member i is ``spec.network(dtype, seed=seed + i)``."""
+    return rustbp.Population(
+        spec.n_in, spec.n_hidden, spec.n_out, size, hidden_activation=spec.hidden, output_activation=spec.output,
+        loss=spec.loss, bias=spec.bias, train_bias=spec.train_bias,
+        optimizer=rustbp.SGD(lr=spec.lr, momentum=spec.momentum), dtype=cast(Dtype, dtype), seed=seed,
+    )  # fmt: skip
+
+
+def time_ways(ways: list[Way], reps: int) -> dict[str, tuple[list[float], Array]]:
+    """Each way's times (interleaved, a new order each round) and its last run's final member losses."""
+    finals: dict[str, Array] = {}
+
+    def go(run: tuple[str, Callable[[], Array]]) -> float:
+        finals[run[0]] = np.asarray(run[1](), dtype=np.float64)
+        return float(np.mean(finals[run[0]]))
+
+    timed = interleave(ways, lambda w: (w.name, w.build()), go, reps)
+    return {name: (times, finals[name]) for name, (times, _) in timed.items()}
+
+
+def digits_rows() -> tuple[Array, Array]:
+    """All of scikit-learn's digits, X / 16 and one-hot targets, in float32."""
+    d = importlib.import_module("sklearn.datasets").load_digits()
+    X = np.asarray(d.data, dtype=np.float32) / 16
+    return X, np.eye(10, dtype=np.float32)[np.asarray(d.target)]
+
+
+def stacked_agrees(torch: Any, device: str, X: Array, Y: Array, steps: int = 3) -> bool:
+    """The stacked PyTorch model and a population, from the same weights, on one batch: every member's
+    loss at every step equal to float32 rounding (so the timed model computes the same training)."""
+    pop = population(POPULATION_DIGITS, 4, "float32")
+    net = torch_net.StackedTorchNet(torch, pop.get_weights(), lr=POPULATION_DIGITS.lr, dtype="float32", device=device)
+    want = pop.train(X, Y, steps)
+    x, y = net.tensor(X), net.tensor(Y)
+    got = np.stack([net.step(x, y).cpu().numpy() for _ in range(steps)], axis=1)
+    return bool(np.allclose(got, want, rtol=1e-4, atol=1e-6))
+
+
+def run_population_digits(
+    plan: Plan, torch: Any | None, devices: list[str], missing: dict[str, str], say: Callable[[str], None]
+) -> Point:
+    """``plan.population_size`` networks 64-32-10 on the digits, ``plan.population_epochs`` epochs at batch
+    32: a Python loop of ``Network.fit``, one ``Population.fit``, and PyTorch's stacked model per device.
+    Every member sees the same mini-batch order (rustbp's seeded shuffle; PyTorch: NumPy's)."""
+    spec, size, epochs = POPULATION_DIGITS, plan.population_size, plan.population_epochs
+    X, Y = digits_rows()
+    n, batch, seed = len(X), 32, 0
+    steps = epochs * math.ceil(n / batch)
+
+    def loop(size: int, epochs: int) -> Callable[[], Array]:
+        nets = [spec.network("float32", seed=i) for i in range(size)]
+        return lambda: np.array([net.fit(X, Y, epochs, batch, seed=seed).history["loss"][-1] for net in nets])
+
+    def fit(size: int, epochs: int) -> Callable[[], Array]:
+        pop = population(spec, size, "float32")
+        return lambda: pop.fit(X, Y, epochs, batch, seed=seed).loss[:, -1]
+
+    def stacked(device: str, size: int, epochs: int) -> Callable[[], Array]:
+        w = population(spec, size, "float32").get_weights()
+        net = torch_net.StackedTorchNet(torch, w, lr=spec.lr, dtype="float32", device=device)
+        x, y = net.tensor(X), net.tensor(Y)
+        orders = [np.random.default_rng([seed, e]).permutation(n) for e in range(epochs)]
+        return lambda: net.fit(x, y, orders, batch)
+
+    makers: list[tuple[str, str, Callable[[int, int], Callable[[], Array]]]] = [
+        (POP_LOOP["float32"], "cpu", loop),
+        (POP["float32"], "cpu", fit),
+    ]
+    makers += [(STACKED[d], "cpu" if d == "cpu" else "gpu", partial(stacked, d)) for d in devices]
+    say(
+        f"population: {size} networks 64-32-10 (relu, softmax), SGD lr 0.1, float32, digits ({n} samples), "
+        f"{epochs} epochs at batch {batch} ..."
+    )
+    for _, _, make in makers:  # warm-up: threads, pages, kernels
+        make(min(size, 4), 1)()
+    ways = [Way(name, "float32", device, partial(make, size, epochs)) for name, device, make in makers]
+    timed = time_ways(ways, plan.reps)
+    _, ref = timed[POP_LOOP["float32"]]
+    ref_loss = float(np.mean(ref))
+    results = []
+    for w in ways:
+        times, finals = timed[w.name]
+        loss = float(np.mean(finals))
+        extra: dict[str, Any] = {"device": w.device, "members": size}
+        if w.name == POP["float32"]:
+            # rustbp promises member i is bit for bit the network with seed i given the same calls.
+            extra["members_identical_to_loop"] = int(np.sum(finals == ref))
+            ok: bool | None = bool(np.array_equal(finals, ref))
+        elif w.name in STACKED.values():
+            device = next(d for d, name in STACKED.items() if name == w.name)
+            same_step = stacked_agrees(torch, device, X[:batch], Y[:batch])
+            in_range = bool(np.all(np.isfinite(finals))) and abs(loss - ref_loss) <= STACKED_RTOL * ref_loss
+            extra.update({"same_steps_as_population": same_step, "final_loss_within": STACKED_RTOL})
+            ok = same_step and in_range
+        else:
+            ok = None  # the reference
+        results.append(Result(w.name, "float32", size * steps, times, loss, ok, extra))
+    point = Point("population-digits", spec, batch, steps, ref_loss, results)
+    point.extra.update(
+        {
+            "members": size,
+            "epochs": epochs,
+            "samples": n,
+            "order": "every member the same order each epoch: rustbp's seeded shuffle, PyTorch NumPy's",
+            "missing": missing,
+            "speed_up": speed_ups(point, POP["float32"]),
+        }
+    )
+    return point
+
+
+def run_population_article(plan: Plan, say: Callable[[str], None]) -> Point:
+    """``plan.population_copies`` copies of the article's 2-2-2 from random starts (member i seeded i),
+    ``plan.population_steps`` steps each on the article's sample: a loop of ``Network.train`` calls
+    against one ``Population.train``, both float64."""
+    spec, size, steps = POPULATION_ARTICLE, plan.population_copies, plan.population_steps
+
+    def loop(size: int, steps: int) -> Callable[[], Array]:
+        nets = [spec.network("float64", seed=i) for i in range(size)]
+        return lambda: np.array([net.train(ARTICLE_X, ARTICLE_T, steps)[-1] for net in nets])
+
+    def train(size: int, steps: int) -> Callable[[], Array]:
+        pop = population(spec, size, "float64")
+        # A copy: the column alone, not the (size, steps) losses it is a view of.
+        return lambda: pop.train(ARTICLE_X, ARTICLE_T, steps)[:, -1].copy()
+
+    say(f"population: {size:,} copies of the article's 2-2-2 from random starts, {steps:,} steps each ...")
+    makers = [(POP_LOOP["float64"], loop), (POP["float64"], train)]
+    for _, make in makers:
+        make(min(size, 4), 10)()
+    ways = [Way(name, "float64", "cpu", partial(make, size, steps)) for name, make in makers]
+    timed = time_ways(ways, plan.reps)
+    _, ref = timed[POP_LOOP["float64"]]
+    results = []
+    for w in ways:
+        times, finals = timed[w.name]
+        ok = bool(np.array_equal(finals, ref)) if w.name == POP["float64"] else None
+        extra = {"device": "cpu", "members": size, "members_identical_to_loop": int(np.sum(finals == ref))}
+        results.append(Result(w.name, "float64", size * steps, times, float(np.mean(finals)), ok, extra))
+    point = Point("population-article", spec, 1, steps, float(np.mean(ref)), results)
+    point.extra.update({"members": size, "speed_up": speed_ups(point, POP["float64"])})
+    return point
+
+
+def speed_ups(point: Point, of: str) -> dict[str, float]:
+    """``of``'s speed-up over every other result of the point (their time over its)."""
+    mine = point.get(of)
+    if mine is None:
+        return {}
+    return {r.impl: r.per_step_s / mine.per_step_s for r in point.results if r.impl != of}
+
+
+def run_population(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None], notes: list[str]) -> list[Point]:
+    """Many networks trained as one (``rustbp.Population``) against a Python loop over the networks and
+    PyTorch's stacked model; time per network-step = total time / (members x steps)."""
+    torch = torch_net.load()
+    devices: list[str] = []
+    missing: dict[str, str] = {}
+    if torch is None:
+        missing = {name: "PyTorch is not installed" for name in STACKED.values()}
+    else:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        if "cuda" not in devices:
+            missing[STACKED["cuda"]] = "PyTorch sees no CUDA device"
+    points = []
+    if importlib.util.find_spec("sklearn") is None:
+        notes.append("population on the digits: scikit-learn is not installed (it holds the data set), skipped")
+    else:
+        points.append(run_population_digits(plan, torch, devices, missing, say))
+    points.append(run_population_article(plan, say))
+    notes.append(
+        f"populations: members run side by side on the core's thread pool ({os.cpu_count()} cores here), each "
+        "with the network's own kernels (no product spans members), so its speed-up over the loop is bounded "
+        "by the cores it gets and the per-call costs it saves; the population goals are the product's targets"
+    )
+    return points
 
 
 # -- the machine's peak ------------------------------------------------------------------------------
