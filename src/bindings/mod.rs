@@ -202,6 +202,7 @@ impl Core {
             let c = *Backend::config(n);
             let (x, rows, one_d) = rows_of(x, "X", c.n_in)?;
             let o = if forward_work(&c, rows) >= POLLED_WORK {
+                fits_at_once(n, &c, rows)?;
                 let blocks = in_row_blocks(py, &c, rows, |r0, r1| n.forward(&x[r0 * c.n_in..r1 * c.n_in]))?;
                 blocks.into_iter().flat_map(|(_, o)| o).collect()
             } else {
@@ -218,6 +219,7 @@ impl Core {
             let c = *Backend::config(n);
             let (x, t, rows) = pair_of(&c, x, t, "T")?;
             if forward_work(&c, rows) >= POLLED_WORK {
+                fits_at_once(n, &c, rows)?;
                 // Every loss is a mean over rows: the blocks' means weighted by their rows.
                 let blocks = in_row_blocks(py, &c, rows, |r0, r1| {
                     n.loss(&x[r0 * c.n_in..r1 * c.n_in], &t[r0 * c.n_out..r1 * c.n_out])
@@ -358,6 +360,14 @@ fn maybe_detach<R: Send>(py: Python<'_>, work: usize, f: impl FnOnce() -> R + Se
     } else {
         f()
     }
+}
+
+/// Refuses a batch whose activations one pass could not hold with that pass's `MemoryError`, as without
+/// row blocks, rather than computing it block by block for hours.
+fn fits_at_once<B: Backend + ?Sized>(_net: &B, c: &crate::Config, rows: usize) -> crate::Result<()> {
+    crate::memory::check::<B::T>("hidden activations", rows as u128 * c.n_hidden as u128)?;
+    crate::memory::check::<B::T>("output activations", 2 * rows as u128 * c.n_out as u128)?;
+    Ok(())
 }
 
 /// Runs `f` on the row blocks `[r0, r1)` of a batch of `rows` rows with the GIL released, checking for
