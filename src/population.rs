@@ -10,7 +10,7 @@
 //! Ctrl-C stays responsive while members train: the calling thread only waits, asking `keep_going` every
 //! few milliseconds, and a stop is passed to every member through a flag its own training loop polls.
 
-use crate::backend::{Backend, KeepGoing};
+use crate::backend::{Backend, FitExtras, KeepGoing};
 use crate::error::{Error, Result};
 use crate::network::Config;
 use crate::threads;
@@ -27,8 +27,15 @@ pub struct Population<B> {
     members: Vec<B>,
 }
 
-/// A member's own rows for `fit` (a bootstrap resample), or None for the shared data set.
-pub type Rows<'a> = Option<&'a [Vec<usize>]>;
+/// A population's `fit` data: rows x (n, n_in) and y (n, n_out), optional sample weights (n,), and for
+/// bagging each member's own rows of them (indices into x; None: every member trains on all of x).
+#[derive(Clone, Copy)]
+pub struct Data<'a, T> {
+    pub x: &'a [T],
+    pub y: &'a [T],
+    pub weights: Option<&'a [T]>,
+    pub rows: Option<&'a [Vec<usize>]>,
+}
 
 impl<B: Backend + Send + Sync> Population<B> {
     /// A population of `members`; they must share everything but their optimizer settings.
@@ -92,26 +99,31 @@ impl<B: Backend + Send + Sync> Population<B> {
         self.train_each(keep_going, None, 1, |m, _, go| m.train(x, t, steps, go))
     }
 
-    /// `Backend::fit` of every member on (x, y), or on its own `rows` of it, shuffled with its own seed;
-    /// members not `active` sit out (their losses come back empty). Each active member's epoch losses.
+    /// `Backend::fit_with` of every member on (x, y) (and the samples' `weights`), or on its own `rows` of
+    /// them, shuffled with its own seed, with its own learning rate per epoch when `lrs` lists them (one
+    /// list per member); members not `active` sit out (their losses come back empty). Each active
+    /// member's epoch losses.
     pub fn fit(
         &mut self,
-        x: &[B::T],
-        y: &[B::T],
-        rows: Rows<'_>,
+        data: Data<'_, B::T>,
         epochs: usize,
         batch_size: usize,
         shuffle: bool,
         seeds: &[u64],
         first_epoch: usize,
+        lrs: Option<&[Vec<f64>]>,
         active: Option<&[bool]>,
         keep_going: KeepGoing,
     ) -> Result<Vec<Vec<f64>>> {
+        let Data { x, y, weights, rows } = data;
         let size = self.members.len();
         let n = self.config().check_pair(x, y, "Y")?;
         expect_len("seeds", seeds.len(), size)?;
         if let Some(active) = active {
             expect_len("active", active.len(), size)?;
+        }
+        if let Some(lrs) = lrs {
+            expect_len("lrs", lrs.len(), size)?;
         }
         if let Some(rows) = rows {
             expect_len("rows", rows.len(), size)?;
@@ -124,13 +136,37 @@ impl<B: Backend + Send + Sync> Population<B> {
             }
         }
         let (n_in, n_out) = (self.config().n_in, self.config().n_out);
-        self.train_each(keep_going, active, n.div_ceil(batch_size.max(1)), |m, i, go| match rows {
-            None => m.fit(x, y, epochs, batch_size, shuffle, seeds[i], first_epoch, go),
-            Some(rows) => {
-                let (xi, yi) = (gather(x, n_in, &rows[i])?, gather(y, n_out, &rows[i])?);
-                m.fit(&xi, &yi, epochs, batch_size, shuffle, seeds[i], first_epoch, go)
+        self.train_each(keep_going, active, n.div_ceil(batch_size.max(1)), |m, i, go| {
+            let lrs = lrs.map_or(&[][..], |l| &l[i]);
+            match rows {
+                None => m.fit_with(
+                    x,
+                    y,
+                    epochs,
+                    batch_size,
+                    shuffle,
+                    seeds[i],
+                    first_epoch,
+                    FitExtras { lrs, sample_weight: weights },
+                    go,
+                ),
+                Some(rows) => {
+                    let (xi, yi) = (gather(x, n_in, &rows[i])?, gather(y, n_out, &rows[i])?);
+                    let wi = weights.map(|w| gather(w, 1, &rows[i])).transpose()?;
+                    let extras = FitExtras { lrs, sample_weight: wi.as_deref() };
+                    m.fit_with(&xi, &yi, epochs, batch_size, shuffle, seeds[i], first_epoch, extras, go)
+                }
             }
         })
+    }
+
+    /// Sets each member's learning rate for the next steps, keeping its optimizer state.
+    pub fn set_lrs(&mut self, lrs: &[f64]) -> Result<()> {
+        expect_len("lrs", lrs.len(), self.members.len())?;
+        for (i, (m, &lr)) in self.members.iter_mut().zip(lrs).enumerate() {
+            m.set_lr(lr).map_err(|e| e.in_member(i))?;
+        }
+        Ok(())
     }
 
     /// `f` on every member, in parallel on the CPU; the first error by member order.

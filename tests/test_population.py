@@ -121,6 +121,40 @@ def test_early_stopping_validation_and_callbacks_are_each_members_own(caplog):
     assert_same(pop[best], pop.best(), exact=True)
 
 
+@pytest.mark.parametrize(
+    "schedule", [rustbp.StepLR(step_size=2, gamma=0.5), rustbp.ReduceLROnPlateau(patience=1, factor=0.3)], ids=repr
+)
+@pytest.mark.parametrize("validation", [False, True])
+def test_schedules_and_sample_weights_act_on_each_member_as_on_its_network(schedule, validation):
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    w = rng.integers(0, 4, 30).astype(float)
+    kw = {"hidden_activation": "tanh", "output_activation": "softmax", "loss": "cross_entropy"}
+    pop = rustbp.Population(4, 5, 3, 3, lr=[0.05, 0.1, 0.4], optimizer=rustbp.SGD(lr=0.1, momentum=0.5), seed=4, **kw)
+    nets = list(pop)
+    fit = {"lr_schedule": schedule, "sample_weight": w, "seed": 2, "patience": 2 if validation else None}
+    if validation:
+        fit["validation_data"] = (x[:8], y[:8])
+    h = pop.fit(x, y, 6, 7, **fit)
+    for i, net in enumerate(nets):
+        want = net.fit(x, y, 6, 7, **fit)
+        assert h[i].history == want.history, i
+        assert_same(net, pop[i], exact=True)
+        assert pop.optimizers[i] == net.optimizer == pop[i].optimizer
+    assert "lr" in h[0].history
+
+
+def test_a_started_scheduler_is_refused_and_sample_weights_are_checked():
+    pop = rustbp.Population(2, 3, 2, 2, seed=0)
+    x, t = np.zeros((4, 2)), np.zeros((4, 2))
+    with pytest.raises(TypeError, match="lr_schedule: a Population takes a schedule"):
+        pop.fit(x, t, 1, lr_schedule=rustbp.StepLR(step_size=1).start(0.1))
+    with pytest.raises(ValueError, match=r"sample_weight: expected shape \(4,\)"):
+        pop.fit(x, t, 1, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="sample_weight"):
+        pop.fit(x, t, 1, sample_weight=-np.ones(4))
+
+
 def test_a_callback_returning_true_stops_every_member():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(20, 3)), rng.uniform(size=(20, 2))

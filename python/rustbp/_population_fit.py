@@ -15,9 +15,10 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _files, _rustbp
-from .config import TrainingConfig, random_seed
+from .config import TrainingConfig, optimizer_from_core, random_seed
 from .network import Network
-from .training import Callback, History, _accuracy, _numbered_from, _Progress, held_out
+from .schedules import Scheduler, started
+from .training import CLOSED_FORM, Callback, History, _accuracy, _numbered_from, _Progress, held_out
 
 if TYPE_CHECKING:
     from .population import Population, PopulationHistory
@@ -36,10 +37,12 @@ def fit(
     validation_data: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
     callbacks: list[Callback],
     bootstrap: bool,
+    lr_schedule: Any = None,
+    sample_weight: npt.NDArray[Any] | None = None,
 ) -> PopulationHistory:
     from .population import PopulationHistory, bootstrap_rows
 
-    x, y, validation_data, _ = held_out(x, y, config, validation_data)
+    x, y, validation_data, sample_weight = held_out(x, y, config, validation_data, sample_weight)
     size, core = pop.size, pop._core
     seed = random_seed() if config.seed is None else int(config.seed)
     seeds = [seed] * size
@@ -47,30 +50,96 @@ def fit(
     rows = [bootstrap_rows(len(x), seed, first + i).tolist() for i in range(size)] if bootstrap else None
     histories = [History(config) for _ in range(size)]
     pop.history = history = PopulationHistory(histories)
+    progress = _Progress(config.verbose, config.epochs, "epoch")
+    if isinstance(lr_schedule, Scheduler):
+        raise TypeError(
+            "lr_schedule: a Population takes a schedule (StepLR, ExponentialLR, CosineAnnealingLR, "
+            "ReduceLROnPlateau), started for each member at its own rate; got a started Scheduler"
+        )
+    schedulers: list[Scheduler] | None = None
+    if lr_schedule is not None:
+        schedulers = [s for o in pop._optimizers if (s := started(lr_schedule, o.lr)) is not None]
+    ahead = schedulers is not None and isinstance(lr_schedule, CLOSED_FORM)
+    per_epoch = (
+        validation_data is not None or callbacks or config.patience is not None or config.accuracy is True
+        or progress.active or (schedulers is not None and not ahead) or logger.isEnabledFor(logging.INFO)
+    )  # fmt: skip
+    weights = {} if sample_weight is None else {"sample_weight": sample_weight}
+    try:
+        if not per_epoch:
+            _fit_at_once(pop, x, y, config, seeds, rows, schedulers, weights, histories)
+        else:
+            _fit_by_epoch(
+                pop, x, y, config, seeds, rows, schedulers, weights, histories, validation_data, callbacks, progress
+            )
+    finally:
+        # Every member's optimizer as the core holds it: a schedule leaves each at the rate of its next epoch.
+        if schedulers is not None:
+            pop._optimizers = [optimizer_from_core(core.config(i)["optimizer"]) for i in range(size)]
+    return history
+
+
+def _fit_at_once(
+    pop: Population,
+    x: npt.NDArray[Any],
+    y: npt.NDArray[Any],
+    config: TrainingConfig,
+    seeds: list[int],
+    rows: list[list[int]] | None,
+    schedulers: list[Scheduler] | None,
+    weights: dict[str, Any],
+    histories: list[History],
+) -> None:
+    """Every epoch in one core call; a closed-form schedule's rates, every member's, computed ahead."""
+    rates: list[list[float]] | None = None
+    if schedulers is not None:
+        rates = [[s.lr] + [s.step() for _ in range(config.epochs)] for s in schedulers]
+    lrs = None if rates is None else [r[:-1] for r in rates]
+    losses = pop._core.fit(x, y, config.epochs, config.batch_size, config.shuffle, seeds, 0, None, rows, lrs, **weights)
+    for i, (h, row) in enumerate(zip(histories, losses)):
+        h.history["loss"] = row.tolist()
+        if rates is not None:
+            h.history["lr"] = rates[i][:-1]
+    if rates is not None:
+        pop._core.set_lrs([r[-1] for r in rates])
+
+
+def _fit_by_epoch(
+    pop: Population,
+    x: npt.NDArray[Any],
+    y: npt.NDArray[Any],
+    config: TrainingConfig,
+    seeds: list[int],
+    rows: list[list[int]] | None,
+    schedulers: list[Scheduler] | None,
+    weights: dict[str, Any],
+    histories: list[History],
+    validation_data: tuple[npt.NDArray[Any], npt.NDArray[Any]] | None,
+    callbacks: list[Callback],
+    progress: _Progress,
+) -> None:
+    """``training.fit``'s epoch loop with a member axis: metrics, early stopping and best weights each
+    member's own; one core call per epoch trains the members still running."""
+    size, core = pop.size, pop._core
     train_accuracy = config.accuracy is True
     val_accuracy = train_accuracy or (
         config.accuracy is None and validation_data is not None and pop._like._cross_entropy
     )
     monitor = "val_loss" if validation_data is not None else "loss"
-    progress = _Progress(config.verbose, config.epochs, "epoch")
-    per_epoch = (
-        validation_data is not None or callbacks or config.patience is not None or train_accuracy
-        or progress.active or logger.isEnabledFor(logging.INFO)
-    )  # fmt: skip
-    if not per_epoch:
-        losses = core.fit(x, y, config.epochs, config.batch_size, config.shuffle, seeds, 0, None, rows)
-        for h, row in zip(histories, losses):
-            h.history["loss"] = row.tolist()
-        return history
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     active = np.ones(size, dtype=bool)
     best, wait = np.full(size, math.inf), np.zeros(size, dtype=int)
     best_weights: dict[str, np.ndarray] | None = None
     try:
         for epoch in range(config.epochs):
+            lrs = None if schedulers is None else [[s.lr] for s in schedulers]
             with _numbered_from(epoch * steps_per_epoch, []):
-                losses = core.fit(x, y, 1, config.batch_size, config.shuffle, seeds, epoch, active.tolist(), rows)
+                losses = core.fit(
+                    x, y, 1, config.batch_size, config.shuffle, seeds, epoch, active.tolist(), rows, lrs, **weights
+                )  # fmt: skip
             logs: dict[str, npt.NDArray[np.float64]] = {"loss": losses[:, 0]}
+            if schedulers is not None:
+                logs["lr"] = np.array([s.lr for s in schedulers])
             if train_accuracy:
                 logs["accuracy"] = _accuracies(pop.forward(x), y)
             if validation_data is not None:
@@ -104,7 +173,13 @@ def fit(
                 for i in np.flatnonzero(done):
                     histories[i].stopped_early = epoch + 1 < config.epochs
                     logger.info("member %d stopped early after epoch %d", i, epoch + 1)
+            running_now = active.copy()
+            if config.patience is not None:
                 active &= ~done
+            if schedulers is not None:
+                # As Network.fit: a member's schedule steps after each epoch it ran, its last included.
+                for i in np.flatnonzero(running_now):
+                    schedulers[i].step(float(logs[monitor][i]))
             if stop or not active.any():
                 for i in np.flatnonzero(active):
                     histories[i].stopped_early = epoch + 1 < config.epochs
@@ -118,7 +193,8 @@ def fit(
             for k in now:
                 now[k][held] = best_weights[k][held]
             pop.set_weights(now)
-    return history
+    if schedulers is not None:
+        core.set_lrs([s.lr for s in schedulers])
 
 
 def _accuracies(outputs: npt.NDArray[Any], targets: npt.NDArray[Any]) -> npt.NDArray[np.float64]:

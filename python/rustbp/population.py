@@ -19,6 +19,7 @@ from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivatio
 from .config import NetworkConfig, TrainingConfig, _positive_int, random_seed
 from .network import FloatArray, Network, _settings
 from .optim import SGD, Optimizer
+from .schedules import LRSchedule
 from .training import Callback, History, training_config
 
 __all__ = ["Population", "PopulationHistory", "bootstrap_rows"]
@@ -278,6 +279,8 @@ class Population:
         callbacks: Sequence[Callback] = (),
         config: TrainingConfig | None = None,
         bootstrap: bool = False,
+        lr_schedule: LRSchedule | None = None,
+        sample_weight: ArrayLike | None = None,
         client: Any = None,
         shards: int | None = None,
     ) -> PopulationHistory:
@@ -285,7 +288,9 @@ class Population:
         arguments would train it (the same shuffles for a given ``seed``), stops early on its own, and
         keeps its own best weights. Callbacks get ``logs`` whose values are (size,) arrays (NaN for
         members that stopped); returning True stops every member. With ``bootstrap``, member i trains
-        on its own resample of the rows, ``bootstrap_rows(len(X), seed, i)`` (bagging).
+        on its own resample of the rows, ``bootstrap_rows(len(X), seed, i)`` (bagging). ``lr_schedule``
+        (a schedule, not a started ``Scheduler``) is started for each member at its own rate and stepped
+        as ``Network.fit`` steps it; ``sample_weight`` weighs the rows as in ``Network.fit``.
 
         With ``client`` (a ``dask.distributed.Client``), the members train on the cluster's workers in
         ``shards`` parts (one per worker by default) and come back equal to a local run's; see
@@ -299,7 +304,8 @@ class Population:
                 self, X, Y, epochs, client=client, shards=shards, batch_size=batch_size, shuffle=shuffle,
                 seed=seed, validation_data=validation_data, validation_split=validation_split, patience=patience,
                 min_delta=min_delta, restore_best_weights=restore_best_weights, accuracy=accuracy,
-                verbose=verbose, callbacks=callbacks, config=config, bootstrap=bootstrap,
+                verbose=verbose, callbacks=callbacks, config=config, bootstrap=bootstrap, lr_schedule=lr_schedule,
+                sample_weight=sample_weight,
             )  # fmt: skip
 
         settings: dict[str, Any] = {
@@ -317,7 +323,15 @@ class Population:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data: expected a pair (X_val, Y_val)")
             validation_data = self._like._pair(*validation_data, "validation_data[1]")
-        return fit(self, x, y, config, validation_data, list(callbacks), bootstrap)
+        weights = None
+        if sample_weight is not None:
+            weights = as_array(sample_weight, self._like._dtype, "sample_weight")
+            rows = 1 if x.ndim == 1 else len(x)
+            if weights.shape != (rows,):
+                raise ValueError(
+                    f"sample_weight: expected shape ({rows},), one weight per sample of X, got {weights.shape}"
+                )
+        return fit(self, x, y, config, validation_data, list(callbacks), bootstrap, lr_schedule, weights)
 
     def best(self, by: str = "val_loss") -> Network:
         """The member with the lowest ``by`` (``val_loss`` or ``loss``) in the last ``fit``, at the epoch

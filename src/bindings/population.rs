@@ -7,7 +7,7 @@ use crate::backend::{to_cpu, Backend};
 use crate::gpu::GpuNetwork;
 use crate::lock::{ForkLock, ReadGuard, WriteGuard};
 use crate::network::{Network, PARAM_NAMES};
-use crate::population::Population;
+use crate::population::{Data, Population};
 use crate::Scalar;
 use numpy::{Element, IntoPyArray, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyIndexError;
@@ -217,9 +217,10 @@ impl PopulationCore {
         })
     }
 
-    /// Mini-batch training of every member (each shuffling with its seed, on its own rows when given);
-    /// members not `active` sit out. (size, epochs) epoch losses, NaN where a member sat out.
-    #[pyo3(signature = (x, y, epochs, batch_size, shuffle, seeds, first_epoch=0, active=None, rows=None))]
+    /// Mini-batch training of every member (each shuffling with its seed, on its own rows when given,
+    /// with its own rate per epoch when `lrs` lists them); members not `active` sit out. (size, epochs)
+    /// epoch losses, NaN where a member sat out.
+    #[pyo3(signature = (x, y, epochs, batch_size, shuffle, seeds, first_epoch=0, active=None, rows=None, lrs=None, sample_weight=None))]
     #[allow(clippy::needless_pass_by_value)]
     fn fit<'py>(
         &self,
@@ -233,16 +234,27 @@ impl PopulationCore {
         first_epoch: usize,
         active: Option<Vec<bool>>,
         rows: Option<Vec<Vec<usize>>>,
+        lrs: Option<Vec<Vec<f64>>>,
+        sample_weight: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut guard = self.write()?;
         on_members!(&mut *guard, p => {
             let (x, y, n) = pair_of(p.config(), x, y, "Y")?;
+            let weights = sample_weight.map(|w| rows_of(w, "sample_weight", 0).map(|(w, _, _)| w)).transpose()?;
+            let data = Data { x: &x, y: &y, weights: weights.as_deref(), rows: rows.as_deref() };
             let steps_per_epoch = n.div_ceil(batch_size.max(1));
             let losses = interruptible(py, |l: &Vec<Vec<f64>>| most(l) * steps_per_epoch, |keep_going| {
-                p.fit(&x, &y, rows.as_deref(), epochs, batch_size, shuffle, &seeds, first_epoch, active.as_deref(), keep_going)
+                p.fit(data, epochs, batch_size, shuffle, &seeds, first_epoch, lrs.as_deref(), active.as_deref(), keep_going)
             })?;
             matrix(py, losses, epochs)
         })
+    }
+
+    /// Sets each member's learning rate for the next steps, keeping the optimizer state.
+    #[allow(clippy::needless_pass_by_value)]
+    fn set_lrs(&self, py: Python<'_>, lrs: Vec<f64>) -> PyResult<()> {
+        let mut guard = self.write()?;
+        on_members!(&mut *guard, p => Ok(py.detach(|| p.set_lrs(&lrs))?))
     }
 
     /// {"w1": (size, n_hidden, n_in), "b1": (size, ...), ...}: every member's weights stacked, in the

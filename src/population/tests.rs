@@ -15,7 +15,11 @@ fn config(lr: f64) -> Config {
     }
 }
 
-fn data(rows: usize) -> (Vec<f64>, Vec<f64>) {
+fn data<'a>(x: &'a [f64], y: &'a [f64], rows: Option<&'a [Vec<usize>]>) -> Data<'a, f64> {
+    Data { x, y, weights: None, rows }
+}
+
+fn batch(rows: usize) -> (Vec<f64>, Vec<f64>) {
     let x: Vec<f64> = (0..rows * 5).map(|i| ((i * 37 % 11) as f64 - 5.0) / 4.0).collect();
     let t: Vec<f64> = (0..rows * 3).map(|i| if i % 3 == (i / 3) % 3 { 1.0 } else { 0.0 }).collect();
     (x, t)
@@ -27,14 +31,24 @@ fn members(size: usize) -> Vec<Network<f64>> {
 
 #[test]
 fn members_train_and_fit_like_networks() {
-    let (x, t) = data(23);
+    let (x, t) = batch(23);
     let mut pop = Population::new(members(5)).unwrap();
     let mut alone = members(5);
     let losses = pop.train(&x, &t, 7, &mut || true).unwrap();
     let seeds = [3, 4, 5, 6, 7];
     let rows: Vec<Vec<usize>> = (0..5).map(|i| (0..23).map(|j| (j * (i + 2)) % 23).collect()).collect();
     let fitted = pop
-        .fit(&x, &t, Some(&rows), 3, 4, true, &seeds, 1, Some(&[true, false, true, true, true]), &mut || true)
+        .fit(
+            data(&x, &t, Some(&rows)),
+            3,
+            4,
+            true,
+            &seeds,
+            1,
+            None,
+            Some(&[true, false, true, true, true]),
+            &mut || true,
+        )
         .unwrap();
     for (i, net) in alone.iter_mut().enumerate() {
         assert_eq!(losses[i], net.train(&x, &t, 7, &mut || true).unwrap());
@@ -58,7 +72,7 @@ fn members_train_and_fit_like_networks() {
 
 #[test]
 fn a_diverging_member_is_named_and_the_others_finish() {
-    let (x, t) = data(8);
+    let (x, t) = batch(8);
     let mut nets = members(3);
     nets[1] = Network::new(Config { optimizer: Optimizer::sgd(1e300), ..config(0.1) }, 1).unwrap();
     let mut pop = Population::new(nets).unwrap();
@@ -74,7 +88,7 @@ fn a_diverging_member_is_named_and_the_others_finish() {
 
 #[test]
 fn a_stop_reaches_every_member_at_a_whole_step() {
-    let (x, t) = data(64);
+    let (x, t) = batch(64);
     let mut pop = Population::new(members(4)).unwrap();
     let mut asked = 0;
     let result = pop.train(&x, &t, 1_000_000, &mut || {
@@ -99,26 +113,55 @@ fn bad_populations_and_arguments_are_refused() {
     nets.push(Network::new(Config::new(5, 7, 3), 0).unwrap());
     let Err(Error::InvalidConfig { arg, got, .. }) = Population::new(nets) else { panic!() };
     assert_eq!((arg, got.starts_with("member 2")), ("members", true));
-    let (x, t) = data(4);
+    let (x, t) = batch(4);
     let mut pop = Population::new(members(2)).unwrap();
-    let err = pop.fit(&x, &t, None, 1, 2, true, &[1], 0, None, &mut || true).unwrap_err();
+    let err = pop.fit(data(&x, &t, None), 1, 2, true, &[1], 0, None, None, &mut || true).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { arg: "seeds", .. }), "{err}");
     let rows = vec![vec![0, 1], vec![4]];
-    let err = pop.fit(&x, &t, Some(&rows), 1, 2, true, &[1, 2], 0, None, &mut || true).unwrap_err();
+    let err = pop.fit(data(&x, &t, Some(&rows)), 1, 2, true, &[1, 2], 0, None, None, &mut || true).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { arg: "rows", .. }), "{err}");
     assert!(matches!(pop.forward(&x[..3]), Err(Error::ShapeMismatch { arg: "X", .. })));
 }
 
 #[test]
 fn an_interrupted_fit_counts_steps_not_epochs() {
-    let (x, t) = data(64);
+    let (x, t) = batch(64);
     let mut pop = Population::new(members(3)).unwrap();
     let mut asked = 0;
-    let result = pop.fit(&x, &t, None, 1_000_000, 4, true, &[1, 2, 3], 0, None, &mut || {
+    let result = pop.fit(data(&x, &t, None), 1_000_000, 4, true, &[1, 2, 3], 0, None, None, &mut || {
         asked += 1;
         asked < 10
     });
     let Err(Error::Interrupted { completed }) = result else { panic!("expected an interruption, got {result:?}") };
     let updates: Vec<u64> = pop.members().iter().map(|m| m.optimizer_state().1).collect();
     assert_eq!(completed as u64, *updates.iter().min().unwrap(), "{updates:?}");
+}
+
+#[test]
+fn members_take_their_own_rates_per_epoch_and_the_samples_weights() {
+    let (x, t) = batch(12);
+    let w: Vec<f64> = (0..12).map(|i| f64::from(i % 3)).collect();
+    let lrs = vec![vec![0.1, 0.05], vec![0.2, 0.02]];
+    let mut pop = Population::new(members(2)).unwrap();
+    let mut alone = members(2);
+    let got = pop.fit(
+        Data { x: &x, y: &t, weights: Some(&w), rows: None },
+        2,
+        5,
+        true,
+        &[4, 4],
+        0,
+        Some(&lrs),
+        None,
+        &mut || true,
+    );
+    for (i, net) in alone.iter_mut().enumerate() {
+        let extras = FitExtras { lrs: &lrs[i], sample_weight: Some(&w) };
+        assert_eq!(got.as_ref().unwrap()[i], net.fit_with(&x, &t, 2, 5, true, 4, 0, extras, &mut || true).unwrap());
+        assert_eq!(pop.members()[i].params(), net.params());
+    }
+    pop.set_lrs(&[0.3, 0.4]).unwrap();
+    assert!(matches!(pop.set_lrs(&[0.3]), Err(Error::InvalidConfig { arg: "lrs", .. })));
+    let err = pop.set_lrs(&[0.3, -1.0]).unwrap_err();
+    assert!(matches!(err, Error::Member { member: 1, .. }), "{err}");
 }
