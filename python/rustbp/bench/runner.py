@@ -170,8 +170,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workloads",
         default=None,
-        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all but gpu; gpu: rustbp's GPU against "
-        "PyTorch CUDA)",
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all but gpu and population; gpu: "
+        "rustbp's GPU against PyTorch CUDA; population: rustbp.Population against a loop and PyTorch stacked)",
     )
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 5)")
     parser.add_argument("--widths", type=_ints, default=None, help="hidden widths of the sweep, e.g. 2,64,1024")

@@ -290,7 +290,11 @@ def run_digits(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None]) -
 
 POP_LOOP = {"float32": "rustbp f32 Network.fit loop", "float64": "rustbp f64 Network.train loop"}
 POP = {"float32": "rustbp f32 Population.fit", "float64": "rustbp f64 Population.train"}
-STACKED = {"cpu": "PyTorch CPU f32 stacked (baddbmm)", "cuda": "PyTorch CUDA f32 stacked (baddbmm)"}
+STACKED = {
+    "cpu": "PyTorch CPU f32 stacked (baddbmm)",
+    "cpu 1 thread": "PyTorch CPU f32 stacked (baddbmm) 1 thread",
+    "cuda": "PyTorch CUDA f32 stacked (baddbmm)",
+}
 #: How far PyTorch's mean final loss may be from rustbp's: its mini-batches come in another order.
 STACKED_RTOL = 0.25
 
@@ -338,7 +342,8 @@ def stacked_agrees(torch: Any, device: str, X: Array, Y: Array, steps: int = 3) 
     """The stacked PyTorch model and a population, from the same weights, on one batch: every member's
     loss at every step equal to float32 rounding (so the timed model computes the same training)."""
     pop = population(POPULATION_DIGITS, 4, "float32")
-    net = torch_net.StackedTorchNet(torch, pop.get_weights(), lr=POPULATION_DIGITS.lr, dtype="float32", device=device)
+    w, lr = pop.get_weights(), POPULATION_DIGITS.lr
+    net = torch_net.StackedTorchNet(torch, w, lr=lr, dtype="float32", device=device.split()[0])
     want = pop.train(X, Y, steps)
     x, y = net.tensor(X), net.tensor(Y)
     got = np.stack([net.step(x, y).cpu().numpy() for _ in range(steps)], axis=1)
@@ -346,7 +351,7 @@ def stacked_agrees(torch: Any, device: str, X: Array, Y: Array, steps: int = 3) 
 
 
 def run_population_digits(
-    plan: Plan, torch: Any | None, devices: list[str], missing: dict[str, str], say: Callable[[str], None]
+    plan: Plan, torch: Any, devices: list[str], missing: dict[str, str], say: Callable[[str], None]
 ) -> Point:
     """``plan.population_size`` networks 64-32-10 on the digits, ``plan.population_epochs`` epochs at batch
     32: a Python loop of ``Network.fit``, one ``Population.fit``, and PyTorch's stacked model per device.
@@ -366,7 +371,10 @@ def run_population_digits(
 
     def stacked(device: str, size: int, epochs: int) -> Callable[[], Array]:
         w = population(spec, size, "float32").get_weights()
-        net = torch_net.StackedTorchNet(torch, w, lr=spec.lr, dtype="float32", device=device)
+        net = torch_net.StackedTorchNet(torch, w, lr=spec.lr, dtype="float32", device=device.split()[0])
+        # As the other PyTorch columns: rustbp's thread rule for the whole stacked step, or one thread
+        # (on a shared machine, idle-spinning threads can cost more than they give).
+        torch.set_num_threads(1 if device == "cpu 1 thread" else threads_for(size * spec.work(batch)))
         x, y = net.tensor(X), net.tensor(Y)
         orders = [np.random.default_rng([seed, e]).permutation(n) for e in range(epochs)]
         return lambda: net.fit(x, y, orders, batch)
@@ -375,7 +383,7 @@ def run_population_digits(
         (POP_LOOP["float32"], "cpu", loop),
         (POP["float32"], "cpu", fit),
     ]
-    makers += [(STACKED[d], "cpu" if d == "cpu" else "gpu", partial(stacked, d)) for d in devices]
+    makers += [(STACKED[d], "gpu" if d == "cuda" else "cpu", partial(stacked, d)) for d in devices]
     say(
         f"population: {size} networks 64-32-10 (relu, softmax), SGD lr 0.1, float32, digits ({n} samples), "
         f"{epochs} epochs at batch {batch} ..."
@@ -468,7 +476,7 @@ def run_population(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None
     if torch is None:
         missing = {name: "PyTorch is not installed" for name in STACKED.values()}
     else:
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        devices = ["cpu", "cpu 1 thread"] + (["cuda"] if torch.cuda.is_available() else [])
         if "cuda" not in devices:
             missing[STACKED["cuda"]] = "PyTorch sees no CUDA device"
     points = []
