@@ -304,7 +304,7 @@ def fit(
         for loss in net._core.fit(x, y, config.epochs, config.batch_size, config.shuffle, seed):
             history._record({"loss": float(loss)})
         return history
-    with _counting_steps(net), contextlib.closing(progress):
+    with contextlib.closing(progress), _counting_steps(net):
         for epoch in range(config.epochs):
             with _numbered_from(epoch * steps_per_epoch, history.history.get("loss", [])):
                 losses = net._core.fit(x, y, 1, config.batch_size, config.shuffle, seed, epoch)
@@ -358,7 +358,7 @@ def train(
     if not progress.active and not logger.isEnabledFor(logging.INFO):
         return net._core.train(x, t, steps)
     chunks: list[npt.NDArray[np.float64]] = []
-    with _counting_steps(net), contextlib.closing(progress):
+    with contextlib.closing(progress), _counting_steps(net):
         for start in range(0, steps, log_every):
             n = min(log_every, steps - start)
             with _numbered_from(start, chunks):
