@@ -40,7 +40,15 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 	$(PY) tests/fuzz.py --cases $(or $(CASES),10000)
 
 # The core's math; network.rs is left out while it is being restructured. Each mutant is a rebuild and a
-# `cargo test`, about a minute on 2 cores: SHARD=k/n runs a part (e.g. SHARD=0/4 .. 3/4 on four machines).
+# `cargo test`, 10-25 s on 2 cores after a first build of about 5 min: SHARD=k/n runs a part (e.g.
+# SHARD=0/4 .. 3/4 on four machines).
+# Expected survivors, all equivalent (the threaded and one-pass results are tested to be the same bits,
+# and both product routines are checked against a plain product on each side of the threshold):
+# - whether or how work is split over threads: PARALLEL's `<<` in optim.rs and linalg.rs; optim.rs
+#   `p.len() < PARALLEL`; activation.rs apply's `&&`/`>=`/`!=` and chunk size's `/`, backprop's `>=`;
+#   linalg.rs `large` (threads, parts) and `blocks` (by rows or by columns, at most len / 32 parts);
+# - which of two product routines runs: linalg.rs `matmul`'s `m * n * k < SMALL || k == 0`.
+# - exp.rs's clamp `x < -746.0` (and -105.0) as `<=`: the bound is clamped to itself.
 MUTATED := src/activation.rs src/loss.rs src/optim.rs src/linalg.rs src/exp.rs
 
 .PHONY: mutants

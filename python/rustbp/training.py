@@ -354,7 +354,7 @@ def fit(
                 history._record({"loss": float(loss)})
             return history
         return _fit_scheduled(net, x, y, config, seed, scheduler, sample_weight, history)
-    with _counting_steps(net), contextlib.closing(progress):
+    with contextlib.closing(progress), _counting_steps(net):
         for epoch in range(config.epochs):
             with _numbered_from(epoch * steps_per_epoch, history.history.get("loss", [])):
                 losses = net._core.fit(
@@ -450,7 +450,7 @@ def train(
     if not progress.active and not logger.isEnabledFor(logging.INFO):
         return net._core.train(x, t, steps)
     chunks: list[npt.NDArray[np.float64]] = []
-    with _counting_steps(net), contextlib.closing(progress):
+    with contextlib.closing(progress), _counting_steps(net):
         for start in range(0, steps, log_every):
             n = min(log_every, steps - start)
             with _numbered_from(start, chunks):
