@@ -15,7 +15,7 @@ import logging
 import math
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast, overload
 
 import numpy as np
@@ -279,7 +279,7 @@ def training_config(config: TrainingConfig | None, settings: dict[str, Any]) -> 
         raise TypeError(f"config: expected a rustbp.TrainingConfig, got {type(config).__name__}")
     if any(v is not _FIT_DEFAULTS[k] and v != _FIT_DEFAULTS[k] for k, v in settings.items()):
         raise TypeError("config: pass the training settings either as config= or as arguments, not both")
-    return config
+    return replace(config)  # checked again: object.__setattr__ can change a frozen dataclass
 
 
 def held_out(
