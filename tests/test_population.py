@@ -141,7 +141,8 @@ def test_schedules_and_sample_weights_act_on_each_member_as_on_its_network(sched
         assert h[i].history == want.history, i
         assert_same(net, pop[i], exact=True)
         assert pop.optimizers[i] == net.optimizer == pop[i].optimizer
-    assert "lr" in h[0].history
+    assert h.lr is not None and h.lr.shape == (3, h.epochs)
+    np.testing.assert_array_equal(h.lr[1, : h[1].epochs], h[1].lr)
 
 
 def test_a_started_scheduler_is_refused_and_sample_weights_are_checked():

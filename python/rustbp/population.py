@@ -67,6 +67,11 @@ class PopulationHistory:
         return self._stacked("val_accuracy")
 
     @property
+    def lr(self) -> npt.NDArray[np.float64] | None:
+        """Each member's learning rate per epoch, where a schedule set it."""
+        return self._stacked("lr")
+
+    @property
     def epochs(self) -> int:
         """The most epochs any member ran."""
         return max(h.epochs for h in self.members)

@@ -89,6 +89,11 @@ class History:
         return self._metric("val_accuracy")
 
     @property
+    def lr(self) -> npt.NDArray[np.float64] | None:
+        """Each epoch's learning rate, where a schedule set it."""
+        return self._metric("lr")
+
+    @property
     def epochs(self) -> int:
         """How many epochs ran."""
         return len(self.history.get("loss", []))
