@@ -4,6 +4,7 @@
 //! The math here knows nothing about Python or devices: `network` builds on `linalg`, `activation`,
 //! `loss` and `optim`. `backend` says what a network on a device does (the `Backend` trait) and holds the
 //! training loops written once over it; the CPU network and the GPU network (`gpu`, wgpu) implement it.
+//! `population` holds many networks of one shape on one device that take the same calls, side by side.
 //! The PyO3 bindings (feature `python`) sit on top and are the only code that imports `pyo3`.
 
 mod names;
