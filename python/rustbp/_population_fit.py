@@ -18,7 +18,7 @@ from . import _files, _rustbp
 from .config import TrainingConfig, optimizer_from_core, random_seed
 from .network import Network
 from .schedules import Scheduler, started
-from .training import CLOSED_FORM, Callback, History, _accuracy, _numbered_from, _Progress, held_out
+from .training import Callback, History, _accuracy, _numbered_from, _Progress, epoch_by_epoch, held_out
 
 if TYPE_CHECKING:
     from .population import Population, PopulationHistory
@@ -59,11 +59,7 @@ def fit(
     schedulers: list[Scheduler] | None = None
     if lr_schedule is not None:
         schedulers = [s for o in pop._optimizers if (s := started(lr_schedule, o.lr)) is not None]
-    ahead = schedulers is not None and isinstance(lr_schedule, CLOSED_FORM)
-    per_epoch = (
-        validation_data is not None or callbacks or config.patience is not None or config.accuracy is True
-        or progress.active or (schedulers is not None and not ahead) or logger.isEnabledFor(logging.INFO)
-    )  # fmt: skip
+    per_epoch = epoch_by_epoch(config, validation_data, callbacks, progress, schedulers[0] if schedulers else None)
     weights = {} if sample_weight is None else {"sample_weight": sample_weight}
     try:
         if not per_epoch:

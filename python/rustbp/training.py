@@ -287,6 +287,23 @@ def training_config(config: TrainingConfig | None, settings: dict[str, Any]) -> 
     return replace(config)  # checked again: object.__setattr__ can change a frozen dataclass
 
 
+def epoch_by_epoch(
+    config: TrainingConfig,
+    validation_data: object,
+    callbacks: Sequence[Callback],
+    progress: _Progress,
+    scheduler: Scheduler | None,
+) -> bool:
+    """Whether something happens between epochs, so that ``fit`` calls the core once per epoch rather than
+    once for all of them. Rates that do not depend on the loss are not such a thing: they are computed
+    ahead and set by the core at each epoch's start."""
+    ahead = scheduler is None or isinstance(scheduler.schedule, CLOSED_FORM)
+    return bool(
+        validation_data is not None or callbacks or config.patience is not None or config.accuracy is True
+        or progress.active or not ahead or logger.isEnabledFor(logging.INFO)
+    )  # fmt: skip
+
+
 def held_out(
     x: npt.NDArray[Any],
     y: npt.NDArray[Any],
@@ -343,12 +360,7 @@ def fit(
     best, wait = math.inf, 0
     best_weights: dict[str, Any] | None = None
     progress = _Progress(config.verbose, config.epochs, "epoch")
-    # Rates that do not depend on the loss are computed ahead and set by the core at each epoch's start.
-    ahead = scheduler is not None and isinstance(scheduler.schedule, CLOSED_FORM)
-    per_epoch = (
-        validation_data is not None or callbacks or config.patience is not None or train_accuracy
-        or progress.active or (scheduler is not None and not ahead) or logger.isEnabledFor(logging.INFO)
-    )  # fmt: skip
+    per_epoch = epoch_by_epoch(config, validation_data, callbacks, progress, scheduler)
     if scheduler is not None and scheduler.lr != net.optimizer.lr:
         net.set_lr(scheduler.lr)  # a scheduler carried over from an earlier fit
     if not per_epoch:
