@@ -3,6 +3,7 @@ and the time from the signal to the KeyboardInterrupt reaching Python is measure
 
     python scripts/ctrl_c_latency.py                  # 20 runs of each case
     python scripts/ctrl_c_latency.py --runs 100 --cases train-big
+    python scripts/ctrl_c_latency.py --cases train-tiny-gpu,fit-big-gpu   # on the first GPU adapter
 
 Both processes read CLOCK_MONOTONIC (time.monotonic), which is system-wide on Linux and macOS, so the
 child's time of the exception minus the parent's time of the signal is the latency. The tests assert
@@ -25,14 +26,14 @@ import sys, time
 import numpy as np
 import rustbp
 
-method, size = sys.argv[1:]
+method, size, device = sys.argv[1:]
 rng = np.random.default_rng(0)
 if size == "tiny":  # the article's 2-2-2 net: a step costs well under a microsecond
     X, T = np.array([[0.05, 0.10]] * 2), np.array([[0.01, 0.99]] * 2)
-    net = rustbp.Network.article()
+    net = rustbp.Network.article(device)
 else:  # 256-512-64 at batch 64: a few milliseconds of gemm a step
     X, T = rng.normal(size=(128, 256)), rng.uniform(size=(128, 64))
-    net = rustbp.Network(256, 512, 64, seed=1, optimizer=rustbp.SGD(lr=0.01))
+    net = rustbp.Network(256, 512, 64, seed=1, optimizer=rustbp.SGD(lr=0.01), device=device)
 half = len(X) // 2
 print("ready", flush=True)
 try:
@@ -45,13 +46,17 @@ except KeyboardInterrupt as e:
 """
 
 CASES = ["train-tiny", "train-big", "fit-tiny", "fit-big"]
+GPU_CASES = [f"{case}-gpu" for case in CASES]
 
 
 def measure(case: str) -> tuple[float, int]:
     """One run: (latency in seconds, completed_steps) of one SIGINT at a random moment of training."""
-    method, size = case.split("-")
+    method, size, *device = case.split("-")
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, method, size], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, method, size, *(device or ["cpu"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     if child.stdout.readline().strip() != "ready":
@@ -74,9 +79,11 @@ def percentile(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20, help="signals sent per case")
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES + GPU_CASES)}"
+    )
     args = parser.parse_args(argv)
-    header = f"{'case':<11} {'runs':>4} {'min':>8} {'median':>8} {'p90':>8} {'max':>8}"
+    header = f"{'case':<15} {'runs':>4} {'min':>8} {'median':>8} {'p90':>8} {'max':>8}"
     print(f"{header}   (ms, SIGINT to KeyboardInterrupt)")
     failed = 0
     for case in args.cases.split(","):
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             latencies.append(latency * 1e3)
             failed += steps < 1  # KeyboardInterrupt without completed_steps, or before any step
         row = [min(latencies), statistics.median(latencies), percentile(latencies, 0.9), max(latencies)]
-        print(f"{case:<11} {len(latencies):>4} " + " ".join(f"{v:8.2f}" for v in row))
+        print(f"{case:<15} {len(latencies):>4} " + " ".join(f"{v:8.2f}" for v in row))
     if failed:
         print(f"{failed} runs stopped without a completed step")
     return int(failed > 0)

@@ -63,7 +63,8 @@ pub trait Backend {
     fn batch_loss(&self, x: &[Self::T], t: &[Self::T], rows: usize) -> Result<f64>;
 
     /// How many steps on batches of `rows` rows to run between two questions to `keep_going`: a few
-    /// milliseconds of work on the CPU, one submission on a GPU.
+    /// milliseconds of work on the CPU, one submission on a GPU. Asked before each run of steps, so that
+    /// a device may size them by the time the last ones took.
     fn steps_per_poll(&self, rows: usize) -> usize;
     /// `steps` training steps on the checked batch (x, t) of `rows` rows, pushing each step's loss (the
     /// loss of its forward pass, before its update) onto `losses`. On divergence `losses` holds the steps
@@ -136,12 +137,11 @@ pub trait Backend {
         let rows = self.config().check_pair(x, t, "T")?;
         let mut losses = Vec::new();
         memory::reserve("losses", &mut losses, steps, 1)?;
-        let every = self.steps_per_poll(rows).max(1);
         while losses.len() < steps {
             if !keep_going() {
                 return Err(Error::Interrupted { completed: losses.len() });
             }
-            let run = every.min(steps - losses.len());
+            let run = self.steps_per_poll(rows).max(1).min(steps - losses.len());
             if let Err(e) = self.run_steps(x, t, rows, run, &mut losses) {
                 return Err(e.at_step(losses.len(), losses));
             }
@@ -196,7 +196,6 @@ pub trait Backend {
         let batch_rows = |b: usize| (n - b * batch_size).min(batch_size);
         let n_batches = n.div_ceil(batch_size);
         let mut data = self.prepare(x, y, factors.as_deref(), n, batch_size)?;
-        let every = self.steps_per_poll(batch_size.min(n)).max(1);
         let mut epoch_losses = Vec::new();
         memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
         let (mut order, mut step_losses) = (Vec::new(), Vec::with_capacity(n_batches));
@@ -214,6 +213,7 @@ pub trait Backend {
                     return Err(Error::Interrupted { completed: done + step_losses.len() });
                 }
                 let start = step_losses.len();
+                let every = self.steps_per_poll(batch_size.min(n)).max(1);
                 let batches = start..(start + every).min(n_batches);
                 let shuffled = if shuffle { Some(&order[..]) } else { None };
                 if let Err(e) = self.run_batches(&mut data, shuffled, batches, &mut step_losses) {

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import rustbp
+from conftest import GPU, require
 
 
 def linear_net(lr=1.0, dtype="float64", optimizer=None, seed=3):
@@ -173,14 +174,14 @@ import os, signal, sys, threading, time
 import numpy as np
 import rustbp
 
-method, size = sys.argv[1:]
+method, size, device = sys.argv[1:]
 rng = np.random.default_rng(0)
 if size == "tiny":  # the article's 2-2-2 net: a step costs well under a microsecond
     X, T = np.array([[0.05, 0.10]] * 2), np.array([[0.01, 0.99]] * 2)
-    make = rustbp.Network.article
-else:  # every step is a few milliseconds of gemm
+    make = lambda: rustbp.Network.article(device)
+else:  # every step is a few milliseconds of gemm (tens of milliseconds on lavapipe)
     X, T = rng.normal(size=(128, 256)), rng.uniform(size=(128, 64))
-    make = lambda: rustbp.Network(256, 512, 64, seed=1, optimizer=rustbp.SGD(lr=0.01))
+    make = lambda: rustbp.Network(256, 512, 64, seed=1, optimizer=rustbp.SGD(lr=0.01), device=device)
 half = len(X) // 2
 net = make()
 ran, training = [0], threading.Event()
@@ -224,12 +225,20 @@ print(f"ran={ran[0]} steps={steps} same={same}")
 
 
 # Epoch by epoch only on the big network: the article's epochs of 80 steps would end before the core looks
-# for a signal, which Python would then raise between two epochs.
+# for a signal, which Python would then raise between two epochs. On the GPU, steps run in submissions
+# sized by time; a replay in other submissions must give the same bits.
 @pytest.mark.parametrize(
-    ("method", "size"), [("train", "tiny"), ("train", "big"), ("fit", "tiny"), ("fit", "big"), ("fit-by-epoch", "big")]
+    ("method", "size", "device"),
+    [
+        *[(m, s, "cpu") for m, s in [("train", "tiny"), ("train", "big"), ("fit", "tiny"), ("fit", "big")]],
+        ("fit-by-epoch", "big", "cpu"),
+        *[(m, s, "gpu") for m, s in [("train", "tiny"), ("fit", "tiny"), ("train", "big")]],
+    ],
 )
-def test_ctrl_c_stops_training_at_a_completed_step_while_other_threads_run(method, size):
-    child = run_child(INTERRUPT_CHILD, method, size, timeout=120)
+def test_ctrl_c_stops_training_at_a_completed_step_while_other_threads_run(method, size, device):
+    if device == "gpu":
+        require(GPU)
+    child = run_child(INTERRUPT_CHILD, method, size, device, timeout=120)
     assert child.returncode == 0, child.stdout + child.stderr
     fields = dict(f.split("=") for f in child.stdout.split())
     assert fields["ran"] == "20", "the other thread ran 20 times during training"

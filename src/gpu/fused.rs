@@ -17,7 +17,7 @@ pub const FUSED_MAX_ROWS: usize = 256;
 /// dispatches of a few microseconds each.
 const FUSED_LOOP_BUDGET: usize = 50_000;
 
-/// The fused kernel for one batch size: its settings, and two dispatches with their uniform blocks, one
+/// The fused kernel for one batch size: its settings, and two dispatches with their settings blocks, one
 /// for the full dispatches of a submission and one for the remainder (step counts written before use).
 pub struct Fused {
     pub params: FusedParams,
@@ -70,7 +70,7 @@ impl GpuNetwork {
         let local = rows * (2 * c.n_hidden + 3 * c.n_out + 1) <= FUSED_LOCAL_SCRATCH;
         let b = &self.bufs;
         let make = || -> Result<(Dispatch, wgpu::Buffer)> {
-            let u = self.uniform("fused", &p);
+            let u = self.settings("fused", &p);
             let buffers = [&w.x, &w.t, &b.theta, &b.state, &b.sched, &b.losses, &b.counter, &w.scratch];
             let d = if local {
                 self.dispatch(Kernel::FusedLocal, &u, &buffers[..7], [1, 1, 1])?

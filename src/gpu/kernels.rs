@@ -1,4 +1,4 @@
-//! The compute pipelines, one per `.wgsl` file in `kernels/`, and the uniform blocks they read, laid
+//! The compute pipelines, one per `.wgsl` file in `kernels/`, and the settings blocks they read, laid
 //! out exactly as the WGSL `Params` structs (16-byte multiples).
 //!
 //! Every module is built as: the constants below, generated from the Rust enums (so an id is never

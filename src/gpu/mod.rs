@@ -2,7 +2,7 @@
 //! (Vulkan, Metal, DX12), with every kernel in its own `.wgsl` file under `kernels/`.
 //!
 //! - `context`: the adapter, device and compiled kernels, shared by the process's networks.
-//! - `kernels`: the pipelines, their uniform blocks, and the constants shared with WGSL.
+//! - `kernels`: the pipelines, their settings blocks, and the constants shared with WGSL.
 //! - `buffers`: parameters, optimizer state and work buffers; `plan`, `fused`: the dispatches of a
 //!   step; `submit`: submissions and rollback; `network`: `GpuNetwork`, a `Backend`.
 //!

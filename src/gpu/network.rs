@@ -26,6 +26,9 @@ pub struct GpuNetwork {
     /// Optimizer updates committed so far (Adam's t).
     pub(super) updates: u64,
     pub(super) bufs: Buffers,
+    /// Seconds per unit of step work (`submit::step_units`) that the last submission took; None before
+    /// the first. Submissions are sized by it to take about the same time on any device.
+    pub(super) pace: Option<f64>,
     /// Batch buffers and plans, grown on demand; behind a lock so that predictions take `&self`.
     work: Mutex<Option<Work>>,
 }
@@ -72,6 +75,7 @@ impl GpuNetwork {
             layout,
             updates: net.optimizer_state().1,
             bufs,
+            pace: None,
             work: Mutex::new(None),
         };
         gpu.write(&gpu.bufs.theta, &layout.flatten(net.params()));
@@ -227,7 +231,7 @@ impl Backend for GpuNetwork {
         for &r in &sizes {
             let gather = |width: usize, src: &wgpu::Buffer, dest: &wgpu::Buffer| {
                 let u = self
-                    .uniform("gather", &super::kernels::Quad { a: r as u32, b: width as u32, ..Default::default() });
+                    .settings("gather", &super::kernels::Quad { a: r as u32, b: width as u32, ..Default::default() });
                 self.dispatch(
                     Kernel::Gather,
                     &u,
@@ -297,7 +301,7 @@ impl Backend for GpuNetwork {
         Ok(())
     }
 
-    /// The rate is in the plans' uniforms: the plans built so far are rebuilt with the new one (a fit's
+    /// The rate is in the plans' settings blocks: the plans built so far are rebuilt with the new one (a fit's
     /// gathers, recorded on the work buffers, stay valid).
     fn set_lr(&mut self, lr: f64) -> Result<()> {
         let optimizer = self.config.optimizer.with_lr(lr);

@@ -1,5 +1,5 @@
 //! The dispatch plan of a batch size: the list of kernel dispatches a forward pass, a loss and a training
-//! step run, with their uniform blocks and bind groups, built once per batch size and reused.
+//! step run, with their settings blocks and bind groups, built once per batch size and reused.
 //!
 //! A step: the tiled matmul with bias and activation fused (hidden, then output layer), the output/loss
 //! rows kernel, a reduction into the loss history, the backward products (dw2 = dz2^T h,
@@ -69,11 +69,14 @@ pub fn loss_scales(loss: Loss, rows: usize, n_out: usize) -> (f32, f32) {
 }
 
 impl GpuNetwork {
-    pub(super) fn uniform<P: bytemuck::Pod>(&self, label: &'static str, params: &P) -> wgpu::Buffer {
+    /// A kernel's settings block, bound read-only as binding 0. It is a storage buffer, not a uniform
+    /// one: lavapipe inlines the values of uniforms that steer loops into the shader and compiles it
+    /// again at every dispatch, which cost 15 ms and 0.6 MB that was never returned per dispatch.
+    pub(super) fn settings<P: bytemuck::Pod>(&self, label: &'static str, params: &P) -> wgpu::Buffer {
         self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         })
     }
 
@@ -93,11 +96,11 @@ impl GpuNetwork {
         }
     }
 
-    /// A dispatch of `k` over `groups` workgroups with `uniform` and then `buffers` as bindings 0, 1...
+    /// A dispatch of `k` over `groups` workgroups with `settings` and then `buffers` as bindings 0, 1...
     pub(super) fn dispatch(
         &self,
         k: Kernel,
-        uniform: &wgpu::Buffer,
+        settings: &wgpu::Buffer,
         buffers: &[&wgpu::Buffer],
         groups: [usize; 3],
     ) -> Result<Dispatch> {
@@ -112,7 +115,7 @@ impl GpuNetwork {
             })?;
         }
         let layout = self.pipeline(k).get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(uniform)
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(settings)
             .chain(buffers.iter().copied())
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
@@ -140,7 +143,7 @@ impl GpuNetwork {
         d: &wgpu::Buffer,
         c: &wgpu::Buffer,
     ) -> Result<Dispatch> {
-        let u = self.uniform("matmul", &p);
+        let u = self.settings("matmul", &p);
         let (kernel, tile) =
             if p.m >= WIDE_MIN && p.n >= WIDE_MIN { (Kernel::MatmulWide, 128) } else { (Kernel::Matmul, 64) };
         self.dispatch(
@@ -188,7 +191,7 @@ impl GpuNetwork {
     fn rows_dispatch(&self, w: &Work, rows: usize, loss: u32) -> Result<Dispatch> {
         let c = &self.config;
         let (dz_scale, _) = loss_scales(c.loss, rows, c.n_out);
-        let u = self.uniform(
+        let u = self.settings(
             "rows",
             &RowsParams {
                 n_out: c.n_out as u32,
@@ -220,7 +223,7 @@ impl GpuNetwork {
             scale,
             pad: [0; 3],
         };
-        self.dispatch(Kernel::Reduce, &self.uniform("reduce", &p), &[x, &self.bufs.counter, out], [1, 1, 1])
+        self.dispatch(Kernel::Reduce, &self.settings("reduce", &p), &[x, &self.bufs.counter, out], [1, 1, 1])
     }
 
     /// The forward pass, the row losses and dz2, and the batch loss into the history.
@@ -265,7 +268,7 @@ impl GpuNetwork {
             let shared = c.bias == Bias::Shared;
             for (delta, width, i) in [(&w.dz1, nh, B1), (&w.dz2, no, B2)] {
                 // A shared bias sums its column sums, through `colsum`.
-                let u = self.uniform("bias_grad", &Quad { a: width, b, c: if shared { 0 } else { off(i) }, d: 0 });
+                let u = self.settings("bias_grad", &Quad { a: width, b, c: if shared { 0 } else { off(i) }, d: 0 });
                 let dest = if shared { &w.colsum } else { grads };
                 step.push(self.dispatch(
                     Kernel::BiasGrad,
@@ -289,12 +292,12 @@ impl GpuNetwork {
             let p = OptimParams { n: l.n_trained as u32, stride: l.n_params as u32, ..self.optim_params() };
             step.push(self.dispatch(
                 Kernel::Optim,
-                &self.uniform("optim", &p),
+                &self.settings("optim", &p),
                 &[&bufs.theta, &bufs.grads, &bufs.state, &bufs.sched, &bufs.counter, &bufs.losses],
                 [self.stride_groups(l.n_trained, 64), 1, 1],
             )?);
         }
-        let u = self.uniform("tick", &Quad { a: rows as u32, ..Default::default() });
+        let u = self.settings("tick", &Quad { a: rows as u32, ..Default::default() });
         step.push(self.dispatch(Kernel::Tick, &u, &[&bufs.counter], [1, 1, 1])?);
         Ok(())
     }

@@ -11,10 +11,17 @@ use crate::error::{Error, Result};
 use crate::optim::Optimizer;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
-/// Multiply-adds per submission: large enough to amortise a submission, small enough that Ctrl-C
-/// is answered within about a second even on a software GPU.
-const CHUNK_WORK: usize = 200_000_000;
+/// What one submission should take: Ctrl-C is looked for between submissions, so this bounds how late
+/// it is answered, and the submission's own cost (a few tens of microseconds) stays under 1%.
+const SUBMISSION_SECS: f64 = 0.05;
+/// The units of step work of a network's first submission, before any pace is known: about 20 ms on
+/// lavapipe (some 5e8 units a second), a fraction of that on a GPU.
+const FIRST_SUBMISSION_UNITS: f64 = 1e7;
+/// A step's fixed cost (dispatches, barriers, the loss readout) in units of multiply-adds: tiny nets run
+/// at about this many units a step, whatever their widths.
+const STEP_UNITS: usize = 32_768;
 /// The unfused path records about twelve dispatches per step; this bounds one command buffer.
 const MAX_TILED_CHUNK_STEPS: usize = 1_000;
 
@@ -22,12 +29,22 @@ const MAX_TILED_CHUNK_STEPS: usize = 1_000;
 pub type Gathers = HashMap<usize, [Dispatch; 2]>;
 
 impl GpuNetwork {
-    /// Steps on batches of up to `rows` rows in one submission.
+    /// Steps on batches of up to `rows` rows in one submission: as many as fit in `SUBMISSION_SECS` at
+    /// the pace of the last submission.
     pub(super) fn chunk_steps(&self, rows: usize) -> usize {
-        let c = &self.config;
-        let work = 3 * rows * (c.n_in * c.n_hidden + c.n_hidden * c.n_out);
+        let units = self.step_units(rows) as f64;
+        let steps = match self.pace {
+            Some(secs_per_unit) => SUBMISSION_SECS / (secs_per_unit * units),
+            None => FIRST_SUBMISSION_UNITS / units,
+        };
         let cap = if self.uses_fused(rows) { MAX_CHUNK_STEPS } else { MAX_TILED_CHUNK_STEPS };
-        (CHUNK_WORK / work.max(1)).clamp(1, cap)
+        (steps as usize).clamp(1, cap)
+    }
+
+    /// A step's work on `rows` rows: its multiply-adds and its fixed cost.
+    fn step_units(&self, rows: usize) -> usize {
+        let c = &self.config;
+        3 * rows * (c.n_in * c.n_hidden + c.n_hidden * c.n_out) + STEP_UNITS
     }
 
     pub(super) fn encoder(&self) -> wgpu::CommandEncoder {
@@ -55,7 +72,10 @@ impl GpuNetwork {
     /// One submission of the steps `rows`, rolled back and replayed to its last finite step if one fails.
     fn submit(&mut self, rows: &[usize], gathers: Option<&Gathers>, row0: usize, losses: &mut Vec<f64>) -> Result<()> {
         let ctx = Arc::clone(&self.ctx);
+        let start = Instant::now();
         let got = ctx.guarded("training", || self.record_and_run(rows, gathers, row0))?;
+        let units: usize = rows.iter().map(|&r| self.step_units(r)).sum();
+        self.pace = Some(start.elapsed().as_secs_f64() / units.max(1) as f64);
         let Some(k) = got.iter().position(|l| !l.is_finite()) else {
             self.updates += rows.len() as u64;
             losses.extend(got.iter().map(|&l| f64::from(l)));
@@ -133,8 +153,8 @@ impl GpuNetwork {
         self.ctx.submit_and_read("training", encoder, &self.bufs.losses, 0, n)
     }
 
-    fn set_fused_steps(&self, uniform: &wgpu::Buffer, params: FusedParams, steps: usize) {
-        self.ctx.queue.write_buffer(uniform, 0, bytemuck::bytes_of(&FusedParams { steps: steps as u32, ..params }));
+    fn set_fused_steps(&self, settings: &wgpu::Buffer, params: FusedParams, steps: usize) {
+        self.ctx.queue.write_buffer(settings, 0, bytemuck::bytes_of(&FusedParams { steps: steps as u32, ..params }));
     }
 
     /// Adam's bias corrections for the next `n` steps, in f64 on the host as the CPU optimizer computes them.

@@ -7,7 +7,7 @@ struct Params {
 }
 
 // Sizes and destination.
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // The layer's delta.
 @group(0) @binding(1) var<storage, read> delta: array<f32>;
 // Gradient buffer.

@@ -29,7 +29,7 @@ const MAX_PARAMS: u32 = 2112u;   // 2 * 32 * 32 + 2 * 32
 const OWN: u32 = 9u;             // ceil(MAX_PARAMS / 256)
 
 // Sizes, activations, loss, optimizer and the number of steps of this dispatch.
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // Inputs of the batch (rows, n_in).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // Targets (rows, n_out).

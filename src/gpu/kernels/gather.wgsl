@@ -11,7 +11,7 @@ struct Counter {
 }
 
 // Batch shape.
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // The whole data set (n, cols).
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 // This epoch's sample order.

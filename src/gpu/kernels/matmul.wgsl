@@ -15,7 +15,7 @@ struct Params {
 }
 
 // Sizes, offsets and epilogue of this product.
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // Left operand.
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 // Right operand.

@@ -13,7 +13,7 @@ struct Counter {
 }
 
 // Settings.
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // Parameters, updated in place.
 @group(0) @binding(1) var<storage, read_write> theta: array<f32>;
 // Gradients, same layout.

@@ -13,7 +13,7 @@ struct Counter {
 }
 
 // Sizes and destination.
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // Values to sum.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // Step counter of the current submission.

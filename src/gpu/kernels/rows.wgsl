@@ -12,7 +12,7 @@ struct Params {
 }
 
 // Sizes and loss of this batch.
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // Output layer net input z2 (rows, n_out).
 @group(0) @binding(1) var<storage, read> z: array<f32>;
 // Targets (rows, n_out); unread with LOSS_NONE.

@@ -11,7 +11,7 @@ struct Params {
 }
 
 // Rows consumed by this step.
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 // The counter.
 @group(0) @binding(1) var<storage, read_write> counter: Counter;
 
