@@ -20,6 +20,15 @@ pub fn check<T>(what: &'static str, elements: u128) -> Result<usize> {
     }
 }
 
+/// Checks that `bytes` spread over many allocations may be made, by reserving them at once and handing
+/// them back (the pages are never touched, so this costs no memory). For what is allocated piecemeal,
+/// such as a population's members, whose small allocations would abort the process one by one where a
+/// process limit (`ulimit -v`, a cgroup) stops them.
+pub fn probe(what: &'static str, bytes: u128) -> Result<()> {
+    let n = check::<u8>(what, bytes)?;
+    Vec::<u8>::new().try_reserve_exact(n).map_err(|_| Error::OutOfMemory { what, elements: bytes })
+}
+
 /// Room in `v` for `rows * cols` values, so that resizing it to that length cannot fail.
 pub fn reserve<T>(what: &'static str, v: &mut Vec<T>, rows: usize, cols: usize) -> Result<()> {
     let elements = rows as u128 * cols as u128;
@@ -77,6 +86,10 @@ mod tests {
         }
         assert!(matches!(filled("y", usize::MAX / 4, 0.0_f64), Err(Error::OutOfMemory { .. })));
         assert!(check::<f64>("z", u128::MAX).is_err());
+        for bytes in [u128::MAX, 1 << 62] {
+            assert!(matches!(probe("p", bytes), Err(Error::OutOfMemory { what: "p", .. })));
+        }
+        probe("p", 1 << 20).unwrap();
     }
 
     /// What an `OutOfMemory` error says could not be allocated.

@@ -138,11 +138,15 @@ impl Config {
             .saturating_add(2048)
     }
 
+    /// The values of `T` a network holds: parameters, gradients, optimizer state and its double buffer.
+    pub fn values_held(&self) -> u128 {
+        let params: u128 = self.shapes().iter().map(|&(r, c)| r as u128 * c as u128).sum();
+        params * (2 + 2 * self.optimizer.slots() as u128)
+    }
+
     /// Refuses a network whose parameters, gradients and optimizer state would not fit in memory.
     fn check_fits<T>(&self) -> Result<()> {
-        let params: u128 = self.shapes().iter().map(|&(r, c)| r as u128 * c as u128).sum();
-        let copies = 2 + 2 * self.optimizer.slots() as u128; // params, grads, state and its double buffer
-        memory::check::<T>("network parameters", params * copies).map(|_| ())
+        memory::check::<T>("network parameters", self.values_held()).map(|_| ())
     }
 }
 

@@ -12,6 +12,7 @@
 
 use crate::backend::{Backend, FitExtras, KeepGoing};
 use crate::error::{Error, Result};
+use crate::memory;
 use crate::network::Config;
 use crate::threads;
 use rayon::prelude::*;
@@ -37,7 +38,29 @@ pub struct Data<'a, T> {
     pub rows: Option<&'a [Vec<usize>]>,
 }
 
+/// What a member holds besides its values: its work buffers, sizes and settings (measured: about 1 KiB
+/// for the article's net), with room to spare.
+const MEMBER_BYTES: u128 = 4096;
+
 impl<B: Backend + Send + Sync> Population<B> {
+    /// Member i made by `new(configs[i], seeds[i])`, after checking that all of them fit in memory.
+    pub fn build(configs: &[Config], seeds: &[u64], new: impl Fn(Config, u64) -> Result<B>) -> Result<Self> {
+        if configs.len() != seeds.len() {
+            return Err(Error::config("seeds", format!("one per member ({})", configs.len()), seeds.len()));
+        }
+        let Some(first) = configs.first() else {
+            return Err(Error::config("size", "at least one member", 0));
+        };
+        let member = first.values_held() * std::mem::size_of::<B::T>() as u128 + MEMBER_BYTES;
+        memory::probe("population", member * configs.len() as u128)?;
+        let mut members = Vec::new();
+        memory::reserve("population", &mut members, configs.len(), 1)?;
+        for (&c, &s) in configs.iter().zip(seeds) {
+            members.push(new(c, s)?);
+        }
+        Self::new(members)
+    }
+
     /// A population of `members`; they must share everything but their optimizer settings.
     pub fn new(members: Vec<B>) -> Result<Self> {
         let Some(first) = members.first() else {

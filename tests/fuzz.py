@@ -29,8 +29,11 @@ import math
 import os
 import pickle
 import random
+import resource
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import replace
@@ -195,31 +198,40 @@ def unpickle_tampered(net: rustbp.Network, changes: dict[str, Any]) -> None:
     check_weights(copy_)
 
 
-def forked_forward(net: rustbp.Network, x: Any) -> None:
-    """A forked child uses the network (the GPU refused clearly); it must exit, never hang."""
+def in_child(f: Callable[[], Any], accept: Callable[[BaseException], bool], what: str) -> None:
+    """Runs ``f`` in a forked child, where an exception ``accept`` takes is an answer; the child must exit
+    cleanly within a minute: never hang, crash or fail otherwise."""
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
-            net.forward(x)
-        except rustbp.GpuUnavailableError as e:
-            code = 0 if "forked" in str(e) or isinstance(e, DOCUMENTED) else 1
-        except DOCUMENTED:
-            pass
+            f()
         except BaseException as e:
-            print(f"forked child: {e!r}", file=sys.stderr, flush=True)
-            code = 1
+            if not accept(e):
+                print(f"{what}: {e!r}", file=sys.stderr, flush=True)
+                code = 1
         os._exit(code)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            assert os.waitstatus_to_exitcode(status) == 0, "the forked child failed"
+            assert os.waitstatus_to_exitcode(status) == 0, f"{what}: the child failed ({status})"
             return
         time.sleep(0.001)
     os.kill(pid, 9)
     os.waitpid(pid, 0)
-    raise AssertionError("the forked child hung")
+    raise AssertionError(f"{what}: the child hung")
+
+
+def forked_forward(net: rustbp.Network, x: Any) -> None:
+    """A forked child uses the network (the GPU refused clearly); it must exit, never hang."""
+
+    def accept(e: BaseException) -> bool:
+        if isinstance(e, rustbp.GpuUnavailableError):
+            return "forked" in str(e) or isinstance(e, DOCUMENTED)
+        return isinstance(e, DOCUMENTED)
+
+    in_child(lambda: net.forward(x), accept, "forked forward")
 
 
 # Mostly small, sometimes past 32 (the GPU's fused kernel takes widths up to 32).
@@ -696,17 +708,17 @@ def differential_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
 
 
 @st.composite
-def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
-    """A valid population and valid calls, member i checked bit for bit against the network built with its
-    seed and learning rate and given the same calls (on the CPU and the GPU alike)."""
+def valid_setups(
+    draw: st.DrawFn, gpu_odds: int = 5
+) -> tuple[tuple[int, int, int], dict[str, Any], np.ndarray, np.ndarray]:
+    """A valid small network's widths and options (its optimizer's rate never diverges, see
+    differential_cases), on the GPU once in ``gpu_odds + 1`` where there is one, and a batch for it."""
     n_in, n_hidden, n_out = draw(st.integers(1, 9)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
     output, loss = draw(st.sampled_from(OUTPUT_LOSS))
     n_out = max(n_out, 2) if output == "softmax" else n_out
-    device = "gpu" if HAS_GPU and draw(st.integers(0, 5)) == 0 else "cpu"
+    device = "gpu" if HAS_GPU and draw(st.integers(0, gpu_odds)) == 0 else "cpu"
     dtype = "float32" if device == "gpu" else draw(st.sampled_from(["float64", "float32"]))
-    size = draw(st.integers(1, 4))
-    lr = draw(st.floats(1e-3, 0.3)) / max(n_in, n_hidden, n_out) / 2  # never diverges (see differential_cases)
-    lrs = [lr * draw(st.sampled_from([0.5, 1.0, 2.0])) for _ in range(size)]
+    lr = draw(st.floats(1e-3, 0.3)) / max(n_in, n_hidden, n_out) / 2
     mu = draw(st.sampled_from([0.0, 0.9]))
     opt: Any = rustbp.SGD(lr=lr, momentum=mu) if draw(st.booleans()) else rustbp.Adam(lr=lr)
     kw = {
@@ -714,7 +726,6 @@ def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
         "bias": draw(st.sampled_from(BIASES)), "train_bias": draw(st.booleans()), "optimizer": opt,
         "dtype": dtype, "device": device,
     }  # fmt: skip
-    seed0 = draw(st.integers(0, 2**32))
     rng = np.random.default_rng(draw(st.integers(0, 2**32)))
     rows = draw(st.integers(1, 9))
     X = rng.uniform(-3, 3, (rows, n_in))
@@ -724,6 +735,18 @@ def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
         T = {"tanh": rng.uniform(-1, 1, (rows, n_out)), "identity": rng.normal(size=(rows, n_out))}.get(
             output, rng.uniform(0, 1, (rows, n_out))
         )
+    return (n_in, n_hidden, n_out), kw, X, T
+
+
+@st.composite
+def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
+    """A valid population and valid calls, member i checked bit for bit against the network built with its
+    seed and learning rate and given the same calls (on the CPU and the GPU alike)."""
+    (n_in, n_hidden, n_out), kw, X, T = draw(valid_setups())
+    opt, rows = kw["optimizer"], len(X)
+    size = draw(st.integers(1, 4))
+    lrs = [opt.lr * draw(st.sampled_from([0.5, 1.0, 2.0])) for _ in range(size)]
+    seed0 = draw(st.integers(0, 2**32))
     ops = draw(
         st.lists(st.sampled_from(["train", "fit", "bootstrap", "forward", "loss", "pickle"]), min_size=1, max_size=4)
     )
@@ -757,12 +780,177 @@ def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
     return [run]
 
 
+# -- hostile moments ----------------------------------------------------------------------------------
+# What real programs do around a valid network: Ctrl-C at a random moment of training, copies taken while
+# another thread trains, and work in a forked child under a memory limit. Whatever a network reports of
+# itself afterwards (its update count, completed_steps) must be what it holds: it equals a twin given that
+# many steps alone, bit for bit.
+
+
+def same_network(got: rustbp.Network, want: rustbp.Network, what: str) -> None:
+    w0, w1 = got.get_weights(), want.get_weights()
+    assert w0.keys() == w1.keys(), what
+    for k in w0:
+        np.testing.assert_array_equal(w0[k], w1[k], err_msg=f"{what}: {k}")
+    (s0, u0), (s1, u1) = got._core.get_optimizer_state(), want._core.get_optimizer_state()
+    assert u0 == u1, f"{what}: {u0} updates, the twin {u1}"
+    for a, b in zip(s0, s1):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y, err_msg=f"{what}: optimizer state")
+
+
+def replay(make: Callable[[], rustbp.Network], batches: list[tuple[np.ndarray, np.ndarray]], steps: int) -> Any:
+    """A twin given ``steps`` single steps over ``batches`` in turn."""
+    twin = make()
+    for s in range(steps):
+        twin.train_step(*batches[s % len(batches)])
+    return twin
+
+
+def interrupted(make: Callable[[], rustbp.Network], X: np.ndarray, T: np.ndarray, steps: int, batch: int,
+                delay: float, fit: bool) -> None:  # fmt: skip
+    """SIGINT after ``delay`` seconds of ``train`` or an unshuffled ``fit``: the network holds exactly the
+    steps its KeyboardInterrupt reports (none or all when Python, not the core, took the signal)."""
+    net = make()
+    batches = [(X[i : i + batch], T[i : i + batch]) for i in range(0, len(X), batch)] if fit else [(X, T)]
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    reported: int | None = None
+    try:
+        try:
+            timer.start()
+            if fit:
+                net.fit(X, T, epochs=-(-steps // len(batches)), batch_size=batch, shuffle=False)
+            else:
+                net.train(X, T, steps)
+        finally:
+            timer.cancel()
+            timer.join()
+        time.sleep(0.001)  # a signal sent just now is raised here
+    except KeyboardInterrupt as e:
+        reported = getattr(e, "completed_steps", None)
+    done = net._core.get_optimizer_state()[1]
+    if reported is not None:
+        assert done == reported, f"completed_steps {reported}, but the network took {done} steps"
+    same_network(net, replay(make, batches, done), f"interrupted after {done} steps")
+
+
+def copies_while_training(make: Callable[[], rustbp.Network], X: np.ndarray, T: np.ndarray, steps: int,
+                          kinds: list[str]) -> None:  # fmt: skip
+    """Copies of every kind taken while another thread trains: each is a whole network of one step."""
+    net, errors, done = make(), [], threading.Event()
+
+    def busy(e: RuntimeError) -> bool:
+        return "busy" in str(e)
+
+    def train() -> None:
+        try:
+            for _ in range(steps):
+                while True:
+                    try:
+                        net.train_step(X, T)
+                        break
+                    except RuntimeError as e:
+                        if not busy(e):
+                            raise
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            done.set()
+
+    def take(kind: str) -> rustbp.Network:
+        if kind == "copy":
+            return copy.deepcopy(net)
+        if kind == "pickle":
+            return pickle.loads(pickle.dumps(net))
+        if kind == "to":
+            return net.to(net.device)
+        with tempfile.TemporaryDirectory() as d:
+            net.save(os.path.join(d, "net.safetensors"))
+            return rustbp.Network.load(os.path.join(d, "net.safetensors"), device=net.device)
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    copies = []
+    for i in range(200):
+        if done.is_set() and i >= len(kinds):
+            break
+        try:
+            copies.append(take(kinds[i % len(kinds)]))
+        except RuntimeError as e:
+            if not busy(e):
+                raise
+    trainer.join()
+    if errors:
+        raise errors[0]
+    twin = make()
+    for c in sorted(copies, key=lambda c: c._core.get_optimizer_state()[1]):
+        while twin._core.get_optimizer_state()[1] < c._core.get_optimizer_state()[1]:
+            twin.train_step(X, T)
+        same_network(c, twin, "a copy taken while another thread trained")
+
+
+def memory_limited(op: Callable[[], Any], margin: int, what: str) -> None:
+    """``op`` in a forked child whose address space may grow only ``margin`` bytes: it works or raises
+    MemoryError (ValueError for sizes refused before any allocation); never aborts."""
+
+    def limited() -> None:
+        with open("/proc/self/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
+        resource.setrlimit(resource.RLIMIT_AS, (size + margin, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        op()
+
+    in_child(limited, lambda e: isinstance(e, (MemoryError, ValueError)), f"{what} under a limit of +{margin} bytes")
+
+
+@st.composite
+def hostile_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
+    (n_in, n_hidden, n_out), kw, X, T = draw(valid_setups(gpu_odds=3))
+    seed_ = draw(st.integers(0, 2**32))
+
+    def make() -> rustbp.Network:
+        return rustbp.Network(n_in, n_hidden, n_out, **kw, seed=seed_)
+
+    which = draw(
+        st.sampled_from(
+            ["interrupt", "copies", "memory"] if os.path.exists("/proc/self/status") else ["interrupt", "copies"]
+        )
+    )
+    if which == "interrupt":
+        steps, delay = draw(st.integers(1, 100_000)), draw(st.floats(0, 0.02))
+        fit, batch = draw(st.booleans()), draw(st.integers(1, len(X)))
+        return [lambda: interrupted(make, X, T, steps, batch, delay, fit)]
+    if which == "copies":
+        kinds = draw(st.lists(st.sampled_from(["copy", "pickle", "to", "save"]), min_size=1, max_size=4))
+        steps = draw(st.integers(1, 30))
+        return [lambda: copies_while_training(make, X, T, steps, kinds)]
+    # Sizes past the limit: the network's own allocation, the input's copy, the losses, a population.
+    # The limit leaves room for the fixed-size allocations of a call (Rust aborts where one of those
+    # fails); those sized by the caller must fail cleanly.
+    big = draw(st.integers(10**8, 10**10))
+    margin = draw(st.integers(2**26, 2**29))
+    width = max(1, big // (n_in + n_out))
+    op = draw(st.sampled_from(["network", "forward", "train", "population", "get_weights"]))
+    cpu = {**kw, "device": "cpu"}  # the GPU is not for forked children
+    ops: dict[str, Callable[[], Any]] = {
+        "network": lambda: rustbp.Network(n_in, width, n_out, **cpu),
+        "forward": lambda: rustbp.Network(n_in, n_hidden, n_out, **cpu).forward(
+            np.lib.stride_tricks.as_strided(np.zeros(1), shape=(big // n_in + 1, n_in), strides=(0, 0))
+        ),
+        "train": lambda: rustbp.Network(n_in, n_hidden, n_out, **cpu).train(X, T, big * 1000),
+        "population": lambda: rustbp.Population(n_in, n_hidden, n_out, big // (n_in * n_hidden + 1) + 1, **cpu),
+        "get_weights": lambda: rustbp.Network(n_in, max(1, width // 4), n_out, **cpu).get_weights(),
+    }
+    what = f"{op} of {(n_in, n_hidden, n_out)} ({big=}, {kw['dtype']})"
+    return [lambda: memory_limited(ops[op], margin, what)]
+
+
 @st.composite
 def cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
-    kind = draw(st.integers(0, 7))
+    kind = draw(st.integers(0, 8))
     if kind < 4:
         return draw(chaos_cases())
-    return [strict(f) for f in draw(population_cases() if kind == 7 else differential_cases())]
+    strategy = {7: population_cases, 8: hostile_cases}.get(kind, differential_cases)
+    return [strict(f) for f in draw(strategy())]
 
 
 def strict(f: Callable[[], Any]) -> Callable[[], Any]:

@@ -20,7 +20,9 @@ CHILD = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     outcomes = []
     for build in (lambda: rustbp.Network(10**9, 1, 1), lambda: rustbp.Network(1, 10**9, 1, dtype="float32"),
-                  lambda: rustbp.Network(2 * 10**8, 2, 1, optimizer=rustbp.Adam())):
+                  lambda: rustbp.Network(2 * 10**8, 2, 1, optimizer=rustbp.Adam()),
+                  # Many small members: no one allocation is large, all of them together are.
+                  lambda: rustbp.Population(20, 30, 20, 10**6)):
         try:
             net = build()
             net.get_weights()
@@ -41,3 +43,4 @@ def test_a_process_memory_limit_gives_memory_errors_not_an_abort():
     assert done.returncode == 0, f"the child died ({done.returncode}): {done.stderr[-2000:]}"
     outcomes = done.stdout.strip().split(",")
     assert outcomes[0] == "MemoryError" and outcomes[1] == "MemoryError", outcomes
+    assert outcomes[3] == "MemoryError", outcomes

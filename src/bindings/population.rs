@@ -12,7 +12,7 @@ use crate::Scalar;
 use numpy::{Element, IntoPyArray, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PySequence};
 
 /// The members of a `PopulationCore`, on their device.
 enum Members {
@@ -97,18 +97,21 @@ impl PopulationCore {
     /// Member i built from `settings[i]` and seeded with `seeds[i]`.
     #[new]
     #[allow(clippy::needless_pass_by_value)] // PyO3 extracts the arguments by value
-    fn new(py: Python<'_>, settings: Vec<Settings>, dtype: &str, device: &str, seeds: Vec<u64>) -> PyResult<Self> {
-        if settings.len() != seeds.len() {
-            return Err(
-                crate::Error::config("seeds", format!("one per member ({})", settings.len()), seeds.len()).into()
-            );
-        }
-        let configs = settings.into_iter().map(Settings::into_config).collect::<PyResult<Vec<_>>>()?;
+    fn new(
+        py: Python<'_>,
+        settings: &Bound<'_, PySequence>,
+        dtype: &str,
+        device: &str,
+        seeds: &Bound<'_, PySequence>,
+    ) -> PyResult<Self> {
+        // One at a time into vectors reserved fallibly: their length is the caller's.
+        let configs = each(settings, "settings", |s| s.extract::<Settings>()?.into_config())?;
+        let seeds = each(seeds, "seeds", |s| s.extract::<u64>())?;
         let members = py.detach(|| -> PyResult<Members> {
             Ok(match (device, dtype) {
-                ("cpu", "float64") => Members::F64(made(&configs, &seeds, Network::new)?),
-                ("cpu", "float32") => Members::F32(made(&configs, &seeds, Network::new)?),
-                ("gpu", "float32") => Members::Gpu(made(&configs, &seeds, GpuNetwork::new)?),
+                ("cpu", "float64") => Members::F64(Population::build(&configs, &seeds, Network::new)?),
+                ("cpu", "float32") => Members::F32(Population::build(&configs, &seeds, Network::new)?),
+                ("gpu", "float32") => Members::Gpu(Population::build(&configs, &seeds, GpuNetwork::new)?),
                 _ => return Err(unsupported(device, dtype)),
             })
         })?;
@@ -293,12 +296,18 @@ impl PopulationCore {
 }
 
 /// Member i made by `new(configs[i], seeds[i])`.
-fn made<B: Backend + Send + Sync>(
-    configs: &[crate::Config],
-    seeds: &[u64],
-    new: fn(crate::Config, u64) -> crate::Result<B>,
-) -> crate::Result<Population<B>> {
-    Population::new(configs.iter().zip(seeds).map(|(&c, &s)| new(c, s)).collect::<crate::Result<_>>()?)
+/// `f` of each item of `items`, collected into a vector reserved fallibly.
+fn each<T>(
+    items: &Bound<'_, PySequence>,
+    what: &'static str,
+    f: impl Fn(Bound<'_, PyAny>) -> PyResult<T>,
+) -> PyResult<Vec<T>> {
+    let mut v = Vec::new();
+    crate::memory::reserve(what, &mut v, items.len()?, 1)?;
+    for item in items.try_iter()? {
+        v.push(f(item?)?);
+    }
+    Ok(v)
 }
 
 fn out_of_range(i: usize, size: usize) -> PyErr {
