@@ -21,6 +21,7 @@ pub mod memory;
 pub mod network;
 pub mod optim;
 pub mod population;
+mod process;
 pub mod threads;
 
 pub mod gpu;

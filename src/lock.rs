@@ -49,7 +49,7 @@ impl<T> ForkLock<T> {
     }
 
     fn take(&self, write: bool) -> Result<(), Refused> {
-        let me = u64::from(std::process::id());
+        let me = u64::from(crate::process::id());
         let mut state = self.state.load(Ordering::Acquire);
         loop {
             let (pid, holders) = (state >> 32, state & HOLDERS);
@@ -146,7 +146,7 @@ mod tests {
     #[test]
     fn holders_of_another_process_are_known() {
         let lock = ForkLock::new(0);
-        let parent = u64::from(std::process::id()) + 1;
+        let parent = u64::from(crate::process::id()) + 1;
         // Readers of a parent process: taken over.
         lock.state.store(parent << 32 | 3, Ordering::Relaxed);
         drop(lock.try_write().unwrap());

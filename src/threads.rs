@@ -14,7 +14,7 @@ static POOL: Mutex<Option<(u32, Arc<ThreadPool>)>> = Mutex::new(None);
 
 /// This process's pool: as many threads as `RAYON_NUM_THREADS` says, else one per core.
 fn pool() -> Option<Arc<ThreadPool>> {
-    let pid = std::process::id();
+    let pid = crate::process::id();
     let mut slot = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     match slot.as_ref() {
         Some((owner, pool)) if *owner == pid => Some(Arc::clone(pool)),

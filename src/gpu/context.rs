@@ -98,7 +98,7 @@ impl Context {
         let selector = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
         let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((sel, ctx)) = slot.as_ref() {
-            if ctx.pid != std::process::id() {
+            if ctx.pid != crate::process::id() {
                 return Err(forked());
             }
             if *sel == selector && !ctx.lost.load(Ordering::SeqCst) {
@@ -144,12 +144,12 @@ impl Context {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu { op: "kernel compilation", message: e.to_string() });
         }
-        Ok(Self { device, queue, info, limits, kernels, uncaptured, lost, pid: std::process::id() })
+        Ok(Self { device, queue, info, limits, kernels, uncaptured, lost, pid: crate::process::id() })
     }
 
     /// Fails in a process forked from the one that opened the device (checked before any use of it).
     pub fn check_process(&self) -> Result<()> {
-        if self.pid == std::process::id() {
+        if self.pid == crate::process::id() {
             Ok(())
         } else {
             Err(forked())
