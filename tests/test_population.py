@@ -3,11 +3,13 @@ bit on the CPU, the GPU members against the CPU to 1e-4), on every device; the o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -293,3 +295,42 @@ def test_bad_calls_name_their_argument():
         pop.best()
     with pytest.raises(TypeError, match="index: expected an integer"):
         pop["a"]
+
+
+def test_a_pickle_taken_while_another_thread_trains_holds_one_moment():
+    # Every member is copied under one lock: a pickle never pairs member 0 after k steps with member 1
+    # after k + 1, which copying member by member between two of the trainer's calls would.
+    X, T = np.linspace(-1, 1, 12).reshape(4, 3), np.linspace(0.1, 0.9, 8).reshape(4, 2)
+    make = lambda: rustbp.Population(3, 4, 2, 3, seed=2, lr=[0.1, 0.2, 0.3])  # noqa: E731
+    pop, done, pickles = make(), threading.Event(), []
+
+    def train() -> None:
+        for _ in range(60):
+            while True:
+                try:
+                    pop.train(X, T, 1)
+                    break
+                except RuntimeError:  # the pickler holds the lock at that instant
+                    pass
+            time.sleep(0.0002)  # a moment for the pickler between two steps, not for a whole pickle
+        done.set()
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    while not done.is_set():
+        with contextlib.suppress(RuntimeError):  # the trainer holds the lock at that instant
+            pickles.append(pickle.dumps(pop))
+    trainer.join()
+    twin, steps = make(), 0
+    updates = lambda net: net._core.get_optimizer_state()[1]  # noqa: E731
+    assert pickles, "no pickle was taken while training"
+    for copy in sorted((pickle.loads(p) for p in pickles), key=lambda p: updates(p[0])):
+        counts = {updates(m) for m in copy}
+        assert len(counts) == 1, f"members from different steps: {counts}"
+        k = counts.pop()
+        if k > steps:
+            twin.train(X, T, k - steps)
+        steps = k
+        for i in range(3):
+            for name, w in twin[i].get_weights().items():
+                np.testing.assert_array_equal(copy[i].get_weights()[name], w, err_msg=f"member {i} {name}")

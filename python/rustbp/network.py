@@ -412,9 +412,7 @@ class Network:
         # Both come from one copy taken under one lock, so they belong to the same step even while
         # another thread trains. A GPU network pickles as its CPU copy and goes back to the GPU.
         # A subclass's own attributes travel too, so that it unpickles whole.
-        snapshot = self._core.to("cpu", self.dtype)
-        state = {"safetensors": _rustbp.core_to_safetensors(snapshot, False), "device": self.device,
-                 "seed": self._seed, "optimizer_state": snapshot.get_optimizer_state()}  # fmt: skip
+        state = pickled_state(self._core.to("cpu", self.dtype), self.device, self._seed)
         extra = self._extra_attributes()
         return state | {"attributes": extra} if extra else state
 
@@ -514,6 +512,13 @@ def _callbacks(callbacks: Any) -> Sequence[Callback]:
 
 # What ``_init`` sets; anything else in an instance's __dict__ is a subclass's own.
 _OWN_ATTRIBUTES = frozenset({"_core", "_config", "_cross_entropy", "_dtype", "_optimizer", "_seed"})
+
+
+def pickled_state(snapshot: _rustbp.Core, device: Device, seed: int | None) -> dict[str, Any]:
+    """What a pickle holds of a network, from ``snapshot``, its CPU copy taken under one lock: the
+    safetensors bytes of ``save`` and the optimizer state beside them."""
+    return {"safetensors": _rustbp.core_to_safetensors(snapshot, False), "device": device, "seed": seed,
+            "optimizer_state": snapshot.get_optimizer_state()}  # fmt: skip
 
 
 def _pickled(state: Any) -> tuple[bytes, str, int | None, tuple[list[list[Any]], int], dict[str, Any]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +17,7 @@ from . import _rustbp
 from ._inputs import as_array, check_x
 from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
 from .config import NetworkConfig, TrainingConfig, _positive_int, random_seed
-from .network import FloatArray, Network, _settings
+from .network import FloatArray, Network, _settings, pickled_state
 from .optim import SGD, Optimizer
 from .schedules import LRSchedule
 from .training import Callback, History, training_config
@@ -157,8 +157,8 @@ class Population:
         #: What the last ``fit`` recorded (``best`` ranks the members by it).
         self.history: PopulationHistory | None = None
         self._first_member = 0  # this population's first member in a larger one it is a shard of
-        # A network of the members' shape and dtype: it converts and checks inputs as theirs.
-        self._like = Network._from_core(core.member(0))
+        # A CPU network of the members' shape and dtype: it converts and checks inputs as theirs.
+        self._like = Network._from_core(core.member(0, "cpu"))
 
     @classmethod
     def from_networks(cls, networks: Sequence[Network]) -> Population:
@@ -196,7 +196,7 @@ class Population:
 
     @property
     def device(self) -> Device:
-        return self._like.device
+        return cast(Device, self._core.device)
 
     @property
     def optimizers(self) -> list[Optimizer]:
@@ -384,7 +384,9 @@ class Population:
         return load(cls, path, device)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"members": [m.__getstate__() for m in self], "seeds": self.seeds}
+        # Every member as a network pickles, from CPU copies taken together: one moment of training.
+        members = [pickled_state(core, self.device, None) for core in self._core.snapshot()]
+        return {"members": members, "seeds": self.seeds}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         members = []

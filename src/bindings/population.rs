@@ -154,13 +154,33 @@ impl PopulationCore {
         Ok(self.read()?.kind().0)
     }
 
-    /// Member `i` as a network of its own (weights and optimizer state copied).
-    fn member(&self, py: Python<'_>, i: usize) -> PyResult<Core> {
+    /// Member `i` as a network of its own (weights and optimizer state copied), on the population's
+    /// device or on `device`.
+    #[pyo3(signature = (i, device=None))]
+    fn member(&self, py: Python<'_>, i: usize, device: Option<&str>) -> PyResult<Core> {
         let guard = self.read()?;
         on_members!(&*guard, p => {
             let m = p.members().get(i).ok_or_else(|| out_of_range(i, p.members().len()))?;
-            let (device, dtype) = guard.kind();
-            Ok(Core::wrap(py.detach(|| Net::copy_of(m, device, dtype))?))
+            let (own, dtype) = guard.kind();
+            Ok(Core::wrap(py.detach(|| Net::copy_of(m, device.unwrap_or(own), dtype))?))
+        })
+    }
+
+    /// Every member copied to the CPU under one lock: all from the same moment, even while another
+    /// thread trains the population.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<Vec<Core>> {
+        let guard = self.read()?;
+        let dtype = guard.kind().1;
+        on_members!(&*guard, p => {
+            let mut copies = Vec::new();
+            crate::memory::reserve("population snapshot", &mut copies, p.members().len(), 1)?;
+            py.detach(|| -> PyResult<()> {
+                for m in p.members() {
+                    copies.push(Net::copy_of(m, "cpu", dtype)?);
+                }
+                Ok(())
+            })?;
+            Ok(copies.into_iter().map(Core::wrap).collect())
         })
     }
 
