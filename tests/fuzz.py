@@ -825,10 +825,13 @@ def interrupted(make: Callable[[], rustbp.Network], X: np.ndarray, T: np.ndarray
     try:
         try:
             timer.start()
-            if fit:
-                net.fit(X, T, epochs=-(-steps // -(-len(X) // batch)), batch_size=batch, shuffle=False)
-            else:
-                net.train(X, T, steps)
+            try:
+                if fit:
+                    net.fit(X, T, epochs=-(-steps // -(-len(X) // batch)), batch_size=batch, shuffle=False)
+                else:
+                    net.train(X, T, steps)
+            except rustbp.TrainingDivergedError:
+                pass  # rates safe for a few steps may not be for 100,000; it keeps its last finite step
         finally:
             timer.cancel()
             timer.join()
@@ -859,6 +862,8 @@ def copies_while_training(make: Callable[[], rustbp.Network], X: np.ndarray, T: 
                     except RuntimeError as e:
                         if not busy(e):
                             raise
+        except rustbp.TrainingDivergedError:
+            pass  # the copies still hold whole steps
         except BaseException as e:
             errors.append(e)
         finally:

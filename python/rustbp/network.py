@@ -69,9 +69,11 @@ class Network:
     def _init(self, core: _rustbp.Core, optimizer: Optimizer) -> None:
         self._core = core
         self._config: dict[str, Any] = core.config()
-        # Looked up on every train_step: its targets may be class indices.
+        # Looked up on every train_step: its targets may be class indices, or must be checked in [0, 1];
+        # otherwise arrays of the network's dtype go to the core as they are.
         self._cross_entropy = self._config["loss"] == "cross_entropy"
         self._binary = self._config["loss"] == "binary_cross_entropy"
+        self._raw_targets = not (self._cross_entropy or self._binary)
         self._dtype = DTYPES[core.dtype]
         self._optimizer = optimizer
         self._seed = None
@@ -178,7 +180,7 @@ class Network:
     # -- computing ----------------------------------------------------------------------------------
     def forward(self, X: ArrayLike) -> FloatArray:
         """Outputs for ``X`` of shape (batch, n_in), or (n_in,) for one sample (same rank out)."""
-        x = as_array(X, self._dtype, "X")
+        x = X if type(X) is np.ndarray and X.dtype is self._dtype else as_array(X, self._dtype, "X")
         try:
             return self._core.forward(x)
         except ValueError:
@@ -205,11 +207,13 @@ class Network:
     def train_step(self, X: ArrayLike, T: ArrayLike) -> float:
         """One update on the batch (X, T); returns the loss of this step's forward pass, before the update.
         For ``cross_entropy``, T may hold class indices, (batch,) integers in [0, n_out)."""
-        if self._cross_entropy or self._binary:
-            x = as_array(X, self._dtype, "X")
-            t = self._targets(T, x, "T")
+        dtype = self._dtype
+        if type(X) is np.ndarray and type(T) is np.ndarray and X.dtype is dtype and T.dtype is dtype:
+            # The fast path of train_step loops: the core copies the arrays (aligning them if need be).
+            x, t = X, (T if self._raw_targets else self._targets(T, X, "T"))
         else:
-            x, t = as_array(X, self._dtype, "X"), as_array(T, self._dtype, "T")
+            x = as_array(X, dtype, "X")
+            t = as_array(T, dtype, "T") if self._raw_targets else self._targets(T, x, "T")
         try:
             return self._core.train_step(x, t)
         except ValueError:
@@ -511,7 +515,9 @@ def _callbacks(callbacks: Any) -> Sequence[Callback]:
 
 
 # What ``_init`` sets; anything else in an instance's __dict__ is a subclass's own.
-_OWN_ATTRIBUTES = frozenset({"_core", "_config", "_cross_entropy", "_dtype", "_optimizer", "_seed"})
+_OWN_ATTRIBUTES = frozenset(
+    {"_core", "_config", "_cross_entropy", "_binary", "_raw_targets", "_dtype", "_optimizer", "_seed"}
+)
 
 
 def pickled_state(snapshot: _rustbp.Core, device: Device, seed: int | None) -> dict[str, Any]:

@@ -181,6 +181,10 @@ pub fn rows_of<T: Element + Scalar>(
     cols: usize,
 ) -> PyResult<(Vec<T>, usize, bool)> {
     let array = array_of::<T>(obj, arg)?;
+    if array.data().cast::<u8>().align_offset(align_of::<T>()) != 0 {
+        // Values are read as T only where they are aligned for it: numpy copies the array first.
+        return rows_of(&obj.call_method0("copy")?, arg, cols);
+    }
     let shape = array.shape().to_vec();
     let (rows, width, one_d) = match shape[..] {
         [w] => (1, w, true),
@@ -201,8 +205,7 @@ pub fn rows_of<T: Element + Scalar>(
     // The copy may not fit beside the caller's array: a MemoryError, not an abort.
     let mut data = Vec::new();
     crate::memory::reserve(arg, &mut data, rows, width)?;
-    let aligned = array.data().cast::<u8>().align_offset(align_of::<T>()) == 0;
-    if aligned && array.is_c_contiguous() && rows * width * size_of::<T>() <= COPY_BLOCK {
+    if array.is_c_contiguous() && rows * width * size_of::<T>() <= COPY_BLOCK {
         // SAFETY: the slice is read at once, with the GIL held throughout, so nothing else runs while
         // it lives; this is numpy's own `to_vec`, without the borrow bookkeeping that a small train_step
         // would spend a fifth of its time on.
