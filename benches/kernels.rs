@@ -6,8 +6,9 @@
 //!   (`n_hidden x n_in`);
 //! - `step`: `Backend::train_step`, a full training step (forward, loss, backward, optimizer update).
 //!
-//! Shapes: the article's 2-2-2 on one sample, 64-128-10 on a batch of 64 (the digits network), and
-//! 784-1024-10 on a batch of 256 (MNIST-sized). `cargo bench` runs them all; `cargo bench -- step/f32`
+//! Shapes: the article's 2-2-2 and the small nets 16-16-16 and 32-32-32 on one sample (the one-sample
+//! path, and just past it), 64-32-10 on a batch of 32 (a population member on the digits), 64-128-10 on
+//! a batch of 64 (the digits network), and 784-1024-10 on a batch of 256 (MNIST-sized). `cargo bench` runs them all; `cargo bench -- step/f32`
 //! picks a subset. A regression shows here before it shows in `rustbp bench`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -16,8 +17,14 @@ use rustbp::{Activation, Backend, Config, Loss, Network, Optimizer, Scalar};
 use std::hint::black_box;
 
 /// `(name, n_in, n_hidden, n_out, batch)` of every benchmarked shape.
-const SHAPES: [(&str, usize, usize, usize, usize); 3] =
-    [("2-2-2_b1", 2, 2, 2, 1), ("64-128-10_b64", 64, 128, 10, 64), ("784-1024-10_b256", 784, 1024, 10, 256)];
+const SHAPES: [(&str, usize, usize, usize, usize); 6] = [
+    ("2-2-2_b1", 2, 2, 2, 1),
+    ("16-16-16_b1", 16, 16, 16, 1),
+    ("32-32-32_b1", 32, 32, 32, 1),
+    ("64-32-10_b32", 64, 32, 10, 32),
+    ("64-128-10_b64", 64, 128, 10, 64),
+    ("784-1024-10_b256", 784, 1024, 10, 256),
+];
 
 fn config(n_in: usize, n_hidden: usize, n_out: usize) -> Config {
     if n_hidden == 2 {

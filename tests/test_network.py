@@ -301,6 +301,29 @@ def test_frozen_biases_stay_put(device, rng):
     assert not np.array_equal(before["w1"], after["w1"])
 
 
+@pytest.mark.parametrize("opt", [rustbp.SGD(lr=0.05, momentum=0.9), rustbp.Adam(lr=0.01, betas=(0.9, 0.9))])
+def test_a_dead_units_optimizer_state_decays_to_zero_not_into_subnormals(device, rng, opt):
+    # A ReLU unit that never fires gets zero gradients: its momentum (or moments) decay geometrically and,
+    # kept as they are, would end stuck among the subnormals, on which x86 computes a hundred times slower.
+    net = make_net(device, 3, 4, 2, hidden_activation="relu", optimizer=opt)
+    X, T = rng.uniform(0.5, 1, size=(4, 3)), rng.uniform(size=(4, 2))
+    net.train(X, T, 5)  # the state fills
+    first = np.asarray(net._core.get_optimizer_state()[0][0][0]).reshape(4, 3)
+    unit = int(np.argmax(np.abs(first).sum(axis=1)))
+    assert first[unit].any(), "a unit with state to decay"
+    w = net.get_weights()
+    w["w1"][unit], w["b1"][unit] = 0.0, -1.0  # it never fires again; set_weights keeps the state
+    net.set_weights(w)
+    net.train(X, T, 8000)
+    buffers, _ = net._core.get_optimizer_state()
+    tiny = np.finfo(device.dtype).tiny
+    for name, slots in zip(("w1", "b1", "w2", "b2"), buffers):
+        for s in map(np.asarray, slots):
+            assert not ((s != 0) & (np.abs(s) < tiny)).any(), f"{name}: subnormal state {s}"
+            if name in ("w1", "b1"):
+                assert (s.reshape(4, -1)[unit] == 0).all(), f"{name}: the dead unit's state is not zero: {s}"
+
+
 def test_one_and_two_dimensional_inputs(device, rng):
     net = make_net(device, 4, 6, 3)
     X = rng.normal(size=(3, 4))

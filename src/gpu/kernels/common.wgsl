@@ -116,5 +116,8 @@ fn optimizer_step(r: Rule, w: f32, g: f32, m: f32, v: f32, sc: vec2<f32>) -> Upd
         }
     }
     u.ok = u.ok && is_finite(u.w);
+    // State below the smallest normal f32 is kept as zero, as src/optim.rs's `kept` explains.
+    u.m = select(u.m, 0.0, abs(u.m) < 1.17549435e-38);
+    u.v = select(u.v, 0.0, abs(u.v) < 1.17549435e-38);
     return u;
 }
