@@ -39,9 +39,8 @@ test: build ## set up and run every test: cargo test (with the GPU path), then p
 fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); prints any finding
 	$(PY) tests/fuzz.py --cases $(or $(CASES),10000)
 
-# The core's math; network.rs is left out while it is being restructured. Each mutant is a rebuild and a
-# `cargo test`, 10-25 s on 2 cores after a first build of about 5 min: SHARD=k/n runs a part (e.g.
-# SHARD=0/4 .. 3/4 on four machines).
+# The core's math and the CPU network. Each mutant is a rebuild and a `cargo test`, 10-25 s on 2 cores
+# after a first build of about 5 min: SHARD=k/n runs a part (e.g. SHARD=0/4 .. 3/4 on four machines).
 # Expected survivors, all equivalent (the threaded and one-pass results are tested to be the same bits,
 # and both product routines are checked against a plain product on each side of the threshold):
 # - whether or how work is split over threads: PARALLEL's `<<` in optim.rs and linalg.rs; optim.rs
@@ -49,7 +48,12 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 #   linalg.rs `large` (threads, parts) and `blocks` (by rows or by columns, at most len / 32 parts);
 # - which of two product routines runs: linalg.rs `matmul`'s `m * n * k < SMALL || k == 0`.
 # - exp.rs's clamp `x < -746.0` (and -105.0) as `<=`: the bound is clamped to itself.
-MUTATED := src/activation.rs src/loss.rs src/optim.rs src/linalg.rs src/exp.rs
+# - network/backend.rs `in_pool` (its `>=`, `||` and `*`): whether a run of steps is handed to the pool
+#   once; each parallel region goes through the pool anyway.
+# - network.rs `bias_grad`: deleting the arm `0` (the general arm does nothing on an empty gradient), and
+#   the guard `width != 1` as `true` (one neuron's column sum is the total, the same additions in order).
+MUTATED := src/activation.rs src/loss.rs src/optim.rs src/linalg.rs src/exp.rs src/network.rs \
+	src/network/tiny.rs src/network/backend.rs
 
 .PHONY: mutants
 mutants: ## mutation testing of the core's math with cargo-mutants (SHARD=k/n for a part); lists survivors

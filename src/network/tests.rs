@@ -444,3 +444,180 @@ fn sample_weights_weigh_each_rows_loss_and_gradient() {
     assert_eq!(bad(&[0.0; 6]), "sample_weight");
     assert_eq!(bad(&[1.0, f64::NAN, 1.0, 1.0, 1.0, 1.0]), "sample_weight");
 }
+
+#[test]
+fn the_cap_on_parameters_counts_every_weight_and_bias() {
+    // 2^16 hidden neurons: the weights number 2^16 (n_in + n_out), and the biases 0, 2 or one per neuron.
+    let n = 1_usize << 16;
+    let cap = 1_u128 << 32;
+    let counted = |c: &Config| {
+        let biases = match c.bias {
+            Bias::None => 0,
+            Bias::Shared => 2,
+            Bias::PerNeuron => c.n_hidden + c.n_out,
+        };
+        (c.n_hidden * (c.n_in + c.n_out) + biases) as u128
+    };
+    for (n_in, bias) in
+        [(n - 1, Bias::None), (n, Bias::None), (n - 2, Bias::Shared), (n - 1, Bias::Shared), (n - 3, Bias::PerNeuron)]
+    {
+        let config = Config { bias, ..Config::new(n_in, n, 1) };
+        let params = counted(&config);
+        match config.validate() {
+            Ok(()) => assert!(params <= cap, "{params} parameters accepted"),
+            Err(Error::OutOfMemory { what: "network parameters", elements }) => {
+                assert!(params > cap, "{params} parameters refused");
+                assert_eq!(elements, params);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(Config { bias: Bias::None, ..Config::new(n - 1, n, 1) }.validate().is_ok(), "exactly 2^32 is allowed");
+}
+
+/// Bytes Linux can give now (MemAvailable plus free swap), read independently of `memory`.
+fn free_bytes() -> Option<u128> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |name: &str| -> Option<u128> {
+        info.lines().find_map(|l| l.strip_prefix(name))?.trim().trim_end_matches("kB").trim().parse().ok()
+    };
+    Some((kib("MemAvailable:")? + kib("SwapFree:").unwrap_or(0)) * 1024)
+}
+
+#[test]
+fn a_network_too_large_for_memory_is_refused_with_its_whole_need() {
+    // Parameters, gradients, and the optimizer's buffers and their double buffer: 2 + 2 * buffers copies,
+    // as PyTorch's Adam keeps exp_avg and exp_avg_sq and SGD with momentum one momentum buffer.
+    let n = 1_usize << 16;
+    let config = Config { bias: Bias::None, ..Config::new(n - 1, n, 1) };
+    let params = 1_u128 << 32;
+    let momentum = Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0 };
+    for (optimizer, copies) in [(Optimizer::adam(1e-3), 6), (momentum, 4)] {
+        let bytes = params * copies * 8;
+        if free_bytes().is_none_or(|free| free >= bytes) {
+            continue; // this machine could hold it
+        }
+        match Network::<f64>::new(Config { optimizer, ..config }, 0) {
+            Err(Error::OutOfMemory { what: "network parameters", elements }) => {
+                assert_eq!(elements, params * copies, "{optimizer:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_is_asked_about_every_few_milliseconds_of_work() {
+    // Between two questions, at most 10^7 multiply-adds (a few ms) but more than half of that, counting a
+    // step as its three products (forward, and the two of the backward pass) plus a fixed 2048 for the
+    // step's own cost; a step larger than that is asked about alone.
+    for (n_in, n_hidden, n_out, rows) in
+        [(2, 2, 2, 1), (784, 64, 10, 32), (10, 64, 784, 1), (3, 300, 7, 5), (1000, 1000, 1000, 100)]
+    {
+        let net = Network::<f32>::new(Config::new(n_in, n_hidden, n_out), 0).unwrap();
+        let work = 3 * rows * (n_in * n_hidden + n_hidden * n_out) + 2048;
+        let every = net.steps_per_poll(rows);
+        if work >= 10_000_000 {
+            assert_eq!(every, 1, "{n_in}-{n_hidden}-{n_out} x {rows}");
+        } else {
+            assert!(every * work <= 10_000_000 && 2 * every * work > 10_000_000, "{n_in}-{n_hidden}-{n_out}: {every}");
+        }
+    }
+    // The article's net: 10^7 / 2072 = 4826 steps per question, so 10,000 steps ask 3 times.
+    let mut net = Network::<f64>::article();
+    let mut asked = 0;
+    net.train(&X, &T, 10_000, &mut || {
+        asked += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(asked, 3);
+}
+
+#[test]
+fn fit_steps_through_the_rows_in_epoch_order() {
+    let config =
+        Config { hidden_activation: Activation::Tanh, optimizer: Optimizer::adam(0.01), ..Config::new(3, 5, 2) };
+    let (n, batch_size) = (11, 4);
+    let (x, y) = (data(n * 3, 30), targets(Loss::HalfSse, n, 2, 31));
+    for shuffle in [true, false] {
+        let mut net = Network::<f64>::new(config, 3).unwrap();
+        let mut steps = net.clone();
+        let fit = net.fit(&x, &y, 2, batch_size, shuffle, 9, 5, &mut no_stop()).unwrap();
+        for (e, epoch) in (5..7).enumerate() {
+            let mut order: Vec<usize> = (0..n).collect();
+            if shuffle {
+                epoch_order(n, 9, epoch, &mut order);
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "a permutation");
+            }
+            let mut total = 0.0;
+            for rows in order.chunks(batch_size) {
+                let (mut xs, mut ys) = (vec![], vec![]);
+                for &r in rows {
+                    xs.extend_from_slice(&x[r * 3..r * 3 + 3]);
+                    ys.extend_from_slice(&y[r * 2..r * 2 + 2]);
+                }
+                total += steps.train_step(&xs, &ys).unwrap() * rows.len() as f64;
+            }
+            close(fit[e], total / n as f64, 1e-15, "epoch loss");
+        }
+        assert_eq!(net.params(), steps.params(), "shuffle={shuffle}");
+    }
+    let (mut a, mut b) = (vec![], vec![]);
+    epoch_order(n, 9, 5, &mut a);
+    epoch_order(n, 9, 6, &mut b);
+    assert_ne!(a, b, "each epoch has its own order");
+}
+
+#[test]
+fn absent_and_frozen_biases_have_no_optimizer_state() {
+    // Like PyTorch's Adam: exp_avg and exp_avg_sq for each trained parameter, nothing for the others.
+    for (bias, train_bias) in
+        [(Bias::PerNeuron, true), (Bias::Shared, true), (Bias::None, true), (Bias::PerNeuron, false)]
+    {
+        let config = Config { bias, train_bias, optimizer: Optimizer::adam(0.01), ..Config::new(3, 4, 2) };
+        let mut net = Network::<f64>::new(config, 1).unwrap();
+        net.train_step(&data(3, 2), &targets(Loss::HalfSse, 1, 2, 3)).unwrap();
+        let lens = |w: usize| match (bias, train_bias) {
+            (_, false) | (Bias::None, _) => None,
+            (Bias::Shared, _) => Some(1),
+            (Bias::PerNeuron, _) => Some(w),
+        };
+        let want = [Some(12), lens(4), Some(8), lens(2)];
+        let (state, updates) = net.optimizer_state();
+        assert_eq!(updates, 1);
+        for (i, want) in want.into_iter().enumerate() {
+            let got: Vec<usize> = state[i].iter().map(Vec::len).collect();
+            assert_eq!(got, want.map_or(vec![], |n| vec![n, n]), "{bias}/{train_bias} {}", PARAM_NAMES[i]);
+        }
+    }
+}
+
+#[test]
+fn optimizer_state_of_the_wrong_layout_is_refused_and_changes_nothing() {
+    let config = Config { optimizer: Optimizer::adam(0.01), ..Config::new(3, 4, 2) };
+    let mut net = Network::<f64>::new(config, 1).unwrap();
+    net.train_step(&data(3, 2), &targets(Loss::HalfSse, 1, 2, 3)).unwrap();
+    let (before, updates) = net.optimizer_state();
+    let before = before.clone();
+    // Adam's two buffers (exp_avg, exp_avg_sq) of each parameter's size: 12, 4, 8 and 2 values.
+    let good: [Vec<Vec<f64>>; 4] = [12, 4, 8, 2].map(|n| vec![vec![0.5; n]; 2]);
+    let mut one_missing = good.clone();
+    one_missing[B1].pop();
+    let mut one_short = good.clone();
+    one_short[W2][1].pop();
+    let mut one_extra = good.clone();
+    one_extra[B2].push(vec![0.5; 2]);
+    for bad in [one_missing, one_short, one_extra] {
+        match net.set_optimizer_state(bad, 7) {
+            Err(Error::ShapeMismatch { arg: "optimizer_state", .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(net.optimizer_state(), (&before, updates));
+    }
+    net.set_optimizer_state(good.clone(), 7).unwrap();
+    assert_eq!(net.optimizer_state(), (&good, 7));
+    assert!(net.adapter().is_none(), "the CPU network runs on no GPU adapter");
+}
