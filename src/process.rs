@@ -48,7 +48,7 @@ mod tests {
             }
             child => {
                 let mut status = 0;
-                assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+                assert_eq!(unsafe { libc::waitpid(child, &raw mut status, 0) }, child);
                 assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child saw the parent's id");
             }
         }
