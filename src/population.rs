@@ -48,11 +48,9 @@ impl<B: Backend + Send + Sync> Population<B> {
         if configs.len() != seeds.len() {
             return Err(Error::config("seeds", format!("one per member ({})", configs.len()), seeds.len()));
         }
-        let Some(first) = configs.first() else {
-            return Err(Error::config("size", "at least one member", 0));
-        };
-        let member = first.values_held() * std::mem::size_of::<B::T>() as u128 + MEMBER_BYTES;
-        memory::probe("population", member * configs.len() as u128)?;
+        // With no member there is nothing to probe; `new` refuses it.
+        let member = configs.first().map_or(0, |c| c.values_held() * std::mem::size_of::<B::T>() as u128);
+        memory::probe("population", (member + MEMBER_BYTES) * configs.len() as u128)?;
         let mut members = Vec::new();
         memory::reserve("population", &mut members, configs.len(), 1)?;
         for (&c, &s) in configs.iter().zip(seeds) {

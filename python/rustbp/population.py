@@ -385,7 +385,8 @@ class Population:
 
     def __getstate__(self) -> dict[str, Any]:
         # Every member as a network pickles, from CPU copies taken together: one moment of training.
-        members = [pickled_state(core, self.device, None) for core in self._core.snapshot()]
+        device = self.device
+        members = [pickled_state(core, device, None) for core in self._core.snapshot()]
         return {"members": members, "seeds": self.seeds}
 
     def __setstate__(self, state: dict[str, Any]) -> None:

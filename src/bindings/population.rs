@@ -96,7 +96,6 @@ impl PopulationCore {
 impl PopulationCore {
     /// Member i built from `settings[i]` and seeded with `seeds[i]`.
     #[new]
-    #[allow(clippy::needless_pass_by_value)] // PyO3 extracts the arguments by value
     fn new(
         py: Python<'_>,
         settings: &Bound<'_, PySequence>,
@@ -315,7 +314,6 @@ impl PopulationCore {
     }
 }
 
-/// Member i made by `new(configs[i], seeds[i])`.
 /// `f` of each item of `items`, collected into a vector reserved fallibly.
 fn each<T>(
     items: &Bound<'_, PySequence>,
