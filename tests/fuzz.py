@@ -353,6 +353,19 @@ def close(got: Any, want: Any, tol: float, what: str, atol: float = 0.0) -> None
     )
 
 
+def same_network(got: rustbp.Network, want: rustbp.Network, what: str) -> None:
+    """The same weights, optimizer state and update count, bit for bit."""
+    w0, w1 = got.get_weights(), want.get_weights()
+    assert w0.keys() == w1.keys(), what
+    for k in w0:
+        np.testing.assert_array_equal(w0[k], w1[k], err_msg=f"{what}: {k}")
+    (s0, u0), (s1, u1) = got._core.get_optimizer_state(), want._core.get_optimizer_state()
+    assert u0 == u1, f"{what}: {u0} updates, the other {u1}"
+    for a, b in zip(s0, s1):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y, err_msg=f"{what}: optimizer state")
+
+
 class Twin:
     """A rustbp network and the reference trained alongside it."""
 
@@ -398,17 +411,10 @@ class Twin:
     def swap(self, other: rustbp.Network, what: str, exact: bool = True) -> None:
         """Continues with ``other``, a copy of the network: same configuration, weights and state."""
         assert other.config == replace(self.net.config, seed=other.config.seed), f"{what}: {other.config}"
-        before, after = self.net.get_weights(), other.get_weights()
-        assert before.keys() == after.keys(), what
         if exact:
-            for k in before:
-                np.testing.assert_array_equal(after[k], before[k], err_msg=f"{what}: {k}")
-            s0, u0 = self.net._core.get_optimizer_state()
-            s1, u1 = other._core.get_optimizer_state()
-            assert u0 == u1, f"{what}: {u1} updates, had {u0}"
-            for a, b in zip(s0, s1):
-                for x, y in zip(a, b):
-                    np.testing.assert_array_equal(x, y, err_msg=f"{what}: optimizer state")
+            same_network(other, self.net, what)
+        else:
+            assert self.net.get_weights().keys() == other.get_weights().keys(), what
         self.net = other
 
 
@@ -793,18 +799,6 @@ def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
 # another thread trains, and work in a forked child under a memory limit. Whatever a network reports of
 # itself afterwards (its update count, completed_steps) must be what it holds: it equals a twin given that
 # many steps alone, bit for bit.
-
-
-def same_network(got: rustbp.Network, want: rustbp.Network, what: str) -> None:
-    w0, w1 = got.get_weights(), want.get_weights()
-    assert w0.keys() == w1.keys(), what
-    for k in w0:
-        np.testing.assert_array_equal(w0[k], w1[k], err_msg=f"{what}: {k}")
-    (s0, u0), (s1, u1) = got._core.get_optimizer_state(), want._core.get_optimizer_state()
-    assert u0 == u1, f"{what}: {u0} updates, the twin {u1}"
-    for a, b in zip(s0, s1):
-        for x, y in zip(a, b):
-            np.testing.assert_array_equal(x, y, err_msg=f"{what}: optimizer state")
 
 
 def replay(make: Callable[[], rustbp.Network], X: np.ndarray, T: np.ndarray, steps: int, batch: int | None) -> Any:
