@@ -4,16 +4,18 @@
 //! - `backward`: the three products of backpropagation with `linalg::matmul`, on the shapes the network
 //!   uses: `dw2 = dz2^T h` (`n_out x n_hidden`), `dz1 = dz2 w2` (`B x n_hidden`) and `dw1 = dz1^T X`
 //!   (`n_hidden x n_in`);
-//! - `step`: `Backend::train_step`, a full training step (forward, loss, backward, optimizer update).
+//! - `step`: `Backend::train_step`, a full training step (forward, loss, backward, optimizer update);
+//! - `population`: 64 networks trained 100 steps on one sample, as a loop of `Backend::train` and as one
+//!   `Population::train` (whose tiny members run side by side in SIMD lanes), per network-step.
 //!
 //! Shapes: the article's 2-2-2 and the small nets 16-16-16 and 32-32-32 on one sample (the one-sample
 //! path, and just past it), 64-32-10 on a batch of 32 (a population member on the digits), 64-128-10 on
 //! a batch of 64 (the digits network), and 784-1024-10 on a batch of 256 (MNIST-sized). `cargo bench` runs them all; `cargo bench -- step/f32`
 //! picks a subset. A regression shows here before it shows in `rustbp bench`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rustbp::linalg::{matmul, Mat};
-use rustbp::{Activation, Backend, Config, Loss, Network, Optimizer, Scalar};
+use rustbp::{Activation, Backend, Config, Loss, Network, Optimizer, Population, Scalar};
 use std::hint::black_box;
 
 /// `(name, n_in, n_hidden, n_out, batch)` of every benchmarked shape.
@@ -94,9 +96,47 @@ fn bench_dtype<T: Scalar>(c: &mut Criterion, dtype: &str) {
     }
 }
 
+fn bench_population<T: Scalar>(c: &mut Criterion, dtype: &str) {
+    const MEMBERS: usize = 64;
+    const STEPS: usize = 100;
+    let mut g = c.benchmark_group(format!("population/{dtype}"));
+    g.throughput(Throughput::Elements((MEMBERS * STEPS) as u64));
+    for (name, n) in [("2-2-2_b1", 2), ("16-16-16_b1", 16)] {
+        let Ok(nets) =
+            (0..MEMBERS as u64).map(|i| Network::<T>::new(config(n, n, n), i)).collect::<Result<Vec<_>, _>>()
+        else {
+            return;
+        };
+        let (x, t) = data::<T>(n, n, 1);
+        // From the same start every time: trained on for long, the nets would saturate and compute with
+        // subnormal numbers, which is another benchmark.
+        g.bench_function(BenchmarkId::new("loop", name), |b| {
+            b.iter_batched_ref(
+                || nets.clone(),
+                |nets| nets.iter_mut().map(|net| net.train(black_box(&x), &t, STEPS, &mut || true)).count(),
+                BatchSize::SmallInput,
+            );
+        });
+        g.bench_function(BenchmarkId::new("population", name), |b| {
+            b.iter_batched_ref(
+                || Population::new(nets.clone()),
+                |pop| {
+                    if let Ok(pop) = pop {
+                        black_box(pop.train(black_box(&x), &t, STEPS, &mut || true)).ok();
+                    }
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    g.finish();
+}
+
 fn kernels(c: &mut Criterion) {
     bench_dtype::<f32>(c, "f32");
     bench_dtype::<f64>(c, "f64");
+    bench_population::<f32>(c, "f32");
+    bench_population::<f64>(c, "f64");
 }
 
 criterion_group! {

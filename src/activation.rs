@@ -44,8 +44,11 @@ impl Activation {
         });
     }
 
-    #[inline]
-    fn apply_serial<T: Scalar>(self, z: &mut [T], cols: usize) {
+    /// Always inlined, so that callers compiled for wider vectors (the lanes of `network::lanes`) run it
+    /// with them.
+    #[inline(always)]
+    #[allow(clippy::inline_always)]
+    pub(crate) fn apply_serial<T: Scalar>(self, z: &mut [T], cols: usize) {
         match self {
             Self::Sigmoid => z.iter_mut().for_each(|v| *v = sigmoid(*v)),
             Self::Tanh => z.iter_mut().for_each(|v| *v = v.tanh()),

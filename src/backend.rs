@@ -110,6 +110,31 @@ pub trait Backend {
     /// Sets the optimizer's learning rate for the next steps (checked: finite, > 0), keeping its state.
     fn set_lr(&mut self, lr: f64) -> Result<()>;
 
+    /// How many members of a population this device trains side by side on batches of `rows` rows (see
+    /// `train_together`); 1: each member trains alone.
+    fn together(_config: &Config, _rows: usize) -> usize
+    where
+        Self: Sized,
+    {
+        1
+    }
+
+    /// `train` of each of `members` (networks of one population, at most `together` of them) side by
+    /// side, each exactly as it would train alone; None when the device cannot take these members
+    /// together, which then train one by one.
+    fn train_together(
+        _members: &mut [Self],
+        _x: &[Self::T],
+        _t: &[Self::T],
+        _steps: usize,
+        _keep_going: KeepGoing,
+    ) -> Option<Vec<Result<Vec<f64>>>>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Outputs for a batch `x` (B, n_in) row-major.
     fn forward(&self, x: &[Self::T]) -> Result<Vec<Self::T>> {
         let rows = crate::network::check_rows("X", x, self.config().n_in)?;
@@ -134,9 +159,21 @@ pub trait Backend {
 
     /// `steps` training steps on the same batch; returns the loss of each.
     fn train(&mut self, x: &[Self::T], t: &[Self::T], steps: usize, keep_going: KeepGoing) -> Result<Vec<f64>> {
-        let rows = self.config().check_pair(x, t, "T")?;
         let mut losses = Vec::new();
         memory::reserve("losses", &mut losses, steps, 1)?;
+        self.train_on(x, t, steps, losses, keep_going)
+    }
+
+    /// The rest of `train`'s `steps` steps when those whose `losses` are given are done.
+    fn train_on(
+        &mut self,
+        x: &[Self::T],
+        t: &[Self::T],
+        steps: usize,
+        mut losses: Vec<f64>,
+        keep_going: KeepGoing,
+    ) -> Result<Vec<f64>> {
+        let rows = self.config().check_pair(x, t, "T")?;
         while losses.len() < steps {
             if !keep_going() {
                 return Err(Error::Interrupted { completed: losses.len() });

@@ -30,12 +30,8 @@ impl Loss {
         let batch = o.len() / n_out;
         match self {
             Self::HalfSse | Self::Mse => {
-                let sse: f64 = o.iter().zip(t).map(|(&o, &t)| (t - o).to_f64().map_or(f64::NAN, |d| d * d)).sum();
-                if self == Self::HalfSse {
-                    0.5 * sse / batch as f64
-                } else {
-                    sse / o.len() as f64
-                }
+                let sse: f64 = o.iter().zip(t).map(|(&o, &t)| square(t - o)).sum();
+                self.of_sse(sse, batch, o.len())
             }
             Self::CrossEntropy => {
                 let mut total = 0.0;
@@ -77,16 +73,15 @@ impl Loss {
         let batch = o.len() / n_out;
         match self {
             Self::HalfSse | Self::Mse => {
-                let scale =
-                    if self == Self::HalfSse { T::one() / T::of(batch as f64) } else { T::of(2.0 / o.len() as f64) };
+                let scale = self.sse_scale(batch, o.len());
                 // The loss is summed in the same pass, exactly as `value` computes it.
                 let mut sse = 0.0;
                 for ((d, &o), &t) in dz.iter_mut().zip(o).zip(t) {
                     let e = o - t;
                     *d = e * scale * act.derivative(o);
-                    sse += e.to_f64().map_or(f64::NAN, |e| e * e);
+                    sse += square(e);
                 }
-                return if self == Self::HalfSse { 0.5 * sse / batch as f64 } else { sse / o.len() as f64 };
+                return self.of_sse(sse, batch, o.len());
             }
             Self::CrossEntropy => {
                 let inv_b = T::one() / T::of(batch as f64);
@@ -106,6 +101,34 @@ impl Loss {
         }
         self.value(z, o, t, n_out)
     }
+}
+
+impl Loss {
+    /// dL/do over (o - t) for the squared-error losses on `len` outputs in `batch` rows.
+    #[inline]
+    pub(crate) fn sse_scale<T: Scalar>(self, batch: usize, len: usize) -> T {
+        if self == Self::HalfSse {
+            T::one() / T::of(batch as f64)
+        } else {
+            T::of(2.0 / len as f64)
+        }
+    }
+
+    /// The squared-error losses from the sum of squared errors over `len` outputs in `batch` rows.
+    #[inline]
+    pub(crate) fn of_sse(self, sse: f64, batch: usize, len: usize) -> f64 {
+        if self == Self::HalfSse {
+            0.5 * sse / batch as f64
+        } else {
+            sse / len as f64
+        }
+    }
+}
+
+/// `e^2`, in f64 whatever `T` is: squared errors are summed in f64.
+#[inline]
+pub(crate) fn square<T: Scalar>(e: T) -> f64 {
+    e.to_f64().map_or(f64::NAN, |e| e * e)
 }
 
 /// One element's binary cross-entropy from its logit, `max(z, 0) - z t + ln(1 + e^-|z|)`: the form that

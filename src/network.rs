@@ -528,6 +528,7 @@ pub fn check_finite<T: Scalar>(arg: &'static str, x: &[T], cols: usize) -> Resul
 }
 
 mod backend;
+mod lanes;
 mod tiny;
 
 pub use backend::Rows;

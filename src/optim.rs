@@ -104,7 +104,7 @@ impl Optimizer {
             Self::Sgd { lr, momentum, nesterov, weight_decay } => {
                 Rule::Sgd { lr: T::of(lr), mu: T::of(momentum), nesterov, wd: T::of(weight_decay) }
             }
-            Self::Adam { lr, beta1, beta2, eps, weight_decay } => Rule::Adam {
+            Self::Adam { lr, beta1, beta2, eps, weight_decay } => Rule::Adam(AdamStep {
                 step_size: T::of(lr / (1.0 - beta1.powf(t as f64))),
                 bc2_sqrt: T::of((1.0 - beta2.powf(t as f64)).sqrt()),
                 b2: T::of(beta2),
@@ -112,7 +112,7 @@ impl Optimizer {
                 w2: T::of(1.0 - beta2),
                 eps: T::of(eps),
                 wd: T::of(weight_decay),
-            },
+            }),
         }
     }
 }
@@ -121,7 +121,7 @@ impl Optimizer {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Rule<T> {
     Sgd { lr: T, mu: T, nesterov: bool, wd: T },
-    Adam { step_size: T, bc2_sqrt: T, b2: T, w1: T, w2: T, eps: T, wd: T },
+    Adam(AdamStep<T>),
 }
 
 impl<T: Scalar> Rule<T> {
@@ -173,30 +173,27 @@ impl<T: Scalar> Rule<T> {
             Self::Sgd { lr, mu, nesterov, wd } => {
                 if state.0.is_empty() {
                     for (g, &p) in g.iter_mut().zip(p) {
-                        *g = p - lr * (*g + wd * p);
+                        *g = sgd(p, *g, lr, wd);
                         finite &= g.is_finite();
                     }
                 } else {
                     for (((g, &p), &b), b_next) in g.iter_mut().zip(p).zip(state.0).zip(next.0.iter_mut()) {
-                        let d = *g + wd * p;
-                        let b = b * mu + d;
+                        let (new, b) = momentum(p, *g, b, lr, mu, wd, nesterov);
+                        *g = new;
                         *b_next = kept(b);
-                        *g = p - lr * if nesterov { d + mu * b } else { b };
                         finite &= g.is_finite() && b.is_finite();
                     }
                 }
             }
-            Self::Adam { step_size, bc2_sqrt, b2, w1, w2, eps, wd } => {
+            Self::Adam(a) => {
                 let ((m, v), (m_next, v_next)) = (state, next);
                 for ((((g, &p), (&m, &v)), m_next), v_next) in
                     g.iter_mut().zip(p).zip(m.iter().zip(v)).zip(m_next.iter_mut()).zip(v_next.iter_mut())
                 {
-                    let d = *g + wd * p;
-                    let m = lerp(m, d, w1);
-                    let v = v * b2 + w2 * d * d;
+                    let (new, m, v) = adam(p, *g, m, v, a);
+                    *g = new;
                     *m_next = kept(m);
                     *v_next = kept(v);
-                    *g = p + (-step_size * m) / (v.sqrt() / bc2_sqrt + eps);
                     finite &= g.is_finite() && m.is_finite() && v.is_finite();
                 }
             }
@@ -205,14 +202,53 @@ impl<T: Scalar> Rule<T> {
     }
 }
 
+/// One parameter's plain SGD update from its value p and gradient g: the new value.
+#[inline(always)]
+#[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
+pub(crate) fn sgd<T: Scalar>(p: T, g: T, lr: T, wd: T) -> T {
+    p - lr * (g + wd * p)
+}
+
+/// One parameter's SGD update with momentum buffer b: the new value and the new buffer (not yet `kept`).
+#[inline(always)]
+#[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
+pub(crate) fn momentum<T: Scalar>(p: T, g: T, b: T, lr: T, mu: T, wd: T, nesterov: bool) -> (T, T) {
+    let d = g + wd * p;
+    let b = b * mu + d;
+    (p - lr * if nesterov { d + mu * b } else { b }, b)
+}
+
+/// The constants of one Adam update (see `Optimizer::rule`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AdamStep<T> {
+    pub step_size: T,
+    pub bc2_sqrt: T,
+    pub b2: T,
+    pub w1: T,
+    pub w2: T,
+    pub eps: T,
+    pub wd: T,
+}
+
+/// One parameter's Adam update with moments (m, v): the new value and the new moments (not yet `kept`).
+#[inline(always)]
+#[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
+pub(crate) fn adam<T: Scalar>(p: T, g: T, m: T, v: T, a: AdamStep<T>) -> (T, T, T) {
+    let d = g + a.wd * p;
+    let m = lerp(m, d, a.w1);
+    let v = v * a.b2 + a.w2 * d * d;
+    (p + (-a.step_size * m) / (v.sqrt() / a.bc2_sqrt + a.eps), m, v)
+}
+
 /// A state value as it is kept for the next step: zero below the smallest normal number. A unit whose
 /// gradient is zero (a dead ReLU) decays its momentum or moments into the subnormal range, where 0.9
 /// times the smallest subnormal rounds back to it: it would stay there for good, and x86 computes with
 /// subnormals some hundred times slower (a 32-32-32 step went from 8 to 30 us). PyTorch keeps them; this
 /// step's update still uses the exact value, so a weight differs from PyTorch's only where it is itself
 /// below about 1e-290 (f64) or 1e-30 (f32).
-#[inline]
-fn kept<T: Scalar>(x: T) -> T {
+#[inline(always)]
+#[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
+pub(crate) fn kept<T: Scalar>(x: T) -> T {
     if x.abs() < T::min_positive_value() {
         T::zero()
     } else {
@@ -221,6 +257,8 @@ fn kept<T: Scalar>(x: T) -> T {
 }
 
 /// `torch.lerp`: a + w (b - a), evaluated from the nearer end as PyTorch does.
+#[inline(always)]
+#[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
 fn lerp<T: Scalar>(a: T, b: T, w: T) -> T {
     if w < T::of(0.5) {
         a + w * (b - a)

@@ -116,8 +116,12 @@ impl<B: Backend + Send + Sync> Population<B> {
 
     /// `steps` steps of every member on the batch (x, t): each member's losses.
     pub fn train(&mut self, x: &[B::T], t: &[B::T], steps: usize, keep_going: KeepGoing) -> Result<Vec<Vec<f64>>> {
-        self.config().check_pair(x, t, "T")?;
-        self.train_each(keep_going, None, 1, |m, _, go| m.train(x, t, steps, go))
+        let rows = self.config().check_pair(x, t, "T")?;
+        let together = B::together(self.config(), rows);
+        self.train_each(keep_going, together, 1, |members, _, go| {
+            B::train_together(members, x, t, steps, go)
+                .unwrap_or_else(|| members.iter_mut().map(|m| m.train(x, t, steps, go)).collect())
+        })
     }
 
     /// `Backend::fit_with` of every member on (x, y) (and the samples' `weights`), or on its own `rows` of
@@ -157,7 +161,10 @@ impl<B: Backend + Send + Sync> Population<B> {
             }
         }
         let (n_in, n_out) = (self.config().n_in, self.config().n_out);
-        self.train_each(keep_going, active, n.div_ceil(batch_size.max(1)), |m, i, go| {
+        let fit = |m: &mut B, i: usize, go: KeepGoing| {
+            if active.is_some_and(|a| !a[i]) {
+                return Ok(Vec::new());
+            }
             let lrs = lrs.map_or(&[][..], |l| &l[i]);
             match rows {
                 None => m.fit_with(
@@ -178,6 +185,9 @@ impl<B: Backend + Send + Sync> Population<B> {
                     m.fit_with(&xi, &yi, epochs, batch_size, shuffle, seeds[i], first_epoch, extras, go)
                 }
             }
+        };
+        self.train_each(keep_going, 1, n.div_ceil(batch_size.max(1)), |members, first, go| {
+            members.iter_mut().enumerate().map(|(k, m)| fit(m, first + k, go)).collect()
         })
     }
 
@@ -201,8 +211,9 @@ impl<B: Backend + Send + Sync> Population<B> {
         results.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_member(i))).collect()
     }
 
-    /// Runs `train(member, index, keep_going)` on every active member, on a worker thread (and from it on
-    /// the pool, for CPU members) while this thread asks `keep_going` every `POLL`. A stop reaches the
+    /// Runs `train(members, index of the first, keep_going)` on every run of `together` members (the
+    /// last may be shorter), on a worker thread (and from it on the pool, for CPU members) while this
+    /// thread asks `keep_going` every `POLL`; `train` returns each member's result. A stop reaches the
     /// members through their own `keep_going`. Every member runs to its end (or its error) whatever the
     /// others do, so each ends where the network alone would; then the first error by member order is
     /// returned, an interruption counting the steps every member completed (a finished member's losses
@@ -210,26 +221,22 @@ impl<B: Backend + Send + Sync> Population<B> {
     fn train_each(
         &mut self,
         keep_going: KeepGoing,
-        active: Option<&[bool]>,
+        together: usize,
         steps_per_loss: usize,
-        train: impl Fn(&mut B, usize, KeepGoing) -> Result<Vec<f64>> + Sync,
+        train: impl Fn(&mut [B], usize, KeepGoing) -> Vec<Result<Vec<f64>>> + Sync,
     ) -> Result<Vec<Vec<f64>>> {
         let stop = AtomicBool::new(false);
-        let run = |(i, m): (usize, &mut B)| {
-            if active.is_some_and(|a| !a[i]) {
-                return Ok(Vec::new());
-            }
-            train(m, i, &mut || !stop.load(Ordering::Relaxed))
-        };
+        let together = together.max(1);
+        let run = |(g, members): (usize, &mut [B])| train(members, g * together, &mut || !stop.load(Ordering::Relaxed));
         let parallel = self.members[0].adapter().is_none();
         let members = &mut self.members;
         let results: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
             let (done, finished) = mpsc::channel::<()>();
             let worker = s.spawn(move || {
                 let results = if parallel {
-                    threads::install(|| members.par_iter_mut().enumerate().map(run).collect())
+                    threads::install(|| members.par_chunks_mut(together).enumerate().flat_map_iter(run).collect())
                 } else {
-                    members.iter_mut().enumerate().map(run).collect()
+                    members.chunks_mut(together).enumerate().flat_map(run).collect()
                 };
                 let _ = done.send(());
                 results

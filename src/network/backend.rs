@@ -2,7 +2,7 @@
 //! thread (products and large elementwise loops spread over rayon's threads).
 
 use super::{gather, Forward, Network};
-use crate::backend::{Backend, OptimizerState, Params};
+use crate::backend::{Backend, KeepGoing, OptimizerState, Params};
 use crate::error::Result;
 use crate::gpu::AdapterSummary;
 use crate::linalg::Scalar;
@@ -74,6 +74,20 @@ impl<T: Scalar> Backend for Network<T> {
         let rows = self.config.check_pair(x, t, "T")?;
         self.reserve(rows)?;
         self.in_pool(rows, |net| net.step(x, t, rows)).map_err(|e| e.at_step(0, vec![]))
+    }
+
+    fn together(config: &Config, rows: usize) -> usize {
+        Self::lanes(config, rows)
+    }
+
+    fn train_together(
+        members: &mut [Self],
+        x: &[T],
+        t: &[T],
+        steps: usize,
+        keep_going: KeepGoing,
+    ) -> Option<Vec<Result<Vec<f64>>>> {
+        Self::train_lanes(members, x, t, steps, keep_going)
     }
 
     fn steps_per_poll(&self, rows: usize) -> usize {

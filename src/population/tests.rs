@@ -165,3 +165,190 @@ fn members_take_their_own_rates_per_epoch_and_the_samples_weights() {
     let err = pop.set_lrs(&[0.3, -1.0]).unwrap_err();
     assert!(matches!(err, Error::Member { member: 1, .. }), "{err}");
 }
+
+// -- tiny members side by side in SIMD lanes ---------------------------------------------------------
+
+/// A network's values as bits (so -0.0 and 0.0 differ): parameters, optimizer state, update count.
+fn bits<T: crate::linalg::Scalar>(net: &Network<T>) -> Vec<u64> {
+    let (state, updates) = net.optimizer_state();
+    let values = net.params().iter().chain(state.iter().flatten()).flatten();
+    values.map(|v| v.to_f64().unwrap().to_bits()).chain([updates]).collect()
+}
+
+/// Member i's optimizer of each kind, with settings of its own.
+fn optimizer(kind: usize, i: usize) -> Optimizer {
+    let f = 1.0 + 0.13 * i as f64;
+    match kind {
+        0 => Optimizer::Sgd { lr: 0.2 * f, momentum: 0.0, nesterov: false, weight_decay: 0.01 * f },
+        1 => Optimizer::Sgd { lr: 0.1 * f, momentum: 0.5 + 0.04 * i as f64, nesterov: false, weight_decay: 0.0 },
+        2 => Optimizer::Sgd { lr: 0.05 * f, momentum: 0.9, nesterov: true, weight_decay: 0.02 },
+        _ => {
+            Optimizer::Adam { lr: 0.01 * f, beta1: 0.8, beta2: 0.99 - 0.001 * i as f64, eps: 1e-8, weight_decay: 0.01 }
+        }
+    }
+}
+
+/// `size` members of `config` with optimizers of `kind` (`kinds` cycles through kinds per member).
+fn tiny_members<T: crate::linalg::Scalar>(
+    config: Config,
+    size: usize,
+    kind: impl Fn(usize) -> usize,
+) -> Vec<Network<T>> {
+    (0..size)
+        .map(|i| Network::new(Config { optimizer: optimizer(kind(i), i), ..config }, 7 * i as u64).unwrap())
+        .collect()
+}
+
+/// Every option a tiny network can take, for the lanes against networks alone.
+fn tiny_configs() -> Vec<Config> {
+    use crate::network::Bias;
+    let mut all = vec![];
+    let outputs = [
+        (Activation::Sigmoid, Loss::HalfSse),
+        (Activation::Identity, Loss::Mse),
+        (Activation::Softmax, Loss::CrossEntropy),
+        (Activation::Sigmoid, Loss::BinaryCrossEntropy),
+        (Activation::Tanh, Loss::HalfSse),
+        (Activation::Relu, Loss::Mse),
+    ];
+    for (n, &(n_in, n_hidden, n_out)) in [(2, 2, 2), (3, 5, 4), (1, 1, 1), (16, 16, 16), (4, 9, 1)].iter().enumerate() {
+        for (a, hidden) in
+            [Activation::Sigmoid, Activation::Tanh, Activation::Relu, Activation::Identity].into_iter().enumerate()
+        {
+            for (o, &(output, loss)) in outputs.iter().enumerate() {
+                for (b, bias) in [Bias::PerNeuron, Bias::Shared, Bias::None].into_iter().enumerate() {
+                    // Every pairing on the article's shape, a rotating share of them on the others.
+                    if n > 0 && (a + o + b + n) % 4 != 0 {
+                        continue;
+                    }
+                    let c = Config::new(n_in, n_hidden, n_out);
+                    let train_bias = (a + o + b) % 2 == 0;
+                    all.push(Config {
+                        hidden_activation: hidden,
+                        output_activation: output,
+                        loss,
+                        bias,
+                        train_bias,
+                        ..c
+                    });
+                }
+            }
+        }
+    }
+    all
+}
+
+fn sample<T: crate::linalg::Scalar>(c: &Config, seed: usize) -> (Vec<T>, Vec<T>) {
+    let x = (0..c.n_in).map(|i| T::of(((i * 7 + seed) % 11) as f64 / 5.0 - 1.0)).collect();
+    let t: Vec<T> = if c.loss == Loss::CrossEntropy {
+        (0..c.n_out).map(|k| T::of(if k == seed % c.n_out { 1.0 } else { 0.0 })).collect()
+    } else {
+        (0..c.n_out).map(|k| T::of(((k * 3 + seed) % 5) as f64 / 5.0 + 0.05)).collect()
+    };
+    (x, t)
+}
+
+/// Trains a population and the same networks alone, and checks losses and every value bit for bit;
+/// returns whether a member failed.
+fn population_matches_networks<T: crate::linalg::Scalar>(
+    nets: Vec<Network<T>>,
+    x: &[T],
+    t: &[T],
+    steps: usize,
+) -> bool {
+    let (size, config) = (nets.len(), *nets[0].config());
+    let mut alone = nets.clone();
+    let mut pop = Population::new(nets).unwrap();
+    let got = pop.train(x, t, steps, &mut || true);
+    let want: Vec<_> = alone.iter_mut().map(|net| net.train(x, t, steps, &mut || true)).collect();
+    for (i, net) in alone.iter().enumerate() {
+        assert_eq!(bits(&pop.members()[i]), bits(net), "member {i} of {size}, {config:?}");
+    }
+    // The first member to fail fails the population, as it failed alone; else every loss is the same.
+    if let Some((i, e)) = want.iter().enumerate().find_map(|(i, w)| w.as_ref().err().map(|e| (i, e))) {
+        assert_eq!(got.unwrap_err(), e.clone().in_member(i));
+        return true;
+    }
+    for (got, want) in got.unwrap().iter().zip(want) {
+        let want = want.unwrap();
+        let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same && got.len() == steps, "{config:?}: losses {got:?} vs {want:?}");
+    }
+    false
+}
+
+fn lanes_match_networks<T: crate::linalg::Scalar>(
+    config: Config,
+    size: usize,
+    kind: impl Fn(usize) -> usize,
+    steps: usize,
+) {
+    let (x, t) = sample::<T>(&config, size);
+    population_matches_networks(tiny_members::<T>(config, size, kind), &x, &t, steps);
+}
+
+#[test]
+fn tiny_members_in_lanes_train_bit_for_bit_like_networks() {
+    let configs = tiny_configs();
+    assert!(configs.len() > 100);
+    for (n, &c) in configs.iter().enumerate() {
+        // Groups of 8, a full one and a short one, and one member alone; every optimizer kind.
+        let size = [11, 8, 1, 19][n % 4];
+        lanes_match_networks::<f64>(c, size, |_| n % 4, 30);
+        lanes_match_networks::<f32>(c, size, |_| (n + 1) % 4, 30);
+    }
+}
+
+#[test]
+fn members_with_optimizers_of_several_kinds_train_alone_and_still_match() {
+    let c = Config { bias: crate::network::Bias::Shared, ..Config::new(2, 3, 2) };
+    lanes_match_networks::<f64>(c, 10, |i| i % 4, 40);
+    lanes_match_networks::<f64>(c, 9, |i| usize::from(i == 8), 40);
+}
+
+#[test]
+fn a_member_diverging_in_lanes_fails_as_its_network_does_and_its_group_finishes() {
+    let c = Config {
+        hidden_activation: Activation::Identity,
+        output_activation: Activation::Identity,
+        loss: Loss::Mse,
+        ..Config::new(2, 2, 2)
+    };
+    let (x, t) = sample::<f64>(&c, 0);
+    for (steps, lrs) in [(1, [1e306, 1e306]), (3, [1e306, 1e200]), (5, [1e90, 1e306]), (2000, [1e6, 50.0])] {
+        let mut nets = tiny_members::<f64>(c, 10, |_| 0);
+        for (k, lr) in [3, 9].into_iter().zip(lrs) {
+            nets[k] = Network::new(Config { optimizer: Optimizer::sgd(lr), ..c }, k as u64).unwrap();
+        }
+        assert_eq!(population_matches_networks(nets, &x, &t, steps), steps > 1, "steps {steps}");
+    }
+}
+
+#[test]
+fn a_stop_reaches_tiny_members_in_lanes_at_a_whole_step() {
+    use crate::backend::Backend;
+    let c = Config::new(2, 2, 2);
+    let (x, t) = sample::<f64>(&c, 1);
+    for stop_at in [1, 2, 4] {
+        let mut members = tiny_members::<f64>(c, 6, |_| 1);
+        let mut asked = 0;
+        let results = Network::train_together(&mut members, &x, &t, 1_000_000, &mut || {
+            asked += 1;
+            asked < stop_at
+        })
+        .unwrap();
+        let Err(Error::Interrupted { completed }) = results[0] else { panic!("{:?}", results[0]) };
+        assert!(results.iter().all(|r| *r == Err(Error::Interrupted { completed })));
+        assert_eq!(completed > 0, stop_at > 1, "{completed}");
+        let mut alone = tiny_members::<f64>(c, 6, |_| 1);
+        for (m, net) in members.iter().zip(&mut alone) {
+            net.train(&x, &t, completed, &mut || true).unwrap();
+            assert_eq!(bits(m), bits(net));
+        }
+    }
+    // Larger batches and wider nets are not taken together.
+    let mut members = tiny_members::<f64>(c, 2, |_| 0);
+    assert_eq!(Network::<f64>::together(&c, 2), 1);
+    assert!(Network::train_together(&mut members, &[0.0; 4], &[0.0; 4], 1, &mut || true).is_none());
+    assert_eq!(Network::<f64>::together(&Config::new(17, 2, 2), 1), 1);
+}

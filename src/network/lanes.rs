@@ -1,0 +1,449 @@
+//! The one-sample step of `tiny` for up to `LANES` networks side by side: member l of a population is
+//! lane l of every value, so that one vector instruction does the same operation for all of them.
+//! Each lane computes exactly what `step_tiny` computes for its network alone (the same operations in
+//! the same order, elementwise across lanes), so members train bit for bit as networks. The loops run
+//! over widths with the lanes innermost, compiled again for AVX2 and AVX-512 and chosen at run time,
+//! since the wheel targets baseline x86-64.
+//!
+//! Only the common case runs here: every member on one sample, optimizers of one kind. A step where any
+//! lane's loss or new value is not finite is not committed: the members go back to their networks at
+//! their last completed step and go on alone, where the network's own step reports the divergence.
+
+// Everything a step calls is inlined into the functions compiled for AVX2 and AVX-512, or it would run
+// with baseline instructions.
+#![allow(clippy::inline_always)]
+
+use super::tiny::TINY;
+use super::Network;
+use crate::activation::{softmax, Activation};
+use crate::backend::{Backend, KeepGoing};
+use crate::error::{Error, Result};
+use crate::linalg::Scalar;
+use crate::loss::{square, Loss};
+use crate::network::{Bias, Config};
+use crate::optim::{self, AdamStep, Optimizer, Rule};
+
+/// Members per group: 8 f64 fill an AVX-512 register (two AVX2 ones).
+pub const LANES: usize = 8;
+
+/// One value of every lane.
+type V<T> = [T; LANES];
+
+/// A group's optimizer constants for one update, lane by lane.
+#[derive(Clone, Copy)]
+enum Rules<T> {
+    Sgd { lr: V<T>, wd: V<T> },
+    Momentum { lr: V<T>, mu: V<T>, wd: V<T>, nesterov: bool },
+    Adam(AdamStep<V<T>>),
+}
+
+/// A group of networks of one shape, their values interleaved lane by lane.
+struct Lanes<T> {
+    config: Config,
+    trained: [bool; 4],
+    params: [Vec<V<T>>; 4],
+    /// Gradients, then the new values (swapped in when every one is finite).
+    grads: [Vec<V<T>>; 4],
+    state: [Vec<Vec<V<T>>>; 4],
+    state_next: [Vec<Vec<V<T>>>; 4],
+    optimizers: [Optimizer; LANES],
+    updates: [u64; LANES],
+    /// One step's activations and deltas: h, z2, o, dz2, dz1.
+    work: [Vec<V<T>>; 5],
+}
+
+impl<T: Scalar> Network<T> {
+    /// How many networks like this one train side by side on batches of `rows` rows.
+    pub(super) fn lanes(config: &Config, rows: usize) -> usize {
+        let tiny = config.n_in <= TINY && config.n_hidden <= TINY && config.n_out <= TINY;
+        if rows == 1 && tiny {
+            LANES
+        } else {
+            1
+        }
+    }
+
+    /// `train` of each of `members` (at most `LANES`, of one shape) on the one sample (x, t), side by
+    /// side; None when their optimizers are of different kinds. Polls `keep_going` as `train` does.
+    pub(super) fn train_lanes(
+        members: &mut [Self],
+        x: &[T],
+        t: &[T],
+        steps: usize,
+        keep_going: KeepGoing,
+    ) -> Option<Vec<Result<Vec<f64>>>> {
+        let first = members.first()?;
+        let rows = first.config.check_pair(x, t, "T").ok()?;
+        if members.len() > LANES || Self::lanes(&first.config, rows) == 1 {
+            return None;
+        }
+        let kind = |o: &Optimizer| match *o {
+            Optimizer::Sgd { momentum, nesterov, .. } => (0, momentum != 0.0, nesterov),
+            Optimizer::Adam { .. } => (1, true, false),
+        };
+        if members.iter().any(|m| kind(&m.config.optimizer) != kind(&first.config.optimizer)) {
+            return None;
+        }
+        let mut losses = Vec::with_capacity(members.len());
+        for _ in 0..members.len() {
+            let mut l = Vec::new();
+            if let Err(e) = crate::memory::reserve("losses", &mut l, steps, 1) {
+                return Some(members.iter().map(|_| Err(e.clone())).collect());
+            }
+            losses.push(l);
+        }
+        let mut lanes = Lanes::pack(members);
+        let (xs, ts) = (broadcast(x), broadcast(t));
+        let every = (first.steps_per_poll(1) / LANES).max(1);
+        let (mut done, mut stopped) = (0, false);
+        while done < steps {
+            if !keep_going() {
+                stopped = true;
+                break;
+            }
+            let run = every.min(steps - done);
+            let ran = lanes.run(&xs, &ts, run, &mut losses);
+            done += ran;
+            if ran < run {
+                break; // a lane cannot complete step `done`
+            }
+        }
+        lanes.unpack(members);
+        let results = members.iter_mut().zip(losses).map(|(m, l)| {
+            if stopped {
+                Err(Error::Interrupted { completed: done })
+            } else if done == steps {
+                Ok(l)
+            } else {
+                // Alone from the step that failed, which the network's own step reports.
+                m.train_on(x, t, steps, l, keep_going)
+            }
+        });
+        Some(results.collect())
+    }
+}
+
+/// The sample as every lane sees it.
+fn broadcast<T: Scalar>(v: &[T]) -> Vec<V<T>> {
+    v.iter().map(|&v| [v; LANES]).collect()
+}
+
+impl<T: Scalar> Lanes<T> {
+    /// The members' values, lane l from member l; lanes past the last member repeat it.
+    fn pack(members: &[Network<T>]) -> Self {
+        let member = |l: usize| &members[l.min(members.len() - 1)];
+        let interleave = |of: &dyn Fn(&Network<T>) -> &[T]| -> Vec<V<T>> {
+            (0..of(member(0)).len()).map(|e| std::array::from_fn(|l| of(member(l))[e])).collect()
+        };
+        let first = member(0);
+        let (n_hidden, n_out) = (first.config.n_hidden, first.config.n_out);
+        Self {
+            config: first.config,
+            trained: first.trained,
+            params: std::array::from_fn(|i| interleave(&|m| &m.params[i])),
+            grads: std::array::from_fn(|i| interleave(&|m| &m.grads[i])),
+            state: std::array::from_fn(|i| {
+                (0..first.state[i].len()).map(|s| interleave(&|m| &m.state[i][s])).collect()
+            }),
+            state_next: std::array::from_fn(|i| {
+                first.state[i].iter().map(|s| vec![[T::zero(); LANES]; s.len()]).collect()
+            }),
+            optimizers: std::array::from_fn(|l| member(l).config.optimizer),
+            updates: std::array::from_fn(|l| member(l).updates),
+            work: [n_hidden, n_out, n_out, n_out, n_hidden].map(|n| vec![[T::zero(); LANES]; n]),
+        }
+    }
+
+    /// Writes lane l back into member l.
+    fn unpack(&self, members: &mut [Network<T>]) {
+        for (l, m) in members.iter_mut().enumerate() {
+            for i in 0..4 {
+                m.params[i].iter_mut().zip(&self.params[i]).for_each(|(p, v)| *p = v[l]);
+                for (s, v) in m.state[i].iter_mut().zip(&self.state[i]) {
+                    s.iter_mut().zip(v).for_each(|(s, v)| *s = v[l]);
+                }
+            }
+            m.updates = self.updates[l];
+        }
+    }
+
+    /// Up to `steps` steps on (x, t), pushing each lane's loss; stops before a step that any lane cannot
+    /// complete. Returns the steps done.
+    fn run(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, losses: &mut [Vec<f64>]) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, which is all the function is compiled for.
+                return unsafe { self.run_avx512(x, t, steps, losses) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, which is all the function is compiled for.
+                return unsafe { self.run_avx2(x, t, steps, losses) };
+            }
+        }
+        self.run_steps(x, t, steps, losses)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_avx512(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, losses: &mut [Vec<f64>]) -> usize {
+        self.run_steps(x, t, steps, losses)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_avx2(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, losses: &mut [Vec<f64>]) -> usize {
+        self.run_steps(x, t, steps, losses)
+    }
+
+    #[inline(always)]
+    fn run_steps(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, losses: &mut [Vec<f64>]) -> usize {
+        // Adam's constants change with every update, SGD's stay.
+        let adam = matches!(self.optimizers[0], Optimizer::Adam { .. });
+        let mut rules = self.rules();
+        for done in 0..steps {
+            if adam && done > 0 {
+                rules = self.rules();
+            }
+            let Some(loss) = self.step(x, t, &rules) else { return done };
+            for (l, loss) in losses.iter_mut().zip(loss) {
+                l.push(loss);
+            }
+        }
+        steps
+    }
+
+    /// One step of every lane (`step_tiny`'s operations, lane by lane); None, with nothing committed,
+    /// when any lane's loss or new values are not finite.
+    #[inline(always)]
+    fn step(&mut self, x: &[V<T>], t: &[V<T>], rules: &Rules<T>) -> Option<V<f64>> {
+        let c = self.config;
+        let (n_in, n_hidden) = (c.n_in, c.n_hidden);
+        let Self { params: [w1, b1, w2, b2], grads, work: [h, z2, o, dz2, dz1], .. } = self;
+        affine(x, w1, b1, c.bias, h);
+        activate(c.hidden_activation, h);
+        affine(h, w2, b2, c.bias, z2);
+        o.copy_from_slice(z2);
+        activate(c.output_activation, o);
+
+        let loss = delta(&c, z2, o, t, dz2);
+        if loss.iter().any(|l| !l.is_finite()) {
+            return None;
+        }
+        let [gw1, gb1, gw2, gb2] = grads;
+        for (k, d) in dz2.iter().enumerate() {
+            let row = k * n_hidden..(k + 1) * n_hidden;
+            gw2[row.clone()].iter_mut().zip(h.iter()).for_each(|(g, h)| *g = each(|l| T::zero() + d[l] * h[l]));
+            if k == 0 {
+                dz1.iter_mut().zip(&w2[row]).for_each(|(s, w)| *s = each(|l| T::zero() + d[l] * w[l]));
+            } else {
+                dz1.iter_mut().zip(&w2[row]).for_each(|(s, w)| *s = each(|l| s[l] + d[l] * w[l]));
+            }
+        }
+        let act = c.hidden_activation;
+        dz1.iter_mut().zip(h.iter()).for_each(|(d, h)| *d = each(|l| d[l] * act.derivative(h[l])));
+        for (j, d) in dz1.iter().enumerate() {
+            gw1[j * n_in..(j + 1) * n_in].iter_mut().zip(x).for_each(|(g, x)| *g = each(|l| T::zero() + d[l] * x[l]));
+        }
+        if c.train_bias {
+            bias_grad(dz1, gb1);
+            bias_grad(dz2, gb2);
+        }
+        self.update(rules).then_some(loss)
+    }
+
+    /// `Network::update` lane by lane: commits only if every lane's new values are finite.
+    #[inline(always)]
+    fn update(&mut self, rules: &Rules<T>) -> bool {
+        // 0 while every new value is finite, NaN after one that is not (v - v is 0 only for finite v):
+        // a sum vectorises where a flag per lane does not.
+        let mut check = [T::zero(); LANES];
+        #[allow(clippy::eq_op)] // v - v: 0, or NaN for a value that is not finite
+        let mut note = |v: &V<T>| check = each(|l| check[l] + (v[l] - v[l]));
+        for i in (0..4).filter(|&i| self.trained[i]) {
+            let (p, g) = (&self.params[i], &mut self.grads[i]);
+            // Each new array takes its own pass over the lanes (the shared terms computed again), and
+            // Nesterov's test sits outside the loop, so that every pass vectorises.
+            match *rules {
+                Rules::Sgd { lr, wd } => {
+                    for (g, p) in g.iter_mut().zip(p) {
+                        *g = each(|l| optim::sgd(p[l], g[l], lr[l], wd[l]));
+                        note(g);
+                    }
+                }
+                Rules::Momentum { lr, mu, wd, nesterov } => {
+                    let (b, b_next) = (&self.state[i][0], &mut self.state_next[i][0]);
+                    let mut update = |g: &mut V<T>, p: &V<T>, b: &V<T>, b_next: &mut V<T>, nesterov: bool| {
+                        let step = |l: usize| optim::momentum(p[l], g[l], b[l], lr[l], mu[l], wd[l], nesterov);
+                        let (new, b) = (each(|l| step(l).0), each(|l| step(l).1));
+                        *b_next = each(|l| optim::kept(b[l]));
+                        note(&new);
+                        note(&b);
+                        *g = new;
+                    };
+                    for ((g, p), (b, b_next)) in g.iter_mut().zip(p).zip(b.iter().zip(b_next)) {
+                        if nesterov {
+                            update(g, p, b, b_next, true);
+                        } else {
+                            update(g, p, b, b_next, false);
+                        }
+                    }
+                }
+                Rules::Adam(a) => {
+                    let ([m, v], [m_next, v_next]) = (&self.state[i][..], &mut self.state_next[i][..]) else {
+                        return false;
+                    };
+                    for (((g, p), (m, v)), (m_next, v_next)) in
+                        g.iter_mut().zip(p).zip(m.iter().zip(v)).zip(m_next.iter_mut().zip(v_next.iter_mut()))
+                    {
+                        let step = |l: usize| {
+                            let lane = AdamStep {
+                                step_size: a.step_size[l],
+                                bc2_sqrt: a.bc2_sqrt[l],
+                                b2: a.b2[l],
+                                w1: a.w1[l],
+                                w2: a.w2[l],
+                                eps: a.eps[l],
+                                wd: a.wd[l],
+                            };
+                            optim::adam(p[l], g[l], m[l], v[l], lane)
+                        };
+                        let (new, m, v) = (each(|l| step(l).0), each(|l| step(l).1), each(|l| step(l).2));
+                        *m_next = each(|l| optim::kept(m[l]));
+                        *v_next = each(|l| optim::kept(v[l]));
+                        note(&new);
+                        note(&m);
+                        note(&v);
+                        *g = new;
+                    }
+                }
+            }
+        }
+        if check.iter().any(|c| *c != T::zero()) {
+            return false;
+        }
+        for i in (0..4).filter(|&i| self.trained[i]) {
+            std::mem::swap(&mut self.params[i], &mut self.grads[i]);
+            std::mem::swap(&mut self.state[i], &mut self.state_next[i]);
+        }
+        self.updates.iter_mut().for_each(|u| *u += 1);
+        true
+    }
+
+    /// Every lane's constants for its next update (`Optimizer::rule`). Every lane's optimizer is of lane
+    /// 0's kind (`train_lanes` checks).
+    #[inline(always)]
+    fn rules(&self) -> Rules<T> {
+        let rule: V<Rule<T>> = std::array::from_fn(|l| self.optimizers[l].rule(self.updates[l] + 1));
+        match rule[0] {
+            Rule::Sgd { mu, nesterov, .. } => {
+                let part = |f: fn(T, T, T) -> T| {
+                    each(|l| match rule[l] {
+                        Rule::Sgd { lr, mu, wd, .. } => f(lr, mu, wd),
+                        Rule::Adam(_) => T::zero(),
+                    })
+                };
+                let (lr, wd) = (part(|lr, _, _| lr), part(|_, _, wd| wd));
+                if mu == T::zero() {
+                    Rules::Sgd { lr, wd }
+                } else {
+                    Rules::Momentum { lr, mu: part(|_, mu, _| mu), wd, nesterov }
+                }
+            }
+            Rule::Adam(first) => {
+                let a: V<AdamStep<T>> = each(|l| if let Rule::Adam(a) = rule[l] { a } else { first });
+                Rules::Adam(AdamStep {
+                    step_size: each(|l| a[l].step_size),
+                    bc2_sqrt: each(|l| a[l].bc2_sqrt),
+                    b2: each(|l| a[l].b2),
+                    w1: each(|l| a[l].w1),
+                    w2: each(|l| a[l].w2),
+                    eps: each(|l| a[l].eps),
+                    wd: each(|l| a[l].wd),
+                })
+            }
+        }
+    }
+}
+
+/// A value of every lane, lane l being `f(l)`.
+#[inline(always)]
+fn each<R: Copy + Default>(mut f: impl FnMut(usize) -> R) -> V<R> {
+    // A plain loop: `std::array::from_fn` is not always inlined, and then nothing vectorises.
+    let mut out = [R::default(); LANES];
+    for (l, out) in out.iter_mut().enumerate() {
+        *out = f(l);
+    }
+    out
+}
+
+/// `affine_one` of `tiny`, lane by lane.
+#[inline(always)]
+fn affine<T: Scalar>(x: &[V<T>], w: &[V<T>], b: &[V<T>], bias: Bias, z: &mut [V<T>]) {
+    let n = x.len();
+    for (j, z) in z.iter_mut().enumerate() {
+        let mut dot = [T::zero(); LANES];
+        for (x, w) in x.iter().zip(&w[j * n..(j + 1) * n]) {
+            dot = each(|l| dot[l] + x[l] * w[l]);
+        }
+        *z = match bias {
+            Bias::PerNeuron => each(|l| dot[l] + b[j][l]),
+            Bias::Shared => each(|l| dot[l] + b[0][l]),
+            Bias::None => dot,
+        };
+    }
+}
+
+/// `Activation::apply` on one sample of every lane: elementwise activations straight over the lanes,
+/// softmax lane by lane.
+#[inline(always)]
+fn activate<T: Scalar>(act: Activation, z: &mut [V<T>]) {
+    if act == Activation::Softmax {
+        for l in 0..LANES {
+            let mut row = [T::zero(); TINY];
+            let row = &mut row[..z.len()];
+            row.iter_mut().zip(z.iter()).for_each(|(r, z)| *r = z[l]);
+            softmax(row);
+            z.iter_mut().zip(row.iter()).for_each(|(z, r)| z[l] = *r);
+        }
+    } else {
+        act.apply_serial(z.as_flattened_mut(), 1);
+    }
+}
+
+/// `Loss::delta` on one sample of every lane: the squared errors straight over the lanes, the others lane
+/// by lane. Each lane's loss.
+#[inline(always)]
+fn delta<T: Scalar>(c: &Config, z: &[V<T>], o: &[V<T>], t: &[V<T>], dz: &mut [V<T>]) -> V<f64> {
+    let (loss, act, n_out) = (c.loss, c.output_activation, c.n_out);
+    if matches!(loss, Loss::HalfSse | Loss::Mse) {
+        let scale: T = loss.sse_scale(1, n_out);
+        let mut sse = [0.0; LANES];
+        for ((d, o), t) in dz.iter_mut().zip(o).zip(t) {
+            for l in 0..LANES {
+                let e = o[l] - t[l];
+                d[l] = e * scale * act.derivative(o[l]);
+                sse[l] += square(e);
+            }
+        }
+        return sse.map(|s| loss.of_sse(s, 1, n_out));
+    }
+    each(|l| {
+        let lane = |v: &[V<T>]| -> [T; TINY] { std::array::from_fn(|k| v.get(k).map_or(T::zero(), |v| v[l])) };
+        let (z, o, t, mut d) = (lane(z), lane(o), lane(t), [T::zero(); TINY]);
+        let value = loss.delta(act, &z[..n_out], &o[..n_out], &t[..n_out], n_out, &mut d[..n_out]);
+        dz.iter_mut().zip(d).for_each(|(dz, d)| dz[l] = d);
+        value
+    })
+}
+
+/// `bias_grad` of one sample of every lane: per-neuron gradients are the deltas, a shared one their sum
+/// (summed as `Iterator::sum` does, lane by lane).
+#[inline(always)]
+fn bias_grad<T: Scalar>(delta: &[V<T>], g: &mut [V<T>]) {
+    match g.len() {
+        0 => {}
+        1 if delta.len() != 1 => g[0] = each(|l| delta.iter().map(|d| d[l]).sum()),
+        _ => g.iter_mut().zip(delta).for_each(|(g, d)| *g = each(|l| T::zero() + d[l])),
+    }
+}
