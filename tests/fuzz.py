@@ -758,13 +758,15 @@ def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
     seed and learning rate and given the same calls (on the CPU and the GPU alike)."""
     (n_in, n_hidden, n_out), kw, X, T = draw(valid_setups())
     opt, rows = kw["optimizer"], len(X)
-    size = draw(st.integers(1, 4))
+    # Past 16 members: tiny members train side by side in groups of 16 lanes.
+    size = draw(st.sampled_from([1, 2, 4, 16, 17]))
     lrs = [opt.lr * draw(st.sampled_from([0.5, 1.0, 2.0])) for _ in range(size)]
     seed0 = draw(st.integers(0, 2**32))
     ops = draw(
         st.lists(st.sampled_from(["train", "fit", "bootstrap", "forward", "loss", "pickle"]), min_size=1, max_size=4)
     )
     fit_seed, epochs, batch = draw(st.integers(0, 2**32)), draw(st.integers(1, 3)), draw(st.integers(1, rows))
+    steps = draw(st.integers(1, 40))
 
     def run() -> None:
         pop = rustbp.Population(n_in, n_hidden, n_out, size, lr=lrs, seed=seed0, **kw)
@@ -772,7 +774,7 @@ def population_cases(draw: st.DrawFn) -> list[Callable[[], Any]]:
                 for i in range(size)]  # fmt: skip
         for op in ops:
             if op == "train":
-                got, want = pop.train(X, T, 3), [n.train(X, T, 3) for n in nets]
+                got, want = pop.train(X, T, steps), [n.train(X, T, steps) for n in nets]
             elif op in ("fit", "bootstrap"):
                 got = pop.fit(X, T, epochs, batch, seed=fit_seed, bootstrap=op == "bootstrap").loss
                 picks = [rustbp.population.bootstrap_rows(rows, fit_seed, i) if op == "bootstrap" else slice(None)

@@ -76,15 +76,18 @@ def test_member_i_is_the_network_with_its_seed_and_settings(device, case):
     x, t = data(rng, 13, n_in, n_out, kw["loss"])
     exact = device != GPU
     losses = pop.train(x[:5], t[:5], 3)
+    one = pop.train(x[:1], t[:1], 7)  # one sample: tiny members train side by side in SIMD lanes
     history = pop.fit(x, t, 2, 4, seed=case)
     bagged = pop.fit(x, t, 1, 5, seed=case + 1, bootstrap=True)
     for i, net in enumerate(nets):
         want = net.train(x[:5], t[:5], 3)
+        want_one = net.train(x[:1], t[:1], 7)
         fit = net.fit(x, t, 2, 4, seed=case)
         rows = rustbp.population.bootstrap_rows(len(x), case + 1, i)
         bag = net.fit(x[rows], t[rows], 1, 5, seed=case + 1)
         if exact:
             np.testing.assert_array_equal(losses[i], want)
+            np.testing.assert_array_equal(one[i], want_one)
             np.testing.assert_array_equal(history.loss[i], fit.loss)
             np.testing.assert_array_equal(bagged.loss[i], bag.loss)
         else:
@@ -179,6 +182,54 @@ def test_a_diverging_member_is_named_and_every_member_keeps_finite_weights():
     assert_same(calm, pop[2], exact=True)
     for i in range(3):
         assert all(np.isfinite(v).all() for v in pop[i].get_weights().values())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"bias": "shared", "train_bias": False, "optimizer": rustbp.SGD(lr=0.5)},  # the article's
+        {"hidden_activation": "relu", "output_activation": "softmax", "loss": "cross_entropy",
+         "optimizer": rustbp.SGD(lr=0.1, momentum=0.9, nesterov=True), "momentum": [0.5 + 0.02 * i for i in range(21)]},
+        {"hidden_activation": "tanh", "output_activation": "identity", "loss": "mse",
+         "optimizer": rustbp.Adam(lr=0.01), "eps": [1e-8 * (i + 1) for i in range(21)]},
+    ],
+    ids=["article", "softmax-nesterov", "tanh-adam"],
+)  # fmt: skip
+def test_tiny_members_on_one_sample_train_side_by_side_exactly_as_networks(kw, dtype):
+    """21 members (a group of 16 lanes and one of 5) on one sample, each with its own rate: every loss and
+    weight bit for bit the network's."""
+    size, n_in, n_hidden, n_out = 21, 3, 4, 2
+    lrs = [kw["optimizer"].lr * (1 + 0.05 * i) for i in range(size)]
+    per_member = {k: v for k, v in kw.items() if isinstance(v, list)} | {"lr": lrs}
+    options = {k: v for k, v in kw.items() if not isinstance(v, list)}
+    pop = rustbp.Population(n_in, n_hidden, n_out, size, seed=5, dtype=dtype, **options, **per_member)
+    x, t = np.array([[0.05, -0.4, 0.3]]), np.array([[0.9, 0.1]])
+    got = pop.train(x, t, 300)
+    for i in range(size):
+        opt = type(kw["optimizer"])(**{**kw["optimizer"].__dict__, **{k: v[i] for k, v in per_member.items()}})
+        net = rustbp.Network(n_in, n_hidden, n_out, seed=5 + i, dtype=dtype, **{**options, "optimizer": opt})
+        np.testing.assert_array_equal(got[i], net.train(x, t, 300), err_msg=f"member {i}")
+        assert_same(net, pop[i], exact=True)
+
+
+def test_ctrl_c_stops_tiny_members_side_by_side_at_a_whole_step():
+    x, t = np.array([[0.05, 0.10]]), np.array([[0.01, 0.99]])
+    pop = rustbp.Population(2, 2, 2, 40, optimizer=rustbp.SGD(lr=0.5, momentum=0.5), seed=0)
+    fresh = [pop[i] for i in range(40)]
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt) as info:
+        pop.train(x, t, 10**9)
+    # Groups wait for a thread: one that had not started when the stop came holds 0 steps.
+    completed, trained = info.value.completed_steps, 0
+    for i, net in enumerate(fresh):
+        updates = pop[i]._core.get_optimizer_state()[1]
+        assert updates >= completed
+        trained = max(trained, updates)
+        if updates:
+            net.train(x, t, updates)
+        assert_same(net, pop[i], exact=True)
+    assert trained > 0
 
 
 def test_ctrl_c_stops_every_member_at_a_whole_step():

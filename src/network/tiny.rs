@@ -6,15 +6,14 @@
 use super::{bias_grad, Network};
 use crate::error::Result;
 use crate::linalg::Scalar;
-use crate::network::Bias;
+use crate::network::{Bias, Config};
 
 /// Widths up to this take the one-sample path.
 pub const TINY: usize = 16;
 
 impl<T: Scalar> Network<T> {
     pub(super) fn is_tiny(&self, batch: usize) -> bool {
-        let c = &self.config;
-        batch == 1 && c.n_in <= TINY && c.n_hidden <= TINY && c.n_out <= TINY
+        takes(&self.config, batch)
     }
 
     /// One training step on one sample (x: n_in values, t: n_out values); returns the loss.
@@ -60,6 +59,11 @@ impl<T: Scalar> Network<T> {
         self.update(loss)?;
         Ok(loss)
     }
+}
+
+/// Whether a step of `config` on `batch` rows takes the one-sample path.
+pub(super) fn takes(c: &Config, batch: usize) -> bool {
+    batch == 1 && c.n_in <= TINY && c.n_hidden <= TINY && c.n_out <= TINY
 }
 
 /// z = W x + b for one sample, summing each dot product from zero in index order as the batched path does.
