@@ -531,6 +531,9 @@ mod backend;
 mod lanes;
 mod tiny;
 
+#[cfg(test)]
+pub(crate) use lanes::LANES;
+
 pub use backend::Rows;
 
 #[cfg(test)]

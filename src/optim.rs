@@ -118,7 +118,7 @@ impl Optimizer {
 }
 
 /// One update's constants (see `Optimizer::rule`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Rule<T> {
     Sgd { lr: T, mu: T, nesterov: bool, wd: T },
     Adam(AdamStep<T>),
@@ -167,7 +167,7 @@ impl<T: Scalar> Rule<T> {
     /// `apply` on one block: `state` and `next` are (momentum buffer, unused) for SGD with momentum,
     /// (m, v) for Adam, and empty for plain SGD.
     #[inline]
-    fn kernel(&self, p: &[T], g: &mut [T], state: (&[T], &[T]), next: (&mut [T], &mut [T])) -> bool {
+    pub(crate) fn kernel(&self, p: &[T], g: &mut [T], state: (&[T], &[T]), next: (&mut [T], &mut [T])) -> bool {
         let mut finite = true;
         match *self {
             Self::Sgd { lr, mu, nesterov, wd } => {
@@ -219,7 +219,7 @@ pub(crate) fn momentum<T: Scalar>(p: T, g: T, b: T, lr: T, mu: T, wd: T, nestero
 }
 
 /// The constants of one Adam update (see `Optimizer::rule`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct AdamStep<T> {
     pub step_size: T,
     pub bc2_sqrt: T,

@@ -87,7 +87,7 @@ impl<T: Scalar> Backend for Network<T> {
         steps: usize,
         keep_going: KeepGoing,
     ) -> Option<Vec<Result<Vec<f64>>>> {
-        Self::train_lanes(members, x, t, steps, keep_going)
+        Self::train_lanes(members, x, t, steps, keep_going).map(|(results, _)| results)
     }
 
     fn steps_per_poll(&self, rows: usize) -> usize {

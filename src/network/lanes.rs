@@ -34,8 +34,19 @@ type V<T> = [T; LANES];
 /// A group's optimizer constants for one update, lane by lane.
 #[derive(Clone, Copy)]
 enum Rules<T> {
-    Sgd { lr: V<T>, wd: V<T> },
-    Momentum { lr: V<T>, mu: V<T>, wd: V<T>, nesterov: bool },
+    /// Every lane's the same (one rate for all, the common case): the network's own update runs over
+    /// the interleaved values as one long array.
+    Same(Rule<T>),
+    Sgd {
+        lr: V<T>,
+        wd: V<T>,
+    },
+    Momentum {
+        lr: V<T>,
+        mu: V<T>,
+        wd: V<T>,
+        nesterov: bool,
+    },
     Adam(AdamStep<V<T>>),
 }
 
@@ -65,14 +76,15 @@ impl<T: Scalar> Network<T> {
     }
 
     /// `train` of each of `members` (at most `LANES`, of one shape) on the one sample (x, t), side by
-    /// side; None when their optimizers are of different kinds. Polls `keep_going` as `train` does.
-    pub(super) fn train_lanes(
+    /// side; None when their optimizers are of different kinds. Polls `keep_going` as `train` does. Also
+    /// returns how many steps they took side by side (the rest, after a step one of them failed, alone).
+    pub(crate) fn train_lanes(
         members: &mut [Self],
         x: &[T],
         t: &[T],
         steps: usize,
         keep_going: KeepGoing,
-    ) -> Option<Vec<Result<Vec<f64>>>> {
+    ) -> Option<(Vec<Result<Vec<f64>>>, usize)> {
         let first = members.first()?;
         let rows = first.config.check_pair(x, t, "T").ok()?;
         if members.len() > LANES || Self::lanes(&first.config, rows) == 1 {
@@ -89,7 +101,7 @@ impl<T: Scalar> Network<T> {
         for _ in 0..members.len() {
             let mut l = Vec::new();
             if let Err(e) = crate::memory::reserve("losses", &mut l, steps, 1) {
-                return Some(members.iter().map(|_| Err(e.clone())).collect());
+                return Some((members.iter().map(|_| Err(e.clone())).collect(), 0));
             }
             losses.push(l);
         }
@@ -120,7 +132,7 @@ impl<T: Scalar> Network<T> {
                 m.train_on(x, t, steps, l, keep_going)
             }
         });
-        Some(results.collect())
+        Some((results.collect(), done))
     }
 }
 
@@ -241,8 +253,11 @@ impl<T: Scalar> Lanes<T> {
                 dz1.iter_mut().zip(&w2[row]).for_each(|(s, w)| *s = each(|l| s[l] + d[l] * w[l]));
             }
         }
-        let act = c.hidden_activation;
-        dz1.iter_mut().zip(h.iter()).for_each(|(d, h)| *d = each(|l| d[l] * act.derivative(h[l])));
+        constant(c.hidden_activation, |act| {
+            for (d, h) in dz1.iter_mut().zip(h.iter()) {
+                *d = each(|l| d[l] * act.derivative(h[l]));
+            }
+        });
         for (j, d) in dz1.iter().enumerate() {
             gw1[j * n_in..(j + 1) * n_in].iter_mut().zip(x).for_each(|(g, x)| *g = each(|l| T::zero() + d[l] * x[l]));
         }
@@ -266,6 +281,24 @@ impl<T: Scalar> Lanes<T> {
             // Each new array takes its own pass over the lanes (the shared terms computed again), and
             // Nesterov's test sits outside the loop, so that every pass vectorises.
             match *rules {
+                Rules::Same(rule) => {
+                    let (p, g) = (p.as_flattened(), g.as_flattened_mut());
+                    let (s, n) = (&self.state[i], &mut self.state_next[i]);
+                    let ok = match (&s[..], &mut n[..]) {
+                        ([], []) => rule.kernel(p, g, (&[], &[]), (&mut [], &mut [])),
+                        ([s], [n]) => rule.kernel(p, g, (s.as_flattened(), &[]), (n.as_flattened_mut(), &mut [])),
+                        ([m, v], [mn, vn]) => rule.kernel(
+                            p,
+                            g,
+                            (m.as_flattened(), v.as_flattened()),
+                            (mn.as_flattened_mut(), vn.as_flattened_mut()),
+                        ),
+                        _ => false,
+                    };
+                    if !ok {
+                        return false;
+                    }
+                }
                 Rules::Sgd { lr, wd } => {
                     for (g, p) in g.iter_mut().zip(p) {
                         *g = each(|l| optim::sgd(p[l], g[l], lr[l], wd[l]));
@@ -336,6 +369,9 @@ impl<T: Scalar> Lanes<T> {
     #[inline(always)]
     fn rules(&self) -> Rules<T> {
         let rule: V<Rule<T>> = std::array::from_fn(|l| self.optimizers[l].rule(self.updates[l] + 1));
+        if rule.iter().all(|r| *r == rule[0]) {
+            return Rules::Same(rule[0]);
+        }
         match rule[0] {
             Rule::Sgd { mu, nesterov, .. } => {
                 let part = |f: fn(T, T, T) -> T| {
@@ -364,6 +400,19 @@ impl<T: Scalar> Lanes<T> {
                 })
             }
         }
+    }
+}
+
+/// `f(act)` with `act` a constant in each arm, so that the matches on it inside `f`'s loops fold away (a
+/// match per lane keeps the lanes from vectorising).
+#[inline(always)]
+fn constant<R>(act: Activation, f: impl FnOnce(Activation) -> R) -> R {
+    match act {
+        Activation::Sigmoid => f(Activation::Sigmoid),
+        Activation::Tanh => f(Activation::Tanh),
+        Activation::Relu => f(Activation::Relu),
+        Activation::Identity => f(Activation::Identity),
+        Activation::Softmax => f(Activation::Softmax),
     }
 }
 
@@ -424,13 +473,13 @@ fn delta<T: Scalar>(c: &Config, z: &[V<T>], o: &[V<T>], t: &[V<T>], dz: &mut [V<
     if matches!(loss, Loss::HalfSse | Loss::Mse) {
         let scale: T = loss.sse_scale(1, n_out);
         let mut sse = [0.0; LANES];
-        for ((d, o), t) in dz.iter_mut().zip(o).zip(t) {
-            for l in 0..LANES {
-                let e = o[l] - t[l];
-                d[l] = e * scale * act.derivative(o[l]);
-                sse[l] += square(e);
+        constant(act, |act| {
+            for ((d, o), t) in dz.iter_mut().zip(o).zip(t) {
+                let e = each(|l| o[l] - t[l]);
+                *d = each(|l| e[l] * scale * act.derivative(o[l]));
+                sse = each(|l| sse[l] + square(e[l]));
             }
-        }
+        });
         return sse.map(|s| loss.of_sse(s, 1, n_out));
     }
     each(|l| {

@@ -180,7 +180,7 @@ fn optimizer(kind: usize, i: usize) -> Optimizer {
     let f = 1.0 + 0.13 * i as f64;
     match kind {
         0 => Optimizer::Sgd { lr: 0.2 * f, momentum: 0.0, nesterov: false, weight_decay: 0.01 * f },
-        1 => Optimizer::Sgd { lr: 0.1 * f, momentum: 0.5 + 0.04 * i as f64, nesterov: false, weight_decay: 0.0 },
+        1 => Optimizer::Sgd { lr: 0.1 * f, momentum: 0.5 + 0.01 * i as f64, nesterov: false, weight_decay: 0.0 },
         2 => Optimizer::Sgd { lr: 0.05 * f, momentum: 0.9, nesterov: true, weight_decay: 0.02 },
         _ => {
             Optimizer::Adam { lr: 0.01 * f, beta1: 0.8, beta2: 0.99 - 0.001 * i as f64, eps: 1e-8, weight_decay: 0.01 }
@@ -188,14 +188,17 @@ fn optimizer(kind: usize, i: usize) -> Optimizer {
     }
 }
 
-/// `size` members of `config` with optimizers of `kind` (`kinds` cycles through kinds per member).
+/// `size` members of `config`, member i with an optimizer of `kind(i)`: with settings of its own, or with
+/// member 0's when `shared`.
 fn tiny_members<T: crate::linalg::Scalar>(
     config: Config,
     size: usize,
     kind: impl Fn(usize) -> usize,
+    shared: bool,
 ) -> Vec<Network<T>> {
+    let settings = |i: usize| if shared { 0 } else { i };
     (0..size)
-        .map(|i| Network::new(Config { optimizer: optimizer(kind(i), i), ..config }, 7 * i as u64).unwrap())
+        .map(|i| Network::new(Config { optimizer: optimizer(kind(i), settings(i)), ..config }, 7 * i as u64).unwrap())
         .collect()
 }
 
@@ -257,7 +260,7 @@ fn population_matches_networks<T: crate::linalg::Scalar>(
     steps: usize,
 ) -> bool {
     let (size, config) = (nets.len(), *nets[0].config());
-    let mut alone = nets.clone();
+    let (mut alone, mut nets_again) = (nets.clone(), nets.clone());
     let mut pop = Population::new(nets).unwrap();
     let got = pop.train(x, t, steps, &mut || true);
     let want: Vec<_> = alone.iter_mut().map(|net| net.train(x, t, steps, &mut || true)).collect();
@@ -274,6 +277,13 @@ fn population_matches_networks<T: crate::linalg::Scalar>(
         let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same && got.len() == steps, "{config:?}: losses {got:?} vs {want:?}");
     }
+    // No member failed, so members the lanes take (tiny, on one sample, optimizers of one kind) took
+    // every step side by side: none of it was left to the networks alone, which would hide a fault.
+    for group in nets_again.chunks_mut(crate::network::LANES) {
+        if let Some((_, side_by_side)) = Network::train_lanes(group, x, t, steps, &mut || true) {
+            assert_eq!(side_by_side, steps, "{config:?}");
+        }
+    }
     false
 }
 
@@ -281,10 +291,11 @@ fn lanes_match_networks<T: crate::linalg::Scalar>(
     config: Config,
     size: usize,
     kind: impl Fn(usize) -> usize,
+    shared: bool,
     steps: usize,
 ) {
     let (x, t) = sample::<T>(&config, size);
-    population_matches_networks(tiny_members::<T>(config, size, kind), &x, &t, steps);
+    population_matches_networks(tiny_members::<T>(config, size, kind, shared), &x, &t, steps);
 }
 
 #[test]
@@ -292,18 +303,19 @@ fn tiny_members_in_lanes_train_bit_for_bit_like_networks() {
     let configs = tiny_configs();
     assert!(configs.len() > 100);
     for (n, &c) in configs.iter().enumerate() {
-        // Groups of 8, a full one and a short one, and one member alone; every optimizer kind.
-        let size = [11, 8, 1, 19][n % 4];
-        lanes_match_networks::<f64>(c, size, |_| n % 4, 30);
-        lanes_match_networks::<f32>(c, size, |_| (n + 1) % 4, 30);
+        // A short group of 16 lanes, a full one, one member alone, two full and a short one; every
+        // optimizer kind, with settings of each member's own or one for all (one update for all lanes).
+        let (size, shared) = ([11, 16, 1, 35][n % 4], (n / 4) % 2 == 1);
+        lanes_match_networks::<f64>(c, size, |_| n % 4, shared, 30);
+        lanes_match_networks::<f32>(c, size, |_| (n + 1) % 4, shared, 30);
     }
 }
 
 #[test]
 fn members_with_optimizers_of_several_kinds_train_alone_and_still_match() {
     let c = Config { bias: crate::network::Bias::Shared, ..Config::new(2, 3, 2) };
-    lanes_match_networks::<f64>(c, 10, |i| i % 4, 40);
-    lanes_match_networks::<f64>(c, 9, |i| usize::from(i == 8), 40);
+    lanes_match_networks::<f64>(c, 10, |i| i % 4, false, 40);
+    lanes_match_networks::<f64>(c, 9, |i| usize::from(i == 8), true, 40);
 }
 
 #[test]
@@ -316,7 +328,7 @@ fn a_member_diverging_in_lanes_fails_as_its_network_does_and_its_group_finishes(
     };
     let (x, t) = sample::<f64>(&c, 0);
     for (steps, lrs) in [(1, [1e306, 1e306]), (3, [1e306, 1e200]), (5, [1e90, 1e306]), (2000, [1e6, 50.0])] {
-        let mut nets = tiny_members::<f64>(c, 10, |_| 0);
+        let mut nets = tiny_members::<f64>(c, 10, |_| 0, false);
         for (k, lr) in [3, 9].into_iter().zip(lrs) {
             nets[k] = Network::new(Config { optimizer: Optimizer::sgd(lr), ..c }, k as u64).unwrap();
         }
@@ -330,7 +342,7 @@ fn a_stop_reaches_tiny_members_in_lanes_at_a_whole_step() {
     let c = Config::new(2, 2, 2);
     let (x, t) = sample::<f64>(&c, 1);
     for stop_at in [1, 2, 4] {
-        let mut members = tiny_members::<f64>(c, 6, |_| 1);
+        let mut members = tiny_members::<f64>(c, 6, |_| 1, false);
         let mut asked = 0;
         let results = Network::train_together(&mut members, &x, &t, 1_000_000, &mut || {
             asked += 1;
@@ -340,14 +352,14 @@ fn a_stop_reaches_tiny_members_in_lanes_at_a_whole_step() {
         let Err(Error::Interrupted { completed }) = results[0] else { panic!("{:?}", results[0]) };
         assert!(results.iter().all(|r| *r == Err(Error::Interrupted { completed })));
         assert_eq!(completed > 0, stop_at > 1, "{completed}");
-        let mut alone = tiny_members::<f64>(c, 6, |_| 1);
+        let mut alone = tiny_members::<f64>(c, 6, |_| 1, false);
         for (m, net) in members.iter().zip(&mut alone) {
             net.train(&x, &t, completed, &mut || true).unwrap();
             assert_eq!(bits(m), bits(net));
         }
     }
     // Larger batches and wider nets are not taken together.
-    let mut members = tiny_members::<f64>(c, 2, |_| 0);
+    let mut members = tiny_members::<f64>(c, 2, |_| 0, false);
     assert_eq!(Network::<f64>::together(&c, 2), 1);
     assert!(Network::train_together(&mut members, &[0.0; 4], &[0.0; 4], 1, &mut || true).is_none());
     assert_eq!(Network::<f64>::together(&Config::new(17, 2, 2), 1), 1);
