@@ -58,8 +58,15 @@ step = net.explain_step(x, t)
 net = rustbp.Network.article()
 losses = net.train(x, t, 10_000)
 out = net.forward(x)
+# Tiny members side by side in SIMD lanes (the vector width picked at run time): bit for bit the networks.
+kw = dict(bias="shared", optimizer=rustbp.SGD(lr=0.5, momentum=0.5))
+lrs = [0.5 + 0.01 * i for i in range(20)]
+pop_losses = rustbp.Population(2, 2, 2, 20, lr=lrs, seed=0, **kw).train(np.array([x]), np.array([t]), 200)
+lanes_exact = all(np.array_equal(pop_losses[i], rustbp.Network(2, 2, 2, seed=i, **{**kw, "optimizer": rustbp.SGD(
+    lr=lrs[i], momentum=0.5)}).train(x, t, 200)) for i in range(20))
 report = {
     "file": rustbp.__file__,
+    "lanes_exact": lanes_exact,
     "cpu": sorted(k for k, v in __cpu_features__.items() if v),
     "step": {k: float(v) for k, v in step.items() if np.ndim(v) == 0},
     "losses": [float(v) for v in losses],
@@ -128,6 +135,7 @@ def _check_probe(python: Path, tmp_path: Path, *emulator: str, site: Path | None
     installed = site or python.parent.parent
     assert Path(report["file"]).resolve().is_relative_to(installed.resolve()), f"imported {report['file']}"
 
+    assert report["lanes_exact"], "a population's tiny members differ from their networks"
     for name, want in ARTICLE.items():
         assert report["step"][name] == pytest.approx(want, abs=1e-12, rel=0), name
     for step, want in ARTICLE_LOSSES.items():
