@@ -5,7 +5,9 @@
 //! would compute given the same calls: bit for bit, since a network's results do not depend on the
 //! thread it runs on or on the thread count. What the population adds is the member axis: CPU members
 //! run in parallel on the core's thread pool (several members per thread for small nets, each member's
-//! large products threaded further), with one hand-off and no per-member Python work per call.
+//! large products threaded further), with one hand-off and no per-member Python work per call; and a
+//! device may train several members together (`Backend::train_together`: the CPU's tiny members on one
+//! sample go 16 at a time, one per SIMD lane, each lane doing its network's operations in order).
 //!
 //! Ctrl-C stays responsive while members train: the calling thread only waits, asking `keep_going` every
 //! few milliseconds, and a stop is passed to every member through a flag its own training loop polls.
