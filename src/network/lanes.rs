@@ -501,3 +501,69 @@ fn bias_grad<T: Scalar>(delta: &[V<T>], g: &mut [V<T>]) {
         _ => g.iter_mut().zip(delta).for_each(|(g, d)| *g = each(|l| T::zero() + d[l])),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::float_cmp)] // tests fail loudly, and compare exact values
+mod tests {
+    use super::*;
+
+    /// A build of `Lanes::run_steps`.
+    type Run = fn(&mut Lanes<f64>, &[V<f64>], &[V<f64>], usize, &mut [Vec<f64>]) -> usize;
+
+    /// Every value of a group, as bits: parameters, optimizer state, and each lane's losses.
+    fn bits(lanes: &Lanes<f64>, losses: &[Vec<f64>]) -> Vec<u64> {
+        let values = lanes.params.iter().chain(lanes.state.iter().flatten()).flatten().flatten();
+        values.chain(losses.iter().flatten()).map(|v| v.to_bits()).collect()
+    }
+
+    /// The population tests run the lanes built for this CPU's widest instructions; here every build this
+    /// CPU can run must give the baseline build's bits.
+    #[test]
+    fn every_instruction_set_gives_the_baseline_bits() {
+        let settings = [
+            (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse, Optimizer::sgd(0.5)),
+            (
+                Activation::Relu,
+                Activation::Softmax,
+                Loss::CrossEntropy,
+                Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
+            ),
+            (Activation::Tanh, Activation::Identity, Loss::Mse, Optimizer::adam(0.01)),
+        ];
+        for (hidden, output, loss, optimizer) in settings {
+            let c = Config {
+                hidden_activation: hidden,
+                output_activation: output,
+                loss,
+                optimizer,
+                ..Config::new(3, 5, 4)
+            };
+            // Each member its own rate, so that the lanes' own update runs (one rate for all takes the network's).
+            let members: Vec<Network<f64>> = (0..LANES)
+                .map(|i| {
+                    let optimizer = optimizer.with_lr(0.01 * (i + 1) as f64);
+                    Network::new(Config { optimizer, ..c }, i as u64).unwrap()
+                })
+                .collect();
+            let (x, t) = (broadcast(&[0.5, -0.25, 0.125]), broadcast(&[0.0, 1.0, 0.0, 0.0]));
+            let trained = |run: Run| {
+                let (mut lanes, mut losses) = (Lanes::pack(&members), vec![Vec::new(); LANES]);
+                assert_eq!(run(&mut lanes, &x, &t, 50, &mut losses), 50);
+                bits(&lanes, &losses)
+            };
+            let baseline = trained(Lanes::run_steps);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    assert_eq!(trained(|l, x, t, s, o| unsafe { l.run_avx2(x, t, s, o) }), baseline, "AVX2 {c:?}");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    assert_eq!(trained(|l, x, t, s, o| unsafe { l.run_avx512(x, t, s, o) }), baseline, "AVX-512 {c:?}");
+                }
+            }
+            assert_eq!(trained(Lanes::run), baseline);
+        }
+    }
+}
