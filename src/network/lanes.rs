@@ -154,7 +154,8 @@ impl<T: Scalar> Lanes<T> {
             config: first.config,
             trained: first.trained,
             params: std::array::from_fn(|i| interleave(&|m| &m.params[i])),
-            grads: std::array::from_fn(|i| interleave(&|m| &m.grads[i])),
+            // Written by every step before they are read.
+            grads: std::array::from_fn(|i| vec![[T::zero(); LANES]; first.grads[i].len()]),
             state: std::array::from_fn(|i| {
                 (0..first.state[i].len()).map(|s| interleave(&|m| &m.state[i][s])).collect()
             }),
