@@ -120,15 +120,16 @@ pub trait Backend {
     }
 
     /// `train` of each of `members` (networks of one population, at most `together` of them) side by
-    /// side, each exactly as it would train alone; None when the device cannot take these members
-    /// together, which then train one by one.
+    /// side, each exactly as it would train alone, member i's losses written to row i of `losses` (rows
+    /// of `steps`); None when the device cannot take these members together, which then train one by one.
     fn train_together(
         _members: &mut [Self],
         _x: &[Self::T],
         _t: &[Self::T],
         _steps: usize,
+        _losses: &mut [f64],
         _keep_going: KeepGoing,
-    ) -> Option<Vec<Result<Vec<f64>>>>
+    ) -> Option<Vec<Result<()>>>
     where
         Self: Sized,
     {

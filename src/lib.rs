@@ -36,4 +36,4 @@ pub use linalg::Scalar;
 pub use loss::Loss;
 pub use network::{Bias, Config, Network, StepTrace};
 pub use optim::Optimizer;
-pub use population::Population;
+pub use population::{Losses, Population};

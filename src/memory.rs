@@ -39,6 +39,26 @@ pub fn reserve<T>(what: &'static str, v: &mut Vec<T>, rows: usize, cols: usize) 
     v.try_reserve_exact(len.saturating_sub(v.len())).map_err(|_| Error::OutOfMemory { what, elements: len as u128 })
 }
 
+/// `rows * cols` zeros, or `OutOfMemory`. Allocated zeroed, so that a large buffer comes as fresh pages
+/// from the system that take memory only where they are written, as a reserved vector's would.
+pub fn zeros(what: &'static str, rows: usize, cols: usize) -> Result<Vec<f64>> {
+    let len = check::<f64>(what, rows as u128 * cols as u128)?;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let layout =
+        std::alloc::Layout::array::<f64>(len).map_err(|_| Error::OutOfMemory { what, elements: len as u128 })?;
+    // SAFETY: the layout has a non-zero size (len > 0); a null result is a failed allocation.
+    #[allow(clippy::cast_ptr_alignment)] // allocated with f64's alignment
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<f64>();
+    if ptr.is_null() {
+        return Err(Error::OutOfMemory { what, elements: len as u128 });
+    }
+    // SAFETY: `ptr` comes from the global allocator (which `Box` uses) with the layout of `len` f64s,
+    // all of them initialised: zero bits are 0.0.
+    Ok(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }.into_vec())
+}
+
 /// A vector of `len` copies of `value`, or `OutOfMemory`.
 pub fn filled<T: Clone>(what: &'static str, len: usize, value: T) -> Result<Vec<T>> {
     let mut v = Vec::new();
@@ -85,6 +105,7 @@ mod tests {
             assert!(matches!(reserve("x", &mut v, rows, cols), Err(Error::OutOfMemory { what: "x", .. })));
         }
         assert!(matches!(filled("y", usize::MAX / 4, 0.0_f64), Err(Error::OutOfMemory { .. })));
+        assert!(matches!(zeros("w", 1 << 40, 1 << 30), Err(Error::OutOfMemory { what: "w", .. })));
         assert!(check::<f64>("z", u128::MAX).is_err());
         for bytes in [u128::MAX, 1 << 62] {
             assert!(matches!(probe("p", bytes), Err(Error::OutOfMemory { what: "p", .. })));
@@ -127,6 +148,8 @@ mod tests {
         assert!(reserve("x", &mut v, 100, 10).is_ok());
         assert!(v.capacity() >= 1000 && v.len() == 3);
         assert_eq!(filled("y", 5, 2.0_f64).ok(), Some(vec![2.0; 5]));
+        assert_eq!(zeros("w", 3, 4).ok(), Some(vec![0.0; 12]));
+        assert_eq!(zeros("w", 0, 4).ok(), Some(vec![]));
         assert!(available().is_none_or(|free| free > 0));
     }
 }

@@ -166,7 +166,8 @@ impl<T: Scalar> Rule<T> {
 
     /// `apply` on one block: `state` and `next` are (momentum buffer, unused) for SGD with momentum,
     /// (m, v) for Adam, and empty for plain SGD.
-    #[inline]
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
     pub(crate) fn kernel(&self, p: &[T], g: &mut [T], state: (&[T], &[T]), next: (&mut [T], &mut [T])) -> bool {
         let mut finite = true;
         match *self {

@@ -7,13 +7,12 @@ use crate::backend::{to_cpu, Backend};
 use crate::gpu::GpuNetwork;
 use crate::lock::{ForkLock, ReadGuard, WriteGuard};
 use crate::network::{Network, PARAM_NAMES};
-use crate::population::{Data, Population};
+use crate::population::{Data, Losses, Population};
 use crate::Scalar;
 use numpy::{Element, IntoPyArray, PyArrayMethods};
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PySequence};
-use rayon::prelude::*;
 
 /// The members of a `PopulationCore`, on their device.
 enum Members {
@@ -235,8 +234,8 @@ impl PopulationCore {
         let mut guard = self.write()?;
         on_members!(&mut *guard, p => {
             let (x, t, _) = pair_of(p.config(), x, t, "T")?;
-            let losses = interruptible(py, |l: &Vec<Vec<f64>>| most(l), |keep_going| p.train(&x, &t, steps, keep_going))?;
-            matrix(py, &losses, steps)
+            let losses = interruptible(py, Losses::longest, |keep_going| p.train(&x, &t, steps, keep_going))?;
+            matrix(py, losses)
         })
     }
 
@@ -266,10 +265,10 @@ impl PopulationCore {
             let weights = sample_weight.map(|w| rows_of(w, "sample_weight", 0).map(|(w, _, _)| w)).transpose()?;
             let data = Data { x: &x, y: &y, weights: weights.as_deref(), rows: rows.as_deref() };
             let steps_per_epoch = n.div_ceil(batch_size.max(1));
-            let losses = interruptible(py, |l: &Vec<Vec<f64>>| most(l) * steps_per_epoch, |keep_going| {
+            let losses = interruptible(py, |l: &Losses| l.longest() * steps_per_epoch, |keep_going| {
                 p.fit(data, epochs, batch_size, shuffle, &seeds, first_epoch, lrs.as_deref(), active.as_deref(), keep_going)
             })?;
-            matrix(py, &losses, epochs)
+            matrix(py, losses)
         })
     }
 
@@ -333,33 +332,11 @@ fn out_of_range(i: usize, size: usize) -> PyErr {
     PyIndexError::new_err(format!("member: expected an index in [0, {size}), got {i}"))
 }
 
-/// The most steps any member ran: a finished run's count for `interruptible`.
-fn most(losses: &[Vec<f64>]) -> usize {
-    losses.iter().map(Vec::len).max().unwrap_or(0)
-}
-
-/// Per-member losses as a (members, width) array, NaN-padded. The rows are copied into one buffer on the
-/// core's threads without the GIL, and numpy takes that buffer as it is: a population's losses can be
-/// hundreds of megabytes (10,000 members x 10,000 steps: 800 MB), which a copy under the GIL took a
-/// tenth of the training's time to make.
-fn matrix<'py>(py: Python<'py>, losses: &[Vec<f64>], width: usize) -> PyResult<Bound<'py, PyAny>> {
-    let members = losses.len();
-    let flat = py.detach(|| -> crate::Result<Vec<f64>> {
-        let mut flat = Vec::new();
-        crate::memory::reserve("losses", &mut flat, members, width)?;
-        let rows = flat.spare_capacity_mut()[..members * width].par_chunks_mut(width.max(1)).zip(losses);
-        crate::threads::install(|| {
-            rows.for_each(|(row, l)| {
-                for (r, v) in row.iter_mut().zip(l.iter().copied().chain(std::iter::repeat(f64::NAN))) {
-                    r.write(v);
-                }
-            });
-        });
-        // SAFETY: every one of the members * width values was written above (each row in full).
-        unsafe { flat.set_len(members * width) };
-        Ok(flat)
-    })?;
-    Ok(flat.into_pyarray(py).reshape([members, width])?.into_any())
+/// Per-member losses as a (members, width) array, NaN-padded: numpy takes the core's buffer as it is (a
+/// population's losses can be hundreds of megabytes: 10,000 members x 10,000 steps is 800 MB).
+fn matrix(py: Python<'_>, losses: Losses) -> PyResult<Bound<'_, PyAny>> {
+    let shape = [losses.members(), losses.width()];
+    Ok(losses.into_values().into_pyarray(py).reshape(shape)?.into_any())
 }
 
 fn stacked_weights<'py, B: Backend + Send + Sync>(py: Python<'py>, p: &Population<B>) -> PyResult<Bound<'py, PyDict>>

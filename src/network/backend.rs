@@ -85,9 +85,10 @@ impl<T: Scalar> Backend for Network<T> {
         x: &[T],
         t: &[T],
         steps: usize,
+        losses: &mut [f64],
         keep_going: KeepGoing,
-    ) -> Option<Vec<Result<Vec<f64>>>> {
-        Self::train_lanes(members, x, t, steps, keep_going).map(|(results, _)| results)
+    ) -> Option<Vec<Result<()>>> {
+        Self::train_lanes(members, x, t, steps, losses, keep_going).map(|(results, _)| results)
     }
 
     fn steps_per_poll(&self, rows: usize) -> usize {

@@ -31,6 +31,36 @@ pub const LANES: usize = 16;
 /// One value of every lane.
 type V<T> = [T; LANES];
 
+/// `$body` with `$act` bound to a constant in each arm, so that the matches on it inside the body's
+/// loops fold away (a match per lane keeps the lanes from vectorising). A macro, not a closure, since
+/// a closure called from five arms is not always inlined, and then runs without the wide instructions.
+macro_rules! constant {
+    ($act:expr, |$a:ident| $body:block) => {
+        match $act {
+            Activation::Sigmoid => {
+                let $a = Activation::Sigmoid;
+                $body
+            }
+            Activation::Tanh => {
+                let $a = Activation::Tanh;
+                $body
+            }
+            Activation::Relu => {
+                let $a = Activation::Relu;
+                $body
+            }
+            Activation::Identity => {
+                let $a = Activation::Identity;
+                $body
+            }
+            Activation::Softmax => {
+                let $a = Activation::Softmax;
+                $body
+            }
+        }
+    };
+}
+
 /// A group's optimizer constants for one update, lane by lane.
 #[derive(Clone, Copy)]
 enum Rules<T> {
@@ -76,15 +106,17 @@ impl<T: Scalar> Network<T> {
     }
 
     /// `train` of each of `members` (at most `LANES`, of one shape) on the one sample (x, t), side by
-    /// side; None when their optimizers are of different kinds. Polls `keep_going` as `train` does. Also
-    /// returns how many steps they took side by side (the rest, after a step one of them failed, alone).
+    /// side, member i's losses written to row i of `losses` (rows of `steps`); None when their optimizers
+    /// are of different kinds. Polls `keep_going` as `train` does. Also returns how many steps they took
+    /// side by side (the rest, after a step one of them failed, alone).
     pub(crate) fn train_lanes(
         members: &mut [Self],
         x: &[T],
         t: &[T],
         steps: usize,
+        losses: &mut [f64],
         keep_going: KeepGoing,
-    ) -> Option<(Vec<Result<Vec<f64>>>, usize)> {
+    ) -> Option<(Vec<Result<()>>, usize)> {
         let first = members.first()?;
         let rows = first.config.check_pair(x, t, "T").ok()?;
         if members.len() > LANES || Self::lanes(&first.config, rows) == 1 {
@@ -97,13 +129,9 @@ impl<T: Scalar> Network<T> {
         if members.iter().any(|m| kind(&m.config.optimizer) != kind(&first.config.optimizer)) {
             return None;
         }
-        let mut losses = Vec::with_capacity(members.len());
-        for _ in 0..members.len() {
-            let mut l = Vec::new();
-            if let Err(e) = crate::memory::reserve("losses", &mut l, steps, 1) {
-                return Some((members.iter().map(|_| Err(e.clone())).collect(), 0));
-            }
-            losses.push(l);
+        let mut rows: Vec<&mut [f64]> = losses.chunks_exact_mut(steps.max(1)).take(members.len()).collect();
+        if steps == 0 {
+            return Some((members.iter().map(|_| Ok(())).collect(), 0));
         }
         let mut lanes = Lanes::pack(members);
         let (xs, ts) = (broadcast(x), broadcast(t));
@@ -115,21 +143,23 @@ impl<T: Scalar> Network<T> {
                 break;
             }
             let run = every.min(steps - done);
-            let ran = lanes.run(&xs, &ts, run, &mut losses);
+            let ran = lanes.run(&xs, &ts, run, done, &mut rows);
             done += ran;
             if ran < run {
                 break; // a lane cannot complete step `done`
             }
         }
         lanes.unpack(members);
-        let results = members.iter_mut().zip(losses).map(|(m, l)| {
+        let results = members.iter_mut().zip(rows).map(|(m, row)| {
             if stopped {
                 Err(Error::Interrupted { completed: done })
             } else if done == steps {
-                Ok(l)
+                Ok(())
             } else {
                 // Alone from the step that failed, which the network's own step reports.
-                m.train_on(x, t, steps, l, keep_going)
+                let rest = m.train_on(x, t, steps, row[..done].to_vec(), keep_going)?;
+                row.copy_from_slice(&rest);
+                Ok(())
             }
         });
         Some((results.collect(), done))
@@ -181,37 +211,44 @@ impl<T: Scalar> Lanes<T> {
         }
     }
 
-    /// Up to `steps` steps on (x, t), pushing each lane's loss; stops before a step that any lane cannot
-    /// complete. Returns the steps done.
-    fn run(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, losses: &mut [Vec<f64>]) -> usize {
+    /// Up to `steps` steps on (x, t), writing lane l's losses into `losses[l]` from `at` on; stops before
+    /// a step that any lane cannot complete. Returns the steps done.
+    fn run(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, at: usize, losses: &mut [&mut [f64]]) -> usize {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has AVX-512F, which is all the function is compiled for.
-                return unsafe { self.run_avx512(x, t, steps, losses) };
+                return unsafe { self.run_avx512(x, t, steps, at, losses) };
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2, which is all the function is compiled for.
-                return unsafe { self.run_avx2(x, t, steps, losses) };
+                return unsafe { self.run_avx2(x, t, steps, at, losses) };
             }
         }
-        self.run_steps(x, t, steps, losses)
+        self.run_steps(x, t, steps, at, losses)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, losses: &mut [Vec<f64>]) -> usize {
-        self.run_steps(x, t, steps, losses)
+    unsafe fn run_avx512(
+        &mut self,
+        x: &[V<T>],
+        t: &[V<T>],
+        steps: usize,
+        at: usize,
+        losses: &mut [&mut [f64]],
+    ) -> usize {
+        self.run_steps(x, t, steps, at, losses)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, losses: &mut [Vec<f64>]) -> usize {
-        self.run_steps(x, t, steps, losses)
+    unsafe fn run_avx2(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, at: usize, losses: &mut [&mut [f64]]) -> usize {
+        self.run_steps(x, t, steps, at, losses)
     }
 
     #[inline(always)]
-    fn run_steps(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, losses: &mut [Vec<f64>]) -> usize {
+    fn run_steps(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, at: usize, losses: &mut [&mut [f64]]) -> usize {
         // Adam's constants change with every update, SGD's stay.
         let adam = matches!(self.optimizers[0], Optimizer::Adam { .. });
         let mut rules = self.rules();
@@ -220,8 +257,8 @@ impl<T: Scalar> Lanes<T> {
                 rules = self.rules();
             }
             let Some(loss) = self.step(x, t, &rules) else { return done };
-            for (l, loss) in losses.iter_mut().zip(loss) {
-                l.push(loss);
+            for (row, loss) in losses.iter_mut().zip(loss) {
+                row[at + done] = loss;
             }
         }
         steps
@@ -254,7 +291,7 @@ impl<T: Scalar> Lanes<T> {
                 dz1.iter_mut().zip(&w2[row]).for_each(|(s, w)| *s = each(|l| s[l] + d[l] * w[l]));
             }
         }
-        constant(c.hidden_activation, |act| {
+        constant!(c.hidden_activation, |act| {
             for (d, h) in dz1.iter_mut().zip(h.iter()) {
                 *d = each(|l| d[l] * act.derivative(h[l]));
             }
@@ -404,19 +441,6 @@ impl<T: Scalar> Lanes<T> {
     }
 }
 
-/// `f(act)` with `act` a constant in each arm, so that the matches on it inside `f`'s loops fold away (a
-/// match per lane keeps the lanes from vectorising).
-#[inline(always)]
-fn constant<R>(act: Activation, f: impl FnOnce(Activation) -> R) -> R {
-    match act {
-        Activation::Sigmoid => f(Activation::Sigmoid),
-        Activation::Tanh => f(Activation::Tanh),
-        Activation::Relu => f(Activation::Relu),
-        Activation::Identity => f(Activation::Identity),
-        Activation::Softmax => f(Activation::Softmax),
-    }
-}
-
 /// A value of every lane, lane l being `f(l)`.
 #[inline(always)]
 fn each<R: Copy + Default>(mut f: impl FnMut(usize) -> R) -> V<R> {
@@ -474,7 +498,7 @@ fn delta<T: Scalar>(c: &Config, z: &[V<T>], o: &[V<T>], t: &[V<T>], dz: &mut [V<
     if matches!(loss, Loss::HalfSse | Loss::Mse) {
         let scale: T = loss.sse_scale(1, n_out);
         let mut sse = [0.0; LANES];
-        constant(act, |act| {
+        constant!(act, |act| {
             for ((d, o), t) in dz.iter_mut().zip(o).zip(t) {
                 let e = each(|l| o[l] - t[l]);
                 *d = each(|l| e[l] * scale * act.derivative(o[l]));
@@ -509,12 +533,12 @@ mod tests {
     use super::*;
 
     /// A build of `Lanes::run_steps`.
-    type Run = fn(&mut Lanes<f64>, &[V<f64>], &[V<f64>], usize, &mut [Vec<f64>]) -> usize;
+    type Run = fn(&mut Lanes<f64>, &[V<f64>], &[V<f64>], usize, usize, &mut [&mut [f64]]) -> usize;
 
     /// Every value of a group, as bits: parameters, optimizer state, and each lane's losses.
-    fn bits(lanes: &Lanes<f64>, losses: &[Vec<f64>]) -> Vec<u64> {
+    fn bits(lanes: &Lanes<f64>, losses: &[f64]) -> Vec<u64> {
         let values = lanes.params.iter().chain(lanes.state.iter().flatten()).flatten().flatten();
-        values.chain(losses.iter().flatten()).map(|v| v.to_bits()).collect()
+        values.chain(losses).map(|v| v.to_bits()).collect()
     }
 
     /// The population tests run the lanes built for this CPU's widest instructions; here every build this
@@ -548,8 +572,12 @@ mod tests {
                 .collect();
             let (x, t) = (broadcast(&[0.5, -0.25, 0.125]), broadcast(&[0.0, 1.0, 0.0, 0.0]));
             let trained = |run: Run| {
-                let (mut lanes, mut losses) = (Lanes::pack(&members), vec![Vec::new(); LANES]);
-                assert_eq!(run(&mut lanes, &x, &t, 50, &mut losses), 50);
+                let (mut lanes, mut losses) = (Lanes::pack(&members), vec![f64::NAN; LANES * 50]);
+                let mut rows: Vec<&mut [f64]> = losses.chunks_exact_mut(50).collect();
+                // In two runs, as `train_lanes` polls between them.
+                assert_eq!(run(&mut lanes, &x, &t, 30, 0, &mut rows), 30);
+                assert_eq!(run(&mut lanes, &x, &t, 20, 30, &mut rows), 20);
+                assert!(losses.iter().all(|l| l.is_finite()));
                 bits(&lanes, &losses)
             };
             let baseline = trained(Lanes::run_steps);
@@ -557,11 +585,19 @@ mod tests {
             {
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has AVX2.
-                    assert_eq!(trained(|l, x, t, s, o| unsafe { l.run_avx2(x, t, s, o) }), baseline, "AVX2 {c:?}");
+                    assert_eq!(
+                        trained(|l, x, t, s, a, o| unsafe { l.run_avx2(x, t, s, a, o) }),
+                        baseline,
+                        "AVX2 {c:?}"
+                    );
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has AVX-512F.
-                    assert_eq!(trained(|l, x, t, s, o| unsafe { l.run_avx512(x, t, s, o) }), baseline, "AVX-512 {c:?}");
+                    assert_eq!(
+                        trained(|l, x, t, s, a, o| unsafe { l.run_avx512(x, t, s, a, o) }),
+                        baseline,
+                        "AVX-512 {c:?}"
+                    );
                 }
             }
             assert_eq!(trained(Lanes::run), baseline);

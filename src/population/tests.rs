@@ -62,6 +62,11 @@ fn members_train_and_fit_like_networks() {
         assert_eq!(pop.members()[i].params(), net.params());
         assert_eq!(pop.members()[i].optimizer_state(), net.optimizer_state());
     }
+    // One (members, epochs) buffer, NaN where a member sat out.
+    assert_eq!((fitted.members(), fitted.width(), fitted.longest()), (5, 3, 3));
+    let values = fitted.clone().into_values();
+    assert!(values[3..6].iter().all(|v| v.is_nan()) && values.iter().filter(|v| v.is_nan()).count() == 3);
+    assert_eq!(values[..3], fitted[0]);
     let out = pop.forward(&x).unwrap();
     let loss = pop.loss(&x, &t).unwrap();
     for (i, net) in alone.iter().enumerate() {
@@ -121,6 +126,10 @@ fn bad_populations_and_arguments_are_refused() {
     let err = pop.fit(data(&x, &t, Some(&rows)), 1, 2, true, &[1, 2], 0, None, None, &mut || true).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { arg: "rows", .. }), "{err}");
     assert!(matches!(pop.forward(&x[..3]), Err(Error::ShapeMismatch { arg: "X", .. })));
+    // All the losses are one buffer, refused whole when it cannot fit.
+    let err = pop.train(&x, &t, 1 << 61, &mut || true).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { what: "losses", .. }), "{err}");
+    assert_eq!(pop.train(&x, &t, 0, &mut || true).map(|l| (l.members(), l.width(), l.longest())), Ok((2, 0, 0)));
 }
 
 #[test]
@@ -272,15 +281,17 @@ fn population_matches_networks<T: crate::linalg::Scalar>(
         assert_eq!(got.unwrap_err(), e.clone().in_member(i));
         return true;
     }
-    for (got, want) in got.unwrap().iter().zip(want) {
-        let want = want.unwrap();
+    let got = got.unwrap();
+    for (i, want) in want.into_iter().enumerate() {
+        let (got, want) = (&got[i], want.unwrap());
         let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same && got.len() == steps, "{config:?}: losses {got:?} vs {want:?}");
     }
     // No member failed, so members the lanes take (tiny, on one sample, optimizers of one kind) took
     // every step side by side: none of it was left to the networks alone, which would hide a fault.
     for group in nets_again.chunks_mut(crate::network::LANES) {
-        if let Some((_, side_by_side)) = Network::train_lanes(group, x, t, steps, &mut || true) {
+        let mut losses = vec![0.0; group.len() * steps];
+        if let Some((_, side_by_side)) = Network::train_lanes(group, x, t, steps, &mut losses, &mut || true) {
             assert_eq!(side_by_side, steps, "{config:?}");
         }
     }
@@ -344,7 +355,8 @@ fn a_stop_reaches_tiny_members_in_lanes_at_a_whole_step() {
     for stop_at in [1, 2, 4] {
         let mut members = tiny_members::<f64>(c, 6, |_| 1, false);
         let mut asked = 0;
-        let results = Network::train_together(&mut members, &x, &t, 1_000_000, &mut || {
+        let mut losses = vec![0.0; 6 * 1_000_000];
+        let results = Network::train_together(&mut members, &x, &t, 1_000_000, &mut losses, &mut || {
             asked += 1;
             asked < stop_at
         })
@@ -361,6 +373,6 @@ fn a_stop_reaches_tiny_members_in_lanes_at_a_whole_step() {
     // Larger batches and wider nets are not taken together.
     let mut members = tiny_members::<f64>(c, 2, |_| 0, false);
     assert_eq!(Network::<f64>::together(&c, 2), 1);
-    assert!(Network::train_together(&mut members, &[0.0; 4], &[0.0; 4], 1, &mut || true).is_none());
+    assert!(Network::train_together(&mut members, &[0.0; 4], &[0.0; 4], 1, &mut [0.0; 2], &mut || true).is_none());
     assert_eq!(Network::<f64>::together(&Config::new(17, 2, 2), 1), 1);
 }
