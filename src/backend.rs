@@ -136,6 +136,30 @@ pub trait Backend {
         None
     }
 
+    /// `fit_with` (without sample weights) of each of `members` (networks of one population, at most
+    /// `together` of them) side by side, each exactly as it would fit alone with its own seed and, when
+    /// `lrs` lists them, its own rates; member i's epoch losses written to row i of `losses` (rows of
+    /// `epochs`). None when the device cannot take these members together, which then fit one by one.
+    #[allow(clippy::too_many_arguments)]
+    fn fit_together(
+        _members: &mut [Self],
+        _x: &[Self::T],
+        _y: &[Self::T],
+        _epochs: usize,
+        _batch_size: usize,
+        _shuffle: bool,
+        _seeds: &[u64],
+        _first_epoch: usize,
+        _lrs: Option<&[Vec<f64>]>,
+        _losses: &mut [f64],
+        _keep_going: KeepGoing,
+    ) -> Option<Vec<Result<()>>>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Outputs for a batch `x` (B, n_in) row-major.
     fn forward(&self, x: &[Self::T]) -> Result<Vec<Self::T>> {
         let rows = crate::network::check_rows("X", x, self.config().n_in)?;
@@ -231,7 +255,6 @@ pub trait Backend {
             Some(w) => Some(sample_factors(w, n)?).filter(|_| w.iter().any(|&v| v != w[0])),
             None => None,
         };
-        let batch_rows = |b: usize| (n - b * batch_size).min(batch_size);
         let n_batches = n.div_ceil(batch_size);
         let mut data = self.prepare(x, y, factors.as_deref(), n, batch_size)?;
         let mut epoch_losses = Vec::new();
@@ -258,8 +281,7 @@ pub trait Backend {
                     return Err(e.at_step(done + step_losses.len(), epoch_losses));
                 }
             }
-            let total: f64 = step_losses.iter().enumerate().map(|(b, &l)| l * batch_rows(b) as f64).sum();
-            epoch_losses.push(total / n as f64);
+            epoch_losses.push(epoch_loss(step_losses.iter().copied(), n, batch_size));
         }
         Ok(epoch_losses)
     }
@@ -278,6 +300,14 @@ pub trait Backend {
         }
         Ok(trace)
     }
+}
+
+/// An epoch's loss from its batches' losses in order: the mean over its `n` samples in batches of
+/// `batch_size` (the last may be shorter).
+pub(crate) fn epoch_loss(batch_losses: impl Iterator<Item = f64>, n: usize, batch_size: usize) -> f64 {
+    let rows = |b: usize| (n - b * batch_size).min(batch_size);
+    let total: f64 = batch_losses.enumerate().map(|(b, l)| l * rows(b) as f64).sum();
+    total / n as f64
 }
 
 /// Each sample's factor on its loss and gradient, `w_i n / sum(w)` (see `FitExtras::sample_weight`),
@@ -329,6 +359,18 @@ impl Error {
     pub(crate) fn at_step(self, step: usize, losses: Vec<f64>) -> Self {
         match self {
             Self::Diverged { what, .. } => Self::Diverged { step, what, losses },
+            other => other,
+        }
+    }
+
+    /// The error of training that went on from `steps` steps done with these `losses`: its step counts
+    /// and losses as the whole run's.
+    pub(crate) fn after(self, steps: usize, losses: &[f64]) -> Self {
+        match self {
+            Self::Diverged { step, what, losses: later } => {
+                Self::Diverged { step: steps + step, what, losses: [losses, &later].concat() }
+            }
+            Self::Interrupted { completed } => Self::Interrupted { completed: steps + completed },
             other => other,
         }
     }

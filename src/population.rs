@@ -6,8 +6,9 @@
 //! thread it runs on or on the thread count. What the population adds is the member axis: CPU members
 //! run in parallel on the core's thread pool (several members per thread for small nets, each member's
 //! large products threaded further), with one hand-off and no per-member Python work per call; and a
-//! device may train several members together (`Backend::train_together`: the CPU's tiny members on one
-//! sample go 16 at a time, one per SIMD lane, each lane doing its network's operations in order).
+//! device may train several members together (`Backend::train_together` and `fit_together`: the CPU's
+//! tiny members on one sample per step go 16 at a time, one per SIMD lane, each lane doing its network's
+//! operations in order).
 //!
 //! Ctrl-C stays responsive while members train: the calling thread only waits, asking `keep_going` every
 //! few milliseconds, and a stop is passed to every member through a flag its own training loop polls.
@@ -191,7 +192,21 @@ impl<B: Backend + Send + Sync> Population<B> {
                 }
             }
         };
-        self.train_each(keep_going, 1, epochs, n.div_ceil(batch_size.max(1)), |members, first, losses, go| {
+        // Members on all the rows, unweighted, may fit side by side.
+        let together =
+            if rows.is_none() && weights.is_none() { B::together(self.config(), batch_size.min(n)) } else { 1 };
+        self.train_each(keep_going, together, epochs, n.div_ceil(batch_size.max(1)), |members, first, losses, go| {
+            let these = first..first + members.len();
+            // One member alone runs faster as a network than in a group of lanes.
+            if members.len() > 1 && active.is_none_or(|a| a[these.clone()].iter().all(|&a| a)) {
+                let lrs = lrs.map(|l| &l[these.clone()]);
+                let seeds = &seeds[these.clone()];
+                if let Some(done) =
+                    B::fit_together(members, x, y, epochs, batch_size, shuffle, seeds, first_epoch, lrs, losses, go)
+                {
+                    return done.into_iter().map(|r| r.map(|()| epochs)).collect();
+                }
+            }
             let rows = losses.chunks_exact_mut(epochs);
             members.iter_mut().zip(rows).enumerate().map(|(k, (m, row))| put(fit(m, first + k, go), row)).collect()
         })

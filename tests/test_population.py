@@ -213,6 +213,26 @@ def test_tiny_members_on_one_sample_train_side_by_side_exactly_as_networks(kw, d
         assert_same(net, pop[i], exact=True)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("schedule", [None, rustbp.StepLR(step_size=2, gamma=0.5)], ids=repr)
+def test_tiny_members_fit_on_one_sample_batches_side_by_side_exactly_as_networks(dtype, schedule):
+    """20 members (a group of 16 lanes and one of 4), each with its own rate and shuffles, in one-sample
+    batches with validation, early stopping and a schedule: histories and weights bit for bit."""
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(30, 3)), rng.integers(0, 2, 30)
+    kw = {"hidden_activation": "tanh", "output_activation": "softmax", "loss": "cross_entropy", "dtype": dtype}
+    lrs = [0.002 * (1 + i) for i in range(20)]
+    pop = rustbp.Population(3, 5, 2, 20, optimizer=rustbp.SGD(lr=0.01, momentum=0.9), lr=lrs, seed=4, **kw)
+    nets = [pop[i] for i in range(20)]
+    fit_kw = {"validation_data": (x[20:], y[20:]), "patience": 2, "seed": 9, "lr_schedule": schedule}
+    h = pop.fit(x[:20], y[:20], 12, 1, **fit_kw)
+    for i, net in enumerate(nets):
+        want = net.fit(x[:20], y[:20], 12, 1, **fit_kw)
+        assert h[i].history == want.history, f"member {i}"
+        assert_same(net, pop[i], exact=True)
+    assert h.stopped_early.any()
+
+
 def test_ctrl_c_stops_tiny_members_side_by_side_at_a_whole_step():
     x, t = np.array([[0.05, 0.10]]), np.array([[0.01, 0.99]])
     pop = rustbp.Population(2, 2, 2, 40, optimizer=rustbp.SGD(lr=0.5, momentum=0.5), seed=0)

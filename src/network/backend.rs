@@ -91,6 +91,23 @@ impl<T: Scalar> Backend for Network<T> {
         Self::train_lanes(members, x, t, steps, losses, keep_going).map(|(results, _)| results)
     }
 
+    fn fit_together(
+        members: &mut [Self],
+        x: &[T],
+        y: &[T],
+        epochs: usize,
+        batch_size: usize,
+        shuffle: bool,
+        seeds: &[u64],
+        first_epoch: usize,
+        lrs: Option<&[Vec<f64>]>,
+        losses: &mut [f64],
+        keep_going: KeepGoing,
+    ) -> Option<Vec<Result<()>>> {
+        Self::fit_lanes(members, x, y, epochs, batch_size, shuffle, seeds, first_epoch, lrs, losses, keep_going)
+            .map(|(results, _)| results)
+    }
+
     fn steps_per_poll(&self, rows: usize) -> usize {
         (POLL_WORK / self.config.step_work(rows).max(1)).max(1)
     }

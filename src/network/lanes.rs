@@ -5,9 +5,11 @@
 //! over widths with the lanes innermost, compiled again for AVX2 and AVX-512 and chosen at run time,
 //! since the wheel targets baseline x86-64.
 //!
-//! Only the common case runs here: every member on one sample, optimizers of one kind. A step where any
-//! lane's loss or new value is not finite is not committed: the members go back to their networks at
-//! their last completed step and go on alone, where the network's own step reports the divergence.
+//! Only the common case runs here: optimizers of one kind, every step on one sample per member (`train`
+//! on one sample, or `fit` in one-sample batches, each lane shuffling its own way). A step where any
+//! lane's loss or new value is not finite is not committed: the members go back to their networks (at
+//! their last completed step, or for `fit` at the start of the epoch) and go on alone, where the
+//! network's own step reports the divergence.
 
 // Everything a step calls is inlined into the functions compiled for AVX2 and AVX-512, or it would run
 // with baseline instructions.
@@ -16,7 +18,7 @@
 use super::tiny::{self, TINY};
 use super::Network;
 use crate::activation::{softmax, Activation};
-use crate::backend::{Backend, KeepGoing};
+use crate::backend::{Backend, FitExtras, KeepGoing};
 use crate::error::{Error, Result};
 use crate::linalg::Scalar;
 use crate::loss::{square, Loss};
@@ -81,6 +83,7 @@ enum Rules<T> {
 }
 
 /// A group of networks of one shape, their values interleaved lane by lane.
+#[derive(Clone)]
 struct Lanes<T> {
     config: Config,
     trained: [bool; 4],
@@ -105,6 +108,23 @@ impl<T: Scalar> Network<T> {
         }
     }
 
+    /// Whether `members` (of one shape) can go side by side on batches of `rows` rows: at most `LANES` of
+    /// them, tiny, with optimizers of one kind.
+    fn side_by_side(members: &[Self], rows: usize) -> bool {
+        let kind = |m: &Self| match m.config.optimizer {
+            Optimizer::Sgd { momentum, nesterov, .. } => (0, momentum != 0.0, nesterov),
+            Optimizer::Adam { .. } => (1, true, false),
+        };
+        match members.first() {
+            Some(first) => {
+                members.len() <= LANES
+                    && Self::lanes(&first.config, rows) > 1
+                    && members.iter().all(|m| kind(m) == kind(first))
+            }
+            None => false,
+        }
+    }
+
     /// `train` of each of `members` (at most `LANES`, of one shape) on the one sample (x, t), side by
     /// side, member i's losses written to row i of `losses` (rows of `steps`); None when their optimizers
     /// are of different kinds. Polls `keep_going` as `train` does. Also returns how many steps they took
@@ -117,25 +137,17 @@ impl<T: Scalar> Network<T> {
         losses: &mut [f64],
         keep_going: KeepGoing,
     ) -> Option<(Vec<Result<()>>, usize)> {
-        let first = members.first()?;
-        let rows = first.config.check_pair(x, t, "T").ok()?;
-        if members.len() > LANES || Self::lanes(&first.config, rows) == 1 {
+        let rows = members.first()?.config.check_pair(x, t, "T").ok()?;
+        if !Self::side_by_side(members, rows) {
             return None;
         }
-        let kind = |o: &Optimizer| match *o {
-            Optimizer::Sgd { momentum, nesterov, .. } => (0, momentum != 0.0, nesterov),
-            Optimizer::Adam { .. } => (1, true, false),
-        };
-        if members.iter().any(|m| kind(&m.config.optimizer) != kind(&first.config.optimizer)) {
-            return None;
-        }
-        let mut rows: Vec<&mut [f64]> = losses.chunks_exact_mut(steps.max(1)).take(members.len()).collect();
+        let rows: Vec<&mut [f64]> = losses.chunks_exact_mut(steps.max(1)).take(members.len()).collect();
         if steps == 0 {
             return Some((members.iter().map(|_| Ok(())).collect(), 0));
         }
         let mut lanes = Lanes::pack(members);
-        let (xs, ts) = (broadcast(x), broadcast(t));
-        let every = (first.steps_per_poll(1) / LANES).max(1);
+        let mut feed = Repeat { x: broadcast(x), t: broadcast(t), rows, at: 0 };
+        let every = (members[0].steps_per_poll(1) / LANES).max(1);
         let (mut done, mut stopped) = (0, false);
         while done < steps {
             if !keep_going() {
@@ -143,14 +155,15 @@ impl<T: Scalar> Network<T> {
                 break;
             }
             let run = every.min(steps - done);
-            let ran = lanes.run(&xs, &ts, run, done, &mut rows);
+            feed.at = done;
+            let ran = lanes.run(run, &mut feed);
             done += ran;
             if ran < run {
                 break; // a lane cannot complete step `done`
             }
         }
         lanes.unpack(members);
-        let results = members.iter_mut().zip(rows).map(|(m, row)| {
+        let results = members.iter_mut().zip(feed.rows).map(|(m, row)| {
             if stopped {
                 Err(Error::Interrupted { completed: done })
             } else if done == steps {
@@ -163,6 +176,188 @@ impl<T: Scalar> Network<T> {
             }
         });
         Some((results.collect(), done))
+    }
+
+    /// `fit_with` (no sample weights) of each of `members` (at most `LANES`, of one shape) on (x, y) in
+    /// one-sample batches, side by side, each shuffling with its own seed and taking its own rate per
+    /// epoch when `lrs` lists them; member i's epoch losses written to row i of `losses` (rows of
+    /// `epochs`). None when they cannot go side by side (batches of more than one row, optimizers of
+    /// different kinds, a rate the member would refuse). Polls `keep_going` as `fit` does. Also returns
+    /// how many steps they took side by side. When a step cannot be completed in some lane, every member
+    /// goes back to the start of that epoch and fits the rest alone, so that the network's own step
+    /// reports the failure where it would alone.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fit_lanes(
+        members: &mut [Self],
+        x: &[T],
+        y: &[T],
+        epochs: usize,
+        batch_size: usize,
+        shuffle: bool,
+        seeds: &[u64],
+        first_epoch: usize,
+        lrs: Option<&[Vec<f64>]>,
+        losses: &mut [f64],
+        keep_going: KeepGoing,
+    ) -> Option<(Vec<Result<()>>, usize)> {
+        let n = members.first()?.config.check_pair(x, y, "Y").ok()?;
+        let rates_taken = |i: usize, m: &Self| {
+            lrs.is_none_or(|lrs| {
+                let rates = &lrs[i];
+                rates.is_empty()
+                    || rates.len() >= epochs
+                        && rates[..epochs].iter().all(|&lr| m.config.optimizer.with_lr(lr).validate().is_ok())
+            })
+        };
+        if batch_size == 0
+            || seeds.len() != members.len()
+            || !Self::side_by_side(members, batch_size.min(n))
+            || !members.iter().enumerate().all(|(i, m)| rates_taken(i, m))
+        {
+            return None;
+        }
+        let mut rows: Vec<&mut [f64]> = losses.chunks_exact_mut(epochs.max(1)).take(members.len()).collect();
+        if epochs == 0 {
+            return Some((members.iter().map(|_| Ok(())).collect(), 0));
+        }
+        let (config, size) = (members[0].config, members.len());
+        let mut lanes = Lanes::pack(members);
+        let mut feed = Batches {
+            x,
+            y,
+            n_in: config.n_in,
+            n_out: config.n_out,
+            orders: vec![Vec::new(); if shuffle { LANES } else { 0 }],
+            first: 0,
+            xs: vec![[T::zero(); LANES]; config.n_in],
+            ys: vec![[T::zero(); LANES]; config.n_out],
+            losses: Vec::with_capacity(n),
+        };
+        let every = (members[0].steps_per_poll(1) / LANES).max(1);
+        let (mut epoch, mut stopped) = (0, false);
+        'epochs: while epoch < epochs {
+            let start = lanes.clone();
+            for (l, order) in feed.orders.iter_mut().enumerate() {
+                crate::network::epoch_order(n, seeds[l.min(size - 1)], first_epoch + epoch, order);
+            }
+            if let Some(lrs) = lrs {
+                for (l, o) in lanes.optimizers.iter_mut().enumerate() {
+                    if let Some(&lr) = lrs[l.min(size - 1)].get(epoch) {
+                        *o = o.with_lr(lr);
+                    }
+                }
+            }
+            feed.losses.clear();
+            while feed.losses.len() < n {
+                if !keep_going() {
+                    stopped = true;
+                    break 'epochs;
+                }
+                feed.first = feed.losses.len();
+                let run = every.min(n - feed.first);
+                if lanes.run(run, &mut feed) < run {
+                    lanes = start; // a lane cannot complete this epoch
+                    break 'epochs;
+                }
+            }
+            for (l, row) in rows.iter_mut().enumerate() {
+                row[epoch] = crate::backend::epoch_loss(feed.losses.iter().map(|v| v[l]), n, batch_size);
+            }
+            epoch += 1;
+        }
+        lanes.unpack(members);
+        let done = epoch * n + if stopped { feed.losses.len() } else { 0 };
+        let results = members.iter_mut().zip(rows).enumerate().map(|(i, (m, row))| {
+            if stopped {
+                Err(Error::Interrupted { completed: done })
+            } else if epoch == epochs {
+                Ok(())
+            } else {
+                // Alone from the start of the epoch that failed, which the network's own step reports.
+                let rates = lrs.map_or(&[][..], |l| l[i].get(epoch..).unwrap_or(&[]));
+                let extras = FitExtras { lrs: rates, sample_weight: None };
+                let rest = m
+                    .fit_with(
+                        x,
+                        y,
+                        epochs - epoch,
+                        batch_size,
+                        shuffle,
+                        seeds[i],
+                        first_epoch + epoch,
+                        extras,
+                        keep_going,
+                    )
+                    .map_err(|e| e.after(epoch * n, &row[..epoch]))?;
+                row[epoch..].copy_from_slice(&rest);
+                Ok(())
+            }
+        });
+        Some((results.collect(), done))
+    }
+}
+
+/// Where a run of steps takes each step's sample from, and where each step's losses go.
+trait Feed<T> {
+    /// Every lane's sample (x, t) for step `step` of the run.
+    fn sample(&mut self, step: usize) -> (&[V<T>], &[V<T>]);
+    /// Every lane's loss at step `step` of the run.
+    fn loss(&mut self, step: usize, loss: V<f64>);
+}
+
+/// `train`'s: one sample for every step, and member l's losses into `rows[l]`, the run's first at `at`.
+struct Repeat<'a, T> {
+    x: Vec<V<T>>,
+    t: Vec<V<T>>,
+    rows: Vec<&'a mut [f64]>,
+    at: usize,
+}
+
+impl<T> Feed<T> for Repeat<'_, T> {
+    #[inline(always)]
+    fn sample(&mut self, _: usize) -> (&[V<T>], &[V<T>]) {
+        (&self.x, &self.t)
+    }
+
+    #[inline(always)]
+    fn loss(&mut self, step: usize, loss: V<f64>) {
+        for (row, loss) in self.rows.iter_mut().zip(loss) {
+            row[self.at + step] = loss;
+        }
+    }
+}
+
+/// `fit`'s in one-sample batches: lane l's sample at batch b is row `orders[l][b]` of (x, y) (row b when
+/// not shuffled), the run's first batch being `first`; the epoch's losses are kept.
+struct Batches<'a, T> {
+    x: &'a [T],
+    y: &'a [T],
+    n_in: usize,
+    n_out: usize,
+    /// Each lane's order of the rows this epoch; none when not shuffled.
+    orders: Vec<Vec<usize>>,
+    first: usize,
+    xs: Vec<V<T>>,
+    ys: Vec<V<T>>,
+    losses: Vec<V<f64>>,
+}
+
+impl<T: Scalar> Feed<T> for Batches<'_, T> {
+    #[inline(always)]
+    fn sample(&mut self, step: usize) -> (&[V<T>], &[V<T>]) {
+        let b = self.first + step;
+        for l in 0..LANES {
+            let r = self.orders.get(l).map_or(b, |order| order[b]);
+            let (x, y) = (&self.x[r * self.n_in..][..self.n_in], &self.y[r * self.n_out..][..self.n_out]);
+            self.xs.iter_mut().zip(x).for_each(|(v, &x)| v[l] = x);
+            self.ys.iter_mut().zip(y).for_each(|(v, &y)| v[l] = y);
+        }
+        (&self.xs, &self.ys)
+    }
+
+    #[inline(always)]
+    fn loss(&mut self, _: usize, loss: V<f64>) {
+        self.losses.push(loss);
     }
 }
 
@@ -208,47 +403,41 @@ impl<T: Scalar> Lanes<T> {
                 }
             }
             m.updates = self.updates[l];
+            m.config.optimizer = self.optimizers[l]; // a rate set by `fit`
         }
     }
 
-    /// Up to `steps` steps on (x, t), writing lane l's losses into `losses[l]` from `at` on; stops before
-    /// a step that any lane cannot complete. Returns the steps done.
-    fn run(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, at: usize, losses: &mut [&mut [f64]]) -> usize {
+    /// Up to `steps` steps, each on `feed`'s sample and giving `feed` its losses; stops before a step
+    /// that any lane cannot complete. Returns the steps done.
+    fn run(&mut self, steps: usize, feed: &mut impl Feed<T>) -> usize {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has AVX-512F, which is all the function is compiled for.
-                return unsafe { self.run_avx512(x, t, steps, at, losses) };
+                return unsafe { self.run_avx512(steps, feed) };
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2, which is all the function is compiled for.
-                return unsafe { self.run_avx2(x, t, steps, at, losses) };
+                return unsafe { self.run_avx2(steps, feed) };
             }
         }
-        self.run_steps(x, t, steps, at, losses)
+        self.run_steps(steps, feed)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(
-        &mut self,
-        x: &[V<T>],
-        t: &[V<T>],
-        steps: usize,
-        at: usize,
-        losses: &mut [&mut [f64]],
-    ) -> usize {
-        self.run_steps(x, t, steps, at, losses)
+    unsafe fn run_avx512(&mut self, steps: usize, feed: &mut impl Feed<T>) -> usize {
+        self.run_steps(steps, feed)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, at: usize, losses: &mut [&mut [f64]]) -> usize {
-        self.run_steps(x, t, steps, at, losses)
+    unsafe fn run_avx2(&mut self, steps: usize, feed: &mut impl Feed<T>) -> usize {
+        self.run_steps(steps, feed)
     }
 
     #[inline(always)]
-    fn run_steps(&mut self, x: &[V<T>], t: &[V<T>], steps: usize, at: usize, losses: &mut [&mut [f64]]) -> usize {
+    fn run_steps(&mut self, steps: usize, feed: &mut impl Feed<T>) -> usize {
         // Adam's constants change with every update, SGD's stay.
         let adam = matches!(self.optimizers[0], Optimizer::Adam { .. });
         let mut rules = self.rules();
@@ -256,10 +445,9 @@ impl<T: Scalar> Lanes<T> {
             if adam && done > 0 {
                 rules = self.rules();
             }
+            let (x, t) = feed.sample(done);
             let Some(loss) = self.step(x, t, &rules) else { return done };
-            for (row, loss) in losses.iter_mut().zip(loss) {
-                row[at + done] = loss;
-            }
+            feed.loss(done, loss);
         }
         steps
     }
@@ -533,7 +721,7 @@ mod tests {
     use super::*;
 
     /// A build of `Lanes::run_steps`.
-    type Run = fn(&mut Lanes<f64>, &[V<f64>], &[V<f64>], usize, usize, &mut [&mut [f64]]) -> usize;
+    type Run = fn(&mut Lanes<f64>, usize, &mut Repeat<'_, f64>) -> usize;
 
     /// Every value of a group, as bits: parameters, optimizer state, and each lane's losses.
     fn bits(lanes: &Lanes<f64>, losses: &[f64]) -> Vec<u64> {
@@ -570,37 +758,31 @@ mod tests {
                     Network::new(Config { optimizer, ..c }, i as u64).unwrap()
                 })
                 .collect();
-            let (x, t) = (broadcast(&[0.5, -0.25, 0.125]), broadcast(&[0.0, 1.0, 0.0, 0.0]));
             let trained = |run: Run| {
                 let (mut lanes, mut losses) = (Lanes::pack(&members), vec![f64::NAN; LANES * 50]);
-                let mut rows: Vec<&mut [f64]> = losses.chunks_exact_mut(50).collect();
+                let rows: Vec<&mut [f64]> = losses.chunks_exact_mut(50).collect();
+                let (x, t) = (broadcast(&[0.5, -0.25, 0.125]), broadcast(&[0.0, 1.0, 0.0, 0.0]));
+                let mut feed = Repeat { x, t, rows, at: 0 };
                 // In two runs, as `train_lanes` polls between them.
-                assert_eq!(run(&mut lanes, &x, &t, 30, 0, &mut rows), 30);
-                assert_eq!(run(&mut lanes, &x, &t, 20, 30, &mut rows), 20);
+                assert_eq!(run(&mut lanes, 30, &mut feed), 30);
+                feed.at = 30;
+                assert_eq!(run(&mut lanes, 20, &mut feed), 20);
                 assert!(losses.iter().all(|l| l.is_finite()));
                 bits(&lanes, &losses)
             };
-            let baseline = trained(Lanes::run_steps);
+            let baseline = trained(|l, s, f| l.run_steps(s, f));
             #[cfg(target_arch = "x86_64")]
             {
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has AVX2.
-                    assert_eq!(
-                        trained(|l, x, t, s, a, o| unsafe { l.run_avx2(x, t, s, a, o) }),
-                        baseline,
-                        "AVX2 {c:?}"
-                    );
+                    assert_eq!(trained(|l, s, f| unsafe { l.run_avx2(s, f) }), baseline, "AVX2 {c:?}");
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has AVX-512F.
-                    assert_eq!(
-                        trained(|l, x, t, s, a, o| unsafe { l.run_avx512(x, t, s, a, o) }),
-                        baseline,
-                        "AVX-512 {c:?}"
-                    );
+                    assert_eq!(trained(|l, s, f| unsafe { l.run_avx512(s, f) }), baseline, "AVX-512 {c:?}");
                 }
             }
-            assert_eq!(trained(Lanes::run), baseline);
+            assert_eq!(trained(|l, s, f| l.run(s, f)), baseline);
         }
     }
 }

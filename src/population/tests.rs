@@ -376,3 +376,144 @@ fn a_stop_reaches_tiny_members_in_lanes_at_a_whole_step() {
     assert!(Network::train_together(&mut members, &[0.0; 4], &[0.0; 4], 1, &mut [0.0; 2], &mut || true).is_none());
     assert_eq!(Network::<f64>::together(&Config::new(17, 2, 2), 1), 1);
 }
+
+/// A dataset of `rows` rows for `c`, from `sample`'s rows.
+fn dataset<T: crate::linalg::Scalar>(c: &Config, rows: usize) -> (Vec<T>, Vec<T>) {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for r in 0..rows {
+        let (xr, yr) = sample::<T>(c, r);
+        x.extend(xr);
+        y.extend(yr);
+    }
+    (x, y)
+}
+
+/// `Population::fit` of `nets` against each network's own `fit_with`, bit for bit (losses, values,
+/// errors); with `lrs`, member i takes rate `lrs[i][e]` in epoch e. Returns whether a member failed.
+/// Where none failed, checks that the groups fitted every step side by side.
+fn fit_matches_networks<T: crate::linalg::Scalar>(
+    nets: Vec<Network<T>>,
+    (x, y): (&[T], &[T]),
+    (epochs, batch_size, shuffle, first_epoch): (usize, usize, bool, usize),
+    lrs: Option<&[Vec<f64>]>,
+) -> bool {
+    let (size, config, n) = (nets.len(), *nets[0].config(), y.len() / nets[0].config().n_out);
+    let seeds: Vec<u64> = (0..size as u64).map(|i| 100 + 3 * i).collect();
+    let (mut alone, mut again) = (nets.clone(), nets.clone());
+    let mut pop = Population::new(nets).unwrap();
+    let data = Data { x, y, weights: None, rows: None };
+    let got = pop.fit(data, epochs, batch_size, shuffle, &seeds, first_epoch, lrs, None, &mut || true);
+    let want: Vec<_> = alone
+        .iter_mut()
+        .enumerate()
+        .map(|(i, net)| {
+            let extras = FitExtras { lrs: lrs.map_or(&[][..], |l| &l[i]), sample_weight: None };
+            net.fit_with(x, y, epochs, batch_size, shuffle, seeds[i], first_epoch, extras, &mut || true)
+        })
+        .collect();
+    for (i, net) in alone.iter().enumerate() {
+        assert_eq!(bits(&pop.members()[i]), bits(net), "member {i} of {size}, {config:?}");
+        assert_eq!(pop.members()[i].config(), net.config(), "member {i}: its rate");
+    }
+    if let Some((i, e)) = want.iter().enumerate().find_map(|(i, w)| w.as_ref().err().map(|e| (i, e))) {
+        assert_eq!(got.unwrap_err(), e.clone().in_member(i));
+        return true;
+    }
+    let got = got.unwrap();
+    for (i, want) in want.into_iter().enumerate() {
+        let (got, want) = (&got[i], want.unwrap());
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()) && got.len() == epochs, "{config:?}");
+    }
+    for (g, group) in again.chunks_mut(crate::network::LANES).enumerate() {
+        let these = g * crate::network::LANES..g * crate::network::LANES + group.len();
+        let mut losses = vec![0.0; group.len() * epochs];
+        let lrs = lrs.map(|l| &l[these.clone()]);
+        let seeds = &seeds[these];
+        let side = Network::fit_lanes(
+            group,
+            x,
+            y,
+            epochs,
+            batch_size,
+            shuffle,
+            seeds,
+            first_epoch,
+            lrs,
+            &mut losses,
+            &mut || true,
+        );
+        if let Some((_, side_by_side)) = side {
+            assert_eq!(side_by_side, epochs * n, "{config:?}");
+        }
+    }
+    false
+}
+
+#[test]
+fn tiny_members_fit_in_lanes_bit_for_bit_like_networks() {
+    for (k, &c) in tiny_configs().iter().enumerate().filter(|(k, _)| k % 3 == 0) {
+        let (size, shared, rows) = ([11, 16, 1, 35][k % 4], (k / 4) % 2 == 1, [7, 1, 12][k % 3]);
+        let (x, y) = dataset::<f64>(&c, rows);
+        let nets = tiny_members::<f64>(c, size, |_| k % 4, shared);
+        // Shuffled or not, from a later epoch, one-sample batches (or one batch of the only row).
+        let fit = (3, if rows == 1 { 4 } else { 1 }, k % 2 == 0, k % 5);
+        assert!(!fit_matches_networks(nets, (&x, &y), fit, None), "{c:?}");
+        let (x, y) = dataset::<f32>(&c, rows);
+        let nets = tiny_members::<f32>(c, size, |_| (k + 1) % 4, shared);
+        let lrs: Vec<Vec<f64>> = (0..size).map(|i| (0..3).map(|e| 0.01 * (1 + i + e) as f64).collect()).collect();
+        assert!(!fit_matches_networks(nets, (&x, &y), (3, 1, true, 0), Some(&lrs)), "{c:?}");
+    }
+}
+
+#[test]
+fn a_member_diverging_in_a_lanes_fit_fails_as_its_network_does() {
+    let c = Config {
+        hidden_activation: Activation::Identity,
+        output_activation: Activation::Identity,
+        loss: Loss::Mse,
+        ..Config::new(2, 2, 2)
+    };
+    let (x, y) = dataset::<f64>(&c, 5);
+    // Member 3 diverges in its first step, in the second epoch, or in the third epoch's rates.
+    for (lrs3, fails) in
+        [([1e306, 1e306, 1e306], true), ([0.01, 1e200, 1e200], true), ([0.01, 0.01, -1.0], true), ([0.01; 3], false)]
+    {
+        let nets = tiny_members::<f64>(c, 10, |_| 0, false);
+        let mut lrs: Vec<Vec<f64>> = (0..10).map(|i| vec![0.01 * f64::from(i + 1); 3]).collect();
+        lrs[3] = lrs3.to_vec();
+        assert_eq!(fit_matches_networks(nets, (&x, &y), (3, 1, true, 0), Some(&lrs)), fails, "{lrs3:?}");
+    }
+}
+
+#[test]
+fn a_stop_reaches_tiny_members_fitting_in_lanes_at_a_whole_step() {
+    let c = Config::new(2, 2, 2);
+    let (x, y) = dataset::<f64>(&c, 9);
+    for stop_at in [1, 2, 3] {
+        let mut members = tiny_members::<f64>(c, 6, |_| 1, false);
+        let seeds: Vec<u64> = (0..6).collect();
+        let (mut asked, mut losses) = (0, vec![0.0; 6 * 100_000]);
+        let (results, _) =
+            Network::fit_lanes(&mut members, &x, &y, 100_000, 1, true, &seeds, 0, None, &mut losses, &mut || {
+                asked += 1;
+                asked < stop_at
+            })
+            .unwrap();
+        let Err(Error::Interrupted { completed }) = results[0] else { panic!("{:?}", results[0]) };
+        assert!(results.iter().all(|r| *r == Err(Error::Interrupted { completed })));
+        assert_eq!(completed > 0, stop_at > 1, "{completed}");
+        // Each member holds `completed` steps: whole epochs, then part of one.
+        for (i, m) in members.iter().enumerate() {
+            let mut net = tiny_members::<f64>(c, 6, |_| 1, false).remove(i);
+            let (epochs, part) = (completed / 9, completed % 9);
+            net.fit(&x, &y, epochs, 1, true, seeds[i], 0, &mut || true).unwrap();
+            // The rest: the next epoch's first `part` rows, as `fit` orders them.
+            let mut order = Vec::new();
+            crate::network::epoch_order(9, seeds[i], epochs, &mut order);
+            for &r in &order[..part] {
+                net.train(&x[2 * r..2 * r + 2], &y[2 * r..2 * r + 2], 1, &mut || true).unwrap();
+            }
+            assert_eq!(bits(m), bits(&net), "member {i}");
+        }
+    }
+}
