@@ -17,7 +17,7 @@
 
 use super::tiny::{self, TINY};
 use super::Network;
-use crate::activation::{softmax, Activation};
+use crate::activation::Activation;
 use crate::backend::{Backend, FitExtras, KeepGoing};
 use crate::error::{Error, Result};
 use crate::linalg::Scalar;
@@ -472,20 +472,26 @@ impl<T: Scalar> Lanes<T> {
         let [gw1, gb1, gw2, gb2] = grads;
         for (k, d) in dz2.iter().enumerate() {
             let row = k * n_hidden..(k + 1) * n_hidden;
-            gw2[row.clone()].iter_mut().zip(h.iter()).for_each(|(g, h)| *g = each(|l| T::zero() + d[l] * h[l]));
-            if k == 0 {
-                dz1.iter_mut().zip(&w2[row]).for_each(|(s, w)| *s = each(|l| T::zero() + d[l] * w[l]));
-            } else {
-                dz1.iter_mut().zip(&w2[row]).for_each(|(s, w)| *s = each(|l| s[l] + d[l] * w[l]));
+            for (g, h) in gw2[row.clone()].iter_mut().zip(h.iter()) {
+                lanes_only();
+                *g = each(|l| T::zero() + d[l] * h[l]);
+            }
+            for (s, w) in dz1.iter_mut().zip(&w2[row]) {
+                lanes_only();
+                *s = if k == 0 { each(|l| T::zero() + d[l] * w[l]) } else { each(|l| s[l] + d[l] * w[l]) };
             }
         }
         constant!(c.hidden_activation, |act| {
             for (d, h) in dz1.iter_mut().zip(h.iter()) {
+                lanes_only();
                 *d = each(|l| d[l] * act.derivative(h[l]));
             }
         });
         for (j, d) in dz1.iter().enumerate() {
-            gw1[j * n_in..(j + 1) * n_in].iter_mut().zip(x).for_each(|(g, x)| *g = each(|l| T::zero() + d[l] * x[l]));
+            for (g, x) in gw1[j * n_in..(j + 1) * n_in].iter_mut().zip(x) {
+                lanes_only();
+                *g = each(|l| T::zero() + d[l] * x[l]);
+            }
         }
         if c.train_bias {
             bias_grad(dz1, gb1);
@@ -527,6 +533,7 @@ impl<T: Scalar> Lanes<T> {
                 }
                 Rules::Sgd { lr, wd } => {
                     for (g, p) in g.iter_mut().zip(p) {
+                        lanes_only();
                         *g = each(|l| optim::sgd(p[l], g[l], lr[l], wd[l]));
                         note(g);
                     }
@@ -542,6 +549,7 @@ impl<T: Scalar> Lanes<T> {
                         *g = new;
                     };
                     for ((g, p), (b, b_next)) in g.iter_mut().zip(p).zip(b.iter().zip(b_next)) {
+                        lanes_only();
                         if nesterov {
                             update(g, p, b, b_next, true);
                         } else {
@@ -556,6 +564,7 @@ impl<T: Scalar> Lanes<T> {
                     for (((g, p), (m, v)), (m_next, v_next)) in
                         g.iter_mut().zip(p).zip(m.iter().zip(v)).zip(m_next.iter_mut().zip(v_next.iter_mut()))
                     {
+                        lanes_only();
                         let step = |l: usize| {
                             let lane = AdamStep {
                                 step_size: a.step_size[l],
@@ -629,6 +638,14 @@ impl<T: Scalar> Lanes<T> {
     }
 }
 
+/// Keeps LLVM's loop vectorizer off the loop over values it is called in, which it would otherwise
+/// vectorise across values, lane by lane, with gathers; the 16 lanes of each value then become whole
+/// vector instructions instead. A compiler fence: it emits no instruction.
+#[inline(always)]
+fn lanes_only() {
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
 /// A value of every lane, lane l being `f(l)`.
 #[inline(always)]
 fn each<R: Copy + Default>(mut f: impl FnMut(usize) -> R) -> V<R> {
@@ -657,51 +674,98 @@ fn affine<T: Scalar>(x: &[V<T>], w: &[V<T>], b: &[V<T>], bias: Bias, z: &mut [V<
     }
 }
 
-/// `Activation::apply` on one sample of every lane: elementwise activations straight over the lanes,
-/// softmax lane by lane.
+/// `Activation::apply` on one sample of every lane, straight over the lanes (softmax as `softmax` does it
+/// on each lane's row).
 #[inline(always)]
 fn activate<T: Scalar>(act: Activation, z: &mut [V<T>]) {
     if act == Activation::Softmax {
-        for l in 0..LANES {
-            let mut row = [T::zero(); TINY];
-            let row = &mut row[..z.len()];
-            row.iter_mut().zip(z.iter()).for_each(|(r, z)| *r = z[l]);
-            softmax(row);
-            z.iter_mut().zip(row.iter()).for_each(|(z, r)| z[l] = *r);
+        let max = row_max(z);
+        let mut sum = [T::zero(); LANES];
+        for v in z.iter_mut() {
+            *v = each(|l| (v[l] - max[l]).exp_nonpos());
+            sum = each(|l| sum[l] + v[l]);
+        }
+        for v in z.iter_mut() {
+            *v = each(|l| v[l] / sum[l]);
         }
     } else {
         // A value of every lane at a time: over the whole flattened slice, a short one would run in the
         // scalar remainder of a wide vector loop.
         for v in z.iter_mut() {
+            lanes_only();
             act.apply_serial(v, 1);
         }
     }
 }
 
-/// `Loss::delta` on one sample of every lane: the squared errors straight over the lanes, the others lane
-/// by lane. Each lane's loss.
+/// Each lane's largest value of a row, folded as `softmax` and `log_sum_exp` fold it.
+#[inline(always)]
+fn row_max<T: Scalar>(row: &[V<T>]) -> V<T> {
+    let mut max = [T::neg_infinity(); LANES];
+    for v in row {
+        max = each(|l| max[l].max(v[l]));
+    }
+    max
+}
+
+/// `Loss::delta` on one sample of every lane: the squared errors and cross-entropy straight over the
+/// lanes (but for cross-entropy's logarithm, a call per lane), binary cross-entropy lane by lane. Each
+/// lane's loss.
 #[inline(always)]
 fn delta<T: Scalar>(c: &Config, z: &[V<T>], o: &[V<T>], t: &[V<T>], dz: &mut [V<T>]) -> V<f64> {
     let (loss, act, n_out) = (c.loss, c.output_activation, c.n_out);
-    if matches!(loss, Loss::HalfSse | Loss::Mse) {
-        let scale: T = loss.sse_scale(1, n_out);
-        let mut sse = [0.0; LANES];
-        constant!(act, |act| {
-            for ((d, o), t) in dz.iter_mut().zip(o).zip(t) {
-                let e = each(|l| o[l] - t[l]);
-                *d = each(|l| e[l] * scale * act.derivative(o[l]));
-                sse = each(|l| sse[l] + square(e[l]));
+    match loss {
+        Loss::HalfSse | Loss::Mse => {
+            let scale: T = loss.sse_scale(1, n_out);
+            let mut sse = [0.0; LANES];
+            constant!(act, |act| {
+                for ((d, o), t) in dz.iter_mut().zip(o).zip(t) {
+                    lanes_only();
+                    let e = each(|l| o[l] - t[l]);
+                    *d = each(|l| e[l] * scale * act.derivative(o[l]));
+                    sse = each(|l| sse[l] + square(e[l]));
+                }
+            });
+            sse.map(|s| loss.of_sse(s, 1, n_out))
+        }
+        Loss::CrossEntropy => {
+            // `Iterator::sum`'s sums, as `Loss::delta` and `log_sum_exp` take them: from its empty sum.
+            let zero: T = std::iter::empty().sum();
+            let mut mass = [zero; LANES];
+            for t in t {
+                mass = each(|l| mass[l] + t[l]);
             }
-        });
-        return sse.map(|s| loss.of_sse(s, 1, n_out));
+            let inv_b = T::one() / T::of(1.0);
+            for ((d, p), t) in dz.iter_mut().zip(o).zip(t) {
+                *d = each(|l| (p[l] * mass[l] - t[l]) * inv_b);
+            }
+            // The loss, as `Loss::value` computes it from the logits.
+            let max = row_max(z);
+            let mut sum = [zero; LANES];
+            for v in z {
+                sum = each(|l| sum[l] + (v[l] - max[l]).exp_nonpos());
+            }
+            let lse = each(|l| max[l] + sum[l].ln());
+            let mut total = [0.0; LANES];
+            for (z, t) in z.iter().zip(t) {
+                total = each(|l| {
+                    if t[l] == T::zero() {
+                        total[l]
+                    } else {
+                        total[l] - (t[l] * (z[l] - lse[l])).to_f64().unwrap_or(f64::NAN)
+                    }
+                });
+            }
+            total.map(|t| t / 1.0)
+        }
+        Loss::BinaryCrossEntropy => each(|l| {
+            let lane = |v: &[V<T>]| -> [T; TINY] { std::array::from_fn(|k| v.get(k).map_or(T::zero(), |v| v[l])) };
+            let (z, o, t, mut d) = (lane(z), lane(o), lane(t), [T::zero(); TINY]);
+            let value = loss.delta(act, &z[..n_out], &o[..n_out], &t[..n_out], n_out, &mut d[..n_out]);
+            dz.iter_mut().zip(d).for_each(|(dz, d)| dz[l] = d);
+            value
+        }),
     }
-    each(|l| {
-        let lane = |v: &[V<T>]| -> [T; TINY] { std::array::from_fn(|k| v.get(k).map_or(T::zero(), |v| v[l])) };
-        let (z, o, t, mut d) = (lane(z), lane(o), lane(t), [T::zero(); TINY]);
-        let value = loss.delta(act, &z[..n_out], &o[..n_out], &t[..n_out], n_out, &mut d[..n_out]);
-        dz.iter_mut().zip(d).for_each(|(dz, d)| dz[l] = d);
-        value
-    })
 }
 
 /// `bias_grad` of one sample of every lane: per-neuron gradients are the deltas, a shared one their sum

@@ -253,7 +253,9 @@ fn tiny_configs() -> Vec<Config> {
 fn sample<T: crate::linalg::Scalar>(c: &Config, seed: usize) -> (Vec<T>, Vec<T>) {
     let x = (0..c.n_in).map(|i| T::of(((i * 7 + seed) % 11) as f64 / 5.0 - 1.0)).collect();
     let t: Vec<T> = if c.loss == Loss::CrossEntropy {
-        (0..c.n_out).map(|k| T::of(if k == seed % c.n_out { 1.0 } else { 0.0 })).collect()
+        // One-hot, or soft targets whose mass is not 1 (for odd seeds).
+        let (hot, rest) = if seed % 2 == 0 { (1.0, 0.0) } else { (0.6, 0.15) };
+        (0..c.n_out).map(|k| T::of(if k == seed % c.n_out { hot } else { rest })).collect()
     } else {
         (0..c.n_out).map(|k| T::of(((k * 3 + seed) % 5) as f64 / 5.0 + 0.05)).collect()
     };
