@@ -392,7 +392,8 @@ fn dataset<T: crate::linalg::Scalar>(c: &Config, rows: usize) -> (Vec<T>, Vec<T>
 
 /// `Population::fit` of `nets` against each network's own `fit_with`, bit for bit (losses, values,
 /// errors); with `lrs`, member i takes rate `lrs[i][e]` in epoch e. Returns whether a member failed.
-/// Where none failed, checks that the groups fitted every step side by side.
+/// Where none failed, checks that the groups fitted every step side by side when batches have one row,
+/// and were refused otherwise.
 fn fit_matches_networks<T: crate::linalg::Scalar>(
     nets: Vec<Network<T>>,
     (x, y): (&[T], &[T]),
@@ -444,9 +445,8 @@ fn fit_matches_networks<T: crate::linalg::Scalar>(
             &mut losses,
             &mut || true,
         );
-        if let Some((_, side_by_side)) = side {
-            assert_eq!(side_by_side, epochs * n, "{config:?}");
-        }
+        // Taken exactly when every batch has one row, and then every step side by side.
+        assert_eq!(side.map(|(_, steps)| steps), (batch_size.min(n) == 1).then_some(epochs * n), "{config:?}");
     }
     false
 }
@@ -459,7 +459,9 @@ fn tiny_members_fit_in_lanes_bit_for_bit_like_networks() {
         let nets = tiny_members::<f64>(c, size, |_| k % 4, shared);
         // Shuffled or not, from a later epoch, one-sample batches (or one batch of the only row).
         let fit = (3, if rows == 1 { 4 } else { 1 }, k % 2 == 0, k % 5);
-        assert!(!fit_matches_networks(nets, (&x, &y), fit, None), "{c:?}");
+        assert!(!fit_matches_networks(nets.clone(), (&x, &y), fit, None), "{c:?}");
+        // Batches of several rows: each member alone.
+        assert!(!fit_matches_networks(nets, (&x, &y), (2, 3, true, 0), None), "{c:?}");
         let (x, y) = dataset::<f32>(&c, rows);
         let nets = tiny_members::<f32>(c, size, |_| (k + 1) % 4, shared);
         let lrs: Vec<Vec<f64>> = (0..size).map(|i| (0..3).map(|e| 0.01 * (1 + i + e) as f64).collect()).collect();
