@@ -136,15 +136,15 @@ pub trait Backend {
         None
     }
 
-    /// `fit_with` (without sample weights) of each of `members` (networks of one population, at most
-    /// `together` of them) side by side, each exactly as it would fit alone with its own seed and, when
-    /// `lrs` lists them, its own rates; member i's epoch losses written to row i of `losses` (rows of
-    /// `epochs`). None when the device cannot take these members together, which then fit one by one.
+    /// `fit_with` of each of `members` (networks of one population, at most `together` of them) on
+    /// `data` (member i on its own `rows` of it when given), side by side, each exactly as it would fit
+    /// alone with its own seed and, when `lrs` lists them, its own rates; member i's epoch losses written
+    /// to row i of `losses` (rows of `epochs`). None when the device cannot take these members together,
+    /// which then fit one by one.
     #[allow(clippy::too_many_arguments)]
     fn fit_together(
         _members: &mut [Self],
-        _x: &[Self::T],
-        _y: &[Self::T],
+        _data: crate::population::Data<'_, Self::T>,
         _epochs: usize,
         _batch_size: usize,
         _shuffle: bool,

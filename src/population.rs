@@ -192,17 +192,16 @@ impl<B: Backend + Send + Sync> Population<B> {
                 }
             }
         };
-        // Members on all the rows, unweighted, may fit side by side.
-        let together =
-            if rows.is_none() && weights.is_none() { B::together(self.config(), batch_size.min(n)) } else { 1 };
+        // Unweighted members may fit side by side (on their own rows, when as many as every other's).
+        let together = if weights.is_none() { B::together(self.config(), batch_size.min(n)) } else { 1 };
         self.train_each(keep_going, together, epochs, n.div_ceil(batch_size.max(1)), |members, first, losses, go| {
             let these = first..first + members.len();
             // One member alone runs faster as a network than in a group of lanes.
             if members.len() > 1 && active.is_none_or(|a| a[these.clone()].iter().all(|&a| a)) {
-                let lrs = lrs.map(|l| &l[these.clone()]);
-                let seeds = &seeds[these.clone()];
+                let (lrs, seeds) = (lrs.map(|l| &l[these.clone()]), &seeds[these.clone()]);
+                let data = Data { x, y, weights, rows: rows.map(|r| &r[these.clone()]) };
                 if let Some(done) =
-                    B::fit_together(members, x, y, epochs, batch_size, shuffle, seeds, first_epoch, lrs, losses, go)
+                    B::fit_together(members, data, epochs, batch_size, shuffle, seeds, first_epoch, lrs, losses, go)
                 {
                     return done.into_iter().map(|r| r.map(|()| epochs)).collect();
                 }
@@ -389,7 +388,7 @@ fn describe(c: &Config) -> String {
 }
 
 /// The rows `rows` of the row-major matrix `a` with `cols` columns.
-fn gather<T: Copy>(a: &[T], cols: usize, rows: &[usize]) -> Result<Vec<T>> {
+pub(crate) fn gather<T: Copy>(a: &[T], cols: usize, rows: &[usize]) -> Result<Vec<T>> {
     crate::memory::collect(
         "a member's rows",
         rows.len() * cols,

@@ -217,7 +217,8 @@ def test_tiny_members_on_one_sample_train_side_by_side_exactly_as_networks(kw, d
 @pytest.mark.parametrize("schedule", [None, rustbp.StepLR(step_size=2, gamma=0.5)], ids=repr)
 def test_tiny_members_fit_on_one_sample_batches_side_by_side_exactly_as_networks(dtype, schedule):
     """20 members (a group of 16 lanes and one of 4), each with its own rate and shuffles, in one-sample
-    batches with validation, early stopping and a schedule: histories and weights bit for bit."""
+    batches with validation, early stopping and a schedule, then bagged: histories and weights bit for
+    bit."""
     rng = np.random.default_rng(11)
     x, y = rng.normal(size=(30, 3)), rng.integers(0, 2, 30)
     kw = {"hidden_activation": "tanh", "output_activation": "softmax", "loss": "cross_entropy", "dtype": dtype}
@@ -226,9 +227,12 @@ def test_tiny_members_fit_on_one_sample_batches_side_by_side_exactly_as_networks
     nets = [pop[i] for i in range(20)]
     fit_kw = {"validation_data": (x[20:], y[20:]), "patience": 2, "seed": 9, "lr_schedule": schedule}
     h = pop.fit(x[:20], y[:20], 12, 1, **fit_kw)
+    bagged = pop.fit(x[:20], y[:20], 2, 1, seed=2, bootstrap=True)  # each member on its own resample
     for i, net in enumerate(nets):
         want = net.fit(x[:20], y[:20], 12, 1, **fit_kw)
         assert h[i].history == want.history, f"member {i}"
+        rows = rustbp.population.bootstrap_rows(20, 2, i)
+        assert bagged[i].history == net.fit(x[rows], y[rows], 2, 1, seed=2).history, f"member {i}"
         assert_same(net, pop[i], exact=True)
     assert h.stopped_early.any()
 

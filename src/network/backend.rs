@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::gpu::AdapterSummary;
 use crate::linalg::Scalar;
 use crate::network::Config;
+use crate::population::Data;
 use crate::{activation, linalg, memory, optim, threads};
 
 /// Multiply-adds between two questions to `keep_going`: a few milliseconds, so Ctrl-C is answered
@@ -93,8 +94,7 @@ impl<T: Scalar> Backend for Network<T> {
 
     fn fit_together(
         members: &mut [Self],
-        x: &[T],
-        y: &[T],
+        data: Data<'_, T>,
         epochs: usize,
         batch_size: usize,
         shuffle: bool,
@@ -104,7 +104,7 @@ impl<T: Scalar> Backend for Network<T> {
         losses: &mut [f64],
         keep_going: KeepGoing,
     ) -> Option<Vec<Result<()>>> {
-        Self::fit_lanes(members, x, y, epochs, batch_size, shuffle, seeds, first_epoch, lrs, losses, keep_going)
+        Self::fit_lanes(members, data, epochs, batch_size, shuffle, seeds, first_epoch, lrs, losses, keep_going)
             .map(|(results, _)| results)
     }
 

@@ -24,6 +24,7 @@ use crate::linalg::Scalar;
 use crate::loss::{square, Loss};
 use crate::network::{Bias, Config};
 use crate::optim::{self, AdamStep, Optimizer, Rule};
+use crate::population::{gather, Data};
 
 /// Members per group: two AVX-512 registers of f64 (four AVX2 ones), so that two independent chains of
 /// divisions (sigmoid, exp) overlap. Measured on the 2-2-2, one thread: 56 ns a member-step with 8 lanes,
@@ -178,19 +179,55 @@ impl<T: Scalar> Network<T> {
         Some((results.collect(), done))
     }
 
-    /// `fit_with` (no sample weights) of each of `members` (at most `LANES`, of one shape) on (x, y) in
-    /// one-sample batches, side by side, each shuffling with its own seed and taking its own rate per
-    /// epoch when `lrs` lists them; member i's epoch losses written to row i of `losses` (rows of
-    /// `epochs`). None when they cannot go side by side (batches of more than one row, optimizers of
-    /// different kinds, a rate the member would refuse). Polls `keep_going` as `fit` does. Also returns
-    /// how many steps they took side by side. When a step cannot be completed in some lane, every member
-    /// goes back to the start of that epoch and fits the rest alone, so that the network's own step
-    /// reports the failure where it would alone.
+    /// The rows each of `members` fits on when they can fit on `data` side by side (see `fit_lanes`).
+    fn fit_rows(
+        members: &[Self],
+        data: Data<'_, T>,
+        epochs: usize,
+        batch_size: usize,
+        seeds: &[u64],
+        lrs: Option<&[Vec<f64>]>,
+    ) -> Option<usize> {
+        let all = members.first()?.config.check_pair(data.x, data.y, "Y").ok()?;
+        // Every member's own rows, of one count, or all of them.
+        let n = match data.rows {
+            Some(p) => {
+                let n = p.first()?.len();
+                let fits = |r: &Vec<usize>| r.len() == n && r.iter().all(|&j| j < all);
+                (p.len() == members.len() && p.iter().all(fits)).then_some(n)?
+            }
+            None => all,
+        };
+        let rates_taken = |i: usize, m: &Self| {
+            lrs.is_none_or(|lrs| {
+                let rates = &lrs[i];
+                rates.is_empty()
+                    || rates.len() >= epochs
+                        && rates[..epochs].iter().all(|&lr| m.config.optimizer.with_lr(lr).validate().is_ok())
+            })
+        };
+        let taken = batch_size > 0
+            && n > 0
+            && data.weights.is_none()
+            && seeds.len() == members.len()
+            && Self::side_by_side(members, batch_size.min(n))
+            && members.iter().enumerate().all(|(i, m)| rates_taken(i, m));
+        taken.then_some(n)
+    }
+
+    /// `fit_with` (no sample weights) of each of `members` (at most `LANES`, of one shape) on `data`
+    /// (member i on its own `rows` of it when given, all of one count) in one-sample batches, side by
+    /// side, each shuffling with its own seed and taking its own rate per epoch when `lrs` lists them;
+    /// member i's epoch losses written to row i of `losses` (rows of `epochs`). None when they cannot go
+    /// side by side (batches of more than one row, sample weights, rows of different counts, optimizers
+    /// of different kinds, a rate the member would refuse). Polls `keep_going` as `fit` does. Also
+    /// returns how many steps they took side by side. When a step cannot be completed in some lane, every
+    /// member goes back to the start of that epoch and fits the rest alone, so that the network's own
+    /// step reports the failure where it would alone.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn fit_lanes(
         members: &mut [Self],
-        x: &[T],
-        y: &[T],
+        data: Data<'_, T>,
         epochs: usize,
         batch_size: usize,
         shuffle: bool,
@@ -200,22 +237,8 @@ impl<T: Scalar> Network<T> {
         losses: &mut [f64],
         keep_going: KeepGoing,
     ) -> Option<(Vec<Result<()>>, usize)> {
-        let n = members.first()?.config.check_pair(x, y, "Y").ok()?;
-        let rates_taken = |i: usize, m: &Self| {
-            lrs.is_none_or(|lrs| {
-                let rates = &lrs[i];
-                rates.is_empty()
-                    || rates.len() >= epochs
-                        && rates[..epochs].iter().all(|&lr| m.config.optimizer.with_lr(lr).validate().is_ok())
-            })
-        };
-        if batch_size == 0
-            || seeds.len() != members.len()
-            || !Self::side_by_side(members, batch_size.min(n))
-            || !members.iter().enumerate().all(|(i, m)| rates_taken(i, m))
-        {
-            return None;
-        }
+        let Data { x, y, rows: picks, .. } = data;
+        let n = Self::fit_rows(members, data, epochs, batch_size, seeds, lrs)?;
         let mut rows: Vec<&mut [f64]> = losses.chunks_exact_mut(epochs.max(1)).take(members.len()).collect();
         if epochs == 0 {
             return Some((members.iter().map(|_| Ok(())).collect(), 0));
@@ -228,6 +251,7 @@ impl<T: Scalar> Network<T> {
             n_in: config.n_in,
             n_out: config.n_out,
             orders: vec![Vec::new(); if shuffle { LANES } else { 0 }],
+            picks: picks.map_or_else(Vec::new, |p| (0..LANES).map(|l| &p[l.min(size - 1)][..]).collect()),
             first: 0,
             xs: vec![[T::zero(); LANES]; config.n_in],
             ys: vec![[T::zero(); LANES]; config.n_out],
@@ -276,19 +300,16 @@ impl<T: Scalar> Network<T> {
                 // Alone from the start of the epoch that failed, which the network's own step reports.
                 let rates = lrs.map_or(&[][..], |l| l[i].get(epoch..).unwrap_or(&[]));
                 let extras = FitExtras { lrs: rates, sample_weight: None };
-                let rest = m
-                    .fit_with(
-                        x,
-                        y,
-                        epochs - epoch,
-                        batch_size,
-                        shuffle,
-                        seeds[i],
-                        first_epoch + epoch,
-                        extras,
-                        keep_going,
-                    )
-                    .map_err(|e| e.after(epoch * n, &row[..epoch]))?;
+                let (e, rest) = (first_epoch + epoch, epochs - epoch);
+                let fitted = match picks {
+                    None => m.fit_with(x, y, rest, batch_size, shuffle, seeds[i], e, extras, keep_going),
+                    Some(p) => {
+                        let (c, r) = (&m.config, &p[i]);
+                        let (xi, yi) = (gather(x, c.n_in, r)?, gather(y, c.n_out, r)?);
+                        m.fit_with(&xi, &yi, rest, batch_size, shuffle, seeds[i], e, extras, keep_going)
+                    }
+                };
+                let rest = fitted.map_err(|e| e.after(epoch * n, &row[..epoch]))?;
                 row[epoch..].copy_from_slice(&rest);
                 Ok(())
             }
@@ -327,15 +348,18 @@ impl<T> Feed<T> for Repeat<'_, T> {
     }
 }
 
-/// `fit`'s in one-sample batches: lane l's sample at batch b is row `orders[l][b]` of (x, y) (row b when
-/// not shuffled), the run's first batch being `first`; the epoch's losses are kept.
+/// `fit`'s in one-sample batches: lane l's sample at batch b is its row `orders[l][b]` (row b when not
+/// shuffled), the run's first batch being `first`; its rows are `picks[l]` of (x, y), or all of them.
+/// The epoch's losses are kept.
 struct Batches<'a, T> {
     x: &'a [T],
     y: &'a [T],
     n_in: usize,
     n_out: usize,
-    /// Each lane's order of the rows this epoch; none when not shuffled.
+    /// Each lane's order of its rows this epoch; none when not shuffled.
     orders: Vec<Vec<usize>>,
+    /// Each lane's rows of (x, y); none when every lane has them all.
+    picks: Vec<&'a [usize]>,
     first: usize,
     xs: Vec<V<T>>,
     ys: Vec<V<T>>,
@@ -348,6 +372,7 @@ impl<T: Scalar> Feed<T> for Batches<'_, T> {
         let b = self.first + step;
         for l in 0..LANES {
             let r = self.orders.get(l).map_or(b, |order| order[b]);
+            let r = self.picks.get(l).map_or(r, |rows| rows[r]);
             let (x, y) = (&self.x[r * self.n_in..][..self.n_in], &self.y[r * self.n_out..][..self.n_out]);
             self.xs.iter_mut().zip(x).for_each(|(v, &x)| v[l] = x);
             self.ys.iter_mut().zip(y).for_each(|(v, &y)| v[l] = y);

@@ -15,7 +15,7 @@ fn config(lr: f64) -> Config {
     }
 }
 
-fn data<'a>(x: &'a [f64], y: &'a [f64], rows: Option<&'a [Vec<usize>]>) -> Data<'a, f64> {
+fn data<'a, T>(x: &'a [T], y: &'a [T], rows: Option<&'a [Vec<usize>]>) -> Data<'a, T> {
     Data { x, y, weights: None, rows }
 }
 
@@ -391,27 +391,32 @@ fn dataset<T: crate::linalg::Scalar>(c: &Config, rows: usize) -> (Vec<T>, Vec<T>
 }
 
 /// `Population::fit` of `nets` against each network's own `fit_with`, bit for bit (losses, values,
-/// errors); with `lrs`, member i takes rate `lrs[i][e]` in epoch e. Returns whether a member failed.
-/// Where none failed, checks that the groups fitted every step side by side when batches have one row,
-/// and were refused otherwise.
+/// errors); with `lrs`, member i takes rate `lrs[i][e]` in epoch e; with `rows`, member i fits on its
+/// rows of (x, y). Returns whether a member failed. Where none failed, checks that the groups fitted every
+/// step side by side when batches have one row and the members as many rows as each other, and were
+/// refused otherwise.
 fn fit_matches_networks<T: crate::linalg::Scalar>(
     nets: Vec<Network<T>>,
-    (x, y): (&[T], &[T]),
+    data: Data<'_, T>,
     (epochs, batch_size, shuffle, first_epoch): (usize, usize, bool, usize),
     lrs: Option<&[Vec<f64>]>,
 ) -> bool {
-    let (size, config, n) = (nets.len(), *nets[0].config(), y.len() / nets[0].config().n_out);
+    let (size, config) = (nets.len(), *nets[0].config());
     let seeds: Vec<u64> = (0..size as u64).map(|i| 100 + 3 * i).collect();
     let (mut alone, mut again) = (nets.clone(), nets.clone());
     let mut pop = Population::new(nets).unwrap();
-    let data = Data { x, y, weights: None, rows: None };
+    let Data { x, y, rows, .. } = data;
     let got = pop.fit(data, epochs, batch_size, shuffle, &seeds, first_epoch, lrs, None, &mut || true);
     let want: Vec<_> = alone
         .iter_mut()
         .enumerate()
         .map(|(i, net)| {
             let extras = FitExtras { lrs: lrs.map_or(&[][..], |l| &l[i]), sample_weight: None };
-            net.fit_with(x, y, epochs, batch_size, shuffle, seeds[i], first_epoch, extras, &mut || true)
+            let (xi, yi) = match rows {
+                Some(r) => (gather(x, config.n_in, &r[i]).unwrap(), gather(y, config.n_out, &r[i]).unwrap()),
+                None => (x.to_vec(), y.to_vec()),
+            };
+            net.fit_with(&xi, &yi, epochs, batch_size, shuffle, seeds[i], first_epoch, extras, &mut || true)
         })
         .collect();
     for (i, net) in alone.iter().enumerate() {
@@ -430,12 +435,14 @@ fn fit_matches_networks<T: crate::linalg::Scalar>(
     for (g, group) in again.chunks_mut(crate::network::LANES).enumerate() {
         let these = g * crate::network::LANES..g * crate::network::LANES + group.len();
         let mut losses = vec![0.0; group.len() * epochs];
-        let lrs = lrs.map(|l| &l[these.clone()]);
-        let seeds = &seeds[these];
+        let (lrs, seeds) = (lrs.map(|l| &l[these.clone()]), &seeds[these.clone()]);
+        let rows = rows.map(|r| &r[these]);
+        let counts: Vec<usize> =
+            rows.map_or_else(|| vec![y.len() / config.n_out], |r| r.iter().map(Vec::len).collect());
+        let data = Data { x, y, weights: None, rows };
         let side = Network::fit_lanes(
             group,
-            x,
-            y,
+            data,
             epochs,
             batch_size,
             shuffle,
@@ -445,8 +452,11 @@ fn fit_matches_networks<T: crate::linalg::Scalar>(
             &mut losses,
             &mut || true,
         );
-        // Taken exactly when every batch has one row, and then every step side by side.
-        assert_eq!(side.map(|(_, steps)| steps), (batch_size.min(n) == 1).then_some(epochs * n), "{config:?}");
+        // Taken exactly when every batch has one row and the members as many as each other, and then
+        // every step side by side.
+        let n = counts[0];
+        let taken = batch_size.min(n) == 1 && counts.iter().all(|&c| c == n);
+        assert_eq!(side.map(|(_, steps)| steps), taken.then_some(epochs * n), "{config:?}");
     }
     false
 }
@@ -454,18 +464,25 @@ fn fit_matches_networks<T: crate::linalg::Scalar>(
 #[test]
 fn tiny_members_fit_in_lanes_bit_for_bit_like_networks() {
     for (k, &c) in tiny_configs().iter().enumerate().filter(|(k, _)| k % 3 == 0) {
-        let (size, shared, rows) = ([11, 16, 1, 35][k % 4], (k / 4) % 2 == 1, [7, 1, 12][k % 3]);
+        let (size, shared, rows) = ([11, 16, 1, 35][k % 4], (k / 4) % 2 == 1, [7, 1, 12][(k / 3) % 3]);
         let (x, y) = dataset::<f64>(&c, rows);
         let nets = tiny_members::<f64>(c, size, |_| k % 4, shared);
         // Shuffled or not, from a later epoch, one-sample batches (or one batch of the only row).
         let fit = (3, if rows == 1 { 4 } else { 1 }, k % 2 == 0, k % 5);
-        assert!(!fit_matches_networks(nets.clone(), (&x, &y), fit, None), "{c:?}");
+        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, None), fit, None), "{c:?}");
         // Batches of several rows: each member alone.
-        assert!(!fit_matches_networks(nets, (&x, &y), (2, 3, true, 0), None), "{c:?}");
+        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, None), (2, 3, true, 0), None), "{c:?}");
+        // Each member on its own rows (a resample, as bagging draws), as many as every other's; then on
+        // fewer rows for odd members, which fit alone.
+        let picks: Vec<Vec<usize>> = (0..size).map(|i| (0..rows).map(|j| (j * (i + 2) + i) % rows).collect()).collect();
+        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, Some(&picks)), fit, None), "{c:?}");
+        let fewer: Vec<Vec<usize>> =
+            picks.iter().enumerate().map(|(i, p)| p[i % 2 * usize::from(rows > 1)..].to_vec()).collect();
+        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, Some(&fewer)), fit, None), "{c:?}");
         let (x, y) = dataset::<f32>(&c, rows);
         let nets = tiny_members::<f32>(c, size, |_| (k + 1) % 4, shared);
         let lrs: Vec<Vec<f64>> = (0..size).map(|i| (0..3).map(|e| 0.01 * (1 + i + e) as f64).collect()).collect();
-        assert!(!fit_matches_networks(nets, (&x, &y), (3, 1, true, 0), Some(&lrs)), "{c:?}");
+        assert!(!fit_matches_networks(nets, data(&x, &y, None), (3, 1, true, 0), Some(&lrs)), "{c:?}");
     }
 }
 
@@ -485,7 +502,7 @@ fn a_member_diverging_in_a_lanes_fit_fails_as_its_network_does() {
         let nets = tiny_members::<f64>(c, 10, |_| 0, false);
         let mut lrs: Vec<Vec<f64>> = (0..10).map(|i| vec![0.01 * f64::from(i + 1); 3]).collect();
         lrs[3] = lrs3.to_vec();
-        assert_eq!(fit_matches_networks(nets, (&x, &y), (3, 1, true, 0), Some(&lrs)), fails, "{lrs3:?}");
+        assert_eq!(fit_matches_networks(nets, data(&x, &y, None), (3, 1, true, 0), Some(&lrs)), fails, "{lrs3:?}");
     }
 }
 
@@ -497,12 +514,22 @@ fn a_stop_reaches_tiny_members_fitting_in_lanes_at_a_whole_step() {
         let mut members = tiny_members::<f64>(c, 6, |_| 1, false);
         let seeds: Vec<u64> = (0..6).collect();
         let (mut asked, mut losses) = (0, vec![0.0; 6 * 100_000]);
-        let (results, _) =
-            Network::fit_lanes(&mut members, &x, &y, 100_000, 1, true, &seeds, 0, None, &mut losses, &mut || {
+        let (results, _) = Network::fit_lanes(
+            &mut members,
+            data(&x, &y, None),
+            100_000,
+            1,
+            true,
+            &seeds,
+            0,
+            None,
+            &mut losses,
+            &mut || {
                 asked += 1;
                 asked < stop_at
-            })
-            .unwrap();
+            },
+        )
+        .unwrap();
         let Err(Error::Interrupted { completed }) = results[0] else { panic!("{:?}", results[0]) };
         assert!(results.iter().all(|r| *r == Err(Error::Interrupted { completed })));
         assert_eq!(completed > 0, stop_at > 1, "{completed}");
