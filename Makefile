@@ -52,8 +52,12 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 #   once; each parallel region goes through the pool anyway.
 # - network.rs `bias_grad`: deleting the arm `0` (the general arm does nothing on an empty gradient), and
 #   the guard `width != 1` as `true` (one neuron's column sum is the total, the same additions in order).
+# - network/lanes.rs: `side_by_side`'s `momentum != 0.0` as `==` (it splits the members the same way);
+#   the poll interval's `/ LANES`; guards `Population::fit` checks first (a zero batch size, one seed per
+#   member); which build `run` picks and `lanes_only` (every build gives the same bits, tested; the fence
+#   changes only speed).
 MUTATED := src/activation.rs src/loss.rs src/optim.rs src/linalg.rs src/exp.rs src/network.rs \
-	src/network/tiny.rs src/network/backend.rs
+	src/network/tiny.rs src/network/backend.rs src/network/lanes.rs
 
 .PHONY: mutants
 mutants: ## mutation testing of the core's math with cargo-mutants (SHARD=k/n for a part); lists survivors
