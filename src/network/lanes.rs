@@ -39,27 +39,14 @@ type V<T> = [T; LANES];
 /// a closure called from five arms is not always inlined, and then runs without the wide instructions.
 macro_rules! constant {
     ($act:expr, |$a:ident| $body:block) => {
+        constant!(@arms $act, $a, $body, Sigmoid Tanh Relu Identity Softmax)
+    };
+    (@arms $act:expr, $a:ident, $body:block, $($variant:ident)*) => {
         match $act {
-            Activation::Sigmoid => {
-                let $a = Activation::Sigmoid;
+            $(Activation::$variant => {
+                let $a = Activation::$variant;
                 $body
-            }
-            Activation::Tanh => {
-                let $a = Activation::Tanh;
-                $body
-            }
-            Activation::Relu => {
-                let $a = Activation::Relu;
-                $body
-            }
-            Activation::Identity => {
-                let $a = Activation::Identity;
-                $body
-            }
-            Activation::Softmax => {
-                let $a = Activation::Softmax;
-                $body
-            }
+            })*
         }
     };
 }

@@ -331,14 +331,19 @@ fn members_with_optimizers_of_several_kinds_train_alone_and_still_match() {
     lanes_match_networks::<f64>(c, 9, |i| usize::from(i == 8), true, 40);
 }
 
-#[test]
-fn a_member_diverging_in_lanes_fails_as_its_network_does_and_its_group_finishes() {
-    let c = Config {
+/// A 2-2-2 with no activation to bound it, which a large rate makes diverge.
+fn linear() -> Config {
+    Config {
         hidden_activation: Activation::Identity,
         output_activation: Activation::Identity,
         loss: Loss::Mse,
         ..Config::new(2, 2, 2)
-    };
+    }
+}
+
+#[test]
+fn a_member_diverging_in_lanes_fails_as_its_network_does_and_its_group_finishes() {
+    let c = linear();
     let (x, t) = sample::<f64>(&c, 0);
     for (steps, lrs) in [(1, [1e306, 1e306]), (3, [1e306, 1e200]), (5, [1e90, 1e306]), (2000, [1e6, 50.0])] {
         let mut nets = tiny_members::<f64>(c, 10, |_| 0, false);
@@ -488,12 +493,7 @@ fn tiny_members_fit_in_lanes_bit_for_bit_like_networks() {
 
 #[test]
 fn a_member_diverging_in_a_lanes_fit_fails_as_its_network_does() {
-    let c = Config {
-        hidden_activation: Activation::Identity,
-        output_activation: Activation::Identity,
-        loss: Loss::Mse,
-        ..Config::new(2, 2, 2)
-    };
+    let c = linear();
     let (x, y) = dataset::<f64>(&c, 5);
     // Member 3 diverges in its first step, in the second epoch, or in the third epoch's rates.
     for (lrs3, fails) in
