@@ -80,7 +80,8 @@ impl Activation {
     }
 
     /// `f'(z)` from the output `a`; not defined for softmax (callers use the cross-entropy shortcut).
-    #[inline]
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into the wide copies of `network::tiny` and `network::lanes`
     pub fn derivative<T: Scalar>(self, a: T) -> T {
         match self {
             Self::Sigmoid => a * (T::one() - a),

@@ -22,6 +22,7 @@ pub mod network;
 pub mod optim;
 pub mod population;
 mod process;
+mod simd;
 pub mod threads;
 
 pub mod gpu;

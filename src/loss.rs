@@ -68,7 +68,8 @@ impl Loss {
     }
 
     /// Writes `dz = dL/dz` for the output layer and returns the loss.
-    #[inline]
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into the tiny step's wide copies (`network::tiny`)
     pub fn delta<T: Scalar>(self, act: Activation, z: &[T], o: &[T], t: &[T], n_out: usize, dz: &mut [T]) -> f64 {
         let batch = o.len() / n_out;
         match self {

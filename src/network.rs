@@ -199,6 +199,8 @@ pub struct Network<T> {
     acts: Forward<T>,
     dz2: Vec<T>,
     dz1: Vec<T>,
+    /// The one-sample path's padded copy (see `tiny`).
+    pad: tiny::Pad<T>,
 }
 
 impl<T: Scalar> Network<T> {
@@ -235,6 +237,7 @@ impl<T: Scalar> Network<T> {
             acts: Forward::default(),
             dz2: vec![],
             dz1: vec![],
+            pad: tiny::Pad::default(),
         };
         net.set_params(params)?;
         // Sized by the caller: every allocation may fail with MemoryError, whatever limits the process.
@@ -284,6 +287,7 @@ impl<T: Scalar> Network<T> {
             check_finite(PARAM_NAMES[i], p, cols.max(1))?;
         }
         self.params = params;
+        self.changed();
         Ok(())
     }
 
@@ -312,6 +316,7 @@ impl<T: Scalar> Network<T> {
         }
         self.state = state;
         self.updates = updates;
+        self.changed();
         Ok(())
     }
 
@@ -354,7 +359,9 @@ impl<T: Scalar> Network<T> {
 
     fn step(&mut self, x: &[T], t: &[T], batch: usize) -> Result<f64> {
         if self.is_tiny(batch) {
-            return self.step_tiny(x, t);
+            let mut loss = f64::NAN;
+            self.train_tiny(x, t, 1, &mut |l| loss = l)?;
+            return Ok(loss);
         }
         self.forward_train(x, batch);
         let loss = self.backward(x, t, batch);
@@ -417,6 +424,8 @@ impl<T: Scalar> Network<T> {
     }
 
     /// Applies the optimizer to every trained parameter, committing only if all results are finite.
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into the tiny step's wide copies (`tiny`)
     fn update(&mut self, loss: f64) -> Result<()> {
         if !loss.is_finite() {
             return Err(Error::Diverged { step: 0, what: "loss", losses: vec![] });
@@ -435,6 +444,7 @@ impl<T: Scalar> Network<T> {
             std::mem::swap(&mut self.state[i], &mut self.state_next[i]);
         }
         self.updates = t;
+        self.changed();
         Ok(())
     }
 }
@@ -452,6 +462,8 @@ fn affine<T: Scalar>(x: &[T], w: &[T], b: &[T], batch: usize, n_in: usize, n_out
 }
 
 /// Bias gradient from a layer's delta (batch, width): per-neuron column sums, or one total if shared.
+#[inline(always)]
+#[allow(clippy::inline_always)] // into the tiny step's wide copies (`tiny`)
 fn bias_grad<T: Scalar>(delta: &[T], width: usize, g: &mut [T]) {
     match g.len() {
         0 => {}

@@ -129,7 +129,8 @@ impl<T: Scalar> Rule<T> {
     /// values; `next` receives the new state from `state`. Nothing else is written, so the caller
     /// commits by swapping buffers. Returns whether every new value is finite (on a non-finite value it
     /// may stop early, leaving `g` and `next` partly written: the caller then discards them).
-    #[inline]
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into the tiny step's wide copies (`network::tiny`)
     pub(crate) fn apply(&self, p: &[T], g: &mut [T], state: &[Vec<T>], next: &mut [Vec<T>]) -> bool {
         if p.len() < PARALLEL {
             return match (state, next) {

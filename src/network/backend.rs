@@ -114,6 +114,9 @@ impl<T: Scalar> Backend for Network<T> {
 
     fn run_steps(&mut self, x: &[T], t: &[T], rows: usize, steps: usize, losses: &mut Vec<f64>) -> Result<()> {
         self.reserve(rows)?;
+        if self.is_tiny(rows) {
+            return self.train_tiny(x, t, steps, &mut |l| losses.push(l));
+        }
         self.in_pool(rows, |net| {
             for _ in 0..steps {
                 losses.push(net.step(x, t, rows)?);

@@ -15,7 +15,6 @@
 // with baseline instructions.
 #![allow(clippy::inline_always)]
 
-use super::tiny::{self, TINY};
 use super::Network;
 use crate::activation::Activation;
 use crate::backend::{Backend, FitExtras, KeepGoing};
@@ -25,11 +24,16 @@ use crate::loss::{square, Loss};
 use crate::network::{Bias, Config};
 use crate::optim::{self, AdamStep, Optimizer, Rule};
 use crate::population::{gather, Data};
+use crate::simd;
 
 /// Members per group: two AVX-512 registers of f64 (four AVX2 ones), so that two independent chains of
 /// divisions (sigmoid, exp) overlap. Measured on the 2-2-2, one thread: 56 ns a member-step with 8 lanes,
 /// 48 with 16.
 pub const LANES: usize = 16;
+
+/// Members with every width up to this go side by side (the widths the lanes were measured on); wider
+/// ones train alone, on the network's one-sample path up to its `tiny::WIDEST`.
+const WIDEST: usize = 16;
 
 /// One value of every lane.
 type V<T> = [T; LANES];
@@ -89,7 +93,7 @@ struct Lanes<T> {
 impl<T: Scalar> Network<T> {
     /// How many networks like this one train side by side on batches of `rows` rows.
     pub(super) fn lanes(config: &Config, rows: usize) -> usize {
-        if tiny::takes(config, rows) {
+        if rows == 1 && [config.n_in, config.n_hidden, config.n_out].iter().all(|&n| n <= WIDEST) {
             LANES
         } else {
             1
@@ -416,6 +420,7 @@ impl<T: Scalar> Lanes<T> {
             }
             m.updates = self.updates[l];
             m.config.optimizer = self.optimizers[l]; // a rate set by `fit`
+            m.changed();
         }
     }
 
@@ -485,23 +490,23 @@ impl<T: Scalar> Lanes<T> {
         for (k, d) in dz2.iter().enumerate() {
             let row = k * n_hidden..(k + 1) * n_hidden;
             for (g, h) in gw2[row.clone()].iter_mut().zip(h.iter()) {
-                lanes_only();
+                simd::whole_rows();
                 *g = each(|l| T::zero() + d[l] * h[l]);
             }
             for (s, w) in dz1.iter_mut().zip(&w2[row]) {
-                lanes_only();
+                simd::whole_rows();
                 *s = if k == 0 { each(|l| T::zero() + d[l] * w[l]) } else { each(|l| s[l] + d[l] * w[l]) };
             }
         }
         constant!(c.hidden_activation, |act| {
             for (d, h) in dz1.iter_mut().zip(h.iter()) {
-                lanes_only();
+                simd::whole_rows();
                 *d = each(|l| d[l] * act.derivative(h[l]));
             }
         });
         for (j, d) in dz1.iter().enumerate() {
             for (g, x) in gw1[j * n_in..(j + 1) * n_in].iter_mut().zip(x) {
-                lanes_only();
+                simd::whole_rows();
                 *g = each(|l| T::zero() + d[l] * x[l]);
             }
         }
@@ -545,7 +550,7 @@ impl<T: Scalar> Lanes<T> {
                 }
                 Rules::Sgd { lr, wd } => {
                     for (g, p) in g.iter_mut().zip(p) {
-                        lanes_only();
+                        simd::whole_rows();
                         *g = each(|l| optim::sgd(p[l], g[l], lr[l], wd[l]));
                         note(g);
                     }
@@ -561,7 +566,7 @@ impl<T: Scalar> Lanes<T> {
                         *g = new;
                     };
                     for ((g, p), (b, b_next)) in g.iter_mut().zip(p).zip(b.iter().zip(b_next)) {
-                        lanes_only();
+                        simd::whole_rows();
                         if nesterov {
                             update(g, p, b, b_next, true);
                         } else {
@@ -576,7 +581,7 @@ impl<T: Scalar> Lanes<T> {
                     for (((g, p), (m, v)), (m_next, v_next)) in
                         g.iter_mut().zip(p).zip(m.iter().zip(v)).zip(m_next.iter_mut().zip(v_next.iter_mut()))
                     {
-                        lanes_only();
+                        simd::whole_rows();
                         let step = |l: usize| {
                             let lane = AdamStep {
                                 step_size: a.step_size[l],
@@ -650,14 +655,6 @@ impl<T: Scalar> Lanes<T> {
     }
 }
 
-/// Keeps LLVM's loop vectorizer off the loop over values it is called in, which it would otherwise
-/// vectorise across values, lane by lane, with gathers; the 16 lanes of each value then become whole
-/// vector instructions instead. A compiler fence: it emits no instruction.
-#[inline(always)]
-fn lanes_only() {
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-}
-
 /// A value of every lane, lane l being `f(l)`.
 #[inline(always)]
 fn each<R: Copy + Default>(mut f: impl FnMut(usize) -> R) -> V<R> {
@@ -704,7 +701,7 @@ fn activate<T: Scalar>(act: Activation, z: &mut [V<T>]) {
         // A value of every lane at a time: over the whole flattened slice, a short one would run in the
         // scalar remainder of a wide vector loop.
         for v in z.iter_mut() {
-            lanes_only();
+            simd::whole_rows();
             act.apply_serial(v, 1);
         }
     }
@@ -732,7 +729,7 @@ fn delta<T: Scalar>(c: &Config, z: &[V<T>], o: &[V<T>], t: &[V<T>], dz: &mut [V<
             let mut sse = [0.0; LANES];
             constant!(act, |act| {
                 for ((d, o), t) in dz.iter_mut().zip(o).zip(t) {
-                    lanes_only();
+                    simd::whole_rows();
                     let e = each(|l| o[l] - t[l]);
                     *d = each(|l| e[l] * scale * act.derivative(o[l]));
                     sse = each(|l| sse[l] + square(e[l]));
@@ -771,8 +768,8 @@ fn delta<T: Scalar>(c: &Config, z: &[V<T>], o: &[V<T>], t: &[V<T>], dz: &mut [V<
             total.map(|t| t / 1.0)
         }
         Loss::BinaryCrossEntropy => each(|l| {
-            let lane = |v: &[V<T>]| -> [T; TINY] { std::array::from_fn(|k| v.get(k).map_or(T::zero(), |v| v[l])) };
-            let (z, o, t, mut d) = (lane(z), lane(o), lane(t), [T::zero(); TINY]);
+            let lane = |v: &[V<T>]| -> [T; WIDEST] { std::array::from_fn(|k| v.get(k).map_or(T::zero(), |v| v[l])) };
+            let (z, o, t, mut d) = (lane(z), lane(o), lane(t), [T::zero(); WIDEST]);
             let value = loss.delta(act, &z[..n_out], &o[..n_out], &t[..n_out], n_out, &mut d[..n_out]);
             dz.iter_mut().zip(d).for_each(|(dz, d)| dz[l] = d);
             value

@@ -254,6 +254,9 @@ fn divergence_keeps_the_last_finite_weights_and_state() {
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(again.params(), last.params());
+    assert_eq!(again.optimizer_state(), last.optimizer_state());
+    assert_eq!(again.updates, last.updates);
 }
 
 #[test]
@@ -309,41 +312,76 @@ fn bad_configuration_and_inputs_are_errors_naming_the_argument() {
     assert_eq!(net.updates, 0, "nothing trained on bad input");
 }
 
-#[test]
-fn one_sample_path_is_bit_identical_to_the_batched_path() {
+/// `steps` steps of the batched path on one sample, as the network took them before the one-sample path.
+fn batched_steps<T: Scalar>(net: &mut Network<T>, x: &[T], t: &[T], steps: usize) -> Vec<f64> {
+    net.reserve(1).unwrap();
+    (0..steps)
+        .map(|_| {
+            net.forward_train(x, 1);
+            let loss = net.backward(x, t, 1);
+            net.update(loss).unwrap();
+            loss
+        })
+        .collect()
+}
+
+/// Shapes of every padded size (2, 4, 8, 16, 32), with widths below, at and between the sizes.
+const ONE_SAMPLE_SHAPES: [(usize, usize, usize); 7] =
+    [(1, 1, 1), (2, 2, 2), (3, 4, 2), (3, 5, 4), (16, 9, 7), (17, 32, 5), (32, 20, 32)];
+
+fn one_sample_matches_batched<T: Scalar>() {
     let mut case = 500_u64;
+    let of = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::of).collect() };
     for (hidden_activation, output_activation, loss) in [
         (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse),
         (Activation::Tanh, Activation::Identity, Loss::Mse),
         (Activation::Relu, Activation::Softmax, Loss::CrossEntropy),
         (Activation::Identity, Activation::Sigmoid, Loss::BinaryCrossEntropy),
     ] {
-        for bias in [Bias::PerNeuron, Bias::Shared, Bias::None] {
+        for (bias, train_bias) in
+            [(Bias::PerNeuron, true), (Bias::Shared, true), (Bias::PerNeuron, false), (Bias::None, true)]
+        {
             for optimizer in [
                 Optimizer::sgd(0.3),
                 Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
                 Optimizer::adam(0.01),
             ] {
                 case += 1;
-                let config =
-                    Config { hidden_activation, output_activation, loss, bias, optimizer, ..Config::new(3, 5, 4) };
-                let mut fast = Network::<f64>::new(config, case).unwrap();
+                let (n_in, n_hidden, n_out) = ONE_SAMPLE_SHAPES[case as usize % ONE_SAMPLE_SHAPES.len()];
+                let config = Config {
+                    hidden_activation,
+                    output_activation,
+                    loss,
+                    bias,
+                    train_bias,
+                    optimizer,
+                    ..Config::new(n_in, n_hidden, n_out)
+                };
+                let mut fast = Network::<T>::new(config, case).unwrap();
                 let mut slow = fast.clone();
-                let x = data(3, case);
-                let t = targets(loss, 1, 4, case + 1);
-                for _ in 0..5 {
+                let x = of(data(n_in, case));
+                let t = of(targets(loss, 1, n_out, case + 1));
+                // Single steps, then a run of steps: both take the one-sample path.
+                let mut got = vec![];
+                for _ in 0..3 {
                     assert!(fast.is_tiny(1));
-                    let a = fast.train_step(&x, &t).unwrap();
-                    slow.forward_train(&x, 1);
-                    let b = slow.backward(&x, &t, 1);
-                    slow.update(b).unwrap();
-                    assert_eq!(a.to_bits(), b.to_bits());
+                    got.push(fast.train_step(&x, &t).unwrap());
                 }
+                got.extend(fast.train(&x, &t, 6, &mut no_stop()).unwrap());
+                let want = batched_steps(&mut slow, &x, &t, 9);
+                let bits = |v: &[f64]| v.iter().map(|l| l.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{config:?}");
                 assert_eq!(fast.params(), slow.params(), "{config:?}");
-                assert_eq!(fast.optimizer_state(), slow.optimizer_state());
+                assert_eq!(fast.optimizer_state(), slow.optimizer_state(), "{config:?}");
             }
         }
     }
+}
+
+#[test]
+fn one_sample_path_is_bit_identical_to_the_batched_path() {
+    one_sample_matches_batched::<f64>();
+    one_sample_matches_batched::<f32>();
 }
 
 #[test]

@@ -1,81 +1,415 @@
-//! The training step for one sample through a small network (every width at most `TINY`), as the
+//! Training steps on one sample through a small network (every width at most `WIDEST`), as the
 //! article's 2-2-2 net: the same formulas, in the same order, as the batched path (so results are
-//! bit-identical), but on stack arrays with no matrix-product calls, allocations or divisions, since at
-//! this size that overhead would be most of the step.
+//! bit-identical), but with no matrix-product calls, allocations or loops of unknown length, since at this
+//! size that overhead would be most of the step.
+//!
+//! For a run of steps the network is copied into a padded form (`Pad`): every layer zero-padded to P
+//! neurons, P the next power of two, so that each loop has a length known at compile time and each
+//! product is a run of whole-row multiply-adds that vectorises across neurons:
+//!   z1[j] = sum_i x[i] w1t[i][j]     (w1 transposed: row i holds input i's weights)
+//!   z2[k] = sum_j h[j] w2t[j][k]     (w2 transposed, for the forward pass)
+//!   dz1[j] = sum_k dz2[k] w2[k][j]   (w2 as stored, for the backward pass)
+//! Each sum still runs from zero in index order, as the batched path's dot products do. Padded entries
+//! are zero and stay zero: padded inputs, hidden activations and output deltas are zero, so their
+//! gradients are zero, and every optimizer maps a zero weight with a zero gradient and state to zero.
+//! The two copies of w2 get the same gradients and so the same updates.
 
 use super::{bias_grad, Network};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::linalg::Scalar;
 use crate::network::{Bias, Config};
+use crate::optim::Rule;
+use crate::{memory, simd};
 
 /// Widths up to this take the one-sample path.
-pub const TINY: usize = 16;
+pub const WIDEST: usize = 32;
+
+/// A network in the padded form, with its gradients and optimizer state in the same layout:
+/// `[w1t (P x P) | w2 (P x P) | w2t (P x P) | b1 (P) | b2 (P)]`. The scratch of a network, reused.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Pad<T> {
+    params: Vec<T>,
+    grads: Vec<T>,
+    state: Vec<Vec<T>>,
+    next: Vec<Vec<T>>,
+    /// Whether this still equals the network, as after a run of steps, so that the next run (a loop of
+    /// single steps) need not copy it in again. Whatever else writes the network's parameters, state
+    /// or update count calls `Network::changed`.
+    fresh: bool,
+}
 
 impl<T: Scalar> Network<T> {
     pub(super) fn is_tiny(&self, batch: usize) -> bool {
         takes(&self.config, batch)
     }
 
-    /// One training step on one sample (x: n_in values, t: n_out values); returns the loss.
-    pub(super) fn step_tiny(&mut self, x: &[T], t: &[T]) -> Result<f64> {
+    /// `steps` steps on (x, t), each giving its loss to `loss`, compiled for the widest vectors the CPU
+    /// has. Stops at the first step that cannot be completed, and returns its error; the network then
+    /// holds the steps before it.
+    pub(super) fn train_tiny(&mut self, x: &[T], t: &[T], steps: usize, loss: &mut impl FnMut(f64)) -> Result<()> {
+        let c = &self.config;
+        match c.n_in.max(c.n_hidden).max(c.n_out).next_power_of_two() {
+            0..=2 => simd::widest(Run::<T, _, 2> { net: self, x, t, steps, loss }),
+            4 => simd::widest(Run::<T, _, 4> { net: self, x, t, steps, loss }),
+            8 => simd::widest(Run::<T, _, 8> { net: self, x, t, steps, loss }),
+            16 => simd::widest(Run::<T, _, 16> { net: self, x, t, steps, loss }),
+            _ => simd::widest(Run::<T, _, 32> { net: self, x, t, steps, loss }),
+        }
+    }
+
+    /// Marks the padded copy out of date: to be called by everything that writes the parameters, the
+    /// optimizer state or the update count, other than the one-sample path.
+    pub(super) fn changed(&mut self) {
+        self.pad.fresh = false;
+    }
+
+    /// Copies the parameters and optimizer state into `pad`, padded to P.
+    fn pad<const P: usize>(&mut self) -> Result<()> {
         let c = self.config;
-        let (n_in, n_hidden, n_out) = (c.n_in, c.n_hidden, c.n_out);
-        let (mut h, mut z2, mut o, mut dz2, mut dz1) =
-            ([T::zero(); TINY], [T::zero(); TINY], [T::zero(); TINY], [T::zero(); TINY], [T::zero(); TINY]);
-        let (h, z2, o, dz2, dz1) =
-            (&mut h[..n_hidden], &mut z2[..n_out], &mut o[..n_out], &mut dz2[..n_out], &mut dz1[..n_hidden]);
-        let [w1, b1, w2, b2] = &self.params;
+        let dims = (c.n_in, c.n_hidden, c.n_out);
+        let pad = &mut self.pad;
+        // Biases are always there for the forward pass; the state covers what the update does.
+        fill(&mut pad.params, len::<P>(), "network parameters")?;
+        put::<T, P>(&mut pad.params, self.params.each_ref().map(Vec::as_slice), dims);
+        // The untrained values (biases when frozen) are in both buffers, so a swap keeps them.
+        fill(&mut pad.grads, len::<P>(), "gradients")?;
+        pad.grads.copy_from_slice(&pad.params);
+        let slots = c.optimizer.slots();
+        pad.state.resize_with(slots, Vec::new);
+        pad.next.resize_with(slots, Vec::new);
+        for (s, (slot, next)) in pad.state.iter_mut().zip(&mut pad.next).enumerate() {
+            fill(slot, trained_len::<P>(&c), "optimizer state")?;
+            fill(next, trained_len::<P>(&c), "optimizer state")?;
+            put::<T, P>(slot, self.state.each_ref().map(|v| v.get(s).map_or(&[][..], Vec::as_slice)), dims);
+        }
+        Ok(())
+    }
 
-        // forward: z = x w^T + b, a = f(z)
-        affine_one(x, w1, b1, c.bias, h);
-        c.hidden_activation.apply(h, n_hidden);
-        affine_one(h, w2, b2, c.bias, z2);
-        o.copy_from_slice(z2);
-        c.output_activation.apply(o, n_out);
+    /// Copies the padded parameters and optimizer state back, after `done` more updates.
+    fn unpad<const P: usize>(&mut self, done: usize) {
+        let c = self.config;
+        let dims = (c.n_in, c.n_hidden, c.n_out);
+        take::<T, P>(&self.pad.params, self.params.each_mut().map(Vec::as_mut_slice), dims);
+        for (s, slot) in self.pad.state.iter().enumerate() {
+            let slots = self.state.each_mut().map(|v| v.get_mut(s).map_or(&mut [][..], Vec::as_mut_slice));
+            take::<T, P>(slot, slots, dims);
+        }
+        self.updates += done as u64;
+        self.pad.fresh = true;
+    }
 
-        // backward: dw2 = dz2 h^T, dz1 = (w2^T dz2) * f'(h), dw1 = dz1 x^T
-        let loss = c.loss.delta(c.output_activation, z2, o, t, n_out, dz2);
-        let [gw1, gb1, gw2, gb2] = &mut self.grads;
-        // Rows are sliced by index, not `chunks_exact`, whose division costs more than these loops.
-        for (k, &d) in dz2.iter().enumerate() {
-            let row = k * n_hidden..(k + 1) * n_hidden;
-            gw2[row.clone()].iter_mut().zip(h.iter()).for_each(|(g, &h)| *g = T::zero() + d * h);
-            if k == 0 {
-                dz1.iter_mut().zip(&w2[row]).for_each(|(s, &w)| *s = T::zero() + d * w);
-            } else {
-                dz1.iter_mut().zip(&w2[row]).for_each(|(s, &w)| *s = *s + d * w);
-            }
+    /// Whether the padded parameters and state equal the network's (for a debug check).
+    fn pad_is_fresh<const P: usize>(&self) -> bool {
+        let c = self.config;
+        let dims = (c.n_in, c.n_hidden, c.n_out);
+        let mut copy = self.clone();
+        take::<T, P>(&self.pad.params, copy.params.each_mut().map(Vec::as_mut_slice), dims);
+        for (s, slot) in self.pad.state.iter().enumerate() {
+            take::<T, P>(
+                slot,
+                copy.state.each_mut().map(|v| v.get_mut(s).map_or(&mut [][..], Vec::as_mut_slice)),
+                dims,
+            );
         }
-        for (d, &h) in dz1.iter_mut().zip(h.iter()) {
-            *d = *d * c.hidden_activation.derivative(h);
-        }
-        for (j, &d) in dz1.iter().enumerate() {
-            gw1[j * n_in..(j + 1) * n_in].iter_mut().zip(x).for_each(|(g, &x)| *g = T::zero() + d * x);
-        }
-        if c.train_bias {
-            bias_grad(dz1, n_hidden, gb1);
-            bias_grad(dz2, n_out, gb2);
-        }
-        self.update(loss)?;
-        Ok(loss)
+        copy.params == self.params && copy.state == self.state
     }
 }
 
 /// Whether a step of `config` on `batch` rows takes the one-sample path.
 pub(super) fn takes(c: &Config, batch: usize) -> bool {
-    batch == 1 && c.n_in <= TINY && c.n_hidden <= TINY && c.n_out <= TINY
+    batch == 1 && c.n_in <= WIDEST && c.n_hidden <= WIDEST && c.n_out <= WIDEST
 }
 
-/// z = W x + b for one sample, summing each dot product from zero in index order as the batched path does.
-#[inline]
-fn affine_one<T: Scalar>(x: &[T], w: &[T], b: &[T], bias: Bias, z: &mut [T]) {
-    let n = x.len();
-    for (j, z) in z.iter_mut().enumerate() {
-        let dot = x.iter().zip(&w[j * n..(j + 1) * n]).fold(T::zero(), |s, (&x, &w)| s + x * w);
-        *z = match bias {
-            Bias::PerNeuron => dot + b[j],
-            Bias::Shared => dot + b[0],
-            Bias::None => dot,
+/// Where each part of the padded layout starts.
+const fn w2_at<const P: usize>() -> usize {
+    P * P
+}
+const fn w2t_at<const P: usize>() -> usize {
+    2 * P * P
+}
+const fn b1_at<const P: usize>() -> usize {
+    3 * P * P
+}
+const fn b2_at<const P: usize>() -> usize {
+    3 * P * P + P
+}
+
+/// `x w` for a row `x`: out[j] = sum_i x[i] w[i][j], each sum from zero in index order, a whole row of
+/// `w` at a time.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn vec_mat<T: Scalar, const P: usize>(x: &[T; P], w: &[T]) -> [T; P] {
+    let mut out = [T::zero(); P];
+    for (&x, row) in x.iter().zip(w.chunks_exact(P)) {
+        simd::whole_rows();
+        for (o, &w) in out.iter_mut().zip(row) {
+            *o = *o + x * w;
+        }
+    }
+    out
+}
+
+/// The outer product `g = a b^T`, each value as `0 + a b` like the batched path's.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn outer<T: Scalar, const P: usize>(a: &[T; P], b: &[T; P], g: &mut [T]) {
+    for (&a, row) in a.iter().zip(g.chunks_exact_mut(P)) {
+        simd::whole_rows();
+        for (g, &b) in row.iter_mut().zip(b) {
+            *g = T::zero() + a * b;
+        }
+    }
+}
+
+/// Values of the padded layout.
+const fn len<const P: usize>() -> usize {
+    3 * P * P + 2 * P
+}
+
+/// Values of the padded layout an update covers: the weights, and the biases when they are trained.
+fn trained_len<const P: usize>(c: &Config) -> usize {
+    if c.train_bias && c.bias != Bias::None {
+        len::<P>()
+    } else {
+        b1_at::<P>()
+    }
+}
+
+/// `v` as `len` zeros, reusing its room.
+fn fill<T: Scalar>(v: &mut Vec<T>, len: usize, what: &'static str) -> Result<()> {
+    v.clear();
+    memory::reserve(what, v, len, 1)?;
+    v.resize(len, T::zero());
+    Ok(())
+}
+
+/// Writes w1, b1, w2, b2 (the network's layout; empty where a parameter has no such slot) into `pad`,
+/// which holds zeros.
+fn put<T: Scalar, const P: usize>(
+    pad: &mut [T],
+    [w1, b1, w2, b2]: [&[T]; 4],
+    (n_in, n_hidden, _): (usize, usize, usize),
+) {
+    for (j, row) in w1.chunks_exact(n_in).enumerate() {
+        for (i, &w) in row.iter().enumerate() {
+            pad[i * P + j] = w;
+        }
+    }
+    for (k, row) in w2.chunks_exact(n_hidden).enumerate() {
+        for (j, &w) in row.iter().enumerate() {
+            pad[w2_at::<P>() + k * P + j] = w;
+            pad[w2t_at::<P>() + j * P + k] = w;
+        }
+    }
+    for (at, b) in [(b1_at::<P>(), b1), (b2_at::<P>(), b2)] {
+        if let Some(dst) = pad.get_mut(at..at + b.len()) {
+            dst.copy_from_slice(b);
+        }
+    }
+}
+
+/// Reads w1, b1, w2, b2 back from `pad` into the network's layout (the inverse of `put`).
+fn take<T: Scalar, const P: usize>(
+    pad: &[T],
+    [w1, b1, w2, b2]: [&mut [T]; 4],
+    (n_in, n_hidden, _): (usize, usize, usize),
+) {
+    for (j, row) in w1.chunks_exact_mut(n_in).enumerate() {
+        for (i, w) in row.iter_mut().enumerate() {
+            *w = pad[i * P + j];
+        }
+    }
+    for (k, row) in w2.chunks_exact_mut(n_hidden).enumerate() {
+        for (j, w) in row.iter_mut().enumerate() {
+            *w = pad[w2_at::<P>() + k * P + j];
+        }
+    }
+    for (at, b) in [(b1_at::<P>(), b1), (b2_at::<P>(), b2)] {
+        if let Some(src) = pad.get(at..at + b.len()) {
+            b.copy_from_slice(src);
+        }
+    }
+}
+
+/// A run of one-sample steps (see `Network::train_tiny`).
+struct Run<'a, T, F, const P: usize> {
+    net: &'a mut Network<T>,
+    x: &'a [T],
+    t: &'a [T],
+    steps: usize,
+    loss: &'a mut F,
+}
+
+impl<T: Scalar, F: FnMut(f64), const P: usize> simd::Kernel for Run<'_, T, F, P> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // see `simd::Kernel`
+    fn run(self) -> Result<()> {
+        let Self { net, x, t, steps, loss } = self;
+        if !net.pad.fresh {
+            net.pad::<P>()?;
+        }
+        debug_assert!(net.pad_is_fresh::<P>(), "the network changed without `Network::changed`");
+        let mut xp = [T::zero(); P];
+        xp[..x.len()].copy_from_slice(x);
+        let c = net.config;
+        // Adam's constants change with every update, SGD's stay.
+        let adam = c.optimizer.slots() == 2;
+        let mut rule = c.optimizer.rule::<T>(net.updates + 1);
+        let mut done = 0;
+        let result = loop {
+            if done == steps {
+                break Ok(());
+            }
+            if adam && done > 0 {
+                rule = c.optimizer.rule::<T>(net.updates + done as u64 + 1);
+            }
+            match step::<T, P>(&c, &mut net.pad, &xp, t, &rule) {
+                Ok(l) => loss(l),
+                Err(e) => break Err(e),
+            }
+            done += 1;
         };
+        net.unpad::<P>(done);
+        result
+    }
+}
+
+/// One step of the padded network on the padded sample `x` and the targets `t` (n_out values); commits
+/// the update and returns the loss, or commits nothing when the loss or a new value is not finite.
+#[inline(always)]
+#[allow(clippy::inline_always)] // into `train_tiny`'s wide copies
+#[allow(clippy::needless_range_loop)] // indices of whole rows read clearer than zips of zips here
+fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: &[T], rule: &Rule<T>) -> Result<f64> {
+    let (n_hidden, n_out) = (c.n_hidden, c.n_out);
+    let p = &pad.params;
+    let (w1t, w2, w2t) = (&p[..P * P], &p[w2_at::<P>()..w2t_at::<P>()], &p[w2t_at::<P>()..b1_at::<P>()]);
+    let bias = |at: usize, j: usize| match c.bias {
+        Bias::PerNeuron => p[at + j],
+        Bias::Shared => p[at],
+        Bias::None => T::zero(),
+    };
+
+    // forward: z = x w^T + b, a = f(z); padded hidden units are then set to zero
+    let mut h = vec_mat(x, w1t);
+    if c.bias != Bias::None {
+        for j in 0..P {
+            h[j] = h[j] + bias(b1_at::<P>(), j);
+        }
+    }
+    c.hidden_activation.apply_serial(&mut h, P);
+    h[n_hidden..].fill(T::zero());
+    let mut z2 = vec_mat(&h, w2t);
+    if c.bias != Bias::None {
+        for k in 0..P {
+            z2[k] = z2[k] + bias(b2_at::<P>(), k);
+        }
+    }
+    let mut o = z2;
+    c.output_activation.apply_serial(&mut o[..n_out], n_out);
+
+    // backward: dw2 = dz2 h^T, dz1 = (w2^T dz2) * f'(h), dw1 = dz1 x^T
+    let mut dz2 = [T::zero(); P];
+    let loss = c.loss.delta(c.output_activation, &z2[..n_out], &o[..n_out], t, n_out, &mut dz2[..n_out]);
+    if !loss.is_finite() {
+        return Err(Error::Diverged { step: 0, what: "loss", losses: vec![] });
+    }
+    let mut dz1 = vec_mat(&dz2, w2);
+    for j in 0..P {
+        dz1[j] = dz1[j] * c.hidden_activation.derivative(h[j]);
+    }
+    let (gw, gb) = pad.grads.split_at_mut(b1_at::<P>());
+    let (gw1t, gw) = gw.split_at_mut(P * P);
+    let (gw2, gw2t) = gw.split_at_mut(P * P);
+    outer(x, &dz1, gw1t);
+    outer(&dz2, &h, gw2);
+    outer(&h, &dz2, gw2t);
+    if c.train_bias && c.bias != Bias::None {
+        let (gb1, gb2) = gb.split_at_mut(P);
+        bias_grad(&dz1[..n_hidden], n_hidden, &mut gb1[..c.bias.len(n_hidden)]);
+        bias_grad(&dz2[..n_out], n_out, &mut gb2[..c.bias.len(n_out)]);
+    }
+
+    // update: the new values go into the gradients' buffer, committed by swapping it in
+    let n = trained_len::<P>(c);
+    if !rule.apply(&pad.params[..n], &mut pad.grads[..n], &pad.state, &mut pad.next) {
+        return Err(Error::Diverged { step: 0, what: "weights", losses: vec![] });
+    }
+    std::mem::swap(&mut pad.params, &mut pad.grads);
+    std::mem::swap(&mut pad.state, &mut pad.next);
+    Ok(loss)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::activation::Activation;
+    use crate::loss::Loss;
+    use crate::optim::Optimizer;
+
+    #[derive(Clone, Copy)]
+    enum Set {
+        Baseline,
+        #[cfg(target_arch = "x86_64")]
+        Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Avx512,
+    }
+
+    /// Losses, and every parameter and state value, after 25 steps compiled for `set` (which the CPU must
+    /// have).
+    fn trained(c: Config, x: &[f32], t: &[f32], set: Set) -> (Vec<f64>, Vec<f32>) {
+        let mut net = Network::<f32>::new(c, 7).unwrap();
+        let mut losses = vec![];
+        let mut sink = |l| losses.push(l);
+        let k = Run::<f32, _, 32> { net: &mut net, x, t, steps: 25, loss: &mut sink };
+        match set {
+            Set::Baseline => simd::baseline(k),
+            // SAFETY: the caller checked that the CPU has AVX2.
+            #[cfg(target_arch = "x86_64")]
+            Set::Avx2 => unsafe { simd::avx2(k) },
+            // SAFETY: the caller checked that the CPU has AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Set::Avx512 => unsafe { simd::avx512(k) },
+        }
+        .unwrap();
+        let state = net.optimizer_state().0.iter().flatten().flatten();
+        (losses, net.params().iter().flatten().chain(state).copied().collect())
+    }
+
+    /// The one-sample path is compiled for each instruction set and picked at run time: every set the
+    /// CPU can run must give the baseline build's bits.
+    #[test]
+    fn every_instruction_set_gives_the_baseline_bits() {
+        let settings = [
+            (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse, Optimizer::sgd(0.5), (2, 2, 2)),
+            (
+                Activation::Relu,
+                Activation::Softmax,
+                Loss::CrossEntropy,
+                Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
+                (13, 16, 10),
+            ),
+            (Activation::Tanh, Activation::Identity, Loss::Mse, Optimizer::adam(0.01), (30, 17, 3)),
+        ];
+        for (hidden_activation, output_activation, loss, optimizer, (n_in, n_hidden, n_out)) in settings {
+            let c =
+                Config { hidden_activation, output_activation, loss, optimizer, ..Config::new(n_in, n_hidden, n_out) };
+            let x: Vec<f32> = (0..n_in).map(|i| (i as f32 * 0.37).sin()).collect();
+            let t: Vec<f32> = (0..n_out).map(|k| if k == 1 { 1.0 } else { 0.0 }).collect();
+            let baseline = trained(c, &x, &t, Set::Baseline);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    assert_eq!(trained(c, &x, &t, Set::Avx2), baseline, "AVX2 {c:?}");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    assert_eq!(trained(c, &x, &t, Set::Avx512), baseline, "AVX-512 {c:?}");
+                }
+            }
+        }
     }
 }
