@@ -793,6 +793,27 @@ fn bias_grad<T: Scalar>(delta: &[V<T>], g: &mut [V<T>]) {
 mod tests {
     use super::*;
 
+    /// A member's own runs of steps keep a padded copy of it (`tiny`); the lanes' writes must reach the
+    /// next one.
+    #[test]
+    fn members_trained_alone_before_and_after_the_lanes_train_as_networks() {
+        let c = Config { optimizer: Optimizer::adam(0.05), ..Config::new(2, 3, 2) };
+        let (x, t) = ([0.4, -0.3], [0.1, 0.8]);
+        let mut members: Vec<_> = (0..4).map(|s| Network::<f64>::new(c, s).unwrap()).collect();
+        let mut alone = members.clone();
+        let mut losses = vec![0.0; 4 * 3];
+        for m in &mut members {
+            m.train(&x, &t, 2, &mut || true).unwrap();
+        }
+        let (results, _) = Network::train_lanes(&mut members, &x, &t, 3, &mut losses, &mut || true).unwrap();
+        assert!(results.iter().all(Result::is_ok));
+        for (m, a) in members.iter_mut().zip(&mut alone) {
+            assert_eq!(m.train(&x, &t, 2, &mut || true).unwrap(), a.train(&x, &t, 7, &mut || true).unwrap()[5..]);
+            assert_eq!(m.params(), a.params());
+            assert_eq!(m.optimizer_state(), a.optimizer_state());
+        }
+    }
+
     /// A build of `Lanes::run_steps`.
     type Run = fn(&mut Lanes<f64>, usize, &mut Repeat<'_, f64>) -> usize;
 

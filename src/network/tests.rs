@@ -379,6 +379,43 @@ fn one_sample_matches_batched<T: Scalar>() {
 }
 
 #[test]
+fn the_one_sample_path_sees_parameters_and_state_set_between_its_runs() {
+    // It keeps a padded copy of the network between runs: every other way of writing the network must
+    // reach the next run.
+    let config = Config { optimizer: Optimizer::adam(0.05), ..Config::new(3, 5, 2) };
+    let (x, t) = ([0.3, -0.7, 0.2], [0.2, 0.9]);
+    let mut fast = Network::<f64>::new(config, 1).unwrap();
+    let mut slow = fast.clone();
+    let other = Network::<f64>::new(config, 2).unwrap();
+    let (state, updates) = other.optimizer_state();
+    let mut got = fast.train(&x, &t, 3, &mut no_stop()).unwrap();
+    let mut want = batched_steps(&mut slow, &x, &t, 3);
+    // Each write alone, then a run.
+    for params in [true, false] {
+        let write = |net: &mut Network<f64>| {
+            if params {
+                net.set_params(other.params().clone()).unwrap();
+            } else {
+                net.set_optimizer_state(state.clone(), updates).unwrap();
+            }
+        };
+        write(&mut fast);
+        write(&mut slow);
+        got.extend(fast.train(&x, &t, 2, &mut no_stop()).unwrap());
+        want.extend(batched_steps(&mut slow, &x, &t, 2));
+    }
+    // A step of the batched path (a batch of two rows) in between, on both.
+    let (x2, t2) = ([x, x].concat(), [t, t].concat());
+    got.push(fast.train_step(&x2, &t2).unwrap());
+    want.push(slow.train_step(&x2, &t2).unwrap());
+    got.push(fast.train_step(&x, &t).unwrap());
+    want.extend(batched_steps(&mut slow, &x, &t, 1));
+    assert_eq!(got, want);
+    assert_eq!(fast.params(), slow.params());
+    assert_eq!(fast.optimizer_state(), slow.optimizer_state());
+}
+
+#[test]
 fn one_sample_path_is_bit_identical_to_the_batched_path() {
     one_sample_matches_batched::<f64>();
     one_sample_matches_batched::<f32>();

@@ -100,17 +100,8 @@ impl<T: Scalar> Network<T> {
 
     /// Whether the padded parameters and state equal the network's (for a debug check).
     fn pad_is_fresh<const P: usize>(&self) -> bool {
-        let c = self.config;
-        let dims = (c.n_in, c.n_hidden, c.n_out);
         let mut copy = self.clone();
-        take::<T, P>(&self.pad.params, copy.params.each_mut().map(Vec::as_mut_slice), dims);
-        for (s, slot) in self.pad.state.iter().enumerate() {
-            take::<T, P>(
-                slot,
-                copy.state.each_mut().map(|v| v.get_mut(s).map_or(&mut [][..], Vec::as_mut_slice)),
-                dims,
-            );
-        }
+        copy.unpad::<P>(0);
         copy.params == self.params && copy.state == self.state
     }
 }
