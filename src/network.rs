@@ -360,7 +360,7 @@ impl<T: Scalar> Network<T> {
     fn step(&mut self, x: &[T], t: &[T], batch: usize) -> Result<f64> {
         if self.is_tiny(batch) {
             let mut loss = f64::NAN;
-            self.train_tiny(x, t, 1, &mut |l| loss = l)?;
+            self.train_tiny((x, t), |_| 0, 1, &mut |l| loss = l)?;
             return Ok(loss);
         }
         self.forward_train(x, batch);

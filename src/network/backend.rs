@@ -115,7 +115,7 @@ impl<T: Scalar> Backend for Network<T> {
     fn run_steps(&mut self, x: &[T], t: &[T], rows: usize, steps: usize, losses: &mut Vec<f64>) -> Result<()> {
         self.reserve(rows)?;
         if self.is_tiny(rows) {
-            return self.train_tiny(x, t, steps, &mut |l| losses.push(l));
+            return self.train_tiny((x, t), |_| 0, steps, &mut |l| losses.push(l));
         }
         self.in_pool(rows, |net| {
             for _ in 0..steps {
@@ -145,6 +145,12 @@ impl<T: Scalar> Backend for Network<T> {
         losses: &mut Vec<f64>,
     ) -> Result<()> {
         let (n_in, n_out) = (self.config.n_in, self.config.n_out);
+        if data.batch_size == 1 && data.w.is_none() && self.is_tiny(1) {
+            // Every batch one row: one run of steps, each on its row.
+            let row =
+                |s: usize| order.map_or(batches.start + s, |o| o.get(batches.start + s).copied().unwrap_or(usize::MAX));
+            return self.train_tiny((data.x, data.y), row, batches.len(), &mut |l| losses.push(l));
+        }
         self.in_pool(data.batch_size.min(data.n), |net| {
             for b in batches {
                 let (start, end) = (b * data.batch_size, ((b + 1) * data.batch_size).min(data.n));

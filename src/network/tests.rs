@@ -613,9 +613,11 @@ fn ctrl_c_is_asked_about_every_few_milliseconds_of_work() {
 fn fit_steps_through_the_rows_in_epoch_order() {
     let config =
         Config { hidden_activation: Activation::Tanh, optimizer: Optimizer::adam(0.01), ..Config::new(3, 5, 2) };
-    let (n, batch_size) = (11, 4);
+    let n = 11;
     let (x, y) = (data(n * 3, 30), targets(Loss::HalfSse, n, 2, 31));
-    for shuffle in [true, false] {
+    // Batches of 4 rows take the batched path; of one row, the one-sample path, checked here against
+    // the batched path's steps.
+    for (batch_size, shuffle) in [(4, true), (4, false), (1, true), (1, false)] {
         let mut net = Network::<f64>::new(config, 3).unwrap();
         let mut steps = net.clone();
         let fit = net.fit(&x, &y, 2, batch_size, shuffle, 9, 5, &mut no_stop()).unwrap();
@@ -634,11 +636,16 @@ fn fit_steps_through_the_rows_in_epoch_order() {
                     xs.extend_from_slice(&x[r * 3..r * 3 + 3]);
                     ys.extend_from_slice(&y[r * 2..r * 2 + 2]);
                 }
-                total += steps.train_step(&xs, &ys).unwrap() * rows.len() as f64;
+                total += if batch_size == 1 {
+                    batched_steps(&mut steps, &xs, &ys, 1)[0]
+                } else {
+                    steps.train_step(&xs, &ys).unwrap() * rows.len() as f64
+                };
             }
             close(fit[e], total / n as f64, 1e-15, "epoch loss");
         }
-        assert_eq!(net.params(), steps.params(), "shuffle={shuffle}");
+        assert_eq!(net.params(), steps.params(), "batch_size={batch_size}, shuffle={shuffle}");
+        assert_eq!(net.optimizer_state(), steps.optimizer_state(), "batch_size={batch_size}, shuffle={shuffle}");
     }
     let (mut a, mut b) = (vec![], vec![]);
     epoch_order(n, 9, 5, &mut a);

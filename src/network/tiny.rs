@@ -43,17 +43,23 @@ impl<T: Scalar> Network<T> {
         takes(&self.config, batch)
     }
 
-    /// `steps` steps on (x, t), each giving its loss to `loss`, compiled for the widest vectors the CPU
-    /// has. Stops at the first step that cannot be completed, and returns its error; the network then
-    /// holds the steps before it.
-    pub(super) fn train_tiny(&mut self, x: &[T], t: &[T], steps: usize, loss: &mut impl FnMut(f64)) -> Result<()> {
+    /// `steps` steps, step s on row `row(s)` of (x, t), each giving its loss to `loss`, compiled for the
+    /// widest vectors the CPU has. Stops at the first step that cannot be completed, and returns its
+    /// error; the network then holds the steps before it.
+    pub(super) fn train_tiny(
+        &mut self,
+        (x, t): (&[T], &[T]),
+        row: impl Fn(usize) -> usize,
+        steps: usize,
+        loss: &mut impl FnMut(f64),
+    ) -> Result<()> {
         let c = &self.config;
         match c.n_in.max(c.n_hidden).max(c.n_out).next_power_of_two() {
-            0..=2 => simd::widest(Run::<T, _, 2> { net: self, x, t, steps, loss }),
-            4 => simd::widest(Run::<T, _, 4> { net: self, x, t, steps, loss }),
-            8 => simd::widest(Run::<T, _, 8> { net: self, x, t, steps, loss }),
-            16 => simd::widest(Run::<T, _, 16> { net: self, x, t, steps, loss }),
-            _ => simd::widest(Run::<T, _, 32> { net: self, x, t, steps, loss }),
+            0..=2 => simd::widest(Run::<T, _, _, 2> { net: self, x, t, row, steps, loss }),
+            4 => simd::widest(Run::<T, _, _, 4> { net: self, x, t, row, steps, loss }),
+            8 => simd::widest(Run::<T, _, _, 8> { net: self, x, t, row, steps, loss }),
+            16 => simd::widest(Run::<T, _, _, 16> { net: self, x, t, row, steps, loss }),
+            _ => simd::widest(Run::<T, _, _, 32> { net: self, x, t, row, steps, loss }),
         }
     }
 
@@ -223,28 +229,29 @@ fn take<T: Scalar, const P: usize>(
 }
 
 /// A run of one-sample steps (see `Network::train_tiny`).
-struct Run<'a, T, F, const P: usize> {
+struct Run<'a, T, R, F, const P: usize> {
     net: &'a mut Network<T>,
     x: &'a [T],
     t: &'a [T],
+    row: R,
     steps: usize,
     loss: &'a mut F,
 }
 
-impl<T: Scalar, F: FnMut(f64), const P: usize> simd::Kernel for Run<'_, T, F, P> {
+impl<T: Scalar, R: Fn(usize) -> usize, F: FnMut(f64), const P: usize> simd::Kernel for Run<'_, T, R, F, P> {
     type Output = Result<()>;
 
     #[inline(always)]
     #[allow(clippy::inline_always)] // see `simd::Kernel`
     fn run(self) -> Result<()> {
-        let Self { net, x, t, steps, loss } = self;
+        let Self { net, x, t, row, steps, loss } = self;
         if !net.pad.fresh {
             net.pad::<P>()?;
         }
         debug_assert!(net.pad_is_fresh::<P>(), "the network changed without `Network::changed`");
-        let mut xp = [T::zero(); P];
-        xp[..x.len()].copy_from_slice(x);
         let c = net.config;
+        let (n_in, n_out) = (c.n_in, c.n_out);
+        let mut xp = [T::zero(); P];
         // Adam's constants change with every update, SGD's stay.
         let adam = c.optimizer.slots() == 2;
         let mut rule = c.optimizer.rule::<T>(net.updates + 1);
@@ -256,7 +263,13 @@ impl<T: Scalar, F: FnMut(f64), const P: usize> simd::Kernel for Run<'_, T, F, P>
             if adam && done > 0 {
                 rule = c.optimizer.rule::<T>(net.updates + done as u64 + 1);
             }
-            match step::<T, P>(&c, &mut net.pad, &xp, t, &rule) {
+            let r = row(done);
+            let (Some(xr), Some(tr)) = (row_of(x, r, n_in), row_of(t, r, n_out)) else {
+                let got = format!("{} rows", x.len() / n_in.max(1));
+                break Err(Error::ShapeMismatch { arg: "x", expected: format!("a row {r}"), got });
+            };
+            xp[..n_in].copy_from_slice(xr);
+            match step::<T, P>(&c, &mut net.pad, &xp, tr, &rule) {
                 Ok(l) => loss(l),
                 Err(e) => break Err(e),
             }
@@ -265,6 +278,13 @@ impl<T: Scalar, F: FnMut(f64), const P: usize> simd::Kernel for Run<'_, T, F, P>
         net.unpad::<P>(done);
         result
     }
+}
+
+/// Row `r` of a row-major matrix `width` values wide, if it has one.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn row_of<T>(v: &[T], r: usize, width: usize) -> Option<&[T]> {
+    v.get(r.checked_mul(width)?..)?.get(..width)
 }
 
 /// One step of the padded network on the padded sample `x` and the targets `t` (n_out values); commits
@@ -356,7 +376,7 @@ mod tests {
         let mut net = Network::<f32>::new(c, 7).unwrap();
         let mut losses = vec![];
         let mut sink = |l| losses.push(l);
-        let k = Run::<f32, _, 32> { net: &mut net, x, t, steps: 25, loss: &mut sink };
+        let k = Run::<f32, _, _, 32> { net: &mut net, x, t, row: |_| 0, steps: 25, loss: &mut sink };
         match set {
             Set::Baseline => simd::baseline(k),
             // SAFETY: the caller checked that the CPU has AVX2.
