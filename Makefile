@@ -54,10 +54,13 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 #   the guard `width != 1` as `true` (one neuron's column sum is the total, the same additions in order).
 # - network/lanes.rs: `side_by_side`'s `momentum != 0.0` as `==` (it splits the members the same way);
 #   the poll interval's `/ LANES`; guards `Population::fit` checks first (a zero batch size, one seed per
-#   member); which build `run` picks and `lanes_only` (every build gives the same bits, tested; the fence
-#   changes only speed).
+#   member).
+# - simd.rs: which build `widest` picks, and `whole_rows` (every build gives the same bits, tested in
+#   network/tiny.rs and network/lanes.rs; the fence changes only speed).
+# - network/tiny.rs: `pad_is_fresh` (a debug check); the test of `fresh` before copying the network in
+#   (copying it again gives the same values; a missed `changed` is tested).
 MUTATED := src/activation.rs src/loss.rs src/optim.rs src/linalg.rs src/exp.rs src/network.rs \
-	src/network/tiny.rs src/network/backend.rs src/network/lanes.rs
+	src/network/tiny.rs src/network/backend.rs src/network/lanes.rs src/simd.rs
 
 .PHONY: mutants
 mutants: ## mutation testing of the core's math with cargo-mutants (SHARD=k/n for a part); lists survivors

@@ -425,32 +425,10 @@ impl<T: Scalar> Lanes<T> {
     }
 
     /// Up to `steps` steps, each on `feed`'s sample and giving `feed` its losses; stops before a step
-    /// that any lane cannot complete. Returns the steps done.
+    /// that any lane cannot complete. Returns the steps done. Compiled for the widest vectors the CPU
+    /// has (see `simd`).
     fn run(&mut self, steps: usize, feed: &mut impl Feed<T>) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F, which is all the function is compiled for.
-                return unsafe { self.run_avx512(steps, feed) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2, which is all the function is compiled for.
-                return unsafe { self.run_avx2(steps, feed) };
-            }
-        }
-        self.run_steps(steps, feed)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(&mut self, steps: usize, feed: &mut impl Feed<T>) -> usize {
-        self.run_steps(steps, feed)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&mut self, steps: usize, feed: &mut impl Feed<T>) -> usize {
-        self.run_steps(steps, feed)
+        simd::widest(Run { lanes: self, steps, feed })
     }
 
     #[inline(always)]
@@ -655,6 +633,22 @@ impl<T: Scalar> Lanes<T> {
     }
 }
 
+/// A run of steps of a group (see `Lanes::run`).
+struct Run<'a, T, F> {
+    lanes: &'a mut Lanes<T>,
+    steps: usize,
+    feed: &'a mut F,
+}
+
+impl<T: Scalar, F: Feed<T>> simd::Kernel for Run<'_, T, F> {
+    type Output = usize;
+
+    #[inline(always)]
+    fn run(self) -> usize {
+        self.lanes.run_steps(self.steps, self.feed)
+    }
+}
+
 /// A value of every lane, lane l being `f(l)`.
 #[inline(always)]
 fn each<R: Copy + Default>(mut f: impl FnMut(usize) -> R) -> V<R> {
@@ -815,7 +809,7 @@ mod tests {
     }
 
     /// A build of `Lanes::run_steps`.
-    type Run = fn(&mut Lanes<f64>, usize, &mut Repeat<'_, f64>) -> usize;
+    type Build = fn(&mut Lanes<f64>, usize, &mut Repeat<'_, f64>) -> usize;
 
     /// Every value of a group, as bits: parameters, optimizer state, and each lane's losses.
     fn bits(lanes: &Lanes<f64>, losses: &[f64]) -> Vec<u64> {
@@ -852,7 +846,7 @@ mod tests {
                     Network::new(Config { optimizer, ..c }, i as u64).unwrap()
                 })
                 .collect();
-            let trained = |run: Run| {
+            let trained = |run: Build| {
                 let (mut lanes, mut losses) = (Lanes::pack(&members), vec![f64::NAN; LANES * 50]);
                 let rows: Vec<&mut [f64]> = losses.chunks_exact_mut(50).collect();
                 let (x, t) = (broadcast(&[0.5, -0.25, 0.125]), broadcast(&[0.0, 1.0, 0.0, 0.0]));
@@ -864,16 +858,24 @@ mod tests {
                 assert!(losses.iter().all(|l| l.is_finite()));
                 bits(&lanes, &losses)
             };
-            let baseline = trained(|l, s, f| l.run_steps(s, f));
+            let baseline = trained(|lanes, steps, feed| simd::baseline(Run { lanes, steps, feed }));
             #[cfg(target_arch = "x86_64")]
             {
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has AVX2.
-                    assert_eq!(trained(|l, s, f| unsafe { l.run_avx2(s, f) }), baseline, "AVX2 {c:?}");
+                    assert_eq!(
+                        trained(|lanes, steps, feed| unsafe { simd::avx2(Run { lanes, steps, feed }) }),
+                        baseline,
+                        "AVX2 {c:?}"
+                    );
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has AVX-512F.
-                    assert_eq!(trained(|l, s, f| unsafe { l.run_avx512(s, f) }), baseline, "AVX-512 {c:?}");
+                    assert_eq!(
+                        trained(|lanes, steps, feed| unsafe { simd::avx512(Run { lanes, steps, feed }) }),
+                        baseline,
+                        "AVX-512 {c:?}"
+                    );
                 }
             }
             assert_eq!(trained(|l, s, f| l.run(s, f)), baseline);
