@@ -1,6 +1,6 @@
 //! The one-sample step of `tiny` for up to `LANES` networks side by side: member l of a population is
 //! lane l of every value, so that one vector instruction does the same operation for all of them.
-//! Each lane computes exactly what `step_tiny` computes for its network alone (the same operations in
+//! Each lane computes exactly what `tiny`'s step computes for its network alone (the same operations in
 //! the same order, elementwise across lanes), so members train bit for bit as networks. The loops run
 //! over widths with the lanes innermost, compiled again for AVX2 and AVX-512 and chosen at run time,
 //! since the wheel targets baseline x86-64.
@@ -447,7 +447,7 @@ impl<T: Scalar> Lanes<T> {
         steps
     }
 
-    /// One step of every lane (`step_tiny`'s operations, lane by lane); None, with nothing committed,
+    /// One step of every lane (`tiny`'s step, lane by lane); None, with nothing committed,
     /// when any lane's loss or new values are not finite.
     #[inline(always)]
     fn step(&mut self, x: &[V<T>], t: &[V<T>], rules: &Rules<T>) -> Option<V<f64>> {
@@ -660,7 +660,7 @@ fn each<R: Copy + Default>(mut f: impl FnMut(usize) -> R) -> V<R> {
     out
 }
 
-/// `affine_one` of `tiny`, lane by lane.
+/// An affine layer as `tiny` computes it (each sum from zero in index order, then the bias), lane by lane.
 #[inline(always)]
 fn affine<T: Scalar>(x: &[V<T>], w: &[V<T>], b: &[V<T>], bias: Bias, z: &mut [V<T>]) {
     let n = x.len();
