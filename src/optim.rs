@@ -170,24 +170,14 @@ impl<T: Scalar> Rule<T> {
     #[inline(always)]
     #[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
     pub(crate) fn kernel(&self, p: &[T], g: &mut [T], state: (&[T], &[T]), next: (&mut [T], &mut [T])) -> bool {
-        let mut finite = true;
         match *self {
-            Self::Sgd { lr, mu, nesterov, wd } => {
-                if state.0.is_empty() {
-                    for (g, &p) in g.iter_mut().zip(p) {
-                        *g = sgd(p, *g, lr, wd);
-                        finite &= g.is_finite();
-                    }
-                } else {
-                    for (((g, &p), &b), b_next) in g.iter_mut().zip(p).zip(state.0).zip(next.0.iter_mut()) {
-                        let (new, b) = momentum(p, *g, b, lr, mu, wd, nesterov);
-                        *g = new;
-                        *b_next = kept(b);
-                        finite &= g.is_finite() && b.is_finite();
-                    }
-                }
+            // With a constant zero, `decayed` folds away and the loops are shorter.
+            Self::Sgd { lr, mu, nesterov, wd } if wd == T::zero() => {
+                sgd_kernel(p, g, state.0, next.0, (lr, mu, nesterov, T::zero()))
             }
+            Self::Sgd { lr, mu, nesterov, wd } => sgd_kernel(p, g, state.0, next.0, (lr, mu, nesterov, wd)),
             Self::Adam(a) => {
+                let mut finite = true;
                 let ((m, v), (m_next, v_next)) = (state, next);
                 for ((((g, &p), (&m, &v)), m_next), v_next) in
                     g.iter_mut().zip(p).zip(m.iter().zip(v)).zip(m_next.iter_mut()).zip(v_next.iter_mut())
@@ -198,9 +188,49 @@ impl<T: Scalar> Rule<T> {
                     *v_next = kept(v);
                     finite &= g.is_finite() && m.is_finite() && v.is_finite();
                 }
+                finite
             }
         }
-        finite
+    }
+}
+
+/// `Rule::kernel` for SGD with (lr, momentum, nesterov, weight decay); `b` and `b_next` (the momentum
+/// buffer) empty for plain SGD.
+#[inline(always)]
+#[allow(clippy::inline_always)] // see `Rule::kernel`
+fn sgd_kernel<T: Scalar>(
+    p: &[T],
+    g: &mut [T],
+    b: &[T],
+    b_next: &mut [T],
+    (lr, mu, nesterov, wd): (T, T, bool, T),
+) -> bool {
+    let mut finite = true;
+    if b.is_empty() {
+        for (g, &p) in g.iter_mut().zip(p) {
+            *g = sgd(p, *g, lr, wd);
+            finite &= g.is_finite();
+        }
+    } else {
+        for (((g, &p), &b), b_next) in g.iter_mut().zip(p).zip(b).zip(b_next.iter_mut()) {
+            let (new, b) = momentum(p, *g, b, lr, mu, wd, nesterov);
+            *g = new;
+            *b_next = kept(b);
+            finite &= g.is_finite() && b.is_finite();
+        }
+    }
+    finite
+}
+
+/// The gradient `g` of a parameter `p` with weight decay: `g + wd p`, or `g` itself when `wd` is zero,
+/// as PyTorch's optimizers skip the term (which changes the sign of a zero, or a NaN for an infinite p).
+#[inline(always)]
+#[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
+pub(crate) fn decayed<T: Scalar>(g: T, p: T, wd: T) -> T {
+    if wd == T::zero() {
+        g
+    } else {
+        g + wd * p
     }
 }
 
@@ -208,14 +238,14 @@ impl<T: Scalar> Rule<T> {
 #[inline(always)]
 #[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
 pub(crate) fn sgd<T: Scalar>(p: T, g: T, lr: T, wd: T) -> T {
-    p - lr * (g + wd * p)
+    p - lr * decayed(g, p, wd)
 }
 
 /// One parameter's SGD update with momentum buffer b: the new value and the new buffer (not yet `kept`).
 #[inline(always)]
 #[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
 pub(crate) fn momentum<T: Scalar>(p: T, g: T, b: T, lr: T, mu: T, wd: T, nesterov: bool) -> (T, T) {
-    let d = g + wd * p;
+    let d = decayed(g, p, wd);
     let b = b * mu + d;
     (p - lr * if nesterov { d + mu * b } else { b }, b)
 }
@@ -236,7 +266,7 @@ pub(crate) struct AdamStep<T> {
 #[inline(always)]
 #[allow(clippy::inline_always)] // into the lanes' AVX2/AVX-512 code (`network::lanes`)
 pub(crate) fn adam<T: Scalar>(p: T, g: T, m: T, v: T, a: AdamStep<T>) -> (T, T, T) {
-    let d = g + a.wd * p;
+    let d = decayed(g, p, a.wd);
     let m = lerp(m, d, a.w1);
     let v = v * a.b2 + a.w2 * d * d;
     (p + (-a.step_size * m) / (v.sqrt() / a.bc2_sqrt + a.eps), m, v)
@@ -426,6 +456,17 @@ mod tests {
             p -= lr / (1.0 - b1.powi(t)) * m / ((v / (1.0 - b2.powi(t))).sqrt() + eps);
             assert!((got - p).abs() < 1e-14, "step {t}: {got} vs {p}");
         }
+    }
+
+    #[test]
+    fn weight_decay_of_zero_leaves_the_gradient_as_it_is_like_pytorch() {
+        // PyTorch adds `wd p` only when wd != 0: the gradient's zero keeps its sign, and an infinite
+        // parameter does not make the gradient NaN.
+        assert_eq!(super::decayed(-0.0_f64, 1.0, 0.0).to_bits(), (-0.0_f64).to_bits());
+        assert_eq!(super::decayed(0.5_f64, f64::INFINITY, 0.0), 0.5);
+        assert_eq!(super::decayed(0.5_f64, 2.0, 0.25), 1.0);
+        let (_, b) = momentum(0.0_f64, -0.0, -0.0, 0.1, 0.9, 0.0, false);
+        assert_eq!(b.to_bits(), (-0.0_f64).to_bits());
     }
 
     #[test]

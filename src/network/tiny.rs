@@ -3,16 +3,17 @@
 //! bit-identical), but with no matrix-product calls, allocations or loops of unknown length, since at this
 //! size that overhead would be most of the step.
 //!
-//! For a run of steps the network is copied into a padded form (`Pad`): every layer zero-padded to P
-//! neurons, P the next power of two, so that each loop has a length known at compile time and each
-//! product is a run of whole-row multiply-adds that vectorises across neurons:
+//! For a run of steps the network is copied into a padded form (`Pad`): every row of its weights, and
+//! every layer's values, zero-padded to P, the next power of two of the widest layer, so that each row
+//! has a length known at compile time and each product is a run of whole-row multiply-adds that
+//! vectorises across neurons:
 //!   z1[j] = sum_i x[i] w1t[i][j]     (w1 transposed: row i holds input i's weights)
 //!   z2[k] = sum_j h[j] w2t[j][k]     (w2 transposed, for the forward pass)
 //!   dz1[j] = sum_k dz2[k] w2[k][j]   (w2 as stored, for the backward pass)
 //! Each sum still runs from zero in index order, as the batched path's dot products do. Padded entries
-//! are zero and stay zero: padded inputs, hidden activations and output deltas are zero, so their
-//! gradients are zero, and every optimizer maps a zero weight with a zero gradient and state to zero.
-//! The two copies of w2 get the same gradients and so the same updates.
+//! are zero and stay zero: padded inputs, hidden activations and output deltas are zero, so their gradients are
+//! zero, and every optimizer maps a zero weight with a zero gradient and state to zero. The two copies
+//! of w2 get the same gradients and so the same updates.
 
 use super::{bias_grad, Network};
 use crate::error::{Error, Result};
@@ -24,8 +25,8 @@ use crate::{memory, simd};
 /// Widths up to this take the one-sample path.
 pub const WIDEST: usize = 32;
 
-/// A network in the padded form, with its gradients and optimizer state in the same layout:
-/// `[w1t (P x P) | w2 (P x P) | w2t (P x P) | b1 (P) | b2 (P)]`. The scratch of a network, reused.
+/// A network in the padded form (see `Layout`), with its gradients and optimizer state in the same
+/// layout. The scratch of a network, reused.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Pad<T> {
     params: Vec<T>,
@@ -72,21 +73,21 @@ impl<T: Scalar> Network<T> {
     /// Copies the parameters and optimizer state into `pad`, padded to P.
     fn pad<const P: usize>(&mut self) -> Result<()> {
         let c = self.config;
-        let dims = (c.n_in, c.n_hidden, c.n_out);
+        let at = Layout::of::<P>(&c);
         let pad = &mut self.pad;
         // Biases are always there for the forward pass; the state covers what the update does.
-        fill(&mut pad.params, len::<P>(), "network parameters")?;
-        put::<T, P>(&mut pad.params, self.params.each_ref().map(Vec::as_slice), dims);
+        fill(&mut pad.params, at.len, "network parameters")?;
+        put::<T, P>(&mut pad.params, self.params.each_ref().map(Vec::as_slice), &c, at);
         // The untrained values (biases when frozen) are in both buffers, so a swap keeps them.
-        fill(&mut pad.grads, len::<P>(), "gradients")?;
+        fill(&mut pad.grads, at.len, "gradients")?;
         pad.grads.copy_from_slice(&pad.params);
         let slots = c.optimizer.slots();
         pad.state.resize_with(slots, Vec::new);
         pad.next.resize_with(slots, Vec::new);
         for (s, (slot, next)) in pad.state.iter_mut().zip(&mut pad.next).enumerate() {
-            fill(slot, trained_len::<P>(&c), "optimizer state")?;
-            fill(next, trained_len::<P>(&c), "optimizer state")?;
-            put::<T, P>(slot, self.state.each_ref().map(|v| v.get(s).map_or(&[][..], Vec::as_slice)), dims);
+            fill(slot, at.trained(&c), "optimizer state")?;
+            fill(next, at.trained(&c), "optimizer state")?;
+            put::<T, P>(slot, self.state.each_ref().map(|v| v.get(s).map_or(&[][..], Vec::as_slice)), &c, at);
         }
         Ok(())
     }
@@ -94,11 +95,11 @@ impl<T: Scalar> Network<T> {
     /// Copies the padded parameters and optimizer state back, after `done` more updates.
     fn unpad<const P: usize>(&mut self, done: usize) {
         let c = self.config;
-        let dims = (c.n_in, c.n_hidden, c.n_out);
-        take::<T, P>(&self.pad.params, self.params.each_mut().map(Vec::as_mut_slice), dims);
+        let at = Layout::of::<P>(&c);
+        take::<T, P>(&self.pad.params, self.params.each_mut().map(Vec::as_mut_slice), &c, at);
         for (s, slot) in self.pad.state.iter().enumerate() {
             let slots = self.state.each_mut().map(|v| v.get_mut(s).map_or(&mut [][..], Vec::as_mut_slice));
-            take::<T, P>(slot, slots, dims);
+            take::<T, P>(slot, slots, &c, at);
         }
         self.updates += done as u64;
         self.pad.fresh = true;
@@ -117,22 +118,44 @@ pub(super) fn takes(c: &Config, batch: usize) -> bool {
     batch == 1 && c.n_in <= WIDEST && c.n_hidden <= WIDEST && c.n_out <= WIDEST
 }
 
-/// Where each part of the padded layout starts.
-const fn w2_at<const P: usize>() -> usize {
-    P * P
-}
-const fn w2t_at<const P: usize>() -> usize {
-    2 * P * P
-}
-const fn b1_at<const P: usize>() -> usize {
-    3 * P * P
-}
-const fn b2_at<const P: usize>() -> usize {
-    3 * P * P + P
+/// Where each part of the padded form starts: `[w1t | w2 | w2t | b1 | b2]`, each bias P values, each
+/// weight matrix as many rows of P values as it has rows (w1t n_in, w2 n_out, w2t n_hidden). Up to P = 8
+/// every matrix has P rows (the padded ones zero), so that every loop has a length known at compile
+/// time and unrolls; wider, the padded rows would cost more than a loop of unknown length.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    w2: usize,
+    w2t: usize,
+    b1: usize,
+    b2: usize,
+    len: usize,
 }
 
-/// `x w` for a row `x`: out[j] = sum_i x[i] w[i][j], each sum from zero in index order, a whole row of
-/// `w` at a time.
+impl Layout {
+    #[inline(always)]
+    #[allow(clippy::inline_always)]
+    fn of<const P: usize>(c: &Config) -> Self {
+        let rows = |n: usize| if P <= 8 { P } else { n };
+        let w2 = rows(c.n_in) * P;
+        let w2t = w2 + rows(c.n_out) * P;
+        let b1 = w2t + rows(c.n_hidden) * P;
+        Self { w2, w2t, b1, b2: b1 + P, len: b1 + 2 * P }
+    }
+
+    /// Values an update covers: the weights, and the biases when they are trained.
+    #[inline(always)]
+    #[allow(clippy::inline_always)]
+    fn trained(self, c: &Config) -> usize {
+        if c.train_bias && c.bias != Bias::None {
+            self.len
+        } else {
+            self.b1
+        }
+    }
+}
+
+/// `x w` for a row `x` and the rows of `w`: out[j] = sum_i x[i] w[i][j], each sum from zero in index
+/// order, a whole row of `w` at a time.
 #[inline(always)]
 #[allow(clippy::inline_always)]
 fn vec_mat<T: Scalar, const P: usize>(x: &[T; P], w: &[T]) -> [T; P] {
@@ -146,30 +169,34 @@ fn vec_mat<T: Scalar, const P: usize>(x: &[T; P], w: &[T]) -> [T; P] {
     out
 }
 
-/// The outer product `g = a b^T`, each value as `0 + a b` like the batched path's.
+/// The outer product `g = a b^T` of as many rows as `g` has (a's first values), each value as `0 + a b`
+/// like the batched path's.
 #[inline(always)]
 #[allow(clippy::inline_always)]
 fn outer<T: Scalar, const P: usize>(a: &[T; P], b: &[T; P], g: &mut [T]) {
     for (&a, row) in a.iter().zip(g.chunks_exact_mut(P)) {
         simd::whole_rows();
-        for (g, &b) in row.iter_mut().zip(b) {
-            *g = T::zero() + a * b;
-        }
+        // Built in registers and stored whole: written into `row` one by one, wide rows stayed scalar.
+        row.copy_from_slice(&b.map(|b| T::zero() + a * b));
     }
 }
 
-/// Values of the padded layout.
-const fn len<const P: usize>() -> usize {
-    3 * P * P + 2 * P
+/// A layer's biases (its P values in the padded layout) added to `z` as the batched path adds them.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn add_bias<T: Scalar, const P: usize>(z: &mut [T; P], b: &[T; P], bias: Bias) {
+    match bias {
+        Bias::PerNeuron => *z = std::array::from_fn(|j| z[j] + b[j]),
+        Bias::Shared => *z = z.map(|z| z + b[0]),
+        Bias::None => {}
+    }
 }
 
-/// Values of the padded layout an update covers: the weights, and the biases when they are trained.
-fn trained_len<const P: usize>(c: &Config) -> usize {
-    if c.train_bias && c.bias != Bias::None {
-        len::<P>()
-    } else {
-        b1_at::<P>()
-    }
+/// The first P values of `v` (which has them) as an array.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn fixed<T, const P: usize>(v: &[T]) -> &[T; P] {
+    v.first_chunk().unwrap_or_else(|| unreachable!("the padded layout has P values here"))
 }
 
 /// `v` as `len` zeros, reusing its room.
@@ -185,7 +212,8 @@ fn fill<T: Scalar>(v: &mut Vec<T>, len: usize, what: &'static str) -> Result<()>
 fn put<T: Scalar, const P: usize>(
     pad: &mut [T],
     [w1, b1, w2, b2]: [&[T]; 4],
-    (n_in, n_hidden, _): (usize, usize, usize),
+    &Config { n_in, n_hidden, .. }: &Config,
+    at: Layout,
 ) {
     for (j, row) in w1.chunks_exact(n_in).enumerate() {
         for (i, &w) in row.iter().enumerate() {
@@ -194,11 +222,11 @@ fn put<T: Scalar, const P: usize>(
     }
     for (k, row) in w2.chunks_exact(n_hidden).enumerate() {
         for (j, &w) in row.iter().enumerate() {
-            pad[w2_at::<P>() + k * P + j] = w;
-            pad[w2t_at::<P>() + j * P + k] = w;
+            pad[at.w2 + k * P + j] = w;
+            pad[at.w2t + j * P + k] = w;
         }
     }
-    for (at, b) in [(b1_at::<P>(), b1), (b2_at::<P>(), b2)] {
+    for (at, b) in [(at.b1, b1), (at.b2, b2)] {
         if let Some(dst) = pad.get_mut(at..at + b.len()) {
             dst.copy_from_slice(b);
         }
@@ -209,7 +237,8 @@ fn put<T: Scalar, const P: usize>(
 fn take<T: Scalar, const P: usize>(
     pad: &[T],
     [w1, b1, w2, b2]: [&mut [T]; 4],
-    (n_in, n_hidden, _): (usize, usize, usize),
+    &Config { n_in, n_hidden, .. }: &Config,
+    at: Layout,
 ) {
     for (j, row) in w1.chunks_exact_mut(n_in).enumerate() {
         for (i, w) in row.iter_mut().enumerate() {
@@ -218,10 +247,10 @@ fn take<T: Scalar, const P: usize>(
     }
     for (k, row) in w2.chunks_exact_mut(n_hidden).enumerate() {
         for (j, w) in row.iter_mut().enumerate() {
-            *w = pad[w2_at::<P>() + k * P + j];
+            *w = pad[at.w2 + k * P + j];
         }
     }
-    for (at, b) in [(b1_at::<P>(), b1), (b2_at::<P>(), b2)] {
+    for (at, b) in [(at.b1, b1), (at.b2, b2)] {
         if let Some(src) = pad.get(at..at + b.len()) {
             b.copy_from_slice(src);
         }
@@ -295,32 +324,20 @@ fn row_of<T>(v: &[T], r: usize, width: usize) -> Option<&[T]> {
 fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: &[T], rule: &Rule<T>) -> Result<f64> {
     let (n_hidden, n_out) = (c.n_hidden, c.n_out);
     let p = &pad.params;
-    let (w1t, w2, w2t) = (&p[..P * P], &p[w2_at::<P>()..w2t_at::<P>()], &p[w2t_at::<P>()..b1_at::<P>()]);
-    let bias = |at: usize, j: usize| match c.bias {
-        Bias::PerNeuron => p[at + j],
-        Bias::Shared => p[at],
-        Bias::None => T::zero(),
-    };
+    let at = Layout::of::<P>(c);
+    let (w1t, w2, w2t) = (&p[..at.w2], &p[at.w2..at.w2t], &p[at.w2t..at.b1]);
 
     // forward: z = x w^T + b, a = f(z); padded hidden units are then set to zero
     let mut h = vec_mat(x, w1t);
-    if c.bias != Bias::None {
-        for j in 0..P {
-            h[j] = h[j] + bias(b1_at::<P>(), j);
-        }
-    }
+    add_bias(&mut h, fixed(&p[at.b1..]), c.bias);
     c.hidden_activation.apply_serial(&mut h, P);
     h[n_hidden..].fill(T::zero());
     let mut z2 = vec_mat(&h, w2t);
-    if c.bias != Bias::None {
-        for k in 0..P {
-            z2[k] = z2[k] + bias(b2_at::<P>(), k);
-        }
-    }
+    add_bias(&mut z2, fixed(&p[at.b2..]), c.bias);
     let mut o = z2;
     c.output_activation.apply_serial(&mut o[..n_out], n_out);
 
-    // backward: dw2 = dz2 h^T, dz1 = (w2^T dz2) * f'(h), dw1 = dz1 x^T
+    // backward: dz2, then dz1 = (w2^T dz2) * f'(h)
     let mut dz2 = [T::zero(); P];
     let loss = c.loss.delta(c.output_activation, &z2[..n_out], &o[..n_out], t, n_out, &mut dz2[..n_out]);
     if !loss.is_finite() {
@@ -330,9 +347,11 @@ fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: 
     for j in 0..P {
         dz1[j] = dz1[j] * c.hidden_activation.derivative(h[j]);
     }
-    let (gw, gb) = pad.grads.split_at_mut(b1_at::<P>());
-    let (gw1t, gw) = gw.split_at_mut(P * P);
-    let (gw2, gw2t) = gw.split_at_mut(P * P);
+
+    // gradients: dw1t = x dz1^T, dw2 = dz2 h^T, dw2t = h dz2^T, and the biases'
+    let (gw, gb) = pad.grads.split_at_mut(at.b1);
+    let (gw1t, gw) = gw.split_at_mut(at.w2);
+    let (gw2, gw2t) = gw.split_at_mut(at.w2t - at.w2);
     outer(x, &dz1, gw1t);
     outer(&dz2, &h, gw2);
     outer(&h, &dz2, gw2t);
@@ -343,7 +362,7 @@ fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: 
     }
 
     // update: the new values go into the gradients' buffer, committed by swapping it in
-    let n = trained_len::<P>(c);
+    let n = at.trained(c);
     if !rule.apply(&pad.params[..n], &mut pad.grads[..n], &pad.state, &mut pad.next) {
         return Err(Error::Diverged { step: 0, what: "weights", losses: vec![] });
     }
