@@ -32,6 +32,19 @@ pub type OptimizerState<T> = ([Vec<Vec<T>>; 4], u64);
 /// Asks the caller whether to go on; called between runs of steps of a few milliseconds.
 pub type KeepGoing<'a> = &'a mut dyn FnMut() -> bool;
 
+/// How a `fit` call walks its data; the same for every member of a population.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitPlan {
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Rows per mini-batch; the last of an epoch may be smaller.
+    pub batch_size: usize,
+    /// Whether each epoch takes its rows in the order `epoch_order(seed, epoch)` rather than as stored.
+    pub shuffle: bool,
+    /// The number of the call's first epoch, so that one call of k epochs trains exactly like k calls of one.
+    pub first_epoch: usize,
+}
+
 /// What `Backend::fit_with` adds to `fit`: a learning rate per epoch and a weight per sample.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FitExtras<'a, T> {
@@ -139,17 +152,13 @@ pub trait Backend {
     /// `fit_with` of each of `members` (networks of one population, at most `together` of them) on
     /// `data` (member i on its own `rows` of it when given), side by side, each exactly as it would fit
     /// alone with its own seed and, when `lrs` lists them, its own rates; member i's epoch losses written
-    /// to row i of `losses` (rows of `epochs`). None when the device cannot take these members together,
-    /// which then fit one by one.
-    #[allow(clippy::too_many_arguments)]
+    /// to row i of `losses` (rows of `plan.epochs`). None when the device cannot take these members
+    /// together, which then fit one by one.
     fn fit_together(
         _members: &mut [Self],
         _data: crate::population::Data<'_, Self::T>,
-        _epochs: usize,
-        _batch_size: usize,
-        _shuffle: bool,
+        _plan: FitPlan,
         _seeds: &[u64],
-        _first_epoch: usize,
         _lrs: Option<&[Vec<f64>]>,
         _losses: &mut [f64],
         _keep_going: KeepGoing,
@@ -211,22 +220,18 @@ pub trait Backend {
         Ok(losses)
     }
 
-    /// `epochs` passes over (x, y) in mini-batches of `batch_size` rows (the last one may be smaller),
-    /// numbered from `first_epoch` and, when `shuffle`, each in the order `epoch_order(seed, epoch)`, so
-    /// one call of k epochs trains exactly like k calls of one. Returns each epoch's mean loss over its
-    /// samples, as measured in the forward passes of its steps. Errors number steps from this call's first.
+    /// Passes over (x, y) in mini-batches as `plan` says (see `FitPlan`), shuffled with `seed`. Returns
+    /// each epoch's mean loss over its samples, as measured in the forward passes of its steps. Errors
+    /// number steps from this call's first.
     fn fit(
         &mut self,
         x: &[Self::T],
         y: &[Self::T],
-        epochs: usize,
-        batch_size: usize,
-        shuffle: bool,
+        plan: FitPlan,
         seed: u64,
-        first_epoch: usize,
         keep_going: KeepGoing,
     ) -> Result<Vec<f64>> {
-        self.fit_with(x, y, epochs, batch_size, shuffle, seed, first_epoch, FitExtras::default(), keep_going)
+        self.fit_with(x, y, plan, seed, FitExtras::default(), keep_going)
     }
 
     /// `fit` with a learning rate per epoch and sample weights (see `FitExtras`); an epoch's loss is then
@@ -235,14 +240,12 @@ pub trait Backend {
         &mut self,
         x: &[Self::T],
         y: &[Self::T],
-        epochs: usize,
-        batch_size: usize,
-        shuffle: bool,
+        plan: FitPlan,
         seed: u64,
-        first_epoch: usize,
         extras: FitExtras<'_, Self::T>,
         keep_going: KeepGoing,
     ) -> Result<Vec<f64>> {
+        let FitPlan { epochs, batch_size, shuffle, first_epoch } = plan;
         let n = self.config().check_pair(x, y, "Y")?;
         if batch_size == 0 {
             return Err(Error::config("batch_size", "a positive integer", 0));

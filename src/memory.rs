@@ -96,7 +96,7 @@ fn available() -> Option<u64> {
 #[allow(clippy::unwrap_used)] // tests fail by panicking
 mod tests {
     use super::*;
-    use crate::backend::Backend;
+    use crate::backend::{Backend, FitPlan};
 
     #[test]
     fn absurd_sizes_are_errors_not_aborts() {
@@ -134,10 +134,12 @@ mod tests {
         assert_eq!(what(&net.forward(&x)), acts);
         assert_eq!(what(&net.loss(&x, &x)), acts);
         assert_eq!(what(&net.train_step(&x, &x)), acts);
-        assert_eq!(what(&net.fit(&x, &x, 1, 10_000_000, false, 0, 0, no_stop)), acts);
+        let plan = FitPlan { epochs: 1, batch_size: 10_000_000, shuffle: false, first_epoch: 0 };
+        assert_eq!(what(&net.fit(&x, &x, plan, 0, no_stop)), acts);
         let steps = net.train(&x[..1], &x[..1], 1 << 62, no_stop);
         assert_eq!(what(&steps), Some("losses"));
-        let epochs = net.fit(&x[..2], &x[..2], 1 << 62, 1, false, 0, 0, no_stop);
+        let plan = FitPlan { epochs: 1 << 62, batch_size: 1, ..plan };
+        let epochs = net.fit(&x[..2], &x[..2], plan, 0, no_stop);
         assert_eq!(what(&epochs), Some("losses"));
         assert_eq!(net.forward(&[1.0]).map(|o| o.len()), Ok(1), "the network still works");
     }

@@ -13,7 +13,7 @@
 //! Ctrl-C stays responsive while members train: the calling thread only waits, asking `keep_going` every
 //! few milliseconds, and a stop is passed to every member through a flag its own training loop polls.
 
-use crate::backend::{Backend, FitExtras, KeepGoing};
+use crate::backend::{Backend, FitExtras, FitPlan, KeepGoing};
 use crate::error::{Error, Result};
 use crate::memory;
 use crate::network::Config;
@@ -131,22 +131,20 @@ impl<B: Backend + Send + Sync> Population<B> {
     }
 
     /// `Backend::fit_with` of every member on (x, y) (and the samples' `weights`), or on its own `rows` of
-    /// them, shuffled with its own seed, with its own learning rate per epoch when `lrs` lists them (one
-    /// list per member); members not `active` sit out (their losses come back empty). Each active
-    /// member's epoch losses.
+    /// them, all as `plan` says, each shuffled with its own seed, with its own learning rate per epoch
+    /// when `lrs` lists them (one list per member); members not `active` sit out (their losses come back
+    /// empty). Each active member's epoch losses.
     pub fn fit(
         &mut self,
         data: Data<'_, B::T>,
-        epochs: usize,
-        batch_size: usize,
-        shuffle: bool,
+        plan: FitPlan,
         seeds: &[u64],
-        first_epoch: usize,
         lrs: Option<&[Vec<f64>]>,
         active: Option<&[bool]>,
         keep_going: KeepGoing,
     ) -> Result<Losses> {
         let Data { x, y, weights, rows } = data;
+        let FitPlan { epochs, batch_size, .. } = plan;
         let size = self.members.len();
         let n = self.config().check_pair(x, y, "Y")?;
         expect_len("seeds", seeds.len(), size)?;
@@ -173,22 +171,12 @@ impl<B: Backend + Send + Sync> Population<B> {
             }
             let lrs = lrs.map_or(&[][..], |l| &l[i]);
             match rows {
-                None => m.fit_with(
-                    x,
-                    y,
-                    epochs,
-                    batch_size,
-                    shuffle,
-                    seeds[i],
-                    first_epoch,
-                    FitExtras { lrs, sample_weight: weights },
-                    go,
-                ),
+                None => m.fit_with(x, y, plan, seeds[i], FitExtras { lrs, sample_weight: weights }, go),
                 Some(rows) => {
                     let (xi, yi) = (gather(x, n_in, &rows[i])?, gather(y, n_out, &rows[i])?);
                     let wi = weights.map(|w| gather(w, 1, &rows[i])).transpose()?;
                     let extras = FitExtras { lrs, sample_weight: wi.as_deref() };
-                    m.fit_with(&xi, &yi, epochs, batch_size, shuffle, seeds[i], first_epoch, extras, go)
+                    m.fit_with(&xi, &yi, plan, seeds[i], extras, go)
                 }
             }
         };
@@ -200,9 +188,7 @@ impl<B: Backend + Send + Sync> Population<B> {
             if members.len() > 1 && active.is_none_or(|a| a[these.clone()].iter().all(|&a| a)) {
                 let (lrs, seeds) = (lrs.map(|l| &l[these.clone()]), &seeds[these.clone()]);
                 let data = Data { x, y, weights, rows: rows.map(|r| &r[these.clone()]) };
-                if let Some(done) =
-                    B::fit_together(members, data, epochs, batch_size, shuffle, seeds, first_epoch, lrs, losses, go)
-                {
+                if let Some(done) = B::fit_together(members, data, plan, seeds, lrs, losses, go) {
                     return done.into_iter().map(|r| r.map(|()| epochs)).collect();
                 }
             }

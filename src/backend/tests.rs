@@ -66,10 +66,11 @@ fn config() -> Config {
 fn one_fit_call_trains_like_one_call_per_epoch<B: Backend>(make: impl Fn(Config, u64) -> Option<B>) {
     let (Some(mut a), Some(mut b)) = (make(config(), 1), make(config(), 1)) else { return };
     let (x, y) = (values::<B::T>(7 * 3, 1), values::<B::T>(7 * 2, 2));
-    let once = a.fit(&x, &y, 3, 3, true, 9, 0, &mut || true).unwrap();
+    let plan = FitPlan { epochs: 3, batch_size: 3, shuffle: true, first_epoch: 0 };
+    let once = a.fit(&x, &y, plan, 9, &mut || true).unwrap();
     let mut each = vec![];
     for epoch in 0..3 {
-        each.extend(b.fit(&x, &y, 1, 3, true, 9, epoch, &mut || true).unwrap());
+        each.extend(b.fit(&x, &y, FitPlan { epochs: 1, first_epoch: epoch, ..plan }, 9, &mut || true).unwrap());
     }
     assert_eq!(once, each);
     assert_eq!(a.read_params().unwrap(), b.read_params().unwrap());
@@ -77,7 +78,8 @@ fn one_fit_call_trains_like_one_call_per_epoch<B: Backend>(make: impl Fn(Config,
     // Each epoch's loss is the mean over its samples of the losses its steps measured: the last
     // epoch's three batches (3, 3 and 1 rows) reproduced with train_step, in the same order.
     let (Some(mut c), Some(mut d)) = (make(config(), 1), make(config(), 1)) else { return };
-    let fit = c.fit(&x, &y, 1, 3, false, 0, 0, &mut || true).unwrap();
+    let plan = FitPlan { epochs: 1, shuffle: false, ..plan };
+    let fit = c.fit(&x, &y, plan, 0, &mut || true).unwrap();
     let mut total = 0.0;
     for (start, rows) in [(0, 3), (3, 3), (6, 1)] {
         total +=
@@ -144,7 +146,8 @@ fn divergence_is_numbered_within_the_call_and_keeps_the_last_finite_step<B: Back
     assert_eq!(net.read_state().unwrap(), again.read_state().unwrap());
     // In fit, steps count from the call's first, and the losses are those of the completed epochs.
     let mut fit = make(cfg, 0).unwrap();
-    let Err(Error::Diverged { step, losses, .. }) = fit.fit(&x, &t, 100, 1, false, 0, 0, &mut || true) else {
+    let plan = FitPlan { epochs: 100, batch_size: 1, shuffle: false, first_epoch: 0 };
+    let Err(Error::Diverged { step, losses, .. }) = fit.fit(&x, &t, plan, 0, &mut || true) else {
         panic!("must diverge")
     };
     assert_eq!(losses.len(), step / 2, "two batches per epoch");
@@ -175,7 +178,8 @@ fn interruption_stops_at_a_completed_step<B: Backend>(make: impl Fn(Config, u64)
     }
     let mut never = || false;
     let before = net.read_params().unwrap();
-    let Err(Error::Interrupted { completed: 0 }) = net.fit(&x, &t, 3, 1, true, 0, 0, &mut never) else { panic!() };
+    let plan = FitPlan { epochs: 3, batch_size: 1, shuffle: true, first_epoch: 0 };
+    let Err(Error::Interrupted { completed: 0 }) = net.fit(&x, &t, plan, 0, &mut never) else { panic!() };
     assert_eq!(net.read_params().unwrap(), before, "nothing trained before the first question");
 }
 
@@ -186,11 +190,12 @@ fn rates_per_epoch_train_like_setting_each_epochs_rate<B: Backend>(make: impl Fn
         let (x, y) = (values::<B::T>(7 * 3, 5), values::<B::T>(7 * 2, 6));
         let rates = [0.1, 0.05, 0.025, 0.0125];
         let extras = FitExtras { lrs: &rates, sample_weight: None };
-        let once = a.fit_with(&x, &y, 4, 3, true, 9, 0, extras, &mut || true).unwrap();
+        let plan = FitPlan { epochs: 4, batch_size: 3, shuffle: true, first_epoch: 0 };
+        let once = a.fit_with(&x, &y, plan, 9, extras, &mut || true).unwrap();
         let mut each = vec![];
         for (epoch, &lr) in rates.iter().enumerate() {
             b.set_lr(lr).unwrap();
-            each.extend(b.fit(&x, &y, 1, 3, true, 9, epoch, &mut || true).unwrap());
+            each.extend(b.fit(&x, &y, FitPlan { epochs: 1, first_epoch: epoch, ..plan }, 9, &mut || true).unwrap());
         }
         assert_eq!(once, each);
         assert_eq!(a.read_params().unwrap(), b.read_params().unwrap());
@@ -198,7 +203,7 @@ fn rates_per_epoch_train_like_setting_each_epochs_rate<B: Backend>(make: impl Fn
         assert_eq!(a.config().optimizer, b.config().optimizer, "both keep the last epoch's rate");
         let short = FitExtras { lrs: &rates[..2], sample_weight: None };
         assert!(matches!(
-            a.fit_with(&x, &y, 3, 3, true, 9, 0, short, &mut || true),
+            a.fit_with(&x, &y, FitPlan { epochs: 3, ..plan }, 9, short, &mut || true),
             Err(Error::InvalidConfig { arg: "lrs", .. })
         ));
         assert!(matches!(a.set_lr(f64::NAN), Err(Error::InvalidConfig { arg: "lr", .. })));

@@ -9,7 +9,7 @@ mod error;
 mod io;
 mod population;
 
-use crate::backend::{to_cpu, Backend, FitExtras};
+use crate::backend::{to_cpu, Backend, FitExtras, FitPlan};
 use crate::error::Error;
 use crate::gpu::GpuNetwork;
 use crate::lock::{ForkLock, ReadGuard, Refused, WriteGuard};
@@ -278,6 +278,7 @@ impl Core {
         lrs: Option<Vec<f64>>,
         sample_weight: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let plan = FitPlan { epochs, batch_size, shuffle, first_epoch };
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
             let (x, y, rows) = pair_of(Backend::config(n), x, y, "Y")?;
@@ -286,7 +287,7 @@ impl Core {
             let steps_per_epoch = rows.div_ceil(batch_size.max(1));
             let losses = interruptible(py, |l: &Vec<f64>| l.len() * steps_per_epoch, |keep_going| {
                 let extras = FitExtras { lrs: &lrs, sample_weight: weights.as_deref() };
-                n.fit_with(&x, &y, epochs, batch_size, shuffle, seed, first_epoch, extras, keep_going)
+                n.fit_with(&x, &y, plan, seed, extras, keep_going)
             })?;
             Ok(losses.into_pyarray(py).into_any())
         })

@@ -3,7 +3,7 @@
 
 use super::convert::{config_dict, exact_shape, pair_of, rows_of, Settings};
 use super::{interruptible, refused, unsupported, Core, Net};
-use crate::backend::{to_cpu, Backend};
+use crate::backend::{to_cpu, Backend, FitPlan};
 use crate::gpu::GpuNetwork;
 use crate::lock::{ForkLock, ReadGuard, WriteGuard};
 use crate::network::{Network, PARAM_NAMES};
@@ -259,6 +259,7 @@ impl PopulationCore {
         lrs: Option<Vec<Vec<f64>>>,
         sample_weight: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let plan = FitPlan { epochs, batch_size, shuffle, first_epoch };
         let mut guard = self.write()?;
         on_members!(&mut *guard, p => {
             let (x, y, n) = pair_of(p.config(), x, y, "Y")?;
@@ -266,7 +267,7 @@ impl PopulationCore {
             let data = Data { x: &x, y: &y, weights: weights.as_deref(), rows: rows.as_deref() };
             let steps_per_epoch = n.div_ceil(batch_size.max(1));
             let losses = interruptible(py, |l: &Losses| l.longest() * steps_per_epoch, |keep_going| {
-                p.fit(data, epochs, batch_size, shuffle, &seeds, first_epoch, lrs.as_deref(), active.as_deref(), keep_going)
+                p.fit(data, plan, &seeds, lrs.as_deref(), active.as_deref(), keep_going)
             })?;
             matrix(py, losses)
         })

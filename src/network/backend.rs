@@ -2,7 +2,7 @@
 //! thread (products and large elementwise loops spread over rayon's threads).
 
 use super::{gather, Forward, Network};
-use crate::backend::{Backend, KeepGoing, OptimizerState, Params};
+use crate::backend::{Backend, FitPlan, KeepGoing, OptimizerState, Params};
 use crate::error::Result;
 use crate::gpu::AdapterSummary;
 use crate::linalg::Scalar;
@@ -95,17 +95,13 @@ impl<T: Scalar> Backend for Network<T> {
     fn fit_together(
         members: &mut [Self],
         data: Data<'_, T>,
-        epochs: usize,
-        batch_size: usize,
-        shuffle: bool,
+        plan: FitPlan,
         seeds: &[u64],
-        first_epoch: usize,
         lrs: Option<&[Vec<f64>]>,
         losses: &mut [f64],
         keep_going: KeepGoing,
     ) -> Option<Vec<Result<()>>> {
-        Self::fit_lanes(members, data, epochs, batch_size, shuffle, seeds, first_epoch, lrs, losses, keep_going)
-            .map(|(results, _)| results)
+        Self::fit_lanes(members, data, plan, seeds, lrs, losses, keep_going).map(|(results, _)| results)
     }
 
     fn steps_per_poll(&self, rows: usize) -> usize {

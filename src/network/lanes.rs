@@ -17,7 +17,7 @@
 
 use super::Network;
 use crate::activation::Activation;
-use crate::backend::{Backend, FitExtras, KeepGoing};
+use crate::backend::{Backend, FitExtras, FitPlan, KeepGoing};
 use crate::error::{Error, Result};
 use crate::linalg::Scalar;
 use crate::loss::{square, Loss};
@@ -174,11 +174,11 @@ impl<T: Scalar> Network<T> {
     fn fit_rows(
         members: &[Self],
         data: Data<'_, T>,
-        epochs: usize,
-        batch_size: usize,
+        plan: FitPlan,
         seeds: &[u64],
         lrs: Option<&[Vec<f64>]>,
     ) -> Option<usize> {
+        let FitPlan { epochs, batch_size, .. } = plan;
         let all = members.first()?.config.check_pair(data.x, data.y, "Y").ok()?;
         // Every member's own rows, of one count, or all of them.
         let n = match data.rows {
@@ -209,27 +209,24 @@ impl<T: Scalar> Network<T> {
     /// `fit_with` (no sample weights) of each of `members` (at most `LANES`, of one shape) on `data`
     /// (member i on its own `rows` of it when given, all of one count) in one-sample batches, side by
     /// side, each shuffling with its own seed and taking its own rate per epoch when `lrs` lists them;
-    /// member i's epoch losses written to row i of `losses` (rows of `epochs`). None when they cannot go
-    /// side by side (batches of more than one row, sample weights, rows of different counts, optimizers
-    /// of different kinds, a rate the member would refuse). Polls `keep_going` as `fit` does. Also
-    /// returns how many steps they took side by side. When a step cannot be completed in some lane, every
+    /// member i's epoch losses written to row i of `losses` (rows of `plan.epochs`). None when they
+    /// cannot go side by side (batches of more than one row, sample weights, rows of different counts,
+    /// optimizers of different kinds, a rate the member would refuse). Polls `keep_going` as `fit` does.
+    /// Also returns how many steps they took side by side. When a step cannot be completed in some lane, every
     /// member goes back to the start of that epoch and fits the rest alone, so that the network's own
     /// step reports the failure where it would alone.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn fit_lanes(
         members: &mut [Self],
         data: Data<'_, T>,
-        epochs: usize,
-        batch_size: usize,
-        shuffle: bool,
+        plan: FitPlan,
         seeds: &[u64],
-        first_epoch: usize,
         lrs: Option<&[Vec<f64>]>,
         losses: &mut [f64],
         keep_going: KeepGoing,
     ) -> Option<(Vec<Result<()>>, usize)> {
+        let FitPlan { epochs, batch_size, shuffle, first_epoch } = plan;
         let Data { x, y, rows: picks, .. } = data;
-        let n = Self::fit_rows(members, data, epochs, batch_size, seeds, lrs)?;
+        let n = Self::fit_rows(members, data, plan, seeds, lrs)?;
         let mut rows: Vec<&mut [f64]> = losses.chunks_exact_mut(epochs.max(1)).take(members.len()).collect();
         if epochs == 0 {
             return Some((members.iter().map(|_| Ok(())).collect(), 0));
@@ -292,12 +289,13 @@ impl<T: Scalar> Network<T> {
                 let rates = lrs.map_or(&[][..], |l| l[i].get(epoch..).unwrap_or(&[]));
                 let extras = FitExtras { lrs: rates, sample_weight: None };
                 let (e, rest) = (first_epoch + epoch, epochs - epoch);
+                let plan = FitPlan { epochs: rest, first_epoch: e, ..plan };
                 let fitted = match picks {
-                    None => m.fit_with(x, y, rest, batch_size, shuffle, seeds[i], e, extras, keep_going),
+                    None => m.fit_with(x, y, plan, seeds[i], extras, keep_going),
                     Some(p) => {
                         let (c, r) = (&m.config, &p[i]);
                         let (xi, yi) = (gather(x, c.n_in, r)?, gather(y, c.n_out, r)?);
-                        m.fit_with(&xi, &yi, rest, batch_size, shuffle, seeds[i], e, extras, keep_going)
+                        m.fit_with(&xi, &yi, plan, seeds[i], extras, keep_going)
                     }
                 };
                 let rest = fitted.map_err(|e| e.after(epoch * n, &row[..epoch]))?;

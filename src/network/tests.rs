@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::float_cmp, clippy::needless_range_loop)]
 
 use super::*;
-use crate::backend::Backend;
+use crate::backend::{Backend, FitPlan};
 
 const X: [f64; 2] = [0.05, 0.10];
 const T: [f64; 2] = [0.01, 0.99];
@@ -209,14 +209,16 @@ fn fit_covers_every_sample_and_reduces_loss() {
     let y: Vec<f64> =
         x.chunks(3).flat_map(|r| [f64::from(u8::from(r[0] > 0.0)), f64::from(u8::from(r[1] > r[2]))]).collect();
     let mut net = Network::<f64>::new(config, 1).unwrap();
-    let losses = net.fit(&x, &y, 200, 8, true, 3, 0, &mut no_stop()).unwrap();
+    let plan = FitPlan { epochs: 200, batch_size: 8, shuffle: true, first_epoch: 0 };
+    let losses = net.fit(&x, &y, plan, 3, &mut no_stop()).unwrap();
     assert_eq!(losses.len(), 200);
     assert!(losses[199] < 0.5 * losses[0], "{} -> {}", losses[0], losses[199]);
     assert_eq!(net.updates, 200 * 7, "50 samples in batches of 8 make 7 steps per epoch");
     // Without shuffling, one epoch with the whole set as one batch is exactly one train step.
     let mut a = Network::<f64>::new(config, 1).unwrap();
     let mut b = a.clone();
-    let fit = a.fit(&x, &y, 1, 50, false, 0, 0, &mut no_stop()).unwrap();
+    let plan = FitPlan { epochs: 1, batch_size: 50, shuffle: false, first_epoch: 0 };
+    let fit = a.fit(&x, &y, plan, 0, &mut no_stop()).unwrap();
     let step = b.train_step(&x, &y).unwrap();
     assert_eq!(fit, vec![step]);
     assert_eq!(a.params(), b.params());
@@ -306,7 +308,7 @@ fn bad_configuration_and_inputs_are_errors_naming_the_argument() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        net.fit(&X, &T, 1, 0, true, 0, 0, &mut no_stop()),
+        net.fit(&X, &T, FitPlan { epochs: 1, batch_size: 0, shuffle: true, first_epoch: 0 }, 0, &mut no_stop()),
         Err(Error::InvalidConfig { arg: "batch_size", .. })
     ));
     assert_eq!(net.updates, 0, "nothing trained on bad input");
@@ -447,7 +449,8 @@ fn sample_weights_weigh_each_rows_loss_and_gradient() {
         Config { hidden_activation: Activation::Tanh, optimizer: Optimizer::adam(0.05), ..Config::new(3, 5, 2) };
     let fit = |net: &mut Network<f64>, x: &[f64], y: &[f64], w: Option<&[f64]>, batch_size: usize| {
         let extras = FitExtras { lrs: &[], sample_weight: w };
-        net.fit_with(x, y, 4, batch_size, true, 7, 0, extras, &mut no_stop()).unwrap()
+        let plan = FitPlan { epochs: 4, batch_size, shuffle: true, first_epoch: 0 };
+        net.fit_with(x, y, plan, 7, extras, &mut no_stop()).unwrap()
     };
     let (x, y) = (data(6 * 3, 20), targets(Loss::HalfSse, 6, 2, 21));
     let weights = [2.0, 0.0, 1.0, 3.0, 1.0, 0.0];
@@ -483,7 +486,8 @@ fn sample_weights_weigh_each_rows_loss_and_gradient() {
     let mut net = Network::<f64>::new(sgd, 2).unwrap();
     let mut steps = net.clone();
     let extras = FitExtras { lrs: &[], sample_weight: Some(&weights) };
-    let epoch = net.fit_with(&x, &y, 1, 3, false, 0, 0, extras, &mut no_stop()).unwrap();
+    let plan = FitPlan { epochs: 1, batch_size: 3, shuffle: false, first_epoch: 0 };
+    let epoch = net.fit_with(&x, &y, plan, 0, extras, &mut no_stop()).unwrap();
     let rows = |idx: &[usize]| -> (Vec<f64>, Vec<f64>) {
         (
             idx.iter().flat_map(|&i| x[i * 3..i * 3 + 3].to_vec()).collect(),
@@ -506,7 +510,8 @@ fn sample_weights_weigh_each_rows_loss_and_gradient() {
     let bad = |w: &[f64]| {
         let mut n = Network::<f64>::new(config, 1).unwrap();
         let extras = FitExtras { lrs: &[], sample_weight: Some(w) };
-        match n.fit_with(&x, &y, 1, 2, true, 0, 0, extras, &mut no_stop()) {
+        let plan = FitPlan { epochs: 1, batch_size: 2, shuffle: true, first_epoch: 0 };
+        match n.fit_with(&x, &y, plan, 0, extras, &mut no_stop()) {
             Err(Error::InvalidConfig { arg, .. } | Error::ShapeMismatch { arg, .. } | Error::NonFinite { arg, .. }) => {
                 assert_eq!(n.updates, 0);
                 arg
@@ -620,7 +625,8 @@ fn fit_steps_through_the_rows_in_epoch_order() {
     for (batch_size, shuffle) in [(4, true), (4, false), (1, true), (1, false)] {
         let mut net = Network::<f64>::new(config, 3).unwrap();
         let mut steps = net.clone();
-        let fit = net.fit(&x, &y, 2, batch_size, shuffle, 9, 5, &mut no_stop()).unwrap();
+        let plan = FitPlan { epochs: 2, batch_size, shuffle, first_epoch: 5 };
+        let fit = net.fit(&x, &y, plan, 9, &mut no_stop()).unwrap();
         for (e, epoch) in (5..7).enumerate() {
             let mut order: Vec<usize> = (0..n).collect();
             if shuffle {

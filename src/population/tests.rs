@@ -37,19 +37,9 @@ fn members_train_and_fit_like_networks() {
     let losses = pop.train(&x, &t, 7, &mut || true).unwrap();
     let seeds = [3, 4, 5, 6, 7];
     let rows: Vec<Vec<usize>> = (0..5).map(|i| (0..23).map(|j| (j * (i + 2)) % 23).collect()).collect();
-    let fitted = pop
-        .fit(
-            data(&x, &t, Some(&rows)),
-            3,
-            4,
-            true,
-            &seeds,
-            1,
-            None,
-            Some(&[true, false, true, true, true]),
-            &mut || true,
-        )
-        .unwrap();
+    let plan = FitPlan { epochs: 3, batch_size: 4, shuffle: true, first_epoch: 1 };
+    let active = [true, false, true, true, true];
+    let fitted = pop.fit(data(&x, &t, Some(&rows)), plan, &seeds, None, Some(&active), &mut || true).unwrap();
     for (i, net) in alone.iter_mut().enumerate() {
         assert_eq!(losses[i], net.train(&x, &t, 7, &mut || true).unwrap());
         if i == 1 {
@@ -57,7 +47,7 @@ fn members_train_and_fit_like_networks() {
         } else {
             let xi: Vec<f64> = rows[i].iter().flat_map(|&r| x[r * 5..r * 5 + 5].to_vec()).collect();
             let ti: Vec<f64> = rows[i].iter().flat_map(|&r| t[r * 3..r * 3 + 3].to_vec()).collect();
-            assert_eq!(fitted[i], net.fit(&xi, &ti, 3, 4, true, seeds[i], 1, &mut || true).unwrap());
+            assert_eq!(fitted[i], net.fit(&xi, &ti, plan, seeds[i], &mut || true).unwrap());
         }
         assert_eq!(pop.members()[i].params(), net.params());
         assert_eq!(pop.members()[i].optimizer_state(), net.optimizer_state());
@@ -120,10 +110,11 @@ fn bad_populations_and_arguments_are_refused() {
     assert_eq!((arg, got.starts_with("member 2")), ("members", true));
     let (x, t) = batch(4);
     let mut pop = Population::new(members(2)).unwrap();
-    let err = pop.fit(data(&x, &t, None), 1, 2, true, &[1], 0, None, None, &mut || true).unwrap_err();
+    let plan = FitPlan { epochs: 1, batch_size: 2, shuffle: true, first_epoch: 0 };
+    let err = pop.fit(data(&x, &t, None), plan, &[1], None, None, &mut || true).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { arg: "seeds", .. }), "{err}");
     let rows = vec![vec![0, 1], vec![4]];
-    let err = pop.fit(data(&x, &t, Some(&rows)), 1, 2, true, &[1, 2], 0, None, None, &mut || true).unwrap_err();
+    let err = pop.fit(data(&x, &t, Some(&rows)), plan, &[1, 2], None, None, &mut || true).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { arg: "rows", .. }), "{err}");
     assert!(matches!(pop.forward(&x[..3]), Err(Error::ShapeMismatch { arg: "X", .. })));
     // All the losses are one buffer, refused whole when it cannot fit.
@@ -137,7 +128,8 @@ fn an_interrupted_fit_counts_steps_not_epochs() {
     let (x, t) = batch(64);
     let mut pop = Population::new(members(3)).unwrap();
     let mut asked = 0;
-    let result = pop.fit(data(&x, &t, None), 1_000_000, 4, true, &[1, 2, 3], 0, None, None, &mut || {
+    let plan = FitPlan { epochs: 1_000_000, batch_size: 4, shuffle: true, first_epoch: 0 };
+    let result = pop.fit(data(&x, &t, None), plan, &[1, 2, 3], None, None, &mut || {
         asked += 1;
         asked < 10
     });
@@ -153,20 +145,12 @@ fn members_take_their_own_rates_per_epoch_and_the_samples_weights() {
     let lrs = vec![vec![0.1, 0.05], vec![0.2, 0.02]];
     let mut pop = Population::new(members(2)).unwrap();
     let mut alone = members(2);
-    let got = pop.fit(
-        Data { x: &x, y: &t, weights: Some(&w), rows: None },
-        2,
-        5,
-        true,
-        &[4, 4],
-        0,
-        Some(&lrs),
-        None,
-        &mut || true,
-    );
+    let plan = FitPlan { epochs: 2, batch_size: 5, shuffle: true, first_epoch: 0 };
+    let got =
+        pop.fit(Data { x: &x, y: &t, weights: Some(&w), rows: None }, plan, &[4, 4], Some(&lrs), None, &mut || true);
     for (i, net) in alone.iter_mut().enumerate() {
         let extras = FitExtras { lrs: &lrs[i], sample_weight: Some(&w) };
-        assert_eq!(got.as_ref().unwrap()[i], net.fit_with(&x, &t, 2, 5, true, 4, 0, extras, &mut || true).unwrap());
+        assert_eq!(got.as_ref().unwrap()[i], net.fit_with(&x, &t, plan, 4, extras, &mut || true).unwrap());
         assert_eq!(pop.members()[i].params(), net.params());
     }
     pop.set_lrs(&[0.3, 0.4]).unwrap();
@@ -403,15 +387,16 @@ fn dataset<T: crate::linalg::Scalar>(c: &Config, rows: usize) -> (Vec<T>, Vec<T>
 fn fit_matches_networks<T: crate::linalg::Scalar>(
     nets: Vec<Network<T>>,
     data: Data<'_, T>,
-    (epochs, batch_size, shuffle, first_epoch): (usize, usize, bool, usize),
+    plan: FitPlan,
     lrs: Option<&[Vec<f64>]>,
 ) -> bool {
+    let FitPlan { epochs, batch_size, .. } = plan;
     let (size, config) = (nets.len(), *nets[0].config());
     let seeds: Vec<u64> = (0..size as u64).map(|i| 100 + 3 * i).collect();
     let (mut alone, mut again) = (nets.clone(), nets.clone());
     let mut pop = Population::new(nets).unwrap();
     let Data { x, y, rows, .. } = data;
-    let got = pop.fit(data, epochs, batch_size, shuffle, &seeds, first_epoch, lrs, None, &mut || true);
+    let got = pop.fit(data, plan, &seeds, lrs, None, &mut || true);
     let want: Vec<_> = alone
         .iter_mut()
         .enumerate()
@@ -421,7 +406,7 @@ fn fit_matches_networks<T: crate::linalg::Scalar>(
                 Some(r) => (gather(x, config.n_in, &r[i]).unwrap(), gather(y, config.n_out, &r[i]).unwrap()),
                 None => (x.to_vec(), y.to_vec()),
             };
-            net.fit_with(&xi, &yi, epochs, batch_size, shuffle, seeds[i], first_epoch, extras, &mut || true)
+            net.fit_with(&xi, &yi, plan, seeds[i], extras, &mut || true)
         })
         .collect();
     for (i, net) in alone.iter().enumerate() {
@@ -445,18 +430,7 @@ fn fit_matches_networks<T: crate::linalg::Scalar>(
         let counts: Vec<usize> =
             rows.map_or_else(|| vec![y.len() / config.n_out], |r| r.iter().map(Vec::len).collect());
         let data = Data { x, y, weights: None, rows };
-        let side = Network::fit_lanes(
-            group,
-            data,
-            epochs,
-            batch_size,
-            shuffle,
-            seeds,
-            first_epoch,
-            lrs,
-            &mut losses,
-            &mut || true,
-        );
+        let side = Network::fit_lanes(group, data, plan, seeds, lrs, &mut losses, &mut || true);
         // Taken exactly when every batch has one row and the members as many as each other, and then
         // every step side by side.
         let n = counts[0];
@@ -473,10 +447,12 @@ fn tiny_members_fit_in_lanes_bit_for_bit_like_networks() {
         let (x, y) = dataset::<f64>(&c, rows);
         let nets = tiny_members::<f64>(c, size, |_| k % 4, shared);
         // Shuffled or not, from a later epoch, one-sample batches (or one batch of the only row).
-        let fit = (3, if rows == 1 { 4 } else { 1 }, k % 2 == 0, k % 5);
+        let fit =
+            FitPlan { epochs: 3, batch_size: if rows == 1 { 4 } else { 1 }, shuffle: k % 2 == 0, first_epoch: k % 5 };
         assert!(!fit_matches_networks(nets.clone(), data(&x, &y, None), fit, None), "{c:?}");
         // Batches of several rows: each member alone.
-        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, None), (2, 3, true, 0), None), "{c:?}");
+        let several = FitPlan { epochs: 2, batch_size: 3, shuffle: true, first_epoch: 0 };
+        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, None), several, None), "{c:?}");
         // Each member on its own rows (a resample, as bagging draws), as many as every other's; then on
         // fewer rows for odd members, which fit alone.
         let picks: Vec<Vec<usize>> = (0..size).map(|i| (0..rows).map(|j| (j * (i + 2) + i) % rows).collect()).collect();
@@ -487,7 +463,8 @@ fn tiny_members_fit_in_lanes_bit_for_bit_like_networks() {
         let (x, y) = dataset::<f32>(&c, rows);
         let nets = tiny_members::<f32>(c, size, |_| (k + 1) % 4, shared);
         let lrs: Vec<Vec<f64>> = (0..size).map(|i| (0..3).map(|e| 0.01 * (1 + i + e) as f64).collect()).collect();
-        assert!(!fit_matches_networks(nets, data(&x, &y, None), (3, 1, true, 0), Some(&lrs)), "{c:?}");
+        let ones = FitPlan { epochs: 3, batch_size: 1, shuffle: true, first_epoch: 0 };
+        assert!(!fit_matches_networks(nets, data(&x, &y, None), ones, Some(&lrs)), "{c:?}");
     }
 }
 
@@ -502,7 +479,8 @@ fn a_member_diverging_in_a_lanes_fit_fails_as_its_network_does() {
         let nets = tiny_members::<f64>(c, 10, |_| 0, false);
         let mut lrs: Vec<Vec<f64>> = (0..10).map(|i| vec![0.01 * f64::from(i + 1); 3]).collect();
         lrs[3] = lrs3.to_vec();
-        assert_eq!(fit_matches_networks(nets, data(&x, &y, None), (3, 1, true, 0), Some(&lrs)), fails, "{lrs3:?}");
+        let plan = FitPlan { epochs: 3, batch_size: 1, shuffle: true, first_epoch: 0 };
+        assert_eq!(fit_matches_networks(nets, data(&x, &y, None), plan, Some(&lrs)), fails, "{lrs3:?}");
     }
 }
 
@@ -514,22 +492,13 @@ fn a_stop_reaches_tiny_members_fitting_in_lanes_at_a_whole_step() {
         let mut members = tiny_members::<f64>(c, 6, |_| 1, false);
         let seeds: Vec<u64> = (0..6).collect();
         let (mut asked, mut losses) = (0, vec![0.0; 6 * 100_000]);
-        let (results, _) = Network::fit_lanes(
-            &mut members,
-            data(&x, &y, None),
-            100_000,
-            1,
-            true,
-            &seeds,
-            0,
-            None,
-            &mut losses,
-            &mut || {
+        let plan = FitPlan { epochs: 100_000, batch_size: 1, shuffle: true, first_epoch: 0 };
+        let (results, _) =
+            Network::fit_lanes(&mut members, data(&x, &y, None), plan, &seeds, None, &mut losses, &mut || {
                 asked += 1;
                 asked < stop_at
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
         let Err(Error::Interrupted { completed }) = results[0] else { panic!("{:?}", results[0]) };
         assert!(results.iter().all(|r| *r == Err(Error::Interrupted { completed })));
         assert_eq!(completed > 0, stop_at > 1, "{completed}");
@@ -537,7 +506,7 @@ fn a_stop_reaches_tiny_members_fitting_in_lanes_at_a_whole_step() {
         for (i, m) in members.iter().enumerate() {
             let mut net = tiny_members::<f64>(c, 6, |_| 1, false).remove(i);
             let (epochs, part) = (completed / 9, completed % 9);
-            net.fit(&x, &y, epochs, 1, true, seeds[i], 0, &mut || true).unwrap();
+            net.fit(&x, &y, FitPlan { epochs, ..plan }, seeds[i], &mut || true).unwrap();
             // The rest: the next epoch's first `part` rows, as `fit` orders them.
             let mut order = Vec::new();
             crate::network::epoch_order(9, seeds[i], epochs, &mut order);
