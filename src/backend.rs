@@ -79,6 +79,17 @@ pub trait Backend {
     /// milliseconds of work on the CPU, one submission on a GPU. Asked before each run of steps, so that
     /// a device may size them by the time the last ones took.
     fn steps_per_poll(&self, rows: usize) -> usize;
+    /// Runs `work`, a whole call's steps on batches of `rows` rows, which polls the `KeepGoing` it is
+    /// given between runs. Here on the calling thread; the CPU network moves work whose steps have
+    /// parallel regions onto its thread pool in one hand-off (see `threads::polled`).
+    fn whole_call<R: Send>(
+        &mut self,
+        _rows: usize,
+        keep_going: KeepGoing,
+        work: impl FnOnce(&mut Self, KeepGoing) -> R + Send,
+    ) -> R {
+        work(self, keep_going)
+    }
     /// `steps` training steps on the checked batch (x, t) of `rows` rows, pushing each step's loss (the
     /// loss of its forward pass, before its update) onto `losses`. On divergence `losses` holds the steps
     /// before the failing one, and the network their weights.
@@ -208,16 +219,18 @@ pub trait Backend {
         keep_going: KeepGoing,
     ) -> Result<Vec<f64>> {
         let rows = self.config().check_pair(x, t, "T")?;
-        while losses.len() < steps {
-            if !keep_going() {
-                return Err(Error::Interrupted { completed: losses.len() });
+        self.whole_call(rows, keep_going, move |net, keep_going| {
+            while losses.len() < steps {
+                if !keep_going() {
+                    return Err(Error::Interrupted { completed: losses.len() });
+                }
+                let run = net.steps_per_poll(rows).max(1).min(steps - losses.len());
+                if let Err(e) = net.run_steps(x, t, rows, run, &mut losses) {
+                    return Err(e.at_step(losses.len(), losses));
+                }
             }
-            let run = self.steps_per_poll(rows).max(1).min(steps - losses.len());
-            if let Err(e) = self.run_steps(x, t, rows, run, &mut losses) {
-                return Err(e.at_step(losses.len(), losses));
-            }
-        }
-        Ok(losses)
+            Ok(losses)
+        })
     }
 
     /// Passes over (x, y) in mini-batches as `plan` says (see `FitPlan`), shuffled with `seed`. Returns
@@ -259,34 +272,36 @@ pub trait Backend {
             None => None,
         };
         let n_batches = n.div_ceil(batch_size);
-        let mut data = self.prepare(x, y, factors.as_deref(), n, batch_size)?;
-        let mut epoch_losses = Vec::new();
-        memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
-        let (mut order, mut step_losses) = (Vec::new(), Vec::with_capacity(n_batches));
-        for epoch in first_epoch..first_epoch + epochs {
-            if shuffle {
-                epoch_order(n, seed, epoch, &mut order);
-            }
-            let done = (epoch - first_epoch) * n_batches;
-            if let Some(&lr) = extras.lrs.get(epoch - first_epoch) {
-                self.set_lr(lr)?;
-            }
-            step_losses.clear();
-            while step_losses.len() < n_batches {
-                if !keep_going() {
-                    return Err(Error::Interrupted { completed: done + step_losses.len() });
+        self.whole_call(batch_size.min(n), keep_going, move |net, keep_going| {
+            let mut data = net.prepare(x, y, factors.as_deref(), n, batch_size)?;
+            let mut epoch_losses = Vec::new();
+            memory::reserve("losses", &mut epoch_losses, epochs, 1)?;
+            let (mut order, mut step_losses) = (Vec::new(), Vec::with_capacity(n_batches));
+            for epoch in first_epoch..first_epoch + epochs {
+                if shuffle {
+                    epoch_order(n, seed, epoch, &mut order);
                 }
-                let start = step_losses.len();
-                let every = self.steps_per_poll(batch_size.min(n)).max(1);
-                let batches = start..(start + every).min(n_batches);
-                let shuffled = if shuffle { Some(&order[..]) } else { None };
-                if let Err(e) = self.run_batches(&mut data, shuffled, batches, &mut step_losses) {
-                    return Err(e.at_step(done + step_losses.len(), epoch_losses));
+                let done = (epoch - first_epoch) * n_batches;
+                if let Some(&lr) = extras.lrs.get(epoch - first_epoch) {
+                    net.set_lr(lr)?;
                 }
+                step_losses.clear();
+                while step_losses.len() < n_batches {
+                    if !keep_going() {
+                        return Err(Error::Interrupted { completed: done + step_losses.len() });
+                    }
+                    let start = step_losses.len();
+                    let every = net.steps_per_poll(batch_size.min(n)).max(1);
+                    let batches = start..(start + every).min(n_batches);
+                    let shuffled = if shuffle { Some(&order[..]) } else { None };
+                    if let Err(e) = net.run_batches(&mut data, shuffled, batches, &mut step_losses) {
+                        return Err(e.at_step(done + step_losses.len(), epoch_losses));
+                    }
+                }
+                epoch_losses.push(epoch_loss(step_losses.iter().copied(), n, batch_size));
             }
-            epoch_losses.push(epoch_loss(step_losses.iter().copied(), n, batch_size));
-        }
-        Ok(epoch_losses)
+            Ok(epoch_losses)
+        })
     }
 
     /// One training step on one sample, returning every intermediate (computed by the CPU network from

@@ -138,6 +138,15 @@ impl Config {
             .saturating_add(2048)
     }
 
+    /// Whether a step on `batch` rows has a region that runs on several threads: a product, activation or
+    /// update at least its kind's `PARALLEL`.
+    pub(crate) fn has_parallel_regions(&self, batch: usize) -> bool {
+        let (i, h, o) = (self.n_in, self.n_hidden, self.n_out);
+        let product = |a: usize, b: usize| batch.saturating_mul(a).saturating_mul(b) >= crate::linalg::PARALLEL;
+        let values = |width: usize| batch.saturating_mul(width) >= crate::activation::PARALLEL;
+        product(i, h) || product(h, o) || values(h) || values(o) || i * h + h * o >= crate::optim::PARALLEL
+    }
+
     /// The values of `T` a network holds: parameters, gradients, optimizer state and its double buffer.
     pub fn values_held(&self) -> u128 {
         let params: u128 = self.shapes().iter().map(|&(r, c)| r as u128 * c as u128).sum();

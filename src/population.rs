@@ -21,10 +21,6 @@ use crate::threads;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
-
-/// How often the waiting caller asks its `keep_going` while members train.
-const POLL: Duration = Duration::from_millis(5);
 
 /// Networks of one shape (widths, activations, loss, bias) whose optimizer settings may differ.
 pub struct Population<B> {
@@ -219,7 +215,7 @@ impl<B: Backend + Send + Sync> Population<B> {
 
     /// Runs `train(members, index of the first, their rows of the losses, keep_going)` on every run of
     /// `together` members (the last may be shorter), on a worker thread (and from it on the pool, for CPU
-    /// members) while this thread asks `keep_going` every `POLL`; `train` writes each member's losses into
+    /// members) while this thread asks `keep_going` every `threads::POLL`; `train` writes each member's losses into
     /// its row of `width` and returns how many it wrote (NaN pads the rest). A stop reaches the members
     /// through their own `keep_going`. Every member runs to its end (or its error) whatever the others
     /// do, so each ends where the network alone would; then the first error by member order is returned,
@@ -260,7 +256,7 @@ impl<B: Backend + Send + Sync> Population<B> {
                 let _ = done.send(());
                 results
             });
-            while finished.recv_timeout(POLL) == Err(mpsc::RecvTimeoutError::Timeout) {
+            while finished.recv_timeout(threads::POLL) == Err(mpsc::RecvTimeoutError::Timeout) {
                 if !stop.load(Ordering::Relaxed) && !keep_going() {
                     stop.store(true, Ordering::Relaxed);
                 }

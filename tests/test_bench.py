@@ -117,6 +117,50 @@ def test_a_wrong_implementation_is_reported_loudly(tmp_path, capsys):
     assert "LOSS MISMATCH: off by 1%" in capsys.readouterr().out
 
 
+def test_small_net_goals_compare_rustbp_with_the_native_programs():
+    """The goals of small nets at native speed, from one run's medians: rustbp against the article's C++
+    program and the plain C++ loops, its Python loop against the unrolled pure-Python step."""
+    rb64, rb32 = impls.rustbp_name("float64", "rust"), impls.rustbp_name("float32", "rust")
+    article_cpp, loops64, loops32 = (
+        report.native_label("article", "float64"),
+        report.native_label("reference", "float64"),
+        report.native_label("reference", "float32"),
+    )
+
+    def point(workload: str, n: int, times: dict[str, float]) -> measure.Point:
+        results = [
+            measure.Result(i, "float64", 10, [10 * t, 10 * t * 1.5, 10 * t * 0.5], 0.0, True) for i, t in times.items()
+        ]
+        return measure.Point(workload, impls.Spec(n, n, n), 1, 10, 0.0, results)
+
+    points = [
+        point(
+            "article",
+            2,
+            {
+                rb64: 200e-9,
+                article_cpp: 100e-9,
+                impls.rustbp_name("float64", "python"): 1e-6,
+                "pure Python f64 (unrolled 2-2-2)": 2.5e-6,
+            },
+        ),
+        point("article-torch", 2, {rb64: 90e-9, article_cpp: 100e-9}),
+        point("native", 16, {rb64: 0.2e-6, loops64: 0.4e-6, rb32: 0.3e-6, loops32: 0.2e-6}),
+        point("native", 32, {rb64: 0.7e-6, loops64: 1.4e-6}),
+    ]
+    got = {t["target"]: (t["measured"], t["met"]) for t in report.targets(points)}
+    assert got["article: rustbp f64 loop in Rust, time / the article's C++ program's"] == (pytest.approx(2.0), False)
+    assert got["article-torch: rustbp f64 loop in Rust, time / the article's C++ program's"] == (
+        pytest.approx(0.9),
+        True,
+    )
+    speedup = "article: rustbp f64 Python loop over train_step, speed-up over pure Python f64 (unrolled 2-2-2)"
+    assert got[speedup] == (pytest.approx(2.5), True)
+    assert got["batch 1: worst rustbp / plain C++ loops (worst: 16-16-16 f32)"] == (pytest.approx(1.5), False)
+    assert got["batch 1: 16-16-16 rustbp f64 loop in Rust, time per step"] == (pytest.approx(0.2), True)
+    assert got["batch 1: 32-32-32 rustbp f64 loop in Rust, time per step"] == (pytest.approx(0.7), False)
+
+
 def test_bench_command_writes_agreeing_results(tmp_path, capsys):
     """`rustbp bench` on tiny sizes: the article's loss after one update, a four-point sweep, the native
     reference at two widths, the table, the JSON file with the peak and each result's GFLOP/s, and the

@@ -8,7 +8,7 @@ use crate::gpu::AdapterSummary;
 use crate::linalg::Scalar;
 use crate::network::Config;
 use crate::population::Data;
-use crate::{activation, linalg, memory, optim, threads};
+use crate::{memory, threads};
 
 /// Multiply-adds between two questions to `keep_going`: a few milliseconds, so Ctrl-C is answered
 /// quickly without paying a clock read per tiny step.
@@ -18,11 +18,7 @@ impl<T: Scalar> Network<T> {
     /// Runs `f` on the thread pool when a step on `rows` rows has a parallel region (a large product,
     /// activation or update): the run of steps is handed to the pool once, instead of once per region.
     fn in_pool<R: Send>(&mut self, rows: usize, f: impl FnOnce(&mut Self) -> R + Send) -> R {
-        let c = &self.config;
-        let threaded = rows * c.n_hidden * c.n_in.max(c.n_out) >= linalg::PARALLEL
-            || rows * c.n_hidden.max(c.n_out) >= activation::PARALLEL
-            || c.n_hidden * c.n_in.max(c.n_out) >= optim::PARALLEL;
-        if threaded {
+        if self.config.has_parallel_regions(rows) {
             threads::install(|| f(self))
         } else {
             f(self)
@@ -106,6 +102,21 @@ impl<T: Scalar> Backend for Network<T> {
 
     fn steps_per_poll(&self, rows: usize) -> usize {
         (POLL_WORK / self.config.step_work(rows).max(1)).max(1)
+    }
+
+    fn whole_call<R: Send>(
+        &mut self,
+        rows: usize,
+        keep_going: KeepGoing,
+        work: impl FnOnce(&mut Self, KeepGoing) -> R + Send,
+    ) -> R {
+        // Called from a thread outside the pool (Python's), each parallel region would hand its work over
+        // and wait: tens of microseconds each, several a step.
+        if self.config.has_parallel_regions(rows) && threads::count() > 1 {
+            threads::polled(keep_going, |keep_going| work(self, keep_going))
+        } else {
+            work(self, keep_going)
+        }
     }
 
     fn run_steps(&mut self, x: &[T], t: &[T], rows: usize, steps: usize, losses: &mut Vec<f64>) -> Result<()> {

@@ -709,3 +709,40 @@ fn optimizer_state_of_the_wrong_layout_is_refused_and_changes_nothing() {
     assert_eq!(net.optimizer_state(), (&good, 7));
     assert!(net.adapter().is_none(), "the CPU network runs on no GPU adapter");
 }
+
+/// A call whose steps have parallel regions runs on the thread pool in one hand-off while the caller
+/// asks whether to go on: it stops at a completed step when told to, holding exactly those steps, and
+/// trains as a call on the caller's own thread does.
+#[test]
+fn a_call_with_parallel_regions_stops_where_asked_and_trains_as_in_place() {
+    // 1024 rows of 256 hidden units: a parallel activation, with products too small to be slow here.
+    let config = Config { optimizer: Optimizer::sgd(0.1), ..Config::new(2, 256, 2) };
+    let rows = 1024;
+    assert!(config.has_parallel_regions(rows) && !config.has_parallel_regions(rows / 2));
+    let (x, t) = (data(rows * 2, 31), targets(Loss::HalfSse, rows, 2, 32));
+    let caller = std::thread::current().id();
+    let mut net = Network::<f64>::new(config, 3).unwrap();
+    let mut asked = 0;
+    let mut keep_going = || {
+        assert_eq!(std::thread::current().id(), caller);
+        asked += 1;
+        asked < 3
+    };
+    // Far more steps than fit in the time (their losses' room is reserved, but only touched pages used).
+    let completed = match net.train(&x, &t, 10_000_000, &mut keep_going) {
+        Err(Error::Interrupted { completed }) => completed,
+        other => panic!("the call did not stop: {other:?}"),
+    };
+    // The same steps on the caller's thread: a pool of one thread runs them in place.
+    let mut replay = Network::<f64>::new(config, 3).unwrap();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    one.install(|| replay.train(&x, &t, completed, &mut no_stop())).unwrap();
+    assert_eq!(net.params(), replay.params());
+    assert_eq!(net.optimizer_state(), replay.optimizer_state());
+    // fit too: a whole epoch's batches of 1024 rows, told to stop at once.
+    let plan = FitPlan { epochs: 3, batch_size: rows, shuffle: true, first_epoch: 0 };
+    let got = net.fit(&x, &t, plan, 5, &mut no_stop()).unwrap();
+    let want = one.install(|| replay.fit(&x, &t, plan, 5, &mut no_stop())).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(net.params(), replay.params());
+}

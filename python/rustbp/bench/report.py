@@ -169,6 +169,37 @@ def targets(points: list[Point]) -> list[dict[str, Any]]:
         lambda v: v <= 1.5,
         "us",
     )
+    # Small nets at native speed: the article's own C++ program, plain C++ loops at batch 1, Python's loop.
+    for wl, goal in (("article", 0.8), ("article-torch", 1.0)):
+        add(
+            f"{wl}: rustbp f64 loop in Rust, time / the article's C++ program's",
+            ratio(wl, rb64, native_label("article" if wl == "article" else "article_torch", "float64")),
+            f"<= {goal}x",
+            partial(operator.ge, goal),
+        )
+    add(
+        "article: rustbp f64 Python loop over train_step, speed-up over pure Python f64 (unrolled 2-2-2)",
+        ratio("article", "pure Python f64 (unrolled 2-2-2)", rustbp_name("float64", "python")),
+        ">= 2x",
+        lambda v: v >= 2,
+    )
+    native_points = {p.spec.n_hidden: p for p in points if p.workload == "native"}
+    worst, where = None, ""
+    for n, p in native_points.items():
+        for dt in ("float64", "float32"):
+            a, b = p.get(rustbp_name(dt, "rust")), p.get(native_label("reference", dt))
+            if a and b and (worst is None or a.per_step_s / b.per_step_s > worst):
+                worst, where = a.per_step_s / b.per_step_s, f" (worst: {n}-{n}-{n} {short(dt)})"
+    add(f"batch 1: worst rustbp / plain C++ loops{where}", worst, "<= 1.0x", lambda v: v <= 1.0)
+    for n, goal in ((16, 0.25), (32, 0.6)):
+        r = native_points[n].get(rb64) if n in native_points else None
+        add(
+            f"batch 1: {n}-{n}-{n} rustbp f64 loop in Rust, time per step",
+            r.per_step_s * 1e6 if r else None,
+            f"<= {goal} us",
+            partial(operator.ge, goal),
+            "us",
+        )
     for dt in ("f32", "f64"):
         v = ratio("large", rustbp_name("float32" if dt == "f32" else "float64", "rust"), f"PyTorch CPU {dt}")
         goal = 0.9 if dt == "f32" else 1.0
