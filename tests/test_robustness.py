@@ -136,10 +136,21 @@ def test_odd_layouts_are_converted_not_rejected(rng):
     assert not misaligned.flags.aligned
     readonly = X.copy()
     readonly.flags.writeable = False
-    for x in (misaligned, X.astype(">f8"), readonly, X.T.copy().T, X[::-1][::-1]):
+    strided = np.repeat(X, 2, axis=0)[::2]
+    layouts = (misaligned, X.astype(">f8"), readonly, X.T.copy().T, strided, X.tolist())
+    for x in layouts:
         np.testing.assert_array_equal(net.forward(x), want)
     net.set_weights({k: np.asfortranarray(v).astype(">f8") for k, v in net.get_weights().items()})
     np.testing.assert_array_equal(net.forward(X), want)
+    # Training and the loss read the same values whatever the layout (arrays of the network's dtype in
+    # C order are read in place, the rest copied).
+    T = rng.uniform(size=(5, 2))
+    for x, t in zip(layouts, (T.T.copy().T, np.repeat(T, 2, axis=1)[:, ::2], T, T.tolist(), T, T)):
+        a, b = rustbp.Network(4, 3, 2, seed=1), rustbp.Network(4, 3, 2, seed=1)
+        assert a.loss(x, t) == b.loss(X, T)
+        assert a.train_step(x, t) == b.train_step(X, T)
+        assert a.train_step(x[1], t[1]) == b.train_step(X[1], T[1])  # one sample, 1-D
+        assert_same_weights(a, b)
 
 
 # -- memory -----------------------------------------------------------------------------------------

@@ -180,12 +180,12 @@ class Network:
     # -- computing ----------------------------------------------------------------------------------
     def forward(self, X: ArrayLike) -> FloatArray:
         """Outputs for ``X`` of shape (batch, n_in), or (n_in,) for one sample (same rank out)."""
-        x = X if type(X) is np.ndarray and X.dtype is self._dtype else as_array(X, self._dtype, "X")
         try:
-            return self._core.forward(x)
-        except ValueError:
+            return self._core.forward(X)  # an array of the network's dtype goes as it is
+        except (TypeError, ValueError):
+            x = as_array(X, self._dtype, "X")
             check_x(x, self.n_in, "X")  # a clearer message for a wrong shape
-            raise
+            return self._core.forward(x)
 
     __call__ = forward
 
@@ -202,18 +202,24 @@ class Network:
 
     def loss(self, X: ArrayLike, T: ArrayLike) -> float:
         """The loss on (X, T), without training. For ``cross_entropy``, T may hold class indices."""
+        if self._raw_targets:
+            try:
+                return self._core.loss(X, T)  # arrays of the network's dtype go as they are
+            except (TypeError, ValueError):
+                pass  # converted and checked below, for a message that says what is wrong
         return self._core.loss(*self._pair(X, T, "T"))
 
     def train_step(self, X: ArrayLike, T: ArrayLike) -> float:
         """One update on the batch (X, T); returns the loss of this step's forward pass, before the update.
         For ``cross_entropy``, T may hold class indices, (batch,) integers in [0, n_out)."""
-        dtype = self._dtype
-        if type(X) is np.ndarray and type(T) is np.ndarray and X.dtype is dtype and T.dtype is dtype:
-            # The fast path of train_step loops: the core copies the arrays (aligning them if need be).
-            x, t = X, (T if self._raw_targets else self._targets(T, X, "T"))
-        else:
-            x = as_array(X, dtype, "X")
-            t = as_array(T, dtype, "T") if self._raw_targets else self._targets(T, x, "T")
+        if self._raw_targets:
+            try:
+                # The hot path of train_step loops: arrays of the network's dtype go to the core as they are.
+                return self._core.train_step(X, T)
+            except (TypeError, ValueError):
+                pass  # converted and checked below, for a message that says what is wrong
+        x = X if type(X) is np.ndarray and X.dtype is self._dtype else as_array(X, self._dtype, "X")
+        t = as_array(T, self._dtype, "T") if self._raw_targets else self._targets(T, x, "T")
         try:
             return self._core.train_step(x, t)
         except ValueError:

@@ -223,6 +223,23 @@ pub fn rows_of<T: Element + Scalar>(
     Ok((data, rows, one_d))
 }
 
+/// A C-contiguous, aligned numpy array of exactly T holding rows of `cols` values (1-D: one row), read
+/// in place, with its row count and whether it was 1-D; None for anything else (which `rows_of` copies, or explains). For calls
+/// too small to release the GIL for: the caller holds it throughout, so nothing writes the array meanwhile.
+pub fn rows_in_place<'a, T: Element>(obj: &'a Bound<'_, PyAny>, cols: usize) -> Option<(&'a [T], usize, bool)> {
+    let array = obj.cast::<PyArrayDyn<T>>().ok()?;
+    let (rows, one_d) = match *array.shape() {
+        [w] if w == cols => (1, true),
+        [r, w] if w == cols && r > 0 => (r, false),
+        _ => return None,
+    };
+    if !array.is_c_contiguous() || array.data().cast::<u8>().align_offset(align_of::<T>()) != 0 {
+        return None;
+    }
+    // SAFETY: the GIL is held while the slice lives (see above), and the array is C-contiguous and aligned.
+    unsafe { array.as_slice() }.ok().map(|s| (s, rows, one_d))
+}
+
 /// Bytes copied with the GIL held before other threads get a turn.
 const COPY_BLOCK: usize = 1 << 20;
 

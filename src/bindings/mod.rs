@@ -15,8 +15,8 @@ use crate::gpu::GpuNetwork;
 use crate::lock::{ForkLock, ReadGuard, Refused, WriteGuard};
 use crate::network::Network;
 use convert::{
-    adapter_dict, config_dict, pair_of, params_of, rows_of, state_lists, state_of, to_numpy, trace_dict, weights_dict,
-    Settings,
+    adapter_dict, config_dict, pair_of, params_of, rows_in_place, rows_of, state_lists, state_of, to_numpy, trace_dict,
+    weights_dict, Settings,
 };
 use numpy::IntoPyArray;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -200,6 +200,9 @@ impl Core {
         let guard = self.read()?;
         dispatch!(&*guard, n => {
             let c = *Backend::config(n);
+            if let Some((x, rows, one_d)) = rows_in_place(x, c.n_in).filter(|&(_, r, _)| forward_work(&c, r) < DETACH_WORK) {
+                return to_numpy(py, n.forward(x)?, if one_d { None } else { Some(rows) });
+            }
             let (x, rows, one_d) = rows_of(x, "X", c.n_in)?;
             let o = if forward_work(&c, rows) >= POLLED_WORK {
                 fits_at_once(n, &c, rows)?;
@@ -217,6 +220,9 @@ impl Core {
         let guard = self.read()?;
         dispatch!(&*guard, n => {
             let c = *Backend::config(n);
+            if let Some((x, t)) = small_pair(&c, x, t, 1) {
+                return Ok(n.loss(x, t)?);
+            }
             let (x, t, rows) = pair_of(&c, x, t, "T")?;
             if forward_work(&c, rows) >= POLLED_WORK {
                 fits_at_once(n, &c, rows)?;
@@ -241,6 +247,9 @@ impl Core {
         let mut guard = self.write()?;
         dispatch!(&mut *guard, n => {
             let c = *Backend::config(n);
+            if let Some((x, t)) = small_pair(&c, x, t, 3) {
+                return Ok(n.train_step(x, t)?);
+            }
             let (x, t, rows) = pair_of(&c, x, t, "T")?;
             Ok(maybe_detach(py, 3 * forward_work(&c, rows), || n.train_step(&x, &t))?)
         })
@@ -352,6 +361,20 @@ impl Core {
 #[pyfunction]
 fn gpu_devices(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
     py.detach(crate::gpu::devices)?.into_iter().map(|a| adapter_dict(py, a)).collect()
+}
+
+/// X and T read in place (see `rows_in_place`) when they are rows of the network's dtype and a call doing
+/// `passes` forward passes' work on them is too small to release the GIL for: the hot path of a Python loop
+/// of single steps, which would otherwise spend more time copying its arguments than computing.
+fn small_pair<'a, T: numpy::Element>(
+    c: &crate::Config,
+    x: &'a Bound<'_, PyAny>,
+    t: &'a Bound<'_, PyAny>,
+    passes: usize,
+) -> Option<(&'a [T], &'a [T])> {
+    let (x, rows, _) = rows_in_place(x, c.n_in)?;
+    let (t, t_rows, _) = rows_in_place(t, c.n_out)?;
+    (rows == t_rows && passes * forward_work(c, rows) < DETACH_WORK).then_some((x, t))
 }
 
 /// Runs `f` with the GIL released when the work is large enough to be worth it.
