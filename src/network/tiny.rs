@@ -11,9 +11,9 @@
 //!   z2[k] = sum_j h[j] w2t[j][k]     (w2 transposed, for the forward pass)
 //!   dz1[j] = sum_k dz2[k] w2[k][j]   (w2 as stored, for the backward pass)
 //! Each sum still runs from zero in index order, as the batched path's dot products do. Padded entries
-//! are zero and stay zero: padded inputs, hidden activations and output deltas are zero, so their gradients are
-//! zero, and every optimizer maps a zero weight with a zero gradient and state to zero. The two copies
-//! of w2 get the same gradients and so the same updates.
+//! are zero and stay zero: padded inputs, hidden activations and output deltas are zero, so their
+//! gradients are zero, and every optimizer maps a zero weight with a zero gradient and state to zero.
+//! The two copies of w2 get the same gradients and so the same updates.
 
 use super::{bias_grad, Network};
 use crate::error::{Error, Result};
