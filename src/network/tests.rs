@@ -746,3 +746,22 @@ fn a_call_with_parallel_regions_stops_where_asked_and_trains_as_in_place() {
     assert_eq!(got, want);
     assert_eq!(net.params(), replay.params());
 }
+
+/// Each kind of parallel region decides alone, from its threshold on: the products (n_in x n_hidden and
+/// n_hidden x n_out, times the rows), the hidden and output activations, and the update.
+#[test]
+fn a_step_has_parallel_regions_from_each_kinds_threshold_on() {
+    // (at the threshold, one row or unit fewer): every other kind stays below its own.
+    let cases = [
+        ((256, 256, 1, 256), (256, 256, 1, 255)), // 2^24 multiply-adds in the first product
+        ((1, 256, 256, 256), (1, 256, 256, 255)), // in the second
+        ((1, 1024, 1, 256), (1, 1024, 1, 255)),   // 2^18 hidden values
+        ((1, 1, 1024, 256), (1, 1, 1024, 255)),   // 2^18 outputs
+        ((511, 1024, 1, 1), (510, 1024, 1, 1)),   // 2^19 weights
+    ];
+    for (on, off) in cases {
+        let parallel = |(i, h, o, rows): (usize, usize, usize, usize)| Config::new(i, h, o).has_parallel_regions(rows);
+        assert!(parallel(on), "{on:?}");
+        assert!(!parallel(off), "{off:?}");
+    }
+}
