@@ -48,8 +48,10 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 #   linalg.rs `large` (threads, parts) and `blocks` (by rows or by columns, at most len / 32 parts);
 # - which of two product routines runs: linalg.rs `matmul`'s `m * n * k < SMALL || k == 0`.
 # - exp.rs's clamp `x < -746.0` (and -105.0) as `<=`: the bound is clamped to itself.
-# - network/backend.rs `in_pool` (its `>=`, `||` and `*`): whether a run of steps is handed to the pool
-#   once; each parallel region goes through the pool anyway.
+# - network/backend.rs `in_pool` and `whole_call`: whether a run of steps, or a whole call, is handed to
+#   the pool once; each parallel region goes through the pool anyway.
+# - optim.rs `Rule::kernel`'s guard `wd == T::zero()` as `false`: the general arm computes the same
+#   values, only slower.
 # - network.rs `bias_grad`: deleting the arm `0` (the general arm does nothing on an empty gradient), and
 #   the guard `width != 1` as `true` (one neuron's column sum is the total, the same additions in order).
 # - network/lanes.rs: `side_by_side`'s `momentum != 0.0` as `==` (it splits the members the same way);
@@ -59,7 +61,8 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 #   network/tiny.rs and network/lanes.rs; the fence changes only speed).
 # - network/tiny.rs: `pad_is_fresh` (a debug check); the test of `fresh` before copying the network in
 #   (copying it again gives the same values; a missed `changed` is tested); deleting an arm of
-#   `train_tiny`'s match on the padded size (a larger padding gives the same bits, only slower).
+#   `train_tiny`'s match on the padded size (a larger padding gives the same bits, only slower);
+#   `Layout::of`'s `P <= 8` (whether padded rows are kept: the same bits).
 MUTATED := src/activation.rs src/loss.rs src/optim.rs src/linalg.rs src/exp.rs src/network.rs \
 	src/network/tiny.rs src/network/backend.rs src/network/lanes.rs src/simd.rs
 
