@@ -757,7 +757,7 @@ fn a_step_has_parallel_regions_from_each_kinds_threshold_on() {
         ((1, 256, 256, 256), (1, 256, 256, 255)), // in the second
         ((1, 1024, 1, 256), (1, 1024, 1, 255)),   // 2^18 hidden values
         ((1, 1, 1024, 256), (1, 1, 1024, 255)),   // 2^18 outputs
-        ((511, 1024, 1, 1), (510, 1024, 1, 1)),   // 2^19 weights
+        ((510, 1024, 2, 1), (509, 1024, 2, 1)),   // 2^19 weights
     ];
     for (on, off) in cases {
         let parallel = |(i, h, o, rows): (usize, usize, usize, usize)| Config::new(i, h, o).has_parallel_regions(rows);
