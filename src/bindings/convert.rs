@@ -205,11 +205,10 @@ pub fn rows_of<T: Element + Scalar>(
     // The copy may not fit beside the caller's array: a MemoryError, not an abort.
     let mut data = Vec::new();
     crate::memory::reserve(arg, &mut data, rows, width)?;
-    if array.is_c_contiguous() && rows * width * size_of::<T>() <= COPY_BLOCK {
-        // SAFETY: the slice is read at once, with the GIL held throughout, so nothing else runs while
-        // it lives; this is numpy's own `to_vec`, without the borrow bookkeeping that a small train_step
-        // would spend a fifth of its time on.
-        if let Ok(s) = unsafe { array.as_slice() } {
+    if rows * width * size_of::<T>() <= COPY_BLOCK {
+        // Read at once, with the GIL held throughout: numpy's own `to_vec`, without the borrow bookkeeping
+        // that a small call would spend a fifth of its time on.
+        if let Some((s, _, _)) = rows_in_place::<T>(obj, width) {
             data.extend_from_slice(s);
             return Ok((data, rows, one_d));
         }
@@ -224,8 +223,8 @@ pub fn rows_of<T: Element + Scalar>(
 }
 
 /// A C-contiguous, aligned numpy array of exactly T holding rows of `cols` values (1-D: one row), read
-/// in place, with its row count and whether it was 1-D; None for anything else (which `rows_of` copies, or explains). For calls
-/// too small to release the GIL for: the caller holds it throughout, so nothing writes the array meanwhile.
+/// in place, with its row count and whether it was 1-D; None for anything else (which `rows_of` copies,
+/// or explains). While the slice lives the caller must hold the GIL, so that nothing writes the array.
 pub fn rows_in_place<'a, T: Element>(obj: &'a Bound<'_, PyAny>, cols: usize) -> Option<(&'a [T], usize, bool)> {
     let array = obj.cast::<PyArrayDyn<T>>().ok()?;
     let (rows, one_d) = match *array.shape() {
