@@ -26,7 +26,8 @@ impl Activation {
     /// `a = f(z)` in place over a (rows x cols) row-major block. Large blocks are split over rayon's
     /// threads (whole rows each, so softmax stays per row): elementwise work, so results do not depend
     /// on the thread count.
-    #[inline]
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into the wide copies of the training steps
     pub fn apply<T: Scalar>(self, z: &mut [T], cols: usize) {
         if z.len() >= PARALLEL && self != Self::Identity {
             self.apply_parallel(z, cols);
@@ -54,13 +55,17 @@ impl Activation {
             Self::Tanh => z.iter_mut().for_each(|v| *v = v.tanh()),
             Self::Relu => z.iter_mut().for_each(|v| *v = v.max(T::zero())),
             Self::Identity => {}
-            Self::Softmax => z.chunks_exact_mut(cols).for_each(softmax),
+            Self::Softmax => softmax_rows(z, cols),
         }
     }
 
     /// `delta *= f'(z)`, elementwise from the outputs `a`: backpropagation through the activation. The
     /// match is outside the loops so that each one vectorises; large blocks use every rayon thread.
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into the wide copies of the training steps
     pub fn backprop<T: Scalar>(self, delta: &mut [T], a: &[T]) {
+        #[inline(always)]
+        #[allow(clippy::inline_always)]
         fn each<T: Scalar>(delta: &mut [T], a: &[T], f: impl Fn(T) -> T + Sync) {
             let run = |(d, a): (&mut [T], &[T])| d.iter_mut().zip(a).for_each(|(d, &a)| *d = *d * f(a));
             if delta.len() >= PARALLEL {
@@ -109,23 +114,49 @@ pub fn sigmoid<T: Scalar>(z: T) -> T {
 
 /// Softmax of one row in place, shifted by the row's maximum so that `exp` never overflows.
 pub fn softmax<T: Scalar>(row: &mut [T]) {
-    let max = row.iter().copied().fold(T::neg_infinity(), T::max);
-    let mut sum = T::zero();
-    for v in row.iter_mut() {
-        *v = (*v - max).exp_nonpos();
-        sum = sum + *v;
+    softmax_rows(row, row.len());
+}
+
+/// `softmax` of every row of a (rows x cols) block, in passes over the whole block so that the
+/// exponentials run a vector at a time even for short rows (10 classes); each value goes through the
+/// same operations as in `softmax` of its row alone.
+#[inline(always)]
+#[allow(clippy::inline_always)] // into the wide copies of the training steps
+pub fn softmax_rows<T: Scalar>(z: &mut [T], cols: usize) {
+    exp_minus_row_max(z, cols);
+    for row in z.chunks_exact_mut(cols) {
+        let sum = row.iter().fold(T::zero(), |s, &v| s + v);
+        row.iter_mut().for_each(|v| *v = *v / sum);
     }
-    for v in row.iter_mut() {
-        *v = *v / sum;
+}
+
+/// `e^(z - max)` in place, with each row's own maximum, in two passes over the block (see `softmax_rows`).
+#[inline(always)]
+#[allow(clippy::inline_always)]
+pub(crate) fn exp_minus_row_max<T: Scalar>(z: &mut [T], cols: usize) {
+    for row in z.chunks_exact_mut(cols) {
+        let max = row_max(row);
+        row.iter_mut().for_each(|v| *v = *v - max);
     }
+    z.iter_mut().for_each(|v| *v = v.exp_nonpos());
 }
 
 /// `log(sum(exp(z)))` of one row, as `max + log(sum(exp(z - max)))` so that it is finite for any finite
 /// z; `log softmax(z)_j = z_j - log_sum_exp(z)`.
 pub fn log_sum_exp<T: Scalar>(row: &[T]) -> T {
-    let max = row.iter().copied().fold(T::neg_infinity(), T::max);
+    let max = row_max(row);
     let sum: T = row.iter().map(|&v| (v - max).exp_nonpos()).sum();
     max + sum.ln()
+}
+
+/// A row's largest value, NaNs ignored (-inf if all are), as `T::max` folds it. Written as a comparison,
+/// which is one instruction where `max` adds a NaN fix-up to each step of the chain; the two differ
+/// only in which of 0 and -0 they keep, and `e^(z - max)` and `max + ln(sum)` come out the same for
+/// either.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+pub(crate) fn row_max<T: Scalar>(row: &[T]) -> T {
+    row.iter().fold(T::neg_infinity(), |m, &v| if v > m { v } else { m })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //!
 //! For the first two, `dz2 = dL/do * f'(o)` with f the output activation.
 
-use crate::activation::{log_sum_exp, Activation};
+use crate::activation::{exp_minus_row_max, row_max, Activation};
 use crate::linalg::Scalar;
 use crate::names::named_enum;
 
@@ -33,18 +33,7 @@ impl Loss {
                 let sse: f64 = o.iter().zip(t).map(|(&o, &t)| square(t - o)).sum();
                 self.of_sse(sse, batch, o.len())
             }
-            Self::CrossEntropy => {
-                let mut total = 0.0;
-                for (zr, tr) in z.chunks_exact(n_out).zip(t.chunks_exact(n_out)) {
-                    let lse = log_sum_exp(zr);
-                    for (&zj, &tj) in zr.iter().zip(tr) {
-                        if tj != T::zero() {
-                            total -= (tj * (zj - lse)).to_f64().unwrap_or(f64::NAN);
-                        }
-                    }
-                }
-                total / batch as f64
-            }
+            Self::CrossEntropy => cross_entropy(z, t, n_out, &mut vec![T::zero(); z.len()]),
             Self::BinaryCrossEntropy => {
                 let total: f64 = z.iter().zip(t).map(|(&z, &t)| bce(z, t).to_f64().unwrap_or(f64::NAN)).sum();
                 total / o.len() as f64
@@ -85,6 +74,8 @@ impl Loss {
                 return self.of_sse(sse, batch, o.len());
             }
             Self::CrossEntropy => {
+                // dz is the loss's work space before it receives the delta.
+                let loss = cross_entropy(z, t, n_out, dz);
                 let inv_b = T::one() / T::of(batch as f64);
                 for ((dr, pr), tr) in dz.chunks_exact_mut(n_out).zip(o.chunks_exact(n_out)).zip(t.chunks_exact(n_out)) {
                     let mass: T = tr.iter().copied().sum();
@@ -92,6 +83,7 @@ impl Loss {
                         *d = (p * mass - t) * inv_b;
                     }
                 }
+                return loss;
             }
             Self::BinaryCrossEntropy => {
                 let scale = T::one() / T::of(o.len() as f64);
@@ -130,6 +122,26 @@ impl Loss {
 #[inline]
 pub(crate) fn square<T: Scalar>(e: T) -> f64 {
     e.to_f64().map_or(f64::NAN, |e| e * e)
+}
+
+/// Cross-entropy of a batch from its logits, `-1/B sum_b sum_k t (z - log_sum_exp(z_b))` summed in f64,
+/// each row's `log_sum_exp` taken as that function takes it but with the exponentials of the whole batch
+/// at once in `scratch` (as long as z).
+#[inline(always)]
+#[allow(clippy::inline_always)] // into the wide copies of the training steps
+fn cross_entropy<T: Scalar>(z: &[T], t: &[T], n_out: usize, scratch: &mut [T]) -> f64 {
+    scratch.copy_from_slice(z);
+    exp_minus_row_max(scratch, n_out);
+    let mut total = 0.0;
+    for ((zr, tr), er) in z.chunks_exact(n_out).zip(t.chunks_exact(n_out)).zip(scratch.chunks_exact(n_out)) {
+        let lse = row_max(zr) + er.iter().copied().sum::<T>().ln();
+        for (&zj, &tj) in zr.iter().zip(tr) {
+            if tj != T::zero() {
+                total -= (tj * (zj - lse)).to_f64().unwrap_or(f64::NAN);
+            }
+        }
+    }
+    total / (z.len() / n_out) as f64
 }
 
 /// One element's binary cross-entropy from its logit, `max(z, 0) - z t + ln(1 + e^-|z|)`: the form that
@@ -268,6 +280,36 @@ mod tests {
             assert!((value - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0), "{loss}/{act} f32: {value}");
             for (i, (&g, &w)) in dz32.iter().zip(&want_dz).enumerate() {
                 assert!((f64::from(g) - w).abs() < 1e-6, "{loss}/{act} f32: dz[{i}] = {g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn cross_entropy_over_a_block_has_each_rows_bits() {
+        // The block's exponentials and sums must be each row's own, as `log_sum_exp` and `softmax` take
+        // them: rows of every length around the vector widths, and values far outside exp's range.
+        for n_out in [1, 2, 3, 7, 8, 10, 16, 17, 33] {
+            for batch in [1, 3, 32] {
+                let z: Vec<f64> = values(batch * n_out, n_out + batch).iter().map(|v| v * 40.0).collect();
+                let t: Vec<f64> =
+                    (0..z.len()).map(|i| if i % n_out == i / n_out % n_out { 1.0 } else { 0.0 }).collect();
+                let mut want = 0.0;
+                for (zr, tr) in z.chunks_exact(n_out).zip(t.chunks_exact(n_out)) {
+                    let lse = crate::activation::log_sum_exp(zr);
+                    for (&zj, &tj) in zr.iter().zip(tr).filter(|(_, &t)| t != 0.0) {
+                        want -= tj * (zj - lse);
+                    }
+                }
+                want /= batch as f64;
+                let mut o = z.clone();
+                o.chunks_exact_mut(n_out).for_each(crate::activation::softmax);
+                let mut dz = vec![f64::NAN; z.len()];
+                let got = Loss::CrossEntropy.delta(Activation::Softmax, &z, &o, &t, n_out, &mut dz);
+                assert_eq!(got.to_bits(), want.to_bits(), "{batch}x{n_out}");
+                assert_eq!(Loss::CrossEntropy.value(&z, &o, &t, n_out).to_bits(), want.to_bits(), "{batch}x{n_out}");
+                let mut block = z.clone();
+                Activation::Softmax.apply(&mut block, n_out);
+                assert_eq!(block, o, "{batch}x{n_out}");
             }
         }
     }

@@ -14,6 +14,7 @@ use crate::loss::Loss;
 use crate::memory;
 use crate::names::named_enum;
 use crate::optim::Optimizer;
+use crate::simd;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -372,27 +373,27 @@ impl<T: Scalar> Network<T> {
             self.train_tiny((x, t), |_| 0, 1, &mut |l| loss = l)?;
             return Ok(loss);
         }
-        self.forward_train(x, batch);
-        let loss = self.backward(x, t, batch);
-        self.update(loss)?;
-        Ok(loss)
+        simd::widest(Step { net: self, x, t, w: None, batch })
     }
 
     /// `step` with each row's loss and gradient multiplied by its factor in `w` (when given).
     fn step_weighted(&mut self, x: &[T], t: &[T], w: Option<&[T]>, batch: usize) -> Result<f64> {
-        let Some(w) = w else { return self.step(x, t, batch) };
-        self.forward_train(x, batch);
-        let loss = self.backward_weighted(x, t, Some(w), batch);
-        self.update(loss)?;
-        Ok(loss)
+        match w {
+            None => self.step(x, t, batch),
+            w => simd::widest(Step { net: self, x, t, w, batch }),
+        }
     }
 
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into `Step`'s wide copies
     fn forward_train(&mut self, x: &[T], batch: usize) {
         let mut acts = std::mem::take(&mut self.acts);
         self.forward_into(x, batch, &mut acts);
         self.acts = acts;
     }
 
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into `Step`'s wide copies
     fn forward_into(&self, x: &[T], batch: usize, acts: &mut Forward<T>) {
         let c = &self.config;
         acts.h.resize(batch * c.n_hidden, T::zero());
@@ -411,6 +412,8 @@ impl<T: Scalar> Network<T> {
     }
 
     /// `backward` with each row's loss and output delta multiplied by its factor in `w` (when given).
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into `Step`'s wide copies
     fn backward_weighted(&mut self, x: &[T], t: &[T], w: Option<&[T]>, batch: usize) -> f64 {
         let c = self.config;
         let (n_in, n_hidden, n_out) = (c.n_in, c.n_hidden, c.n_out);
@@ -458,7 +461,33 @@ impl<T: Scalar> Network<T> {
     }
 }
 
+/// A batched training step (forward pass, backward pass, update) compiled per instruction set (see
+/// `simd`): its elementwise work (activations, the loss and its delta, the update) runs with the widest
+/// vectors the CPU has, and with the same bits on every set.
+struct Step<'a, T> {
+    net: &'a mut Network<T>,
+    x: &'a [T],
+    t: &'a [T],
+    /// Each row's factor on its loss and gradient, if any.
+    w: Option<&'a [T]>,
+    batch: usize,
+}
+
+impl<T: Scalar> simd::Kernel for Step<'_, T> {
+    type Output = Result<f64>;
+    #[inline(always)]
+    fn run(self) -> Result<f64> {
+        let Self { net, x, t, w, batch } = self;
+        net.forward_train(x, batch);
+        let loss = net.backward_weighted(x, t, w, batch);
+        net.update(loss)?;
+        Ok(loss)
+    }
+}
+
 /// z = x w^T + b for a batch of `batch` rows: x (batch, n_in), w (n_out, n_in), z (batch, n_out).
+#[inline(always)]
+#[allow(clippy::inline_always)] // into `Step`'s wide copies
 fn affine<T: Scalar>(x: &[T], w: &[T], b: &[T], batch: usize, n_in: usize, n_out: usize, bias: Bias, z: &mut [T]) {
     matmul(batch, n_out, n_in, Mat::n(x, n_in), Mat::t(w, n_in), z, false);
     match bias {
@@ -538,6 +567,10 @@ impl Config {
 }
 
 pub fn check_finite<T: Scalar>(arg: &'static str, x: &[T], cols: usize) -> Result<()> {
+    // Blocks without an early exit vectorise; the position is looked for only once one is found.
+    if x.chunks(256).all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite())) {
+        return Ok(());
+    }
     match x.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(i) => Err(Error::NonFinite {

@@ -765,3 +765,64 @@ fn a_step_has_parallel_regions_from_each_kinds_threshold_on() {
         assert!(!parallel(off), "{off:?}");
     }
 }
+
+#[test]
+fn batched_steps_give_the_baseline_bits_on_every_instruction_set() {
+    type Build = fn(Step<'_, f64>) -> Result<f64>;
+    let mut case = 900_u64;
+    for (hidden_activation, output_activation, loss) in [
+        (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse),
+        (Activation::Tanh, Activation::Identity, Loss::Mse),
+        (Activation::Relu, Activation::Softmax, Loss::CrossEntropy),
+        (Activation::Identity, Activation::Sigmoid, Loss::BinaryCrossEntropy),
+    ] {
+        for optimizer in [
+            Optimizer::sgd(0.3),
+            Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
+            Optimizer::adam(0.01),
+        ] {
+            // Widths off every vector length; the second shape's products are past the direct loop's size.
+            for ((n_in, n_hidden, n_out), batch) in [((7, 13, 10), 5), ((64, 32, 10), 32)] {
+                case += 1;
+                let config = Config {
+                    hidden_activation,
+                    output_activation,
+                    loss,
+                    optimizer,
+                    ..Config::new(n_in, n_hidden, n_out)
+                };
+                let x = data(batch * n_in, case);
+                let t = targets(loss, batch, n_out, case + 1);
+                let w: Vec<f64> = (0..batch).map(|i| 0.5 + (i % 3) as f64).collect();
+                let trained = |run: Build, weighted: bool| {
+                    let mut net = Network::<f64>::new(config, case).unwrap();
+                    net.reserve(batch).unwrap();
+                    let losses: Vec<u64> = (0..4)
+                        .map(|_| {
+                            let w = weighted.then_some(&w[..]);
+                            run(Step { net: &mut net, x: &x, t: &t, w, batch }).unwrap().to_bits()
+                        })
+                        .collect();
+                    (losses, net.params().clone())
+                };
+                for weighted in [false, true] {
+                    let baseline = trained(|s| simd::baseline(s), weighted);
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        if std::arch::is_x86_feature_detected!("avx2") {
+                            // SAFETY: the CPU has AVX2.
+                            assert_eq!(trained(|s| unsafe { simd::avx2(s) }, weighted), baseline, "AVX2 {config:?}");
+                        }
+                        if std::arch::is_x86_feature_detected!("avx512f") {
+                            // SAFETY: the CPU has AVX-512F.
+                            let avx512 = trained(|s| unsafe { simd::avx512(s) }, weighted);
+                            assert_eq!(avx512, baseline, "AVX-512 {config:?}");
+                        }
+                    }
+                    // What `step` runs: the widest set.
+                    assert_eq!(trained(|s| simd::widest(s), weighted), baseline, "{config:?}");
+                }
+            }
+        }
+    }
+}
