@@ -392,6 +392,14 @@ impl<T: Scalar> Network<T> {
         self.acts = acts;
     }
 
+    /// The forward pass of `rows` rows into buffers of its own (so many threads may run it at once),
+    /// compiled for the widest vectors as `Step` is.
+    fn forward_wide(&self, x: &[T], rows: usize) -> Result<Forward<T>> {
+        let mut acts = Forward::default();
+        acts.reserve(&self.config, rows)?;
+        Ok(simd::widest(Pass { net: self, x, rows, acts }))
+    }
+
     #[inline(always)]
     #[allow(clippy::inline_always)] // into `Step`'s wide copies
     fn forward_into(&self, x: &[T], batch: usize, acts: &mut Forward<T>) {
@@ -482,6 +490,23 @@ impl<T: Scalar> simd::Kernel for Step<'_, T> {
         let loss = net.backward_weighted(x, t, w, batch);
         net.update(loss)?;
         Ok(loss)
+    }
+}
+
+/// A forward pass into its own buffers, compiled per instruction set like `Step`.
+struct Pass<'a, T> {
+    net: &'a Network<T>,
+    x: &'a [T],
+    rows: usize,
+    acts: Forward<T>,
+}
+
+impl<T: Scalar> simd::Kernel for Pass<'_, T> {
+    type Output = Forward<T>;
+    #[inline(always)]
+    fn run(mut self) -> Forward<T> {
+        self.net.forward_into(self.x, self.rows, &mut self.acts);
+        self.acts
     }
 }
 

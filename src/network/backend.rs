@@ -1,7 +1,7 @@
 //! The CPU network as a `Backend`: its primitives run the math of `crate::network` on the calling
 //! thread (products and large elementwise loops spread over rayon's threads).
 
-use super::{gather, Forward, Network};
+use super::{gather, Network};
 use crate::backend::{Backend, FitPlan, KeepGoing, OptimizerState, Params};
 use crate::error::Result;
 use crate::gpu::AdapterSummary;
@@ -53,16 +53,11 @@ impl<T: Scalar> Backend for Network<T> {
 
     /// Allocates its own buffers, so many threads may predict at once.
     fn outputs(&self, x: &[T], rows: usize) -> Result<Vec<T>> {
-        let mut acts = Forward::default();
-        acts.reserve(&self.config, rows)?;
-        self.forward_into(x, rows, &mut acts);
-        Ok(acts.o)
+        Ok(self.forward_wide(x, rows)?.o)
     }
 
     fn batch_loss(&self, x: &[T], t: &[T], rows: usize) -> Result<f64> {
-        let mut acts = Forward::default();
-        acts.reserve(&self.config, rows)?;
-        self.forward_into(x, rows, &mut acts);
+        let acts = self.forward_wide(x, rows)?;
         Ok(self.config.loss.value(&acts.z2, &acts.o, t, self.config.n_out))
     }
 

@@ -766,9 +766,48 @@ fn a_step_has_parallel_regions_from_each_kinds_threshold_on() {
     }
 }
 
+/// The instruction sets a kernel can be compiled for (see `simd`).
+#[derive(Debug, Clone, Copy)]
+enum Set {
+    Baseline,
+    Avx2,
+    Avx512,
+    Widest,
+}
+
+impl Set {
+    /// The sets this CPU can run.
+    fn available() -> Vec<Set> {
+        let mut sets = vec![Set::Baseline, Set::Widest];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                sets.push(Set::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                sets.push(Set::Avx512);
+            }
+        }
+        sets
+    }
+
+    fn run<K: simd::Kernel>(self, k: K) -> K::Output {
+        match self {
+            Set::Baseline => simd::baseline(k),
+            Set::Widest => simd::widest(k),
+            // SAFETY: `available` lists these only where the CPU has them.
+            #[cfg(target_arch = "x86_64")]
+            Set::Avx2 => unsafe { simd::avx2(k) },
+            #[cfg(target_arch = "x86_64")]
+            Set::Avx512 => unsafe { simd::avx512(k) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!(),
+        }
+    }
+}
+
 #[test]
-fn batched_steps_give_the_baseline_bits_on_every_instruction_set() {
-    type Build = fn(Step<'_, f64>) -> Result<f64>;
+fn batched_steps_and_forward_passes_give_the_baseline_bits_on_every_instruction_set() {
     let mut case = 900_u64;
     for (hidden_activation, output_activation, loss) in [
         (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse),
@@ -794,33 +833,26 @@ fn batched_steps_give_the_baseline_bits_on_every_instruction_set() {
                 let x = data(batch * n_in, case);
                 let t = targets(loss, batch, n_out, case + 1);
                 let w: Vec<f64> = (0..batch).map(|i| 0.5 + (i % 3) as f64).collect();
-                let trained = |run: Build, weighted: bool| {
+                // Each step's loss and outputs after it, and the last parameters, all as bits.
+                let trained = |set: Set, weighted: bool| {
                     let mut net = Network::<f64>::new(config, case).unwrap();
                     net.reserve(batch).unwrap();
-                    let losses: Vec<u64> = (0..4)
-                        .map(|_| {
-                            let w = weighted.then_some(&w[..]);
-                            run(Step { net: &mut net, x: &x, t: &t, w, batch }).unwrap().to_bits()
-                        })
-                        .collect();
-                    (losses, net.params().clone())
+                    let mut seen = vec![];
+                    for _ in 0..4 {
+                        let w = weighted.then_some(&w[..]);
+                        seen.push(set.run(Step { net: &mut net, x: &x, t: &t, w, batch }).unwrap().to_bits());
+                        let mut acts = Forward::default();
+                        acts.reserve(&config, batch).unwrap();
+                        let acts = set.run(Pass { net: &net, x: &x, rows: batch, acts });
+                        seen.extend(acts.o.iter().map(|o| o.to_bits()));
+                    }
+                    (seen, net.params().clone())
                 };
                 for weighted in [false, true] {
-                    let baseline = trained(|s| simd::baseline(s), weighted);
-                    #[cfg(target_arch = "x86_64")]
-                    {
-                        if std::arch::is_x86_feature_detected!("avx2") {
-                            // SAFETY: the CPU has AVX2.
-                            assert_eq!(trained(|s| unsafe { simd::avx2(s) }, weighted), baseline, "AVX2 {config:?}");
-                        }
-                        if std::arch::is_x86_feature_detected!("avx512f") {
-                            // SAFETY: the CPU has AVX-512F.
-                            let avx512 = trained(|s| unsafe { simd::avx512(s) }, weighted);
-                            assert_eq!(avx512, baseline, "AVX-512 {config:?}");
-                        }
+                    let baseline = trained(Set::Baseline, weighted);
+                    for set in Set::available() {
+                        assert_eq!(trained(set, weighted), baseline, "{set:?} {config:?}");
                     }
-                    // What `step` runs: the widest set.
-                    assert_eq!(trained(|s| simd::widest(s), weighted), baseline, "{config:?}");
                 }
             }
         }
