@@ -6,6 +6,7 @@
 
 use crate::linalg::Scalar;
 use crate::names::named_enum;
+use crate::simd;
 use rayon::prelude::*;
 
 /// Blocks of at least this many values are activated on every rayon thread (below it, waking the threads
@@ -41,7 +42,7 @@ impl Activation {
     fn apply_parallel<T: Scalar>(self, z: &mut [T], cols: usize) {
         let rows_per_chunk = (PARALLEL / 4 / cols).max(1);
         crate::threads::install(|| {
-            z.par_chunks_mut(rows_per_chunk * cols).for_each(|chunk| self.apply_serial(chunk, cols));
+            z.par_chunks_mut(rows_per_chunk * cols).for_each(|z| simd::widest(Apply { act: self, z, cols }));
         });
     }
 
@@ -59,22 +60,35 @@ impl Activation {
         }
     }
 
-    /// `delta *= f'(z)`, elementwise from the outputs `a`: backpropagation through the activation. The
-    /// match is outside the loops so that each one vectorises; large blocks use every rayon thread.
+    /// `delta *= f'(z)`, elementwise from the outputs `a`: backpropagation through the activation. Large
+    /// blocks use every rayon thread.
     #[inline(always)]
     #[allow(clippy::inline_always)] // into the wide copies of the training steps
     pub fn backprop<T: Scalar>(self, delta: &mut [T], a: &[T]) {
+        if delta.len() >= PARALLEL && !matches!(self, Self::Identity | Self::Softmax) {
+            self.backprop_parallel(delta, a);
+        } else {
+            self.backprop_serial(delta, a);
+        }
+    }
+
+    /// Out of line, as `apply_parallel` is.
+    #[inline(never)]
+    fn backprop_parallel<T: Scalar>(self, delta: &mut [T], a: &[T]) {
+        crate::threads::install(|| {
+            let blocks = delta.par_chunks_mut(PARALLEL / 4).zip(a.par_chunks(PARALLEL / 4));
+            blocks.for_each(|(delta, a)| simd::widest(Backprop { act: self, delta, a }));
+        });
+    }
+
+    /// The match is outside the loops so that each one vectorises.
+    #[inline(always)]
+    #[allow(clippy::inline_always)]
+    fn backprop_serial<T: Scalar>(self, delta: &mut [T], a: &[T]) {
         #[inline(always)]
         #[allow(clippy::inline_always)]
-        fn each<T: Scalar>(delta: &mut [T], a: &[T], f: impl Fn(T) -> T + Sync) {
-            let run = |(d, a): (&mut [T], &[T])| d.iter_mut().zip(a).for_each(|(d, &a)| *d = *d * f(a));
-            if delta.len() >= PARALLEL {
-                crate::threads::install(|| {
-                    delta.par_chunks_mut(PARALLEL / 4).zip(a.par_chunks(PARALLEL / 4)).for_each(run);
-                });
-            } else {
-                run((delta, a));
-            }
+        fn each<T: Scalar>(delta: &mut [T], a: &[T], f: impl Fn(T) -> T) {
+            delta.iter_mut().zip(a).for_each(|(d, &a)| *d = *d * f(a));
         }
         match self {
             Self::Sigmoid => each(delta, a, |a| a * (T::one() - a)),
@@ -100,6 +114,37 @@ impl Activation {
             }
             Self::Identity | Self::Softmax => T::one(),
         }
+    }
+}
+
+/// A block of `Activation::apply` on a pool thread, compiled per instruction set: work handed to
+/// another thread is compiled apart from the wide step that sent it.
+struct Apply<'a, T> {
+    act: Activation,
+    z: &'a mut [T],
+    cols: usize,
+}
+
+impl<T: Scalar> simd::Kernel for Apply<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        self.act.apply_serial(self.z, self.cols);
+    }
+}
+
+/// A block of `Activation::backprop` on a pool thread, compiled per instruction set (see `Apply`).
+struct Backprop<'a, T> {
+    act: Activation,
+    delta: &'a mut [T],
+    a: &'a [T],
+}
+
+impl<T: Scalar> simd::Kernel for Backprop<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        self.act.backprop_serial(self.delta, self.a);
     }
 }
 

@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::linalg::Scalar;
+use crate::simd;
 use rayon::prelude::*;
 
 /// Tensors of at least this many values are updated on every rayon thread, in blocks of `CHUNK`. The
@@ -149,17 +150,20 @@ impl<T: Scalar> Rule<T> {
     fn apply_parallel(&self, p: &[T], g: &mut [T], state: &[Vec<T>], next: &mut [Vec<T>]) -> bool {
         crate::threads::install(|| {
             let (ps, gs) = (p.par_chunks(CHUNK), g.par_chunks_mut(CHUNK));
+            // Each block compiled per instruction set: work handed to another thread is compiled apart
+            // from the wide step that sent it.
+            let block = |p, g, state, next| simd::widest(Block { rule: self, p, g, state, next });
             match (state, next) {
-                ([], []) => ps.zip(gs).all(|(p, g)| self.kernel(p, g, (&[], &[]), (&mut [], &mut []))),
+                ([], []) => ps.zip(gs).all(|(p, g)| block(p, g, (&[], &[]), (&mut [], &mut []))),
                 ([s], [n]) => ps
                     .zip(gs)
                     .zip(s.par_chunks(CHUNK).zip(n.par_chunks_mut(CHUNK)))
-                    .all(|((p, g), (s, n))| self.kernel(p, g, (s, &[]), (n, &mut []))),
+                    .all(|((p, g), (s, n))| block(p, g, (s, &[]), (n, &mut []))),
                 ([m, v], [mn, vn]) => ps
                     .zip(gs)
                     .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
                     .zip(mn.par_chunks_mut(CHUNK).zip(vn.par_chunks_mut(CHUNK)))
-                    .all(|(((p, g), s), n)| self.kernel(p, g, s, n)),
+                    .all(|(((p, g), s), n)| block(p, g, s, n)),
                 _ => false,
             }
         })
@@ -191,6 +195,23 @@ impl<T: Scalar> Rule<T> {
                 finite
             }
         }
+    }
+}
+
+/// `Rule::kernel` on one block, compiled per instruction set.
+struct Block<'a, T> {
+    rule: &'a Rule<T>,
+    p: &'a [T],
+    g: &'a mut [T],
+    state: (&'a [T], &'a [T]),
+    next: (&'a mut [T], &'a mut [T]),
+}
+
+impl<T: Scalar> simd::Kernel for Block<'_, T> {
+    type Output = bool;
+    #[inline(always)]
+    fn run(self) -> bool {
+        self.rule.kernel(self.p, self.g, self.state, self.next)
     }
 }
 
