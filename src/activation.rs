@@ -128,6 +128,7 @@ struct Apply<'a, T> {
 impl<T: Scalar> simd::Kernel for Apply<'_, T> {
     type Output = ();
     #[inline(always)]
+    #[allow(clippy::inline_always)] // see `simd::Kernel`
     fn run(self) {
         self.act.apply_serial(self.z, self.cols);
     }
@@ -143,6 +144,7 @@ struct Backprop<'a, T> {
 impl<T: Scalar> simd::Kernel for Backprop<'_, T> {
     type Output = ();
     #[inline(always)]
+    #[allow(clippy::inline_always)] // see `simd::Kernel`
     fn run(self) {
         self.act.backprop_serial(self.delta, self.a);
     }
@@ -171,7 +173,9 @@ pub fn softmax_rows<T: Scalar>(z: &mut [T], cols: usize) {
     exp_minus_row_max(z, cols);
     for row in z.chunks_exact_mut(cols) {
         let sum = row.iter().fold(T::zero(), |s, &v| s + v);
-        row.iter_mut().for_each(|v| *v = *v / sum);
+        for v in row.iter_mut() {
+            *v = *v / sum;
+        }
     }
 }
 
@@ -181,9 +185,13 @@ pub fn softmax_rows<T: Scalar>(z: &mut [T], cols: usize) {
 pub(crate) fn exp_minus_row_max<T: Scalar>(z: &mut [T], cols: usize) {
     for row in z.chunks_exact_mut(cols) {
         let max = row_max(row);
-        row.iter_mut().for_each(|v| *v = *v - max);
+        for v in row.iter_mut() {
+            *v = *v - max;
+        }
     }
-    z.iter_mut().for_each(|v| *v = v.exp_nonpos());
+    for v in z.iter_mut() {
+        *v = v.exp_nonpos();
+    }
 }
 
 /// `log(sum(exp(z)))` of one row, as `max + log(sum(exp(z - max)))` so that it is finite for any finite

@@ -484,6 +484,7 @@ struct Step<'a, T> {
 impl<T: Scalar> simd::Kernel for Step<'_, T> {
     type Output = Result<f64>;
     #[inline(always)]
+    #[allow(clippy::inline_always)] // see `simd::Kernel`
     fn run(self) -> Result<f64> {
         let Self { net, x, t, w, batch } = self;
         net.forward_train(x, batch);
@@ -504,6 +505,7 @@ struct Pass<'a, T> {
 impl<T: Scalar> simd::Kernel for Pass<'_, T> {
     type Output = Forward<T>;
     #[inline(always)]
+    #[allow(clippy::inline_always)] // see `simd::Kernel`
     fn run(mut self) -> Forward<T> {
         self.net.forward_into(self.x, self.rows, &mut self.acts);
         self.acts

@@ -210,6 +210,7 @@ struct Block<'a, T> {
 impl<T: Scalar> simd::Kernel for Block<'_, T> {
     type Output = bool;
     #[inline(always)]
+    #[allow(clippy::inline_always)] // see `simd::Kernel`
     fn run(self) -> bool {
         self.rule.kernel(self.p, self.g, self.state, self.next)
     }
