@@ -490,11 +490,13 @@ def test_mypy_catches_a_misspelt_option(tmp_path):
     pytest.importorskip("mypy")
     snippet = tmp_path / "snippet.py"
     snippet.write_text(textwrap.dedent("""\
+        import numpy as np
         import rustbp
         ok = rustbp.Network(2, 3, 1, hidden_activation="relu", loss="mse", dtype="float32")
-        cfg = rustbp.NetworkConfig(2, 3, 1, output_activation="identity", bias="shared")
+        cfg = rustbp.NetworkConfig(2, 3, 1, output_activation="identity", bias="shared", dtype=np.float32)
         bad = rustbp.Network(2, 3, 1, hidden_activation="relux")
         worse = rustbp.NetworkConfig(2, 3, 1, loss="l1")
+        ok_too = rustbp.Population(2, 3, 1, 4, dtype=np.dtype("float64")).to("cpu", np.float32)
     """))  # fmt: skip
     python = os.path.join(os.path.dirname(rustbp.__file__), os.pardir)
     result = subprocess.run(
@@ -503,5 +505,31 @@ def test_mypy_catches_a_misspelt_option(tmp_path):
     )  # fmt: skip
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 2, result.stdout + result.stderr
-    assert "snippet.py:4:" in errors[0] and "'relux'" in errors[0]
-    assert "snippet.py:5:" in errors[1] and "'l1'" in errors[1]
+    assert "snippet.py:5:" in errors[0] and "'relux'" in errors[0]
+    assert "snippet.py:6:" in errors[1] and "'l1'" in errors[1]
+
+
+@pytest.mark.parametrize("given", [np.float32, np.dtype("float32"), "float32"])
+def test_a_numpy_dtype_is_taken_as_its_name(given, rng):
+    X = rng.random((5, 2))
+    net = rustbp.Network(2, 3, 1, dtype=given, seed=1)
+    assert net.dtype == "float32" and net.config.dtype == "float32"
+    assert net.forward(X).dtype == np.float32
+    assert rustbp.Network(2, 3, 1, seed=1).to("cpu", given).dtype == "float32"
+    pop = rustbp.Population(2, 3, 1, 3, dtype=given, seed=1)
+    assert pop.dtype == "float32"
+    np.testing.assert_array_equal(pop[0].forward(X), net.forward(X))
+    assert rustbp.NetworkConfig(2, 3, 1, dtype=given) == rustbp.NetworkConfig(2, 3, 1, dtype="float32")
+
+
+@pytest.mark.parametrize(
+    ("given", "kind", "message"),
+    [
+        (np.int32, ValueError, "dtype: expected one of float64, float32, got 'int32'"),
+        (np.dtype("float16"), ValueError, "dtype: expected one of float64, float32, got 'float16'"),
+        (3, TypeError, "dtype: expected a string, one of float64, float32; got int"),
+    ],
+)
+def test_a_dtype_of_another_kind_is_refused_by_name(given, kind, message):
+    with pytest.raises(kind, match=message):
+        rustbp.Network(2, 3, 1, dtype=given)

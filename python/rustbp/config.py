@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, get_args
+from typing import Any, Callable, cast, get_args
 
 import numpy as np
 
-from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
+from ._types import Bias, Device, Dtype, DtypeLike, HiddenActivation, Loss, OutputActivation
 from .optim import SGD, Adam, Optimizer
 
 __all__ = ["NetworkConfig", "TrainingConfig"]
@@ -40,6 +40,17 @@ def _one_of(name: str, value: object, accepted: tuple[str, ...]) -> None:
         raise ValueError(f"{name}: expected one of {', '.join(accepted)}, got {value!r}")
 
 
+def _dtype_name(value: object) -> object:
+    """A NumPy dtype or scalar type (``np.float32``, ``np.dtype("float64")``) as its name; names and
+    anything NumPy does not read as a dtype as given, for the check that follows to accept or refuse."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return np.dtype(value).name  # type: ignore[call-overload]
+    except TypeError:
+        return value
+
+
 def _bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
@@ -64,7 +75,8 @@ def _number(name: str, value: object, ok: Callable[[float], bool], expected: str
 class NetworkConfig:
     """Everything that defines a ``Network`` but its weights; ``Network.from_config(cfg)`` builds one.
 
-    ``dtype=None`` means float64 on the CPU and float32 on the GPU (GPU compute is float32).
+    ``dtype=None`` means float64 on the CPU and float32 on the GPU (GPU compute is float32); NumPy's dtype
+    or scalar type of either (``np.float32``) is taken too, and kept as its name.
     ``seed=None`` draws fresh weights each time; ``net.config`` records the seed a network was built
     with, so ``Network.from_config(net.config)`` rebuilds its initial weights.
     """
@@ -78,7 +90,7 @@ class NetworkConfig:
     bias: Bias = "per_neuron"
     train_bias: bool = True
     optimizer: Optimizer = field(default_factory=lambda: SGD(lr=0.5))
-    dtype: Dtype | None = None
+    dtype: DtypeLike | None = None
     device: Device = "cpu"
     seed: int | None = None
 
@@ -106,6 +118,7 @@ class NetworkConfig:
         # A copy checked again: object.__setattr__ can change the settings of a frozen optimizer.
         object.__setattr__(self, "optimizer", replace(self.optimizer))
         _one_of("device", self.device, DEVICES)
+        object.__setattr__(self, "dtype", _dtype_name(self.dtype))
         if self.dtype is None:
             object.__setattr__(self, "dtype", "float32" if self.device == "gpu" else "float64")
         _one_of("dtype", self.dtype, DTYPES)
@@ -115,6 +128,11 @@ class NetworkConfig:
                 "use device='cpu' for float64"
             )
         _seed(self.seed)
+
+    @property
+    def dtype_name(self) -> Dtype:
+        """``dtype`` as checked: "float64" or "float32" (a ``None`` resolved for the device)."""
+        return cast(Dtype, self.dtype)
 
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``Network(n_in, n_hidden, n_out, **kwargs)``."""

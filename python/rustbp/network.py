@@ -14,7 +14,7 @@ import numpy.typing as npt
 from . import _files, _rustbp, _svg, _torch, schedules, training
 from ._article import article_biases, article_names, article_weights
 from ._inputs import as_array, check_probabilities, check_t, check_unit_interval, check_x
-from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
+from ._types import Bias, Device, Dtype, DtypeLike, HiddenActivation, Loss, OutputActivation
 from .config import DEVICES, NetworkConfig, TrainingConfig, _one_of, _positive_int, optimizer_from_core, random_seed
 from .config import DTYPES as DTYPE_NAMES
 from .explain import Step
@@ -52,7 +52,7 @@ class Network:
         bias: Bias = "per_neuron",
         train_bias: bool = True,
         optimizer: Optimizer | None = None,
-        dtype: Dtype | None = None,
+        dtype: DtypeLike | None = None,
         device: Device = "cpu",
         seed: int | None = None,
     ) -> None:
@@ -62,8 +62,7 @@ class Network:
             dtype=dtype, device=device, seed=seed,
         )  # fmt: skip
         seed = random_seed() if config.seed is None else int(config.seed)
-        assert config.dtype is not None  # NetworkConfig resolves it for the device
-        self._init(_rustbp.Core(_settings(config), config.dtype, config.device, seed), config.optimizer)
+        self._init(_rustbp.Core(_settings(config), config.dtype_name, config.device, seed), config.optimizer)
         self._seed = seed
 
     def _init(self, core: _rustbp.Core, optimizer: Optimizer) -> None:
@@ -395,7 +394,7 @@ class Network:
         net = cls._from_core(_files.read(path))
         return net if device == "cpu" else net.to(device)
 
-    def to(self, device: Device, dtype: Dtype | None = None) -> Network:
+    def to(self, device: Device, dtype: DtypeLike | None = None) -> Network:
         """A copy of this network on ``device`` ("cpu" or "gpu"): weights, configuration and optimizer
         state. ``dtype=None`` keeps the dtype, except that the GPU computes in float32 (float64 weights
         are rounded)."""
@@ -403,8 +402,7 @@ class Network:
         if dtype is None and device == "cpu":
             dtype = self.dtype
         config = replace(self.config, dtype=dtype, device=device)  # validates the pair
-        assert config.dtype is not None
-        net = self._from_core(self._core.to(config.device, config.dtype))
+        net = self._from_core(self._core.to(config.device, config.dtype_name))
         net.__dict__.update(self._extra_attributes())  # a subclass's attributes, shallowly, as copy.copy
         net._seed = self._seed
         return net

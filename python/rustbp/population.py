@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from . import _rustbp
 from ._inputs import as_array, check_x
-from ._types import Bias, Device, Dtype, HiddenActivation, Loss, OutputActivation
+from ._types import Bias, Device, Dtype, DtypeLike, HiddenActivation, Loss, OutputActivation
 from .config import NetworkConfig, TrainingConfig, _positive_int, random_seed
 from .network import FloatArray, Network, _settings, pickled_state
 from .optim import SGD, Optimizer
@@ -129,7 +129,7 @@ class Population:
         weight_decay: PerMember | None = None,
         betas: Any = None,
         eps: PerMember | None = None,
-        dtype: Dtype | None = None,
+        dtype: DtypeLike | None = None,
         device: Device = "cpu",
         seed: int | None = None,
         seeds: Sequence[int] | None = None,
@@ -145,8 +145,7 @@ class Population:
         )
         member_seeds = _member_seeds(size, base.seed, seeds)
         settings = {opt: _settings(replace(base, optimizer=opt)) for opt in set(optimizers)}
-        assert base.dtype is not None  # NetworkConfig resolves it for the device
-        core = _rustbp.PopulationCore([settings[o] for o in optimizers], base.dtype, base.device, member_seeds)
+        core = _rustbp.PopulationCore([settings[o] for o in optimizers], base.dtype_name, base.device, member_seeds)
         self._init(core, optimizers)
         self.seeds: list[int] | None = member_seeds
 
@@ -353,7 +352,7 @@ class Population:
         scores = np.array([row[e] for row, e in zip(values, held)])
         return self[int(np.nanargmin(scores))]
 
-    def to(self, device: Device, dtype: Dtype | None = None) -> Population:
+    def to(self, device: Device, dtype: DtypeLike | None = None) -> Population:
         """A copy of the population (weights and optimizer state) on ``device`` in ``dtype`` (None: the
         device's default, float32 on the GPU), as ``Network.to`` copies each member."""
         return Population.from_networks([m.to(device, dtype) for m in self])
