@@ -47,7 +47,7 @@ def _dtype_name(value: object) -> object:
         return value
     try:
         return np.dtype(value).name  # type: ignore[call-overload]
-    except TypeError:
+    except (TypeError, ValueError):
         return value
 
 
