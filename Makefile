@@ -63,6 +63,8 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 #   (copying it again gives the same values; a missed `changed` is tested); deleting an arm of
 #   `train_tiny`'s match on the padded size (a larger padding gives the same bits, only slower);
 #   `Layout::of`'s `P <= 8` (whether padded rows are kept: the same bits).
+# - activation.rs `row_max`'s `v > m` as `>=`: of two equal values it keeps the later (0 and -0 give the
+#   same exponentials and log-sum-exp).
 MUTATED := src/activation.rs src/loss.rs src/optim.rs src/linalg.rs src/exp.rs src/network.rs \
 	src/network/tiny.rs src/network/backend.rs src/network/lanes.rs src/simd.rs
 

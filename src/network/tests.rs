@@ -858,3 +858,25 @@ fn batched_steps_and_forward_passes_give_the_baseline_bits_on_every_instruction_
         }
     }
 }
+
+#[test]
+fn every_non_finite_value_is_found_wherever_it_lies() {
+    // Values are checked in blocks of 256 before any position is looked for: one bad value, or several in
+    // one block, at the start, middle or end of a block, and in the last, partial block.
+    let cols = 7;
+    for bad in [vec![0], vec![255], vec![256, 257], vec![300, 301, 302], vec![511, 600], vec![1000]] {
+        for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut x: Vec<f64> = (0..1001).map(|i| i as f64 * 0.5 - 200.0).collect();
+            for &i in &bad {
+                x[i] = value;
+            }
+            match check_rows("X", &x, cols) {
+                Err(Error::NonFinite { position, .. }) => {
+                    assert_eq!(position, format!("[{}, {}]", bad[0] / cols, bad[0] % cols), "{bad:?}");
+                }
+                other => panic!("{bad:?} {value}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(check_rows("X", &vec![1.5_f32; 7 * 300], cols).ok(), Some(300));
+}
