@@ -866,7 +866,7 @@ fn every_non_finite_value_is_found_wherever_it_lies() {
     let cols = 7;
     for bad in [vec![0], vec![255], vec![256, 257], vec![300, 301, 302], vec![511, 600], vec![1000]] {
         for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-            let mut x: Vec<f64> = (0..1001).map(|i| i as f64 * 0.5 - 200.0).collect();
+            let mut x: Vec<f64> = (0..1001).map(|i| f64::from(i) * 0.5 - 200.0).collect();
             for &i in &bad {
                 x[i] = value;
             }
