@@ -61,36 +61,50 @@ def test_ctrl_c_at_any_moment_of_a_save_leaves_a_whole_file_and_nothing_else(tmp
     path = tmp_path / "net.safetensors"
     first.save(path)
     fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
-    stop, saving = threading.Event(), threading.Event()
+    # Plain values, no locks: a KeyboardInterrupt can land just after the main thread takes a lock (an
+    # Event's, a join's) and before it is let go, and the other thread then waits for it forever.
+    state = {"saving": 0, "stop": False}  # saving: the number of the save under way, 0 between saves
 
     def interrupter() -> None:
-        # Signals land only while a save runs (or in the pause after it, inside the test's try).
+        # At most one signal per save, sent while it runs (or just after, inside the test's try).
         rng = np.random.default_rng(0)
-        while not stop.is_set():
-            if saving.wait(0.01):
+        signalled = 0
+        while not state["stop"]:
+            save = state["saving"]
+            if save and save != signalled:
                 time.sleep(rng.uniform(0, 1e-3))
-                if saving.is_set():
+                if state["saving"] == save:
+                    signalled = save
                     os.kill(os.getpid(), signal.SIGINT)
+            else:
+                time.sleep(2e-4)
 
     thread = threading.Thread(target=interrupter)
     thread.start()
     interrupted = saves = 0
+    deadline = time.monotonic() + 3
     try:
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
+        while True:
             try:
-                saving.set()
+                if time.monotonic() >= deadline:
+                    break
+                state["saving"] = saves + 1
                 try:
                     (first if saves % 2 else second).save(path)
                 finally:
-                    saving.clear()
+                    state["saving"] = 0
                 saves += 1
                 time.sleep(0.005)  # a signal sent as the save ended arrives here
             except KeyboardInterrupt:
                 interrupted += 1
+                saves += 1
     finally:
-        stop.set()
-        thread.join()
+        state["stop"] = True
+        while thread.is_alive():
+            try:
+                thread.join(0.05)
+            except KeyboardInterrupt:  # a signal sent late, on a loaded machine
+                interrupted += 1
     assert interrupted > 0
     assert [p.name for p in tmp_path.iterdir()] == ["net.safetensors"], "a temporary file was left behind"
     loaded = rustbp.Network.load(path)
