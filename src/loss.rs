@@ -27,13 +27,22 @@ named_enum! {
 impl Loss {
     /// The loss of a batch (accumulated in f64), without gradients.
     pub fn value<T: Scalar>(self, z: &[T], o: &[T], t: &[T], n_out: usize) -> f64 {
+        self.value_with(z, o, t, n_out, &mut Vec::new())
+    }
+
+    /// `value`, with `scratch` as cross-entropy's work space (grown to z's length), so that a caller taking
+    /// many losses allocates it once.
+    fn value_with<T: Scalar>(self, z: &[T], o: &[T], t: &[T], n_out: usize, scratch: &mut Vec<T>) -> f64 {
         let batch = o.len() / n_out;
         match self {
             Self::HalfSse | Self::Mse => {
                 let sse: f64 = o.iter().zip(t).map(|(&o, &t)| square(t - o)).sum();
                 self.of_sse(sse, batch, o.len())
             }
-            Self::CrossEntropy => cross_entropy(z, t, n_out, &mut vec![T::zero(); z.len()]),
+            Self::CrossEntropy => {
+                scratch.resize(z.len(), T::zero());
+                cross_entropy(z, t, n_out, scratch)
+            }
             Self::BinaryCrossEntropy => {
                 let total: f64 = z.iter().zip(t).map(|(&z, &t)| bce(z, t).to_f64().unwrap_or(f64::NAN)).sum();
                 total / o.len() as f64
@@ -45,13 +54,13 @@ impl Loss {
     /// the batch loss with each row's loss weighted alike: `1/B sum_b w_b L_b`, with `L_b` the loss of
     /// row b alone.
     pub fn weigh_rows<T: Scalar>(self, z: &[T], o: &[T], t: &[T], n_out: usize, w: &[T], dz: &mut [T]) -> f64 {
-        let mut total = 0.0;
+        let (mut total, mut scratch) = (0.0, Vec::new());
         let rows = z.chunks_exact(n_out).zip(o.chunks_exact(n_out)).zip(t.chunks_exact(n_out));
         for ((((z, o), t), d), &w) in rows.zip(dz.chunks_exact_mut(n_out)).zip(w) {
             for d in d.iter_mut() {
                 *d = *d * w;
             }
-            total += w.to_f64().unwrap_or(f64::NAN) * self.value(z, o, t, n_out);
+            total += w.to_f64().unwrap_or(f64::NAN) * self.value_with(z, o, t, n_out, &mut scratch);
         }
         total / w.len() as f64
     }
