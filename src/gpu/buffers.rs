@@ -145,7 +145,7 @@ impl Work {
             dz1: ctx.storage("hidden deltas", rows * c.n_hidden)?,
             row_loss: ctx.storage("row losses", rows)?,
             colsum: ctx.storage("bias gradient sums", c.n_hidden.max(c.n_out))?,
-            scratch: ctx.storage("fused activations", scratch_rows * (2 * c.n_hidden + 3 * c.n_out + 1))?,
+            scratch: ctx.storage("fused activations", scratch_rows * super::fused::scratch_per_row(c))?,
             plans: HashMap::new(),
         })
     }

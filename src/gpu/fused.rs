@@ -7,7 +7,7 @@ use super::kernels::{FusedParams, OptimParams, FUSED_LOCAL_SCRATCH, FUSED_MAX_WI
 use super::network::GpuNetwork;
 use super::plan::{loss_scales, Dispatch, Kernel};
 use crate::error::Result;
-use crate::network::Bias;
+use crate::network::{Bias, Config};
 
 /// Above this batch a single workgroup is slower than the tiled kernels, even for small widths.
 pub const FUSED_MAX_ROWS: usize = 256;
@@ -27,22 +27,33 @@ pub struct Fused {
     pub steps_per_dispatch: usize,
 }
 
+/// Whether batches of `rows` rows of networks shaped as `c` train with the fused kernel.
+pub fn fits(c: &Config, rows: usize) -> bool {
+    c.n_in.max(c.n_hidden).max(c.n_out) <= FUSED_MAX_WIDTH && rows <= FUSED_MAX_ROWS
+}
+
+/// Activation values a batch row takes in the fused kernel's `scratch`.
+pub fn scratch_per_row(c: &Config) -> usize {
+    2 * c.n_hidden + 3 * c.n_out + 1
+}
+
+/// Whether a batch of `rows` rows keeps its activations in workgroup memory (`fused_local`).
+pub fn local(c: &Config, rows: usize) -> bool {
+    rows * scratch_per_row(c) <= FUSED_LOCAL_SCRATCH
+}
+
 impl GpuNetwork {
-    /// Whether a batch of `rows` trains with the fused kernel.
+    /// Whether a batch of `rows` rows trains with the fused kernel.
     pub fn uses_fused(&self, rows: usize) -> bool {
-        let c = &self.config;
-        c.n_in.max(c.n_hidden).max(c.n_out) <= FUSED_MAX_WIDTH && rows <= FUSED_MAX_ROWS
+        fits(&self.config, rows)
     }
 
-    /// The fused dispatches for batches of `rows` rows, when the fused kernel applies.
-    pub(super) fn fused_plan(&self, w: &Work, rows: usize) -> Result<Option<Fused>> {
-        if !self.uses_fused(rows) {
-            return Ok(None);
-        }
+    /// The fused kernel's settings for steps on batches of `rows` rows, all values at offset 0.
+    pub(super) fn fused_params(&self, rows: usize) -> FusedParams {
         let c = &self.config;
         let (scale, loss_scale) = loss_scales(c.loss, rows, c.n_out);
         let o: OptimParams = self.optim_params();
-        let p = FusedParams {
+        FusedParams {
             n_in: c.n_in as u32,
             n_hidden: c.n_hidden as u32,
             n_out: c.n_out as u32,
@@ -64,26 +75,44 @@ impl GpuNetwork {
             eps: o.eps,
             scale,
             loss_scale,
-            pad: [0; 3],
-        };
-        // Activations in workgroup memory when they fit, else in the global scratch buffer.
-        let local = rows * (2 * c.n_hidden + 3 * c.n_out + 1) <= FUSED_LOCAL_SCRATCH;
+            ..Default::default()
+        }
+    }
+
+    /// The fused kernel's pipeline for batches of `rows` rows.
+    pub(super) fn fused_kernel(&self, rows: usize) -> Kernel {
+        if local(&self.config, rows) {
+            Kernel::FusedLocal
+        } else {
+            Kernel::Fused
+        }
+    }
+
+    /// Steps one dispatch of the fused kernel may run on batches of `rows` rows (see `FUSED_LOOP_BUDGET`).
+    pub(super) fn fused_steps_per_dispatch(&self, rows: usize) -> usize {
+        (FUSED_LOOP_BUDGET / self.fused_loops(rows)).max(1)
+    }
+
+    /// The fused dispatches for batches of `rows` rows, when the fused kernel applies.
+    pub(super) fn fused_plan(&self, w: &Work, rows: usize) -> Result<Option<Fused>> {
+        if !self.uses_fused(rows) {
+            return Ok(None);
+        }
+        let p = self.fused_params(rows);
         let b = &self.bufs;
         let make = || -> Result<(Dispatch, wgpu::Buffer)> {
             let u = self.settings("fused", &p);
             let buffers = [&w.x, &w.t, &b.theta, &b.state, &b.sched, &b.losses, &b.counter, &w.scratch];
-            let d = if local {
-                self.dispatch(Kernel::FusedLocal, &u, &buffers[..7], [1, 1, 1])?
-            } else {
-                self.dispatch(Kernel::Fused, &u, &buffers, [1, 1, 1])?
-            };
-            Ok((d, u))
+            // `fused_local` has no scratch binding.
+            let kernel = self.fused_kernel(rows);
+            let bound = if matches!(kernel, Kernel::FusedLocal) { &buffers[..7] } else { &buffers[..] };
+            Ok((self.dispatch(kernel, &u, bound, [1, 1, 1])?, u))
         };
         Ok(Some(Fused {
             params: p,
             full: make()?,
             tail: make()?,
-            steps_per_dispatch: (FUSED_LOOP_BUDGET / self.fused_loops(rows)).max(1),
+            steps_per_dispatch: self.fused_steps_per_dispatch(rows),
         }))
     }
 

@@ -245,7 +245,15 @@ pub struct FusedParams {
     pub eps: f32,
     pub scale: f32,
     pub loss_scale: f32,
-    pub pad: [u32; 3],
+    /// Where this member's values start in the shared buffers, in elements: its batch's inputs and
+    /// targets, parameters, optimizer state, loss history, Adam's schedule and (`fused` only) activations.
+    pub x_off: u32,
+    pub t_off: u32,
+    pub theta_off: u32,
+    pub state_off: u32,
+    pub loss_off: u32,
+    pub sched_off: u32,
+    pub scratch_off: u32,
 }
 
 /// The largest width the fused kernel holds (its workgroup arrays are sized for it).

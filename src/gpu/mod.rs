@@ -4,7 +4,8 @@
 //! - `context`: the adapter, device and compiled kernels, shared by the process's networks.
 //! - `kernels`: the pipelines, their settings blocks, and the constants shared with WGSL.
 //! - `buffers`: parameters, optimizer state and work buffers; `plan`, `fused`: the dispatches of a
-//!   step; `submit`: submissions and rollback; `network`: `GpuNetwork`, a `Backend`.
+//!   step; `submit`: submissions and rollback; `network`: `GpuNetwork`, a `Backend`; `population`:
+//!   a population's members trained side by side, one workgroup each.
 //!
 //! Built with the cargo feature `gpu`. Without it, `stand_in` provides the same names, and each of
 //! them returns `Error::GpuUnavailable` saying how to get a build with the GPU path, so the crate,
@@ -44,6 +45,8 @@ mod kernels;
 mod network;
 #[cfg(feature = "gpu")]
 mod plan;
+#[cfg(feature = "gpu")]
+mod population;
 #[cfg(feature = "gpu")]
 mod submit;
 #[cfg(feature = "gpu")]

@@ -12,10 +12,11 @@ use super::fused::FUSED_MAX_ROWS;
 use super::plan::Kernel;
 use super::submit::{plan_of, Gathers};
 use super::AdapterSummary;
-use crate::backend::{Backend, OptimizerState, Params};
+use crate::backend::{Backend, FitPlan, KeepGoing, OptimizerState, Params};
 use crate::error::{Error, Result};
 use crate::memory;
 use crate::network::{Config, Network, PARAM_NAMES};
+use crate::population::Data;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A three-layer network whose parameters and optimizer state live on a GPU.
@@ -188,6 +189,33 @@ impl Backend for GpuNetwork {
 
     fn steps_per_poll(&self, rows: usize) -> usize {
         self.chunk_steps(rows)
+    }
+
+    fn together(config: &Config, rows: usize) -> usize {
+        super::population::together(config, rows)
+    }
+
+    fn train_together(
+        members: &mut [Self],
+        x: &[f32],
+        t: &[f32],
+        steps: usize,
+        losses: &mut [f64],
+        keep_going: KeepGoing,
+    ) -> Option<Vec<Result<()>>> {
+        super::population::train_together(members, x, t, steps, losses, keep_going)
+    }
+
+    fn fit_together(
+        members: &mut [Self],
+        data: Data<'_, f32>,
+        plan: FitPlan,
+        seeds: &[u64],
+        lrs: Option<&[Vec<f64>]>,
+        losses: &mut [f64],
+        keep_going: KeepGoing,
+    ) -> Option<Vec<Result<()>>> {
+        super::population::fit_together(members, data, plan, seeds, lrs, losses, keep_going)
     }
 
     fn run_steps(&mut self, x: &[f32], t: &[f32], rows: usize, steps: usize, losses: &mut Vec<f64>) -> Result<()> {

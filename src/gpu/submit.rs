@@ -32,17 +32,12 @@ impl GpuNetwork {
     /// Steps on batches of up to `rows` rows in one submission: as many as fit in `SUBMISSION_SECS` at
     /// the pace of the last submission.
     pub(super) fn chunk_steps(&self, rows: usize) -> usize {
-        let units = self.step_units(rows) as f64;
-        let steps = match self.pace {
-            Some(secs_per_unit) => SUBMISSION_SECS / (secs_per_unit * units),
-            None => FIRST_SUBMISSION_UNITS / units,
-        };
         let cap = if self.uses_fused(rows) { MAX_CHUNK_STEPS } else { MAX_TILED_CHUNK_STEPS };
-        (steps as usize).clamp(1, cap)
+        steps_per_submission(self.pace, self.step_units(rows), cap)
     }
 
     /// A step's work on `rows` rows: its multiply-adds and its fixed cost.
-    fn step_units(&self, rows: usize) -> usize {
+    pub(super) fn step_units(&self, rows: usize) -> usize {
         let c = &self.config;
         3 * rows * (c.n_in * c.n_hidden + c.n_hidden * c.n_out) + STEP_UNITS
     }
@@ -159,16 +154,30 @@ impl GpuNetwork {
 
     /// Adam's bias corrections for the next `n` steps, in f64 on the host as the CPU optimizer computes them.
     fn write_schedule(&self, n: usize) {
-        if let Optimizer::Adam { lr, beta1, beta2, .. } = self.config.optimizer {
-            let sched: Vec<f32> = (1..=n as u64)
-                .flat_map(|s| {
-                    let t = (self.updates + s) as f64;
-                    [(lr / (1.0 - beta1.powf(t))) as f32, (1.0 - beta2.powf(t)).sqrt() as f32]
-                })
-                .collect();
-            self.write(&self.bufs.sched, &sched);
-        }
+        self.write(&self.bufs.sched, &self.schedule(self.updates, n));
     }
+
+    /// Adam's (step size, bias correction) for the `n` steps after update `updates`; empty for SGD.
+    pub(super) fn schedule(&self, updates: u64, n: usize) -> Vec<f32> {
+        let Optimizer::Adam { lr, beta1, beta2, .. } = self.config.optimizer else { return vec![] };
+        (1..=n as u64)
+            .flat_map(|s| {
+                let t = (updates + s) as f64;
+                [(lr / (1.0 - beta1.powf(t))) as f32, (1.0 - beta2.powf(t)).sqrt() as f32]
+            })
+            .collect()
+    }
+}
+
+/// Steps of `units` of work each (`GpuNetwork::step_units`) that fill one submission of `SUBMISSION_SECS` at
+/// `pace` (seconds per unit; None: not yet measured), at most `cap`.
+pub(super) fn steps_per_submission(pace: Option<f64>, units: usize, cap: usize) -> usize {
+    let units = units as f64;
+    let steps = match pace {
+        Some(secs_per_unit) => SUBMISSION_SECS / (secs_per_unit * units),
+        None => FIRST_SUBMISSION_UNITS / units,
+    };
+    (steps as usize).clamp(1, cap)
 }
 
 /// The plan for batches of `rows` rows (built by `GpuNetwork::ensure_plan`).

@@ -1,0 +1,595 @@
+//! A population's members side by side on the GPU: one dispatch of the fused kernel trains them all,
+//! workgroup i training member i, so a step of a thousand small networks costs one launch, not a
+//! thousand. For a call, the members' parameters and optimizer state are copied into shared buffers,
+//! member after member, and back; each member's settings and offsets are its row of the fused kernel's
+//! settings array. The kernel, its operations and their order are those a member runs alone, so every
+//! member computes what its network would, bit for bit.
+//!
+//! As the CPU's lanes do, a group steps together until a member fails; then every member goes on alone
+//! from where the failure happened (`train`: the failing step; `fit`: the start of its epoch), so that the
+//! network's own code reports it.
+
+use super::buffers::{Layout, MAX_CHUNK_STEPS};
+use super::context::Context;
+use super::fused;
+use super::kernels::{FusedParams, Quad};
+use super::network::GpuNetwork;
+use super::plan::{Dispatch, Kernel};
+use super::submit::steps_per_submission;
+use crate::backend::{epoch_loss, Backend, FitExtras, FitPlan, KeepGoing};
+use crate::error::{Error, Result};
+use crate::network::{epoch_order, Config};
+use crate::population::{gather, Data};
+use std::sync::Arc;
+use std::time::Instant;
+use wgpu::util::DeviceExt;
+
+/// Members trained side by side at most; a larger population trains in several groups.
+const MAX_MEMBERS: usize = 8192;
+/// Values one shared buffer may hold: the 128 MiB storage binding that lavapipe and WebGPU's defaults allow.
+const BUFFER_VALUES: usize = 1 << 25;
+/// The loss history's values at most (members times steps per submission).
+const LOSS_VALUES: usize = 1 << 22;
+
+/// How many members shaped as `c` train side by side on batches of `rows` rows: as many as the shared
+/// buffers hold when the fused kernel applies, else 1.
+pub fn together(c: &Config, rows: usize) -> usize {
+    if !fused::fits(c, rows) {
+        return 1;
+    }
+    let scratch = if fused::local(c, rows) { 0 } else { rows * fused::scratch_per_row(c) };
+    let per_member = (2 * Layout::new(c).n_params).max(rows * c.n_in.max(c.n_out)).max(scratch).max(1);
+    (BUFFER_VALUES / per_member).clamp(1, MAX_MEMBERS)
+}
+
+/// `Backend::train_together` on the GPU (see there): None unless the members share a device and the
+/// fused kernel takes their batch.
+pub fn train_together(
+    members: &mut [GpuNetwork],
+    x: &[f32],
+    t: &[f32],
+    steps: usize,
+    losses: &mut [f64],
+    keep_going: KeepGoing,
+) -> Option<Vec<Result<()>>> {
+    let rows = members.first()?.config.check_pair(x, t, "T").ok()?;
+    if !side_by_side(members, rows) {
+        return None;
+    }
+    let mut out: Vec<&mut [f64]> = losses.chunks_exact_mut(steps.max(1)).take(members.len()).collect();
+    let ended =
+        if steps == 0 { Ok((Ended::Completed, 0)) } else { train_group(members, x, t, steps, &mut out, keep_going) };
+    let results = members.iter_mut().zip(out).map(|(m, row)| {
+        // Alone from the step that failed, which the network's own step reports.
+        result(&ended, |done| {
+            let rest = m.train_on(x, t, steps, row[..done].to_vec(), keep_going)?;
+            row.copy_from_slice(&rest);
+            Ok(())
+        })
+    });
+    Some(results.collect())
+}
+
+/// `Backend::fit_together` on the GPU (see there): None unless the members share a device, fit on rows
+/// of one count without sample weights, take every rate given, and the fused kernel takes their batches.
+pub fn fit_together(
+    members: &mut [GpuNetwork],
+    data: Data<'_, f32>,
+    plan: FitPlan,
+    seeds: &[u64],
+    lrs: Option<&[Vec<f64>]>,
+    losses: &mut [f64],
+    keep_going: KeepGoing,
+) -> Option<Vec<Result<()>>> {
+    let FitPlan { epochs, batch_size, .. } = plan;
+    let size = members.len();
+    let all = members.first()?.config.check_pair(data.x, data.y, "Y").ok()?;
+    let n = match data.rows {
+        Some(p) => {
+            let n = p.first()?.len();
+            (p.len() == size && p.iter().all(|r| r.len() == n && r.iter().all(|&j| j < all))).then_some(n)?
+        }
+        None => all,
+    };
+    let rates_taken = |i: usize, m: &GpuNetwork| {
+        lrs.is_none_or(|lrs| {
+            let rates = &lrs[i];
+            rates.is_empty()
+                || rates.len() >= epochs
+                    && rates[..epochs].iter().all(|&lr| m.config.optimizer.with_lr(lr).validate().is_ok())
+        })
+    };
+    let taken = batch_size > 0
+        && n > 0
+        && data.weights.is_none()
+        && seeds.len() == size
+        && side_by_side(members, batch_size.min(n))
+        && members.iter().enumerate().all(|(i, m)| rates_taken(i, m));
+    if !taken {
+        return None;
+    }
+    let mut out: Vec<&mut [f64]> = losses.chunks_exact_mut(epochs.max(1)).take(size).collect();
+    // Each member's sample order is a row of one buffer: groups small enough for it to fit.
+    let per_group = (BUFFER_VALUES / n).max(1);
+    let mut results = Vec::with_capacity(size);
+    for (g, (group, out)) in members.chunks_mut(per_group).zip(out.chunks_mut(per_group)).enumerate() {
+        let these = g * per_group..g * per_group + group.len();
+        let feed = Feed {
+            data: Data { rows: data.rows.map(|p| &p[these.clone()]), ..data },
+            n,
+            plan,
+            seeds: &seeds[these.clone()],
+            lrs: lrs.map(|l| &l[these.clone()]),
+        };
+        let ended = if epochs == 0 { Ok((Ended::Completed, 0)) } else { fit_group(group, &feed, out, keep_going) };
+        for (i, (m, row)) in group.iter_mut().zip(out.iter_mut()).enumerate() {
+            results.push(result(&ended, |epoch| fit_alone(m, i, &feed, epoch, row, keep_going)));
+        }
+    }
+    Some(results)
+}
+
+/// Member `i` of a group fitting `feed` alone from `epoch` (at whose start it is), its epoch losses into `row`.
+fn fit_alone(
+    m: &mut GpuNetwork,
+    i: usize,
+    feed: &Feed<'_>,
+    epoch: usize,
+    row: &mut [f64],
+    keep_going: KeepGoing,
+) -> Result<()> {
+    let Feed { data, n, plan, seeds, lrs } = *feed;
+    let rates = lrs.map_or(&[][..], |l| l[i].get(epoch..).unwrap_or(&[]));
+    let extras = FitExtras { lrs: rates, sample_weight: None };
+    let rest = FitPlan { epochs: plan.epochs - epoch, first_epoch: plan.first_epoch + epoch, ..plan };
+    let c = m.config;
+    let fitted = match data.rows {
+        None => m.fit_with(data.x, data.y, rest, seeds[i], extras, keep_going),
+        Some(p) => {
+            let (xi, yi) = (gather(data.x, c.n_in, &p[i])?, gather(data.y, c.n_out, &p[i])?);
+            m.fit_with(&xi, &yi, rest, seeds[i], extras, keep_going)
+        }
+    };
+    let losses = fitted.map_err(|e| e.after(epoch * n.div_ceil(plan.batch_size), &row[..epoch]))?;
+    row[epoch..].copy_from_slice(&losses);
+    Ok(())
+}
+
+/// Whether `members` can train side by side on batches of `rows` rows: two or more, on one device, and
+/// the fused kernel takes the batch.
+fn side_by_side(members: &[GpuNetwork], rows: usize) -> bool {
+    members.len() > 1 && members[0].uses_fused(rows) && members.iter().all(|m| Arc::ptr_eq(&m.ctx, &members[0].ctx))
+}
+
+/// How a group's run ended.
+enum Ended {
+    /// Every step taken.
+    Completed,
+    /// `keep_going` said stop, after the steps counted with it.
+    Stopped,
+    /// A member could not complete a step: counted with it, `train`'s step or `fit`'s epoch where every
+    /// member goes on alone.
+    Failed,
+}
+
+/// A member's result from its group's end, with `alone` finishing it after a failure.
+fn result(ended: &Result<(Ended, usize)>, alone: impl FnOnce(usize) -> Result<()>) -> Result<()> {
+    match ended {
+        Err(e) => Err(e.clone()),
+        Ok((Ended::Completed, _)) => Ok(()),
+        Ok((Ended::Stopped, done)) => Err(Error::Interrupted { completed: *done }),
+        Ok((Ended::Failed, at)) => alone(*at),
+    }
+}
+
+/// A group's `fit` data: this group's rows and seeds, rates and samples per member.
+struct Feed<'a> {
+    data: Data<'a, f32>,
+    /// Samples per member.
+    n: usize,
+    plan: FitPlan,
+    seeds: &'a [u64],
+    lrs: Option<&'a [Vec<f64>]>,
+}
+
+/// `steps` steps of `members` on (x, t): how it ended and the steps taken together (with a failure, up to
+/// the step that failed).
+fn train_group(
+    members: &mut [GpuNetwork],
+    x: &[f32],
+    t: &[f32],
+    steps: usize,
+    out: &mut [&mut [f64]],
+    keep_going: KeepGoing,
+) -> Result<(Ended, usize)> {
+    let rows = x.len() / members[0].config.n_in;
+    let mut g = Group::new(members, steps)?;
+    let (xb, tb) = (g.upload("inputs", x)?, g.upload("targets", t)?);
+    let scratch = g.scratch(members, rows)?;
+    // Dispatches of `per` steps, and one for the rest of a submission.
+    let launch = || g.launch(members, rows, [&xb, &tb], false, &scratch);
+    let (full, tail) = (launch()?, launch()?);
+    let per = members[0].fused_steps_per_dispatch(rows);
+    let lead = &members[0];
+    let mut done = 0;
+    let run = |g: &mut Group, n: usize, done: usize| -> Result<Vec<f32>> {
+        g.set_steps(members, &full, per);
+        g.set_steps(members, &tail, n % per);
+        g.submit(members, n, done, 0, rows, &|pass| {
+            for _ in 0..n / per {
+                lead.record(pass, &full.dispatch);
+            }
+            if n % per > 0 {
+                lead.record(pass, &tail.dispatch);
+            }
+        })
+    };
+    let ended = loop {
+        if done == steps {
+            break Ended::Completed;
+        }
+        if !keep_going() {
+            break Ended::Stopped;
+        }
+        let n = g.chunk(members, rows).min(steps - done);
+        let got = run(&mut g, n, done)?;
+        let k = g.first_failure(&got, n);
+        let taken = if k < n {
+            g.rollback()?;
+            if k > 0 {
+                run(&mut g, k, done)?
+            } else {
+                vec![]
+            }
+        } else {
+            got
+        };
+        g.put_losses(&taken, k, done, out);
+        done += k;
+        if k < n {
+            break Ended::Failed;
+        }
+    };
+    g.unpack(members, done)?;
+    Ok((ended, done))
+}
+
+/// `fit` of `members` on `feed`, epoch losses into `out`: how it ended and, stopped, the steps taken, or,
+/// failed, the epoch that failed (the members hold the weights of its start).
+fn fit_group(
+    members: &mut [GpuNetwork],
+    feed: &Feed<'_>,
+    out: &mut [&mut [f64]],
+    keep_going: KeepGoing,
+) -> Result<(Ended, usize)> {
+    let Feed { data, n, plan, seeds, lrs } = *feed;
+    let FitPlan { epochs, batch_size, shuffle, first_epoch } = plan;
+    let (size, n_batches) = (members.len(), n.div_ceil(batch_size));
+    let (ni, no) = (members[0].config.n_in, members[0].config.n_out);
+    let full = batch_size.min(n);
+    let last = n - (n_batches - 1) * batch_size;
+    let mut g = Group::new(members, epochs * n_batches)?;
+    let (xs, ys) = (g.upload("data set inputs", data.x)?, g.upload("data set targets", data.y)?);
+    let order = g.ctx.guarded("allocation", || g.ctx.storage("sample orders", size * n))?;
+    let (xb, yb) = (g.buffer("inputs", size * full * ni)?, g.buffer("targets", size * full * no)?);
+    let scratch = g.scratch(members, full)?;
+    let lead = &members[0];
+    // Per batch size: the gathers of every member's batch, and the fused kernel's step on them.
+    let mut sizes = vec![full];
+    if last != full {
+        sizes.push(last);
+    }
+    let mut launches = Vec::new();
+    for &r in &sizes {
+        let gather = |cols: usize, src: &wgpu::Buffer, dest: &wgpu::Buffer| {
+            let u = lead.settings("gather", &Quad { a: r as u32, b: cols as u32, c: n as u32, d: 0 });
+            lead.dispatch(
+                Kernel::Gather,
+                &u,
+                &[src, &order, &g.counters, dest],
+                [lead.stride_groups(r * cols, 64), size, 1],
+            )
+        };
+        let gathers = [gather(ni, &xs, &xb)?, gather(no, &ys, &yb)?];
+        launches.push((r, gathers, g.launch(members, r, [&xb, &yb], true, &scratch)?));
+    }
+    let rows_of = |b: usize| if b + 1 == n_batches { last } else { full };
+    let (mut flat, mut one) = (Vec::with_capacity(size * n), Vec::with_capacity(n));
+    let mut step_losses = vec![Vec::with_capacity(n_batches); size];
+    for epoch in 0..epochs {
+        flat.clear();
+        for (i, seed) in seeds.iter().enumerate() {
+            if shuffle {
+                epoch_order(n, *seed, first_epoch + epoch, &mut one);
+            } else {
+                one.clear();
+                one.extend(0..n);
+            }
+            let picks = data.rows.map(|p| &p[i]);
+            flat.extend(one.iter().map(|&j| picks.map_or(j, |p| p[j]) as u32));
+        }
+        g.ctx.queue.write_buffer(&order, 0, bytemuck::cast_slice(&flat));
+        if let Some(lrs) = lrs {
+            for (m, rates) in members.iter_mut().zip(lrs) {
+                if let Some(&lr) = rates.get(epoch) {
+                    m.set_lr(lr)?;
+                }
+            }
+        }
+        for (_, _, launch) in &launches {
+            g.set_steps(members, launch, 1);
+        }
+        step_losses.iter_mut().for_each(Vec::clear);
+        let mut b = 0;
+        while b < n_batches {
+            if !keep_going() {
+                g.unpack(members, b)?;
+                return Ok((Ended::Stopped, epoch * n_batches + b));
+            }
+            let k = g.chunk(members, full).min(n_batches - b);
+            let lead = &members[0];
+            let got = g.submit(members, k, b, b * batch_size, full, &|pass| {
+                for j in b..b + k {
+                    let Some((_, [gx, gy], launch)) = launches.iter().find(|l| l.0 == rows_of(j)) else { continue };
+                    lead.record(pass, gx);
+                    lead.record(pass, gy);
+                    lead.record(pass, &launch.dispatch);
+                }
+            })?;
+            if g.first_failure(&got, k) < k {
+                // The members still hold the weights of this epoch's start.
+                return Ok((Ended::Failed, epoch));
+            }
+            for (m, losses) in step_losses.iter_mut().enumerate() {
+                losses.extend(got[m * g.cap..][..k].iter().map(|&l| f64::from(l)));
+            }
+            b += k;
+        }
+        for (row, losses) in out.iter_mut().zip(&step_losses) {
+            row[epoch] = epoch_loss(losses.iter().copied(), n, batch_size);
+        }
+        g.unpack(members, n_batches)?;
+    }
+    Ok((Ended::Completed, epochs * n_batches))
+}
+
+/// The fused kernel's dispatch over a group, on batches of `rows` rows, and its settings array.
+struct Launch {
+    settings: wgpu::Buffer,
+    dispatch: Dispatch,
+    rows: usize,
+    own_batches: bool,
+}
+
+/// A group's shared buffers for one call: member i's parameters at i * n_params, its optimizer state at
+/// i * state_stride, its step counter, and its row of `cap` values in the loss history (and Adam's
+/// schedule), with the snapshot a failed submission is rolled back to.
+struct Group {
+    ctx: Arc<Context>,
+    size: usize,
+    n_params: usize,
+    state_stride: usize,
+    /// Steps one submission may run.
+    cap: usize,
+    theta: wgpu::Buffer,
+    state: wgpu::Buffer,
+    theta_bak: wgpu::Buffer,
+    state_bak: wgpu::Buffer,
+    counters: wgpu::Buffer,
+    losses: wgpu::Buffer,
+    sched: wgpu::Buffer,
+    /// Seconds per unit of step work (`GpuNetwork::step_units`) of the last submission.
+    pace: Option<f64>,
+}
+
+impl Group {
+    /// Shared buffers for `members` and a call of `steps` steps, holding the members' values.
+    fn new(members: &[GpuNetwork], steps: usize) -> Result<Self> {
+        let (lead, size) = (&members[0], members.len());
+        let ctx = Arc::clone(&lead.ctx);
+        ctx.check_process()?;
+        let n_params = lead.layout.n_params;
+        let state_stride = members.iter().map(|m| m.layout.slots).max().unwrap_or(0) * n_params;
+        let cap = steps.min(MAX_CHUNK_STEPS).min(LOSS_VALUES / size).max(1);
+        let adam = members.iter().any(|m| !m.schedule(0, 1).is_empty());
+        let g = ctx.guarded("allocation", || {
+            Ok(Self {
+                theta: ctx.storage("population parameters", size * n_params)?,
+                state: ctx.storage("population optimizer state", size * state_stride)?,
+                theta_bak: ctx.storage("population parameter snapshot", size * n_params)?,
+                state_bak: ctx.storage("population optimizer state snapshot", size * state_stride)?,
+                counters: ctx.storage("step counters", 2 * size)?,
+                losses: ctx.storage("population loss history", size * cap)?,
+                sched: ctx.storage("population Adam schedule", if adam { 2 * size * cap } else { 0 })?,
+                ctx: Arc::clone(&ctx),
+                size,
+                n_params,
+                state_stride,
+                cap,
+                pace: lead.pace,
+            })
+        })?;
+        g.copy(members, true)?;
+        Ok(g)
+    }
+
+    fn buffer(&self, what: &'static str, len: usize) -> Result<wgpu::Buffer> {
+        self.ctx.guarded("allocation", || self.ctx.storage(what, len))
+    }
+
+    fn upload(&self, what: &'static str, values: &[f32]) -> Result<wgpu::Buffer> {
+        let b = self.buffer(what, values.len())?;
+        self.ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(values));
+        Ok(b)
+    }
+
+    /// The activations of every member's batch of `rows` rows, when they do not fit in workgroup memory.
+    fn scratch(&self, members: &[GpuNetwork], rows: usize) -> Result<wgpu::Buffer> {
+        let c = &members[0].config;
+        let per = if fused::local(c, rows) { 0 } else { rows * fused::scratch_per_row(c) };
+        self.buffer("population activations", self.size * per)
+    }
+
+    /// The fused kernel over every member on batches of `rows` rows in `batch` (one batch for all, or with
+    /// `own_batches` member i's at i * rows); its steps are written by `set_steps`.
+    fn launch(
+        &self,
+        members: &[GpuNetwork],
+        rows: usize,
+        batch: [&wgpu::Buffer; 2],
+        own_batches: bool,
+        scratch: &wgpu::Buffer,
+    ) -> Result<Launch> {
+        let lead = &members[0];
+        let settings = self.ctx.guarded("planning", || {
+            let params = self.params(members, rows, own_batches, 1);
+            Ok(self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("population fused"),
+                contents: bytemuck::cast_slice(&params),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            }))
+        })?;
+        let kernel = lead.fused_kernel(rows);
+        let bufs = [batch[0], batch[1], &self.theta, &self.state, &self.sched, &self.losses, &self.counters, scratch];
+        let bound = if matches!(kernel, Kernel::FusedLocal) { &bufs[..7] } else { &bufs[..] };
+        let dispatch = self.ctx.guarded("planning", || lead.dispatch(kernel, &settings, bound, [self.size, 1, 1]))?;
+        Ok(Launch { settings, dispatch, rows, own_batches })
+    }
+
+    /// Every member's fused settings for `steps` steps on batches of `rows` rows, with its offsets.
+    fn params(&self, members: &[GpuNetwork], rows: usize, own_batches: bool, steps: usize) -> Vec<FusedParams> {
+        let c = &members[0].config;
+        let global = !fused::local(c, rows);
+        let at = |i: usize, per: usize| (i * per) as u32;
+        members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| FusedParams {
+                steps: steps as u32,
+                x_off: if own_batches { at(i, rows * c.n_in) } else { 0 },
+                t_off: if own_batches { at(i, rows * c.n_out) } else { 0 },
+                theta_off: at(i, self.n_params),
+                state_off: at(i, self.state_stride),
+                loss_off: at(i, self.cap),
+                sched_off: at(i, self.cap),
+                scratch_off: if global { at(i, rows * fused::scratch_per_row(c)) } else { 0 },
+                ..m.fused_params(rows)
+            })
+            .collect()
+    }
+
+    /// Writes the settings of `launch` for `steps` steps, with the members' rates as they are now.
+    fn set_steps(&self, members: &[GpuNetwork], launch: &Launch, steps: usize) {
+        let params = self.params(members, launch.rows, launch.own_batches, steps);
+        self.ctx.queue.write_buffer(&launch.settings, 0, bytemuck::cast_slice(&params));
+    }
+
+    /// Steps per submission at the pace measured so far.
+    fn chunk(&self, members: &[GpuNetwork], rows: usize) -> usize {
+        steps_per_submission(self.pace, self.size * members[0].step_units(rows), self.cap)
+    }
+
+    /// One submission of `n` steps recorded by `record`, after a snapshot of the values: every member's
+    /// losses in its row of `cap`. `done`: the members' steps this call before it (for Adam's schedule);
+    /// `row0`: where in its sample order each member's first batch starts.
+    fn submit(
+        &mut self,
+        members: &[GpuNetwork],
+        n: usize,
+        done: usize,
+        row0: usize,
+        rows: usize,
+        record: &dyn Fn(&mut wgpu::ComputePass<'_>),
+    ) -> Result<Vec<f32>> {
+        let ctx = Arc::clone(&self.ctx);
+        let start = Instant::now();
+        let got = ctx.guarded("training", || {
+            let counters: Vec<u32> = (0..self.size).flat_map(|_| [0, row0 as u32]).collect();
+            ctx.queue.write_buffer(&self.counters, 0, bytemuck::cast_slice(&counters));
+            for (i, m) in members.iter().enumerate() {
+                let sched = m.schedule(m.updates + done as u64, n);
+                if !sched.is_empty() {
+                    ctx.queue.write_buffer(&self.sched, (8 * i * self.cap) as u64, bytemuck::cast_slice(&sched));
+                }
+            }
+            let mut encoder = members[0].encoder();
+            encoder.copy_buffer_to_buffer(&self.theta, 0, &self.theta_bak, 0, None);
+            encoder.copy_buffer_to_buffer(&self.state, 0, &self.state_bak, 0, None);
+            {
+                let mut pass = encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
+                record(&mut pass);
+            }
+            ctx.submit_and_read("training", encoder, &self.losses, 0, (self.size - 1) * self.cap + n)
+        })?;
+        let units = n * self.size * members[0].step_units(rows);
+        self.pace = Some(start.elapsed().as_secs_f64() / units.max(1) as f64);
+        Ok(got)
+    }
+
+    /// The first step of `n` at which some member's loss is not finite; `n` when none.
+    fn first_failure(&self, losses: &[f32], n: usize) -> usize {
+        (0..self.size)
+            .filter_map(|i| losses[i * self.cap..][..n].iter().position(|l| !l.is_finite()))
+            .min()
+            .unwrap_or(n)
+    }
+
+    /// The first `k` losses of every member's row of `losses` into `out`, at step `done`.
+    fn put_losses(&self, losses: &[f32], k: usize, done: usize, out: &mut [&mut [f64]]) {
+        for (i, row) in out.iter_mut().enumerate() {
+            for (o, &l) in row[done..done + k].iter_mut().zip(&losses[i * self.cap..][..k]) {
+                *o = f64::from(l);
+            }
+        }
+    }
+
+    /// Puts the snapshot of the last submission back.
+    fn rollback(&self) -> Result<()> {
+        self.ctx.guarded("rollback", || {
+            let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+            encoder.copy_buffer_to_buffer(&self.theta_bak, 0, &self.theta, 0, None);
+            encoder.copy_buffer_to_buffer(&self.state_bak, 0, &self.state, 0, None);
+            let index = self.ctx.queue.submit([encoder.finish()]);
+            self.ctx.wait("rollback", index)
+        })
+    }
+
+    /// Copies every member's values into the shared buffers (`into`) or back to the member.
+    fn copy(&self, members: &[GpuNetwork], into: bool) -> Result<()> {
+        self.ctx.guarded("copying members", || {
+            let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+            for (i, m) in members.iter().enumerate() {
+                let values = [
+                    (&m.bufs.theta, &self.theta, i * self.n_params, self.n_params),
+                    (&m.bufs.state, &self.state, i * self.state_stride, m.layout.slots * self.n_params),
+                ];
+                for (own, shared, at, len) in values {
+                    if len == 0 {
+                        continue;
+                    }
+                    let (at, len) = (4 * at as u64, 4 * len as u64);
+                    if into {
+                        encoder.copy_buffer_to_buffer(own, 0, shared, at, len);
+                    } else {
+                        encoder.copy_buffer_to_buffer(shared, at, own, 0, len);
+                    }
+                }
+            }
+            let index = self.ctx.queue.submit([encoder.finish()]);
+            self.ctx.wait("copying members", index)
+        })
+    }
+
+    /// Copies the shared values back to the members, which have taken `steps` more steps.
+    fn unpack(&self, members: &mut [GpuNetwork], steps: usize) -> Result<()> {
+        self.copy(members, false)?;
+        for m in members {
+            m.updates += steps as u64;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! Members trained side by side on the GPU against the same networks trained alone on it: bit for bit,
+//! through every path of a group (shared and own batches, activations in workgroup or global memory,
+//! several dispatches and submissions, a remainder batch, failures and stops). Skipped without an
+//! adapter unless `RUSTBP_REQUIRE_GPU=1`.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::float_cmp, clippy::print_stderr)] // tests fail loudly
+
+use super::*;
+use crate::activation::Activation;
+use crate::loss::Loss;
+use crate::network::Bias;
+use crate::optim::Optimizer;
+use crate::population::Population;
+
+/// Shapes (with batch rows) that reach both fused variants: activations in workgroup memory, and, for the
+/// third, in global memory (its fit's remainder batch of 20 rows is local again).
+fn shapes() -> Vec<(Config, usize)> {
+    let c = |ni, nh, no, hidden, output, loss, bias| Config {
+        hidden_activation: hidden,
+        output_activation: output,
+        loss,
+        bias,
+        ..Config::new(ni, nh, no)
+    };
+    vec![
+        (c(2, 2, 2, Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse, Bias::PerNeuron), 1),
+        (c(5, 7, 3, Activation::Relu, Activation::Softmax, Loss::CrossEntropy, Bias::PerNeuron), 6),
+        (c(16, 16, 8, Activation::Tanh, Activation::Identity, Loss::Mse, Bias::Shared), 100),
+        (
+            Config {
+                train_bias: false,
+                ..c(4, 6, 3, Activation::Sigmoid, Activation::Sigmoid, Loss::BinaryCrossEntropy, Bias::PerNeuron)
+            },
+            3,
+        ),
+    ]
+}
+
+/// Member i's optimizer: plain, momentum, Nesterov with decay and Adam, at rates of their own.
+fn optimizer(i: usize) -> Optimizer {
+    let lr = 0.02 * (i + 1) as f64;
+    match i % 4 {
+        0 => Optimizer::sgd(lr),
+        1 => Optimizer::Sgd { lr, momentum: 0.9, nesterov: false, weight_decay: 0.0 },
+        2 => Optimizer::Sgd { lr, momentum: 0.8, nesterov: true, weight_decay: 0.01 },
+        _ => Optimizer::adam(lr / 10.0),
+    }
+}
+
+/// Five members of shape `c` (the last an Adam that has taken 3 steps already), or None without an adapter.
+fn members(c: Config, lr_of: impl Fn(usize) -> Optimizer) -> Option<Vec<GpuNetwork>> {
+    let mut all = Vec::new();
+    for i in 0..5 {
+        match GpuNetwork::new(Config { optimizer: lr_of(i), ..c }, 10 + i as u64) {
+            Ok(g) => all.push(g),
+            Err(Error::GpuUnavailable(why)) if std::env::var("RUSTBP_REQUIRE_GPU").as_deref() != Ok("1") => {
+                eprintln!("skipped: {why}");
+                return None;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let (x, t) = sample(&c, 2, 99);
+    all[4].train(&x, &t, 3, &mut || true).unwrap();
+    Some(all)
+}
+
+fn sample(c: &Config, rows: usize, seed: usize) -> (Vec<f32>, Vec<f32>) {
+    let x = (0..rows * c.n_in).map(|i| ((i * 37 + seed * 11) % 23) as f32 / 23.0 - 0.4).collect();
+    let t =
+        (0..rows * c.n_out).map(|i| if (i + seed) % c.n_out == (i / c.n_out) % c.n_out { 1.0 } else { 0.0 }).collect();
+    (x, t)
+}
+
+fn same(a: &GpuNetwork, b: &GpuNetwork, what: &str) {
+    assert_eq!(a.read_params().unwrap(), b.read_params().unwrap(), "{what}: parameters");
+    assert_eq!(a.read_state().unwrap(), b.read_state().unwrap(), "{what}: optimizer state");
+}
+
+#[test]
+fn members_train_side_by_side_exactly_as_alone() {
+    for ((c, rows), at_once) in shapes().into_iter().flat_map(|s| [(s, false), (s, true)]) {
+        let (Some(mut group), Some(mut alone)) = (members(c, optimizer), members(c, optimizer)) else { return };
+        let (x, t) = sample(&c, rows, 1);
+        // Enough steps for several dispatches: in submissions sized by the pace measured on the way
+        // (lavapipe's: a few dispatches each), or, with a pace that fast, in one submission.
+        let steps = 2 * group[0].fused_steps_per_dispatch(rows) + 7;
+        if at_once {
+            group[0].pace = Some(1e-15);
+        }
+        let mut losses = vec![f64::NAN; 5 * steps];
+        let results = GpuNetwork::train_together(&mut group, &x, &t, steps, &mut losses, &mut || true).unwrap();
+        for (i, (net, r)) in alone.iter_mut().zip(results).enumerate() {
+            r.unwrap();
+            let own = net.train(&x, &t, steps, &mut || true).unwrap();
+            assert_eq!(losses[i * steps..][..steps], own[..], "{c:?} member {i}: losses");
+            same(&group[i], net, &format!("{c:?} member {i}"));
+        }
+    }
+}
+
+#[test]
+fn members_fit_side_by_side_exactly_as_alone() {
+    for (c, rows) in shapes() {
+        let (Some(mut group), Some(mut alone)) = (members(c, optimizer), members(c, optimizer)) else { return };
+        // A remainder batch; each member on its own rows, and with its own rate per epoch, in turn.
+        let n = 2 * rows + rows / 5 + 1;
+        let (x, y) = sample(&c, n + 3, 2);
+        let picks: Vec<Vec<usize>> = (0..5).map(|i| (0..n).map(|j| (j * (i + 2) + i) % (n + 3)).collect()).collect();
+        let rates: Vec<Vec<f64>> = (0..5).map(|i| vec![0.01 * (i + 1) as f64, 0.002, 0.005]).collect();
+        let plan = FitPlan { epochs: 3, batch_size: rows, shuffle: true, first_epoch: 1 };
+        let seeds = [3, 4, 5, 6, 7];
+        for (own_rows, lrs) in [(false, None), (true, Some(&rates[..]))] {
+            let data = Data { x: &x, y: &y, weights: None, rows: own_rows.then_some(&picks[..]) };
+            let mut losses = vec![f64::NAN; 5 * 3];
+            let results =
+                GpuNetwork::fit_together(&mut group, data, plan, &seeds, lrs, &mut losses, &mut || true).unwrap();
+            for (i, (net, r)) in alone.iter_mut().zip(results).enumerate() {
+                r.unwrap();
+                let extras = FitExtras { lrs: lrs.map_or(&[][..], |l| &l[i]), sample_weight: None };
+                let (xi, yi) = if own_rows {
+                    (gather(&x, c.n_in, &picks[i]).unwrap(), gather(&y, c.n_out, &picks[i]).unwrap())
+                } else {
+                    (x.clone(), y.clone())
+                };
+                let own = net.fit_with(&xi, &yi, plan, seeds[i], extras, &mut || true).unwrap();
+                assert_eq!(losses[i * 3..][..3], own[..], "{c:?} member {i} own rows {own_rows}: losses");
+                same(&group[i], net, &format!("{c:?} member {i} own rows {own_rows}"));
+                assert_eq!(group[i].config, net.config);
+            }
+        }
+    }
+}
+
+/// Member 2 diverges: a rate no network survives.
+fn diverging(i: usize) -> Optimizer {
+    if i == 2 {
+        Optimizer::sgd(1e30)
+    } else {
+        optimizer(i)
+    }
+}
+
+#[test]
+fn a_failing_member_fails_as_its_network_does_and_the_others_finish() {
+    let (c, rows) = shapes()[1];
+    let (Some(mut group), Some(mut alone)) = (members(c, diverging), members(c, diverging)) else { return };
+    let (x, t) = sample(&c, rows, 1);
+    let mut losses = vec![f64::NAN; 5 * 40];
+    let results = GpuNetwork::train_together(&mut group, &x, &t, 40, &mut losses, &mut || true).unwrap();
+    for (i, (net, r)) in alone.iter_mut().zip(results).enumerate() {
+        let own = net.train(&x, &t, 40, &mut || true);
+        match (r, own) {
+            (Ok(()), Ok(own)) => assert_eq!(losses[i * 40..][..40], own[..], "member {i}"),
+            (Err(a), Err(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "member {i}"),
+            (a, b) => panic!("member {i}: {a:?} side by side, {b:?} alone"),
+        }
+        same(&group[i], net, &format!("member {i}"));
+    }
+    let (x, y) = sample(&c, 20, 2);
+    let plan = FitPlan { epochs: 3, batch_size: rows, shuffle: true, first_epoch: 0 };
+    let (Some(mut group), Some(mut alone)) = (members(c, diverging), members(c, diverging)) else { return };
+    let data = Data { x: &x, y: &y, weights: None, rows: None };
+    let mut losses = vec![f64::NAN; 5 * 3];
+    let results = GpuNetwork::fit_together(&mut group, data, plan, &[1, 2, 3, 4, 5], None, &mut losses, &mut || true);
+    for (i, (net, r)) in alone.iter_mut().zip(results.unwrap()).enumerate() {
+        let own = net.fit(&x, &y, plan, 1 + i as u64, &mut || true);
+        assert!(r.is_err() == (i == 2), "member {i}: {r:?}");
+        match (r, own) {
+            (Ok(()), Ok(own)) => assert_eq!(losses[i * 3..][..3], own[..], "member {i}"),
+            (Err(a), Err(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "member {i}"),
+            (a, b) => panic!("member {i}: {a:?} side by side, {b:?} alone"),
+        }
+        same(&group[i], net, &format!("member {i}"));
+    }
+}
+
+#[test]
+fn a_stop_reaches_every_member_at_a_whole_step() {
+    let (c, rows) = shapes()[1];
+    let (Some(mut group), Some(mut alone)) = (members(c, optimizer), members(c, optimizer)) else { return };
+    let (x, t) = sample(&c, rows, 1);
+    let mut polls = 0;
+    let mut losses = vec![f64::NAN; 5 * 100_000];
+    let mut keep_going = || {
+        polls += 1;
+        polls < 3
+    };
+    let results = GpuNetwork::train_together(&mut group, &x, &t, 100_000, &mut losses, &mut keep_going).unwrap();
+    let completed = match &results[0] {
+        Err(Error::Interrupted { completed }) => *completed,
+        other => panic!("{other:?}"),
+    };
+    assert!(completed > 0 && completed < 100_000, "{completed}");
+    for (i, (net, r)) in alone.iter_mut().zip(results).enumerate() {
+        assert!(matches!(r, Err(Error::Interrupted { completed: c }) if c == completed), "member {i}: {r:?}");
+        let own = net.train(&x, &t, completed, &mut || true).unwrap();
+        assert_eq!(losses[i * 100_000..][..completed], own[..], "member {i}");
+        same(&group[i], net, &format!("member {i}"));
+    }
+    let (x, y) = sample(&c, 50, 2);
+    let data = Data { x: &x, y: &y, weights: None, rows: None };
+    let plan = FitPlan { epochs: 10_000, batch_size: rows, shuffle: true, first_epoch: 0 };
+    let before: Vec<u64> = group.iter().map(|m| m.read_state().unwrap().1).collect();
+    let mut polls = 0;
+    let mut keep_going = || {
+        polls += 1;
+        polls < 4
+    };
+    let mut losses = vec![f64::NAN; 5 * 10_000];
+    let results =
+        GpuNetwork::fit_together(&mut group, data, plan, &[1, 2, 3, 4, 5], None, &mut losses, &mut keep_going);
+    for (i, r) in results.unwrap().into_iter().enumerate() {
+        let Err(Error::Interrupted { completed }) = r else { panic!("member {i}: {r:?}") };
+        assert!(completed > 0, "member {i}");
+        assert_eq!(group[i].read_state().unwrap().1, before[i] + completed as u64, "member {i}");
+    }
+}
+
+#[test]
+fn a_population_on_the_gpu_trains_its_members_side_by_side() {
+    let (c, rows) = shapes()[0];
+    let (Some(group), Some(mut alone)) = (members(c, optimizer), members(c, optimizer)) else { return };
+    assert!(together(&c, rows) >= 5 && together(&Config::new(64, 32, 10), 32) == 1);
+    let mut pop = Population::new(group).unwrap();
+    let (x, t) = sample(&c, rows, 1);
+    let losses = pop.train(&x, &t, 500, &mut || true).unwrap();
+    for (i, net) in alone.iter_mut().enumerate() {
+        assert_eq!(losses[i], net.train(&x, &t, 500, &mut || true).unwrap()[..], "member {i}");
+        same(&pop.members()[i], net, &format!("member {i}"));
+    }
+}
