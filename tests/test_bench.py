@@ -412,7 +412,7 @@ def test_population_workload_trains_every_member_like_its_network(tmp_path, caps
     assert article["reference_loss"] == pytest.approx(np.mean(want), rel=1e-12, abs=0)
     assert pop["final_loss"] == article["reference_loss"]
     targets = {t["target"]: t for t in doc["targets"] if t["target"].startswith("population")}
-    assert len(targets) == 3 and all(t["unit"] == "x" for t in targets.values())
+    assert len(targets) == 4 and all(t["unit"] == "x" for t in targets.values())
     article_goal = targets["population article, 5 x 2-2-2 f64: Population.train speed-up over a Network.train loop"]
     assert article_goal["measured"] == pytest.approx(by["rustbp f64 Network.train loop"]["median_s"] / pop["median_s"])
     assert article_goal["met"] == (article_goal["measured"] >= 10)
@@ -438,14 +438,37 @@ def test_population_workload_trains_every_member_like_its_network(tmp_path, caps
     else:
         assert stacked not in by and stacked in digits["missing"] and "n/a" in out
         assert goal["measured"] is None and goal["met"] is None
+    assert "rustbp GPU f32 Population.fit" not in by  # --no-gpu
+
+
+def test_population_workload_trains_members_side_by_side_on_the_gpu(tmp_path, capsys):
+    """With a GPU adapter, the digits population also trains on rustbp's GPU: every member within float32
+    rounding of its network on the CPU, and the GPU goal reported (unmeasured without PyTorch CUDA)."""
+    from conftest import GPU, require
+
+    require(GPU)
+    if not HAS["sklearn"]:
+        pytest.skip("scikit-learn holds the digits")
+    args = [a for a in POPULATION_ARGS if a != "--no-gpu"]
+    code = main(["bench", *args, "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    digits = next(p for p in doc["points"] if p["workload"] == "population-digits")
+    by = {r["impl"]: r for r in digits["results"]}
+    gpu = by["rustbp GPU f32 Population.fit"]
+    assert gpu["agrees"] and gpu["device"] == "gpu" and gpu["members"] == 3
+    assert gpu["final_loss"] == pytest.approx(by["rustbp f32 Network.fit loop"]["final_loss"], rel=1e-2)
+    goal = next(t for t in doc["targets"] if t["target"].startswith("population digits on a GPU"))
+    assert goal["goal"] == ">= 10x" and (goal["measured"] is None) == ("PyTorch CUDA f32 stacked (baddbmm)" not in by)
 
 
 def test_a_population_that_trains_differently_is_reported_loudly(tmp_path, capsys, monkeypatch):
     """Populations whose learning rate is off by 1% no longer equal the loop over their networks: flagged."""
     real = workloads.population
 
-    def off(spec: impls.Spec, size: int, dtype: str, seed: int = 0) -> rustbp.Population:
-        return real(dataclasses.replace(spec, lr=spec.lr * 1.01), size, dtype, seed)
+    def off(spec: impls.Spec, size: int, dtype: str, seed: int = 0, device: str = "cpu") -> rustbp.Population:
+        return real(dataclasses.replace(spec, lr=spec.lr * 1.01), size, dtype, seed, device)
 
     monkeypatch.setattr(workloads, "population", off)
     code = main(["bench", *POPULATION_ARGS, "--out", str(tmp_path)])

@@ -1,5 +1,5 @@
 """What only the GPU has: adapters and their choice, float32 only, the adapter's limits, the switch
-between the fused kernel (widths up to 32, up to 256 rows: many steps per dispatch) and the tiled one,
+between the fused kernel (up to 2,560 parameters and 256 rows: many steps per dispatch) and the tiled one,
 and long fused runs. The API itself is checked on the GPU with every other device in test_network.py.
 
 Needs a GPU adapter; lavapipe (Debian's mesa-vulkan-drivers, a software Vulkan GPU) will do, and CI
@@ -51,16 +51,18 @@ def test_a_batch_over_the_adapters_limits_is_a_clear_error(adapter):
         net.forward(X)
 
 
-# Each side of every bound of the fused kernel: the widest layer 32 (fused) or 33 (tiled) in each
-# position, and 256 rows (fused) or 257 (tiled). Both kernels must compute what the CPU does.
+# Each side of every bound of the fused kernel: 2,560 parameters (fused) or 2,561 (tiled), wide layers
+# of few parameters (fused), and 256 rows (fused) or 257 (tiled). Both kernels must compute what the CPU
+# does.
 @pytest.mark.parametrize(
     ("widths", "rows"),
-    [((32, 32, 32), 8), ((33, 8, 4), 8), ((4, 33, 4), 8), ((4, 8, 33), 8), ((4, 8, 4), 256), ((4, 8, 4), 257)],
-    ids=["fused", "tiled-n_in", "tiled-n_hidden", "tiled-n_out", "fused-256-rows", "tiled-257-rows"],
+    [((46, 32, 32), 8), ((2558, 1, 1), 8), ((100, 4, 60), 8), ((4, 8, 4), 256), ((4, 8, 4), 257)],
+    ids=["fused-2560-params", "tiled-2561-params", "fused-wide", "fused-256-rows", "tiled-257-rows"],
 )
-def test_both_sides_of_the_fused_kernel_switch_match_the_cpu(rng, widths, rows):
+def test_both_sides_of_the_fused_kernel_switch_match_the_cpu(request, rng, widths, rows):
     kw = dict(hidden_activation="tanh", optimizer=rustbp.SGD(lr=0.1, momentum=0.9), seed=5)
     net, cpu = make_net(GPU, *widths, **kw), gpu_reference(GPU, *widths, **kw)
+    assert net._core.uses_fused(rows) == ("fused" in request.node.callspec.id)
     X, T = rng.normal(size=(rows, widths[0])), rng.uniform(0.1, 0.9, (rows, widths[2]))
     assert_close(net.forward(X), cpu.forward(X), GPU_RTOL)
     assert_each_close(net.train(X, T, 5), cpu.train(X, T, 5), GPU_RTOL)
@@ -90,7 +92,7 @@ def test_memory_stays_flat_over_a_long_gpu_session(rng):
     # Each GPU method, and a network made, used and dropped, called a few hundred times after a warm-up:
     # the process must not grow with the number of calls. (Uniform settings made lavapipe compile a
     # kernel again at every dispatch, keeping 0.6 MB each time: 300 train_steps grew it by 600 MB.)
-    fused, tiled = make_net(GPU, 4, 8, 3, seed=1), make_net(GPU, 4, 40, 3, seed=1)
+    fused, tiled = make_net(GPU, 4, 8, 3, seed=1), make_net(GPU, 4, 600, 3, seed=1)
     X, T = rng.normal(size=(16, 4)), rng.uniform(0.1, 0.9, (16, 3))
     calls = {
         "forward": lambda: fused.forward(X),

@@ -1,9 +1,9 @@
-//! The fused kernel's side of a plan: when every width is at most `FUSED_MAX_WIDTH` and the batch is
-//! small, one dispatch of `fused.wgsl` (one workgroup, parameters in workgroup memory) runs many whole
+//! The fused kernel's side of a plan: when the network has at most `FUSED_MAX_PARAMS` parameters and
+//! the batch is small, one dispatch of `fused.wgsl` (one workgroup, parameters in workgroup memory) runs many whole
 //! training steps, so a step costs no launch.
 
-use super::buffers::Work;
-use super::kernels::{FusedParams, OptimParams, FUSED_LOCAL_SCRATCH, FUSED_MAX_WIDTH};
+use super::buffers::{Layout, Work};
+use super::kernels::{FusedParams, OptimParams, FUSED_LOCAL_SCRATCH, FUSED_MAX_PARAMS};
 use super::network::GpuNetwork;
 use super::plan::{loss_scales, Dispatch, Kernel};
 use crate::error::Result;
@@ -29,7 +29,7 @@ pub struct Fused {
 
 /// Whether batches of `rows` rows of networks shaped as `c` train with the fused kernel.
 pub fn fits(c: &Config, rows: usize) -> bool {
-    c.n_in.max(c.n_hidden).max(c.n_out) <= FUSED_MAX_WIDTH && rows <= FUSED_MAX_ROWS
+    Layout::new(c).n_params <= FUSED_MAX_PARAMS && rows <= FUSED_MAX_ROWS
 }
 
 /// Activation values a batch row takes in the fused kernel's `scratch`.

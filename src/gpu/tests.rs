@@ -46,8 +46,10 @@ fn article_net_reaches_the_articles_loss_with_the_fused_kernel() {
 
 #[test]
 fn tiled_and_fused_paths_match_the_cpu() {
-    // The third has long k loops (k = batch in dw1); the last reaches the 128 x 128 tiles.
-    for (widths, rows) in [((5, 7, 3), 4), ((40, 33, 6), 9), ((40, 8, 3), 1500), ((150, 140, 130), 130)] {
+    // Fused: the first two (the second with wide layers of few parameters). Tiled: the rest; the fourth
+    // has long k loops (k = batch in dw1); the last reaches the 128 x 128 tiles.
+    let cases = [((5, 7, 3), 4), ((100, 4, 60), 7), ((80, 33, 6), 9), ((40, 8, 3), 1500), ((150, 140, 130), 130)];
+    for (widths, rows) in cases {
         for opt in [
             Optimizer::sgd(0.1),
             Optimizer::Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 0.01 },

@@ -238,6 +238,12 @@ def targets(points: list[Point]) -> list[dict[str, Any]]:
             f">= {goal:g}x",
             partial(operator.le, goal),
         )
+    add(
+        f"population digits on a GPU, {size}64-32-10 f32: GPU Population.fit speed-up over PyTorch CUDA stacked",
+        ratio("population-digits", "PyTorch CUDA f32 stacked (baddbmm)", "rustbp GPU f32 Population.fit"),
+        ">= 10x",
+        partial(operator.le, 10.0),
+    )
     p = by.get("population-article")
     size = f"{p.extra['members']:,} x " if p else ""
     add(

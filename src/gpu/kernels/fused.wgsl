@@ -2,8 +2,8 @@
 // costs no launch and a population's members train side by side (workgroup i trains member i, whose
 // settings and offsets in the shared buffers are members[i]). The parameters stay in workgroup memory
 // for the whole dispatch and each thread keeps the optimizer state of the parameters it owns
-// (i = thread + 256 r) in registers. Widths are at most 32, so w1, w2, b1, b2 fit in 2 * 32 * 32 +
-// 2 * 32 values. Per step, with barriers between phases:
+// (i = thread + 256 r) in registers: networks of at most FUSED_MAX_PARAMS values of w1, w2, b1, b2.
+// Per step, with barriers between phases:
 //   h = f(x w1^T + b1); z2 = h w2^T + b2; o = g(z2), row losses, dz2 (as rows.wgsl);
 //   loss history[step] = sum of row losses * loss_scale; dz1 = (dz2 w2) * f'(h);
 //   each owner computes its gradient (dw1 = dz1^T x, dw2 = dz2^T h, bias: column sums) and updates
@@ -29,8 +29,8 @@ struct Counter {
     row: u32,
 }
 
-const MAX_PARAMS: u32 = 2112u;   // 2 * 32 * 32 + 2 * 32
-const OWN: u32 = 9u;             // ceil(MAX_PARAMS / 256)
+// Parameters each thread owns at most.
+const OWN: u32 = (FUSED_MAX_PARAMS + 255u) / 256u;
 
 // Each member's sizes, activations, loss, optimizer, offsets and the number of steps of this dispatch.
 @group(0) @binding(0) var<storage, read> members: array<Params>;
@@ -51,7 +51,7 @@ const OWN: u32 = 9u;             // ceil(MAX_PARAMS / 256)
 // `scratch` (from the host; binding 8 in `fused`): h (rows, n_hidden) | z2 | o | dz2 (rows, n_out each) |
 // dz1 (rows, n_hidden) | row losses (rows).
 
-var<workgroup> w: array<f32, MAX_PARAMS>;
+var<workgroup> w: array<f32, FUSED_MAX_PARAMS>;
 var<workgroup> sums: array<f32, 256>;
 // Set when this step's update made a parameter or optimizer state non-finite (see optim.wgsl).
 var<workgroup> diverged: atomic<u32>;

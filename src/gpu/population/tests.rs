@@ -220,7 +220,7 @@ fn a_stop_reaches_every_member_at_a_whole_step() {
 fn a_population_on_the_gpu_trains_its_members_side_by_side() {
     let (c, rows) = shapes()[0];
     let (Some(group), Some(mut alone)) = (members(c, optimizer), members(c, optimizer)) else { return };
-    assert!(together(&c, rows) >= 5 && together(&Config::new(64, 32, 10), 32) == 1);
+    assert!(together(&c, rows) >= 5 && together(&Config::new(64, 64, 10), 32) == 1);
     let mut pop = Population::new(group).unwrap();
     let (x, t) = sample(&c, rows, 1);
     let losses = pop.train(&x, &t, 500, &mut || true).unwrap();
