@@ -268,7 +268,7 @@ fn fit_group(
     let (ni, no) = (members[0].config.n_in, members[0].config.n_out);
     let full = batch_size.min(n);
     let last = n - (n_batches - 1) * batch_size;
-    let mut g = Group::new(members, epochs * n_batches)?;
+    let mut g = Group::new(members, n_batches)?;
     let (xs, ys) = (g.upload("data set inputs", data.x)?, g.upload("data set targets", data.y)?);
     let order = g.ctx.guarded("allocation", || g.ctx.storage("sample orders", size * n))?;
     let (xb, yb) = (g.buffer("inputs", size * full * ni)?, g.buffer("targets", size * full * no)?);
@@ -383,7 +383,7 @@ struct Group {
 }
 
 impl Group {
-    /// Shared buffers for `members` and a call of `steps` steps, holding the members' values.
+    /// Shared buffers for `members` and submissions of at most `steps` steps, holding the members' values.
     fn new(members: &[GpuNetwork], steps: usize) -> Result<Self> {
         let (lead, size) = (&members[0], members.len());
         let ctx = Arc::clone(&lead.ctx);

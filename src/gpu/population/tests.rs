@@ -106,7 +106,7 @@ fn members_fit_side_by_side_exactly_as_alone() {
         let n = 2 * rows + rows / 5 + 1;
         let (x, y) = sample(&c, n + 3, 2);
         let picks: Vec<Vec<usize>> = (0..5).map(|i| (0..n).map(|j| (j * (i + 2) + i) % (n + 3)).collect()).collect();
-        let rates: Vec<Vec<f64>> = (0..5).map(|i| vec![0.01 * (i + 1) as f64, 0.002, 0.005]).collect();
+        let rates: Vec<Vec<f64>> = (1..=5).map(|i| vec![0.01 * f64::from(i), 0.002, 0.005]).collect();
         let plan = FitPlan { epochs: 3, batch_size: rows, shuffle: true, first_epoch: 1 };
         let seeds = [3, 4, 5, 6, 7];
         for (own_rows, lrs) in [(false, None), (true, Some(&rates[..]))] {
