@@ -179,13 +179,28 @@ impl<B: Backend + Send + Sync> Population<B> {
         // Unweighted members may fit side by side (on their own rows, when as many as every other's).
         let together = if weights.is_none() { B::together(self.config(), batch_size.min(n)) } else { 1 };
         self.train_each(keep_going, together, epochs, n.div_ceil(batch_size.max(1)), |members, first, losses, go| {
-            let these = first..first + members.len();
-            // One member alone runs faster as a network than in a group of lanes.
-            if members.len() > 1 && active.is_none_or(|a| a[these.clone()].iter().all(|&a| a)) {
-                let (lrs, seeds) = (lrs.map(|l| &l[these.clone()]), &seeds[these.clone()]);
-                let data = Data { x, y, weights, rows: rows.map(|r| &r[these.clone()]) };
-                if let Some(done) = B::fit_together(members, data, plan, seeds, lrs, losses, go) {
-                    return done.into_iter().map(|r| r.map(|()| epochs)).collect();
+            // The members not sitting out fit together: moved to the front of the group for the call.
+            // (Each on its own rows, they do so only when none sits out: those rows are not copied.)
+            let on: Vec<usize> = (0..members.len()).filter(|&k| active.is_none_or(|a| a[first + k])).collect();
+            let all = on.len() == members.len();
+            // One member alone runs faster as a network than in a group.
+            if on.len() > 1 && (all || rows.is_none()) {
+                let seeds: Vec<u64> = on.iter().map(|&k| seeds[first + k]).collect();
+                let lrs: Option<Vec<Vec<f64>>> = lrs.map(|l| on.iter().map(|&k| l[first + k].clone()).collect());
+                let rows = rows.filter(|_| all).map(|r| &r[first..first + members.len()]);
+                let mut fitted = vec![f64::NAN; on.len() * epochs];
+                move_to_front(members, &on, true);
+                let data = Data { x, y, weights, rows };
+                let done =
+                    B::fit_together(&mut members[..on.len()], data, plan, &seeds, lrs.as_deref(), &mut fitted, go);
+                move_to_front(members, &on, false);
+                if let Some(done) = done {
+                    let mut results: Vec<Result<usize>> = vec![Ok(0); members.len()];
+                    for ((&k, r), row) in on.iter().zip(done).zip(fitted.chunks_exact(epochs)) {
+                        losses[k * epochs..][..epochs].copy_from_slice(row);
+                        results[k] = r.map(|()| epochs);
+                    }
+                    return results;
                 }
             }
             let rows = losses.chunks_exact_mut(epochs);
@@ -329,6 +344,17 @@ impl std::ops::Index<usize> for Losses {
     /// Member i's losses.
     fn index(&self, i: usize) -> &[f64] {
         &self.values[i * self.width..][..self.lens[i]]
+    }
+}
+
+/// Moves the members at the (ascending) positions `picked` to the front of `members`, in order
+/// (`forward`), or back where they were.
+fn move_to_front<M>(members: &mut [M], picked: &[usize], forward: bool) {
+    let swaps = picked.iter().enumerate();
+    if forward {
+        swaps.for_each(|(slot, &k)| members.swap(slot, k));
+    } else {
+        swaps.rev().for_each(|(slot, &k)| members.swap(slot, k));
     }
 }
 

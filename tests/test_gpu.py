@@ -92,15 +92,15 @@ def test_memory_stays_flat_over_a_long_gpu_session(rng):
     # Each GPU method, and a network made, used and dropped, called a few hundred times after a warm-up:
     # the process must not grow with the number of calls. (Uniform settings made lavapipe compile a
     # kernel again at every dispatch, keeping 0.6 MB each time: 300 train_steps grew it by 600 MB.)
-    fused, tiled = make_net(GPU, 4, 8, 3, seed=1), make_net(GPU, 4, 600, 3, seed=1)
-    X, T = rng.normal(size=(16, 4)), rng.uniform(0.1, 0.9, (16, 3))
+    fused, tiled = make_net(GPU, 4, 8, 3, seed=1), make_net(GPU, 64, 40, 3, seed=1)  # 2,723 parameters
+    X, T, Xw = rng.normal(size=(16, 4)), rng.uniform(0.1, 0.9, (16, 3)), rng.normal(size=(16, 64))
     calls = {
         "forward": lambda: fused.forward(X),
         "loss": lambda: fused.loss(X, T),
         "train_step": lambda: fused.train_step(X, T),
         "train": lambda: fused.train(X, T, 3),
-        "tiled train_step": lambda: tiled.train_step(X, T),
-        "fit": lambda: tiled.fit(X, T, 1, batch_size=5, validation_data=(X, T)),
+        "tiled train_step": lambda: tiled.train_step(Xw, T),
+        "fit": lambda: tiled.fit(Xw, T, 1, batch_size=5, validation_data=(Xw, T)),
         "get/set_weights": lambda: fused.set_weights(fused.get_weights()),
         "a new network": lambda: make_net(GPU, 4, 8, 3).train_step(X, T),
     }

@@ -517,3 +517,28 @@ fn a_stop_reaches_tiny_members_fitting_in_lanes_at_a_whole_step() {
         }
     }
 }
+
+#[test]
+fn members_that_sit_out_leave_the_others_to_fit_side_by_side() {
+    let c = tiny_configs()[0];
+    let (x, y) = dataset::<f64>(&c, 7);
+    let nets = tiny_members::<f64>(c, 11, |_| 1, false);
+    let mut pop = Population::new(nets.clone()).unwrap();
+    let active: Vec<bool> = (0..11).map(|i| i % 3 != 1).collect();
+    let seeds: Vec<u64> = (20..31).collect();
+    let lrs: Vec<Vec<f64>> = (1..=11).map(|i| vec![0.01 * f64::from(i), 0.02]).collect();
+    let plan = FitPlan { epochs: 2, batch_size: 1, shuffle: true, first_epoch: 0 };
+    let got = pop.fit(data(&x, &y, None), plan, &seeds, Some(&lrs), Some(&active), &mut || true).unwrap();
+    for (i, mut net) in nets.into_iter().enumerate() {
+        if active[i] {
+            let extras = FitExtras { lrs: &lrs[i], sample_weight: None };
+            let want = net.fit_with(&x, &y, plan, seeds[i], extras, &mut || true).unwrap();
+            assert!(got[i].iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "member {i}");
+            assert_eq!(got[i].len(), 2);
+        } else {
+            assert!(got[i].is_empty(), "member {i} sat out");
+        }
+        assert_eq!(bits(&pop.members()[i]), bits(&net), "member {i}");
+        assert_eq!(pop.members()[i].config(), net.config(), "member {i}: its rate");
+    }
+}

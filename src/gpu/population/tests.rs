@@ -224,8 +224,22 @@ fn a_population_on_the_gpu_trains_its_members_side_by_side() {
     let mut pop = Population::new(group).unwrap();
     let (x, t) = sample(&c, rows, 1);
     let losses = pop.train(&x, &t, 500, &mut || true).unwrap();
+    // Members 1 and 4 sit out a fit (as early stopping has them); the others fit side by side.
+    let (xs, ys) = sample(&c, 9, 2);
+    let plan = FitPlan { epochs: 2, batch_size: 4, shuffle: true, first_epoch: 0 };
+    let active = [true, false, true, true, false];
+    let seeds = [5, 6, 7, 8, 9];
+    let data = Data { x: &xs, y: &ys, weights: None, rows: None };
+    let fitted = pop.fit(data, plan, &seeds, None, Some(&active), &mut || true).unwrap();
     for (i, net) in alone.iter_mut().enumerate() {
         assert_eq!(losses[i], net.train(&x, &t, 500, &mut || true).unwrap()[..], "member {i}");
+        if active[i] {
+            assert_eq!(fitted[i], net.fit(&xs, &ys, plan, seeds[i], &mut || true).unwrap()[..], "member {i}");
+            // Side by side throughout: never alone, so its own pace was never measured.
+            assert!(pop.members()[i].pace.is_none(), "member {i}");
+        } else {
+            assert!(fitted[i].is_empty());
+        }
         same(&pop.members()[i], net, &format!("member {i}"));
     }
 }
