@@ -2,7 +2,9 @@
 
 Member ``i`` is exactly the ``Network`` built with that member's seed and optimizer settings and given
 the same calls: the core runs the network's own code on each member, members side by side on its
-threads, so results agree bit for bit on the CPU (float64 and float32)."""
+threads, so results agree bit for bit on the CPU (float64 and float32). On the GPU, members of up to
+2,560 parameters train side by side in one dispatch, one workgroup each, every member bit for bit its
+GPU network alone (and within 1e-4 of the CPU)."""
 
 from __future__ import annotations
 
