@@ -34,7 +34,7 @@ pub struct Data<'a, T> {
     pub x: &'a [T],
     pub y: &'a [T],
     pub weights: Option<&'a [T]>,
-    pub rows: Option<&'a [Vec<usize>]>,
+    pub rows: Option<&'a [&'a [usize]]>,
 }
 
 /// What a member holds besides its values: its work buffers, sizes and settings (measured: about 1 KiB
@@ -169,8 +169,8 @@ impl<B: Backend + Send + Sync> Population<B> {
             match rows {
                 None => m.fit_with(x, y, plan, seeds[i], FitExtras { lrs, sample_weight: weights }, go),
                 Some(rows) => {
-                    let (xi, yi) = (gather(x, n_in, &rows[i])?, gather(y, n_out, &rows[i])?);
-                    let wi = weights.map(|w| gather(w, 1, &rows[i])).transpose()?;
+                    let (xi, yi) = (gather(x, n_in, rows[i])?, gather(y, n_out, rows[i])?);
+                    let wi = weights.map(|w| gather(w, 1, rows[i])).transpose()?;
                     let extras = FitExtras { lrs, sample_weight: wi.as_deref() };
                     m.fit_with(&xi, &yi, plan, seeds[i], extras, go)
                 }
@@ -180,17 +180,15 @@ impl<B: Backend + Send + Sync> Population<B> {
         let together = if weights.is_none() { B::together(self.config(), batch_size.min(n)) } else { 1 };
         self.train_each(keep_going, together, epochs, n.div_ceil(batch_size.max(1)), |members, first, losses, go| {
             // The members not sitting out fit together: moved to the front of the group for the call.
-            // (Each on its own rows, they do so only when none sits out: those rows are not copied.)
             let on: Vec<usize> = (0..members.len()).filter(|&k| active.is_none_or(|a| a[first + k])).collect();
-            let all = on.len() == members.len();
             // One member alone runs faster as a network than in a group.
-            if on.len() > 1 && (all || rows.is_none()) {
+            if on.len() > 1 {
                 let seeds: Vec<u64> = on.iter().map(|&k| seeds[first + k]).collect();
                 let lrs: Option<Vec<Vec<f64>>> = lrs.map(|l| on.iter().map(|&k| l[first + k].clone()).collect());
-                let rows = rows.filter(|_| all).map(|r| &r[first..first + members.len()]);
+                let rows: Option<Vec<&[usize]>> = rows.map(|r| on.iter().map(|&k| r[first + k]).collect());
                 let mut fitted = vec![f64::NAN; on.len() * epochs];
                 move_to_front(members, &on, true);
-                let data = Data { x, y, weights, rows };
+                let data = Data { x, y, weights, rows: rows.as_deref() };
                 let done =
                     B::fit_together(&mut members[..on.len()], data, plan, &seeds, lrs.as_deref(), &mut fitted, go);
                 move_to_front(members, &on, false);

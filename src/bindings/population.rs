@@ -264,6 +264,7 @@ impl PopulationCore {
         on_members!(&mut *guard, p => {
             let (x, y, n) = pair_of(p.config(), x, y, "Y")?;
             let weights = sample_weight.map(|w| rows_of(w, "sample_weight", 0).map(|(w, _, _)| w)).transpose()?;
+            let rows: Option<Vec<&[usize]>> = rows.as_ref().map(|r| r.iter().map(Vec::as_slice).collect());
             let data = Data { x: &x, y: &y, weights: weights.as_deref(), rows: rows.as_deref() };
             let steps_per_epoch = n.div_ceil(batch_size.max(1));
             let losses = interruptible(py, |l: &Losses| l.longest() * steps_per_epoch, |keep_going| {

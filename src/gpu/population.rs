@@ -146,7 +146,7 @@ fn fit_alone(
     let fitted = match data.rows {
         None => m.fit_with(data.x, data.y, rest, seeds[i], extras, keep_going),
         Some(p) => {
-            let (xi, yi) = (gather(data.x, c.n_in, &p[i])?, gather(data.y, c.n_out, &p[i])?);
+            let (xi, yi) = (gather(data.x, c.n_in, p[i])?, gather(data.y, c.n_out, p[i])?);
             m.fit_with(&xi, &yi, rest, seeds[i], extras, keep_going)
         }
     };

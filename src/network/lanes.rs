@@ -184,7 +184,7 @@ impl<T: Scalar> Network<T> {
         let n = match data.rows {
             Some(p) => {
                 let n = p.first()?.len();
-                let fits = |r: &Vec<usize>| r.len() == n && r.iter().all(|&j| j < all);
+                let fits = |r: &&[usize]| r.len() == n && r.iter().all(|&j| j < all);
                 (p.len() == members.len() && p.iter().all(fits)).then_some(n)?
             }
             None => all,
@@ -239,7 +239,7 @@ impl<T: Scalar> Network<T> {
             n_in: config.n_in,
             n_out: config.n_out,
             orders: vec![Vec::new(); if shuffle { LANES } else { 0 }],
-            picks: picks.map_or_else(Vec::new, |p| (0..LANES).map(|l| &p[l.min(size - 1)][..]).collect()),
+            picks: picks.map_or_else(Vec::new, |p| (0..LANES).map(|l| p[l.min(size - 1)]).collect()),
             first: 0,
             xs: vec![[T::zero(); LANES]; config.n_in],
             ys: vec![[T::zero(); LANES]; config.n_out],

@@ -15,8 +15,13 @@ fn config(lr: f64) -> Config {
     }
 }
 
-fn data<'a, T>(x: &'a [T], y: &'a [T], rows: Option<&'a [Vec<usize>]>) -> Data<'a, T> {
+fn data<'a, T>(x: &'a [T], y: &'a [T], rows: Option<&'a [&'a [usize]]>) -> Data<'a, T> {
     Data { x, y, weights: None, rows }
+}
+
+/// Each member's rows as the slices `Data` takes.
+fn slices(rows: &[Vec<usize>]) -> Vec<&[usize]> {
+    rows.iter().map(Vec::as_slice).collect()
 }
 
 fn batch(rows: usize) -> (Vec<f64>, Vec<f64>) {
@@ -39,7 +44,8 @@ fn members_train_and_fit_like_networks() {
     let rows: Vec<Vec<usize>> = (0..5).map(|i| (0..23).map(|j| (j * (i + 2)) % 23).collect()).collect();
     let plan = FitPlan { epochs: 3, batch_size: 4, shuffle: true, first_epoch: 1 };
     let active = [true, false, true, true, true];
-    let fitted = pop.fit(data(&x, &t, Some(&rows)), plan, &seeds, None, Some(&active), &mut || true).unwrap();
+    let picked = slices(&rows);
+    let fitted = pop.fit(data(&x, &t, Some(&picked)), plan, &seeds, None, Some(&active), &mut || true).unwrap();
     for (i, net) in alone.iter_mut().enumerate() {
         assert_eq!(losses[i], net.train(&x, &t, 7, &mut || true).unwrap());
         if i == 1 {
@@ -114,7 +120,8 @@ fn bad_populations_and_arguments_are_refused() {
     let err = pop.fit(data(&x, &t, None), plan, &[1], None, None, &mut || true).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { arg: "seeds", .. }), "{err}");
     let rows = vec![vec![0, 1], vec![4]];
-    let err = pop.fit(data(&x, &t, Some(&rows)), plan, &[1, 2], None, None, &mut || true).unwrap_err();
+    let picked = slices(&rows);
+    let err = pop.fit(data(&x, &t, Some(&picked)), plan, &[1, 2], None, None, &mut || true).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { arg: "rows", .. }), "{err}");
     assert!(matches!(pop.forward(&x[..3]), Err(Error::ShapeMismatch { arg: "X", .. })));
     // All the losses are one buffer, refused whole when it cannot fit.
@@ -403,7 +410,7 @@ fn fit_matches_networks<T: crate::linalg::Scalar>(
         .map(|(i, net)| {
             let extras = FitExtras { lrs: lrs.map_or(&[][..], |l| &l[i]), sample_weight: None };
             let (xi, yi) = match rows {
-                Some(r) => (gather(x, config.n_in, &r[i]).unwrap(), gather(y, config.n_out, &r[i]).unwrap()),
+                Some(r) => (gather(x, config.n_in, r[i]).unwrap(), gather(y, config.n_out, r[i]).unwrap()),
                 None => (x.to_vec(), y.to_vec()),
             };
             net.fit_with(&xi, &yi, plan, seeds[i], extras, &mut || true)
@@ -428,7 +435,7 @@ fn fit_matches_networks<T: crate::linalg::Scalar>(
         let (lrs, seeds) = (lrs.map(|l| &l[these.clone()]), &seeds[these.clone()]);
         let rows = rows.map(|r| &r[these]);
         let counts: Vec<usize> =
-            rows.map_or_else(|| vec![y.len() / config.n_out], |r| r.iter().map(Vec::len).collect());
+            rows.map_or_else(|| vec![y.len() / config.n_out], |r| r.iter().map(|r| r.len()).collect());
         let data = Data { x, y, weights: None, rows };
         let side = Network::fit_lanes(group, data, plan, seeds, lrs, &mut losses, &mut || true);
         // Taken exactly when every batch has one row and the members as many as each other, and then
@@ -456,10 +463,10 @@ fn tiny_members_fit_in_lanes_bit_for_bit_like_networks() {
         // Each member on its own rows (a resample, as bagging draws), as many as every other's; then on
         // fewer rows for odd members, which fit alone.
         let picks: Vec<Vec<usize>> = (0..size).map(|i| (0..rows).map(|j| (j * (i + 2) + i) % rows).collect()).collect();
-        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, Some(&picks)), fit, None), "{c:?}");
+        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, Some(&slices(&picks))), fit, None), "{c:?}");
         let fewer: Vec<Vec<usize>> =
             picks.iter().enumerate().map(|(i, p)| p[i % 2 * usize::from(rows > 1)..].to_vec()).collect();
-        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, Some(&fewer)), fit, None), "{c:?}");
+        assert!(!fit_matches_networks(nets.clone(), data(&x, &y, Some(&slices(&fewer))), fit, None), "{c:?}");
         let (x, y) = dataset::<f32>(&c, rows);
         let nets = tiny_members::<f32>(c, size, |_| (k + 1) % 4, shared);
         let lrs: Vec<Vec<f64>> = (0..size).map(|i| (0..3).map(|e| 0.01 * (1 + i + e) as f64).collect()).collect();
@@ -522,23 +529,34 @@ fn a_stop_reaches_tiny_members_fitting_in_lanes_at_a_whole_step() {
 fn members_that_sit_out_leave_the_others_to_fit_side_by_side() {
     let c = tiny_configs()[0];
     let (x, y) = dataset::<f64>(&c, 7);
-    let nets = tiny_members::<f64>(c, 11, |_| 1, false);
-    let mut pop = Population::new(nets.clone()).unwrap();
-    let active: Vec<bool> = (0..11).map(|i| i % 3 != 1).collect();
-    let seeds: Vec<u64> = (20..31).collect();
-    let lrs: Vec<Vec<f64>> = (1..=11).map(|i| vec![0.01 * f64::from(i), 0.02]).collect();
-    let plan = FitPlan { epochs: 2, batch_size: 1, shuffle: true, first_epoch: 0 };
-    let got = pop.fit(data(&x, &y, None), plan, &seeds, Some(&lrs), Some(&active), &mut || true).unwrap();
-    for (i, mut net) in nets.into_iter().enumerate() {
-        if active[i] {
-            let extras = FitExtras { lrs: &lrs[i], sample_weight: None };
-            let want = net.fit_with(&x, &y, plan, seeds[i], extras, &mut || true).unwrap();
-            assert!(got[i].iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "member {i}");
-            assert_eq!(got[i].len(), 2);
-        } else {
-            assert!(got[i].is_empty(), "member {i} sat out");
+    // On all rows, then each on its own (as bagging draws).
+    let picks: Vec<Vec<usize>> = (0..11).map(|i| (0..7).map(|j| (j * (i + 2) + i) % 7).collect()).collect();
+    for own_rows in [false, true] {
+        let nets = tiny_members::<f64>(c, 11, |_| 1, false);
+        let mut pop = Population::new(nets.clone()).unwrap();
+        let active: Vec<bool> = (0..11).map(|i| i % 3 != 1).collect();
+        let seeds: Vec<u64> = (20..31).collect();
+        let lrs: Vec<Vec<f64>> = (1..=11).map(|i| vec![0.01 * f64::from(i), 0.02]).collect();
+        let plan = FitPlan { epochs: 2, batch_size: 1, shuffle: true, first_epoch: 0 };
+        let picked = slices(&picks);
+        let rows = own_rows.then_some(&picked[..]);
+        let got = pop.fit(data(&x, &y, rows), plan, &seeds, Some(&lrs), Some(&active), &mut || true).unwrap();
+        for (i, mut net) in nets.into_iter().enumerate() {
+            if active[i] {
+                let extras = FitExtras { lrs: &lrs[i], sample_weight: None };
+                let (xi, yi) = if own_rows {
+                    (gather(&x, c.n_in, &picks[i]).unwrap(), gather(&y, c.n_out, &picks[i]).unwrap())
+                } else {
+                    (x.clone(), y.clone())
+                };
+                let want = net.fit_with(&xi, &yi, plan, seeds[i], extras, &mut || true).unwrap();
+                assert!(got[i].iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "member {i}");
+                assert_eq!(got[i].len(), 2);
+            } else {
+                assert!(got[i].is_empty(), "member {i} sat out");
+            }
+            assert_eq!(bits(&pop.members()[i]), bits(&net), "member {i}");
+            assert_eq!(pop.members()[i].config(), net.config(), "member {i}: its rate");
         }
-        assert_eq!(bits(&pop.members()[i]), bits(&net), "member {i}");
-        assert_eq!(pop.members()[i].config(), net.config(), "member {i}: its rate");
     }
 }

@@ -110,7 +110,8 @@ fn members_fit_side_by_side_exactly_as_alone() {
         let plan = FitPlan { epochs: 3, batch_size: rows, shuffle: true, first_epoch: 1 };
         let seeds = [3, 4, 5, 6, 7];
         for (own_rows, lrs) in [(false, None), (true, Some(&rates[..]))] {
-            let data = Data { x: &x, y: &y, weights: None, rows: own_rows.then_some(&picks[..]) };
+            let picked: Vec<&[usize]> = picks.iter().map(Vec::as_slice).collect();
+            let data = Data { x: &x, y: &y, weights: None, rows: own_rows.then_some(&picked[..]) };
             let mut losses = vec![f64::NAN; 5 * 3];
             let results =
                 GpuNetwork::fit_together(&mut group, data, plan, &seeds, lrs, &mut losses, &mut || true).unwrap();
@@ -224,17 +225,20 @@ fn a_population_on_the_gpu_trains_its_members_side_by_side() {
     let mut pop = Population::new(group).unwrap();
     let (x, t) = sample(&c, rows, 1);
     let losses = pop.train(&x, &t, 500, &mut || true).unwrap();
-    // Members 1 and 4 sit out a fit (as early stopping has them); the others fit side by side.
+    // Members 1 and 4 sit out a bagged fit (as early stopping has them); the others fit side by side.
     let (xs, ys) = sample(&c, 9, 2);
     let plan = FitPlan { epochs: 2, batch_size: 4, shuffle: true, first_epoch: 0 };
     let active = [true, false, true, true, false];
     let seeds = [5, 6, 7, 8, 9];
-    let data = Data { x: &xs, y: &ys, weights: None, rows: None };
+    let picks: Vec<Vec<usize>> = (0..5).map(|i| (0..9).map(|j| (j * (i + 2) + i) % 9).collect()).collect();
+    let picked: Vec<&[usize]> = picks.iter().map(Vec::as_slice).collect();
+    let data = Data { x: &xs, y: &ys, weights: None, rows: Some(&picked) };
     let fitted = pop.fit(data, plan, &seeds, None, Some(&active), &mut || true).unwrap();
     for (i, net) in alone.iter_mut().enumerate() {
         assert_eq!(losses[i], net.train(&x, &t, 500, &mut || true).unwrap()[..], "member {i}");
         if active[i] {
-            assert_eq!(fitted[i], net.fit(&xs, &ys, plan, seeds[i], &mut || true).unwrap()[..], "member {i}");
+            let (xi, yi) = (gather(&xs, c.n_in, &picks[i]).unwrap(), gather(&ys, c.n_out, &picks[i]).unwrap());
+            assert_eq!(fitted[i], net.fit(&xi, &yi, plan, seeds[i], &mut || true).unwrap()[..], "member {i}");
             // Side by side throughout: never alone, so its own pace was never measured.
             assert!(pop.members()[i].pace.is_none(), "member {i}");
         } else {
