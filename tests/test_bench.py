@@ -332,7 +332,7 @@ def test_native_programs_ship_with_the_package():
 
 
 def test_bench_quick_runs_the_gpu_workloads(tmp_path, capsys):
-    """`rustbp bench --quick --workloads gpu`: the article's net and a reduced wide net on the adapter,
+    """`rustbp bench --quick --workloads gpu`: the article's net, the digits' net and a reduced wide net on the adapter,
     agreeing with the float64 reference; PyTorch CUDA is n/a without PyTorch or CUDA."""
     gpu_or_skip()
     args = ["--quick", "--workloads", "gpu", "--reps", "1", "--peak-size", "256", "--out", str(tmp_path), "--stem", "g"]
@@ -341,7 +341,7 @@ def test_bench_quick_runs_the_gpu_workloads(tmp_path, capsys):
     assert code == 0, out
     doc = json.loads((tmp_path / "g.json").read_text())
     points = {p["workload"]: p for p in doc["points"]}
-    assert set(points) == {"gpu-article", "gpu-wide"}
+    assert set(points) == {"gpu-article", "gpu-small", "gpu-wide"}
     for p in points.values():
         by = {r["impl"]: r for r in p["results"]}
         gpu = by["rustbp GPU f32 (loop in Rust)"]
@@ -351,6 +351,9 @@ def test_bench_quick_runs_the_gpu_workloads(tmp_path, capsys):
             assert "PyTorch CUDA f32" in p["missing"]
     assert points["gpu-article"]["steps"] == 1000 and points["gpu-wide"]["reduced"]
     assert points["gpu-wide"]["spec"]["n_in"] == 784 and points["gpu-wide"]["batch"] == 64
+    small = points["gpu-small"]
+    assert small["fused_kernel"] and small["batch"] == 32 and small["steps"] == 50 and small["reduced"]
+    assert {"rustbp GPU f32 (loop in Rust)", "rustbp f32 (loop in Rust)"} <= {r["impl"] for r in small["results"]}
     if points["gpu-wide"]["missing"]:
         assert "n/a" in out
 

@@ -264,6 +264,7 @@ def report(points: list[Point], notes: list[str], say: Callable[[str], None]) ->
         "digits": "scikit-learn's digits, 64-128-10: time to 97% test accuracy (Adam, batch 32)",
         "gpu-article": "GPU: the article's 2-2-2, one sample, SGD lr 0.5, half_sse, shared biases not trained",
         "gpu-wide": "GPU: a wide net in float32, sigmoid, half_sse, SGD lr 0.1 (PyTorch with TF32 off)",
+        "gpu-small": "GPU: 64-32-10 on a batch of 32, ReLU + softmax cross-entropy, SGD lr 0.1 (the fused kernel)",
         "population-digits": "Population on scikit-learn's digits: 64-32-10, ReLU + softmax cross-entropy, SGD lr 0.1",
         "population-article": "Population of the article's 2-2-2 from random starts, one sample, SGD lr 0.5",
     }

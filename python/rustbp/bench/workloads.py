@@ -173,8 +173,10 @@ def run_native(
 
 
 def run_gpu(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None], notes: list[str]) -> list[Point]:
-    """rustbp's GPU path against PyTorch CUDA eager: the article's net (steps per second) and a wide net in
-    float32 (samples per second; reduced on a software adapter or with --quick)."""
+    """rustbp's GPU path against PyTorch CUDA eager: the article's net (steps per second), the digits'
+    64-32-10 on a batch of 32 (one network of the population workload, on the fused kernel), and a wide net
+    in float32 (samples per second; reduced, as the small net's steps, on a software adapter or with
+    --quick)."""
     gpu = rustbp_name("float32", "rust", "gpu")
     if gpu not in impls:
         notes.append("gpu workload: no rustbp GPU column (no adapter, or --no-gpu), skipped")
@@ -201,9 +203,17 @@ def run_gpu(plan: Plan, impls: dict[str, Impl], say: Callable[[str], None], note
     size = f"{spec.n_in}-{hidden}-{spec.n_out}, batch {batch}"
     say(f"gpu: {size}, float32, {steps} steps{' (reduced)' if reduced else ''} ...")
     wide = time_point("gpu-wide", spec, start_weights(spec), X, T, chosen, plan.reps, steps)
-    for p in (article, wide):
-        p.extra.update({"missing": missing, "reduced": reduced and p is wide, "software_adapter": software})
-    return [article, wide]
+    spec, batch = POPULATION_DIGITS, 32
+    X, T = rng.uniform(size=(batch, spec.n_in)), np.eye(spec.n_out)[rng.integers(0, spec.n_out, batch)]
+    steps = 50 if reduced else 1000
+    say(f"gpu: 64-32-10, batch {batch}, float32, {steps} steps ...")
+    chosen = [impls[gpu], *cuda, impls[rustbp_name("float32", "rust")]]
+    small = time_point("gpu-small", spec, start_weights(spec), X, T, chosen, plan.reps, steps)
+    fused = rustbp.Network(spec.n_in, spec.n_hidden, spec.n_out, device="gpu")._core.uses_fused(batch)
+    small.extra["fused_kernel"] = fused
+    for p in (article, small, wide):
+        p.extra.update({"missing": missing, "reduced": reduced and p is not article, "software_adapter": software})
+    return [article, small, wide]
 
 
 @dataclass
