@@ -37,6 +37,76 @@ pub struct Data<'a, T> {
     pub rows: Option<&'a [&'a [usize]]>,
 }
 
+/// A group's `fit` call as a device trains its members side by side (`Backend::fit_together`): the data,
+/// the plan, and each member's seed and, when listed, rates per epoch.
+#[derive(Clone, Copy)]
+pub(crate) struct Fit<'a, T> {
+    pub data: Data<'a, T>,
+    pub plan: FitPlan,
+    pub seeds: &'a [u64],
+    pub lrs: Option<&'a [Vec<f64>]>,
+}
+
+impl<T: crate::linalg::Scalar> Fit<'_, T> {
+    /// The rows each of `members` fits on, when a device may fit them side by side: each on its own rows,
+    /// of one count, or all on every row; no sample weights; a seed each; every rate listed one the member
+    /// takes. None otherwise (the device's own conditions are its to add).
+    pub fn rows<B: Backend<T = T>>(&self, members: &[B]) -> Option<usize> {
+        let FitPlan { epochs, batch_size, .. } = self.plan;
+        let Data { x, y, weights, rows } = self.data;
+        let all = members.first()?.config().check_pair(x, y, "Y").ok()?;
+        let n = match rows {
+            Some(p) => {
+                let n = p.first()?.len();
+                let fits = |r: &&[usize]| r.len() == n && r.iter().all(|&j| j < all);
+                (p.len() == members.len() && p.iter().all(fits)).then_some(n)?
+            }
+            None => all,
+        };
+        let rates_taken = |i: usize, m: &B| {
+            self.lrs.is_none_or(|lrs| {
+                let rates = &lrs[i];
+                rates.is_empty()
+                    || rates.len() >= epochs
+                        && rates[..epochs].iter().all(|&lr| m.config().optimizer.with_lr(lr).validate().is_ok())
+            })
+        };
+        let taken = batch_size > 0
+            && n > 0
+            && weights.is_none()
+            && self.seeds.len() == members.len()
+            && members.iter().enumerate().all(|(i, m)| rates_taken(i, m));
+        taken.then_some(n)
+    }
+
+    /// Member `i` of the group fitting alone from `epoch` of the call, at whose start it is (after its group
+    /// failed there), so that the network's own step reports the failure; its epoch losses into `row`.
+    pub fn alone<B: Backend<T = T>>(
+        &self,
+        m: &mut B,
+        i: usize,
+        epoch: usize,
+        row: &mut [f64],
+        keep_going: KeepGoing,
+    ) -> Result<()> {
+        let Self { data, plan, seeds, lrs } = *self;
+        let rates = lrs.map_or(&[][..], |l| l[i].get(epoch..).unwrap_or(&[]));
+        let extras = FitExtras { lrs: rates, sample_weight: None };
+        let rest = FitPlan { epochs: plan.epochs - epoch, first_epoch: plan.first_epoch + epoch, ..plan };
+        let (c, n) = (*m.config(), data.rows.map_or(data.y.len() / m.config().n_out, |p| p[i].len()));
+        let fitted = match data.rows {
+            None => m.fit_with(data.x, data.y, rest, seeds[i], extras, keep_going),
+            Some(p) => {
+                let (xi, yi) = (gather(data.x, c.n_in, p[i])?, gather(data.y, c.n_out, p[i])?);
+                m.fit_with(&xi, &yi, rest, seeds[i], extras, keep_going)
+            }
+        };
+        let losses = fitted.map_err(|e| e.after(epoch * n.div_ceil(plan.batch_size), &row[..epoch]))?;
+        row[epoch..].copy_from_slice(&losses);
+        Ok(())
+    }
+}
+
 /// What a member holds besides its values: its work buffers, sizes and settings (measured: about 1 KiB
 /// for the article's net), with room to spare.
 const MEMBER_BYTES: u128 = 4096;

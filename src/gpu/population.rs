@@ -16,10 +16,10 @@ use super::kernels::{FusedParams, Quad};
 use super::network::GpuNetwork;
 use super::plan::{Dispatch, Kernel};
 use super::submit::steps_per_submission;
-use crate::backend::{epoch_loss, Backend, FitExtras, FitPlan, KeepGoing};
+use crate::backend::{epoch_loss, Backend, FitPlan, KeepGoing};
 use crate::error::{Error, Result};
 use crate::network::{epoch_order, Config};
-use crate::population::{gather, Data};
+use crate::population::{Data, Fit};
 use std::sync::Arc;
 use std::time::Instant;
 use wgpu::util::DeviceExt;
@@ -81,78 +81,27 @@ pub fn fit_together(
     losses: &mut [f64],
     keep_going: KeepGoing,
 ) -> Option<Vec<Result<()>>> {
-    let FitPlan { epochs, batch_size, .. } = plan;
-    let size = members.len();
-    let all = members.first()?.config.check_pair(data.x, data.y, "Y").ok()?;
-    let n = match data.rows {
-        Some(p) => {
-            let n = p.first()?.len();
-            (p.len() == size && p.iter().all(|r| r.len() == n && r.iter().all(|&j| j < all))).then_some(n)?
-        }
-        None => all,
-    };
-    let rates_taken = |i: usize, m: &GpuNetwork| {
-        lrs.is_none_or(|lrs| {
-            let rates = &lrs[i];
-            rates.is_empty()
-                || rates.len() >= epochs
-                    && rates[..epochs].iter().all(|&lr| m.config.optimizer.with_lr(lr).validate().is_ok())
-        })
-    };
-    let taken = batch_size > 0
-        && n > 0
-        && data.weights.is_none()
-        && seeds.len() == size
-        && side_by_side(members, batch_size.min(n))
-        && members.iter().enumerate().all(|(i, m)| rates_taken(i, m));
-    if !taken {
-        return None;
-    }
+    let (epochs, size) = (plan.epochs, members.len());
+    let fit = Fit { data, plan, seeds, lrs };
+    let n = fit.rows(members).filter(|&n| side_by_side(members, plan.batch_size.min(n)))?;
     let mut out: Vec<&mut [f64]> = losses.chunks_exact_mut(epochs.max(1)).take(size).collect();
     // Each member's sample order is a row of one buffer: groups small enough for it to fit.
     let per_group = (BUFFER_VALUES / n).max(1);
     let mut results = Vec::with_capacity(size);
     for (g, (group, out)) in members.chunks_mut(per_group).zip(out.chunks_mut(per_group)).enumerate() {
         let these = g * per_group..g * per_group + group.len();
-        let feed = Feed {
+        let fit = Fit {
             data: Data { rows: data.rows.map(|p| &p[these.clone()]), ..data },
-            n,
-            plan,
             seeds: &seeds[these.clone()],
             lrs: lrs.map(|l| &l[these.clone()]),
+            plan,
         };
-        let ended = if epochs == 0 { Ok((Ended::Completed, 0)) } else { fit_group(group, &feed, out, keep_going) };
+        let ended = if epochs == 0 { Ok((Ended::Completed, 0)) } else { fit_group(group, &fit, n, out, keep_going) };
         for (i, (m, row)) in group.iter_mut().zip(out.iter_mut()).enumerate() {
-            results.push(result(&ended, |epoch| fit_alone(m, i, &feed, epoch, row, keep_going)));
+            results.push(result(&ended, |epoch| fit.alone(m, i, epoch, row, keep_going)));
         }
     }
     Some(results)
-}
-
-/// Member `i` of a group fitting `feed` alone from `epoch` (at whose start it is), its epoch losses into `row`.
-fn fit_alone(
-    m: &mut GpuNetwork,
-    i: usize,
-    feed: &Feed<'_>,
-    epoch: usize,
-    row: &mut [f64],
-    keep_going: KeepGoing,
-) -> Result<()> {
-    let Feed { data, n, plan, seeds, lrs } = *feed;
-    let rates = lrs.map_or(&[][..], |l| l[i].get(epoch..).unwrap_or(&[]));
-    let extras = FitExtras { lrs: rates, sample_weight: None };
-    let rest = FitPlan { epochs: plan.epochs - epoch, first_epoch: plan.first_epoch + epoch, ..plan };
-    let c = m.config;
-    let fitted = match data.rows {
-        None => m.fit_with(data.x, data.y, rest, seeds[i], extras, keep_going),
-        Some(p) => {
-            let (xi, yi) = (gather(data.x, c.n_in, p[i])?, gather(data.y, c.n_out, p[i])?);
-            m.fit_with(&xi, &yi, rest, seeds[i], extras, keep_going)
-        }
-    };
-    let losses = fitted.map_err(|e| e.after(epoch * n.div_ceil(plan.batch_size), &row[..epoch]))?;
-    row[epoch..].copy_from_slice(&losses);
-    Ok(())
 }
 
 /// Whether `members` can train side by side on batches of `rows` rows: two or more, on one device, and
@@ -180,16 +129,6 @@ fn result(ended: &Result<(Ended, usize)>, alone: impl FnOnce(usize) -> Result<()
         Ok((Ended::Stopped, done)) => Err(Error::Interrupted { completed: *done }),
         Ok((Ended::Failed, at)) => alone(*at),
     }
-}
-
-/// A group's `fit` data: this group's rows and seeds, rates and samples per member.
-struct Feed<'a> {
-    data: Data<'a, f32>,
-    /// Samples per member.
-    n: usize,
-    plan: FitPlan,
-    seeds: &'a [u64],
-    lrs: Option<&'a [Vec<f64>]>,
 }
 
 /// `steps` steps of `members` on (x, t): how it ended and the steps taken together (with a failure, up to
@@ -254,15 +193,16 @@ fn train_group(
     Ok((ended, done))
 }
 
-/// `fit` of `members` on `feed`, epoch losses into `out`: how it ended and, stopped, the steps taken, or,
-/// failed, the epoch that failed (the members hold the weights of its start).
+/// `fit` of `members` on `n` rows each, epoch losses into `out`: how it ended and, stopped, the steps
+/// taken, or, failed, the epoch that failed (the members hold the weights of its start).
 fn fit_group(
     members: &mut [GpuNetwork],
-    feed: &Feed<'_>,
+    fit: &Fit<'_, f32>,
+    n: usize,
     out: &mut [&mut [f64]],
     keep_going: KeepGoing,
 ) -> Result<(Ended, usize)> {
-    let Feed { data, n, plan, seeds, lrs } = *feed;
+    let Fit { data, plan, seeds, lrs } = *fit;
     let FitPlan { epochs, batch_size, shuffle, first_epoch } = plan;
     let (size, n_batches) = (members.len(), n.div_ceil(batch_size));
     let (ni, no) = (members[0].config.n_in, members[0].config.n_out);

@@ -17,13 +17,13 @@
 
 use super::Network;
 use crate::activation::Activation;
-use crate::backend::{Backend, FitExtras, FitPlan, KeepGoing};
+use crate::backend::{Backend, FitPlan, KeepGoing};
 use crate::error::{Error, Result};
 use crate::linalg::Scalar;
 use crate::loss::{square, Loss};
 use crate::network::{Bias, Config};
 use crate::optim::{self, AdamStep, Optimizer, Rule};
-use crate::population::{gather, Data};
+use crate::population::{Data, Fit};
 use crate::simd;
 
 /// Members per group: two AVX-512 registers of f64 (four AVX2 ones), so that two independent chains of
@@ -170,42 +170,6 @@ impl<T: Scalar> Network<T> {
         Some((results.collect(), done))
     }
 
-    /// The rows each of `members` fits on when they can fit on `data` side by side (see `fit_lanes`).
-    fn fit_rows(
-        members: &[Self],
-        data: Data<'_, T>,
-        plan: FitPlan,
-        seeds: &[u64],
-        lrs: Option<&[Vec<f64>]>,
-    ) -> Option<usize> {
-        let FitPlan { epochs, batch_size, .. } = plan;
-        let all = members.first()?.config.check_pair(data.x, data.y, "Y").ok()?;
-        // Every member's own rows, of one count, or all of them.
-        let n = match data.rows {
-            Some(p) => {
-                let n = p.first()?.len();
-                let fits = |r: &&[usize]| r.len() == n && r.iter().all(|&j| j < all);
-                (p.len() == members.len() && p.iter().all(fits)).then_some(n)?
-            }
-            None => all,
-        };
-        let rates_taken = |i: usize, m: &Self| {
-            lrs.is_none_or(|lrs| {
-                let rates = &lrs[i];
-                rates.is_empty()
-                    || rates.len() >= epochs
-                        && rates[..epochs].iter().all(|&lr| m.config.optimizer.with_lr(lr).validate().is_ok())
-            })
-        };
-        let taken = batch_size > 0
-            && n > 0
-            && data.weights.is_none()
-            && seeds.len() == members.len()
-            && Self::side_by_side(members, batch_size.min(n))
-            && members.iter().enumerate().all(|(i, m)| rates_taken(i, m));
-        taken.then_some(n)
-    }
-
     /// `fit_with` (no sample weights) of each of `members` (at most `LANES`, of one shape) on `data`
     /// (member i on its own `rows` of it when given, all of one count) in one-sample batches, side by
     /// side, each shuffling with its own seed and taking its own rate per epoch when `lrs` lists them;
@@ -226,7 +190,8 @@ impl<T: Scalar> Network<T> {
     ) -> Option<(Vec<Result<()>>, usize)> {
         let FitPlan { epochs, batch_size, shuffle, first_epoch } = plan;
         let Data { x, y, rows: picks, .. } = data;
-        let n = Self::fit_rows(members, data, plan, seeds, lrs)?;
+        let fit = Fit { data, plan, seeds, lrs };
+        let n = fit.rows(members).filter(|&n| Self::side_by_side(members, batch_size.min(n)))?;
         let mut rows: Vec<&mut [f64]> = losses.chunks_exact_mut(epochs.max(1)).take(members.len()).collect();
         if epochs == 0 {
             return Some((members.iter().map(|_| Ok(())).collect(), 0));
@@ -285,22 +250,7 @@ impl<T: Scalar> Network<T> {
             } else if epoch == epochs {
                 Ok(())
             } else {
-                // Alone from the start of the epoch that failed, which the network's own step reports.
-                let rates = lrs.map_or(&[][..], |l| l[i].get(epoch..).unwrap_or(&[]));
-                let extras = FitExtras { lrs: rates, sample_weight: None };
-                let (e, rest) = (first_epoch + epoch, epochs - epoch);
-                let plan = FitPlan { epochs: rest, first_epoch: e, ..plan };
-                let fitted = match picks {
-                    None => m.fit_with(x, y, plan, seeds[i], extras, keep_going),
-                    Some(p) => {
-                        let (c, r) = (&m.config, &p[i]);
-                        let (xi, yi) = (gather(x, c.n_in, r)?, gather(y, c.n_out, r)?);
-                        m.fit_with(&xi, &yi, plan, seeds[i], extras, keep_going)
-                    }
-                };
-                let rest = fitted.map_err(|e| e.after(epoch * n, &row[..epoch]))?;
-                row[epoch..].copy_from_slice(&rest);
-                Ok(())
+                fit.alone(m, i, epoch, row, keep_going)
             }
         });
         Some((results.collect(), done))

@@ -6,10 +6,11 @@
 
 use super::*;
 use crate::activation::Activation;
+use crate::backend::FitExtras;
 use crate::loss::Loss;
 use crate::network::Bias;
 use crate::optim::Optimizer;
-use crate::population::Population;
+use crate::population::{gather, Population};
 
 /// Shapes (with batch rows) that reach both fused variants: activations in workgroup memory, and, for the
 /// third, in global memory (its fit's remainder batch of 20 rows is local again).
