@@ -180,6 +180,16 @@ pub trait Backend {
         None
     }
 
+    /// The outputs on the batch `x` of each of `members` (networks of one population), one member's after
+    /// another, or with targets `t` each member's loss, computed together; None when the device cannot
+    /// take them together, which then compute one by one. Inputs are checked by the caller.
+    fn evaluate_together(_members: &[Self], _x: &[Self::T], _t: Option<&[Self::T]>) -> Option<Result<Vec<Self::T>>>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Outputs for a batch `x` (B, n_in) row-major.
     fn forward(&self, x: &[Self::T]) -> Result<Vec<Self::T>> {
         let rows = crate::network::check_rows("X", x, self.config().n_in)?;

@@ -168,6 +168,9 @@ impl<B: Backend + Send + Sync> Population<B> {
     /// Every member's outputs for the batch `x`, member after member: (size, batch, n_out) row-major.
     pub fn forward(&self, x: &[B::T]) -> Result<Vec<B::T>> {
         crate::network::check_rows("X", x, self.config().n_in)?;
+        if let Some(all) = B::evaluate_together(&self.members, x, None) {
+            return all;
+        }
         let outputs = self.each(|m| m.forward(x))?;
         let mut all = Vec::new();
         crate::memory::reserve("outputs", &mut all, outputs.len(), outputs[0].len())?;
@@ -180,6 +183,9 @@ impl<B: Backend + Send + Sync> Population<B> {
     /// Every member's loss on (x, t).
     pub fn loss(&self, x: &[B::T], t: &[B::T]) -> Result<Vec<f64>> {
         self.config().check_pair(x, t, "T")?;
+        if let Some(all) = B::evaluate_together(&self.members, x, Some(t)) {
+            return Ok(all?.iter().map(|l| num_traits::ToPrimitive::to_f64(l).unwrap_or(f64::NAN)).collect());
+        }
         self.each(|m| m.loss(x, t))
     }
 

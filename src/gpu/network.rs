@@ -127,31 +127,7 @@ impl GpuNetwork {
     /// A forward pass over the batch `x` reading back the outputs, or with targets `t` the loss pass
     /// reading back the batch loss.
     fn evaluate(&self, x: &[f32], t: Option<&[f32]>, rows: usize) -> Result<Vec<f32>> {
-        let op = if t.is_some() { "loss" } else { "forward" };
-        self.ctx.check_process()?;
-        let mut work = self.lock_work();
-        let w = self.ensure_plan(&mut work, rows)?;
-        self.write(&w.x, x);
-        if let Some(t) = t {
-            self.write(&w.t, t);
-        }
-        self.ctx.guarded(op, || {
-            self.write(&self.bufs.counter, &[0_u32, 0]);
-            let plan = plan_of(w, rows)?;
-            let (dispatches, out, len) = match t {
-                Some(_) => (&plan.loss, &self.bufs.losses, 1),
-                None => (&plan.forward, &w.o, rows * self.config.n_out),
-            };
-            let mut encoder = self.encoder();
-            {
-                let mut pass = encoder
-                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
-                for d in dispatches {
-                    self.record(&mut pass, d);
-                }
-            }
-            self.ctx.submit_and_read(op, encoder, out, 0, len)
-        })
+        evaluate_all(std::slice::from_ref(self), x, t, rows)
     }
 
     /// A readback of `len` values of a network buffer.
@@ -161,6 +137,73 @@ impl GpuNetwork {
         }
         self.ctx.guarded(op, || self.ctx.submit_and_read(op, self.encoder(), buffer, 0, len))
     }
+}
+
+/// `GpuNetwork::evaluate` of every one of `nets` (networks of one shape on one device) in one
+/// submission: their outputs, or their batch losses, one network after another. For several, the batch
+/// is uploaded once and copied on the device into each network's work buffers, and their results are
+/// gathered into one buffer to read back.
+pub(super) fn evaluate_all(nets: &[GpuNetwork], x: &[f32], t: Option<&[f32]>, rows: usize) -> Result<Vec<f32>> {
+    let op = if t.is_some() { "loss" } else { "forward" };
+    let Some(lead) = nets.first() else { return Ok(vec![]) };
+    let ctx = &lead.ctx;
+    ctx.check_process()?;
+    let per = if t.is_some() { 1 } else { rows * lead.config.n_out };
+    let mut work: Vec<_> = nets.iter().map(GpuNetwork::lock_work).collect();
+    for (net, work) in nets.iter().zip(&mut work) {
+        net.ensure_plan(work, rows)?;
+    }
+    let upload = |what, values: &[f32]| -> Result<wgpu::Buffer> {
+        let b = ctx.guarded("allocation", || ctx.storage(what, values.len()))?;
+        lead.write(&b, values);
+        Ok(b)
+    };
+    let shared = match nets {
+        [_] => None,
+        _ => Some((
+            upload("inputs", x)?,
+            t.map(|t| upload("targets", t)).transpose()?,
+            ctx.guarded("allocation", || ctx.storage("outputs", nets.len() * per))?,
+        )),
+    };
+    ctx.guarded(op, || {
+        let mut encoder = lead.encoder();
+        let mut read = None;
+        for (i, (net, work)) in nets.iter().zip(&work).enumerate() {
+            let w = work.as_ref().ok_or_else(|| Error::Gpu { op, message: "no work buffers".into() })?;
+            if let Some((xs, ts, _)) = &shared {
+                encoder.copy_buffer_to_buffer(xs, 0, &w.x, 0, 4 * x.len() as u64);
+                if let (Some(ts), Some(t)) = (ts, t) {
+                    encoder.copy_buffer_to_buffer(ts, 0, &w.t, 0, 4 * t.len() as u64);
+                }
+            } else {
+                net.write(&w.x, x);
+                net.write(&w.t, t.unwrap_or_default());
+            }
+            net.write(&net.bufs.counter, &[0_u32, 0]);
+            let plan = plan_of(w, rows)?;
+            let (dispatches, src) = match t {
+                Some(_) => (&plan.loss, &net.bufs.losses),
+                None => (&plan.forward, &w.o),
+            };
+            {
+                let mut pass = encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
+                for d in dispatches {
+                    net.record(&mut pass, d);
+                }
+            }
+            read = Some(match &shared {
+                Some((_, _, out)) => {
+                    encoder.copy_buffer_to_buffer(src, 0, out, (4 * i * per) as u64, 4 * per as u64);
+                    out
+                }
+                None => src,
+            });
+        }
+        let read = read.ok_or_else(|| Error::Gpu { op, message: "nothing to read".into() })?;
+        ctx.submit_and_read(op, encoder, read, 0, nets.len() * per)
+    })
 }
 
 impl Backend for GpuNetwork {
@@ -216,6 +259,10 @@ impl Backend for GpuNetwork {
         keep_going: KeepGoing,
     ) -> Option<Vec<Result<()>>> {
         super::population::fit_together(members, data, plan, seeds, lrs, losses, keep_going)
+    }
+
+    fn evaluate_together(members: &[Self], x: &[f32], t: Option<&[f32]>) -> Option<Result<Vec<f32>>> {
+        super::population::evaluate_together(members, x, t)
     }
 
     fn run_steps(&mut self, x: &[f32], t: &[f32], rows: usize, steps: usize, losses: &mut Vec<f64>) -> Result<()> {

@@ -13,11 +13,12 @@ use super::buffers::{Layout, MAX_CHUNK_STEPS};
 use super::context::Context;
 use super::fused;
 use super::kernels::{FusedParams, Quad};
-use super::network::GpuNetwork;
+use super::network::{evaluate_all, GpuNetwork};
 use super::plan::{Dispatch, Kernel};
 use super::submit::steps_per_submission;
 use crate::backend::{epoch_loss, Backend, FitPlan, KeepGoing};
 use crate::error::{Error, Result};
+use crate::memory;
 use crate::network::{epoch_order, Config};
 use crate::population::{Data, Fit};
 use std::sync::Arc;
@@ -102,6 +103,29 @@ pub fn fit_together(
         }
     }
     Some(results)
+}
+
+/// `Backend::evaluate_together` on the GPU (see there): a submission for each group of members whose
+/// results fit one buffer; None unless the members share a device.
+pub fn evaluate_together(members: &[GpuNetwork], x: &[f32], t: Option<&[f32]>) -> Option<Result<Vec<f32>>> {
+    let lead = members.first()?;
+    if members.len() < 2 || !members.iter().all(|m| Arc::ptr_eq(&m.ctx, &lead.ctx)) {
+        return None;
+    }
+    let rows = x.len() / lead.config.n_in;
+    let per = if t.is_some() { 1 } else { rows * lead.config.n_out };
+    let group = (BUFFER_VALUES / per.max(1)).clamp(1, MAX_MEMBERS);
+    let mut all = Vec::new();
+    if let Err(e) = memory::reserve("outputs", &mut all, members.len(), per) {
+        return Some(Err(e));
+    }
+    for members in members.chunks(group) {
+        match evaluate_all(members, x, t, rows) {
+            Ok(values) => all.extend(values),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    Some(Ok(all))
 }
 
 /// Whether `members` can train side by side on batches of `rows` rows: two or more, on one device, and

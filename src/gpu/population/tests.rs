@@ -133,6 +133,28 @@ fn members_fit_side_by_side_exactly_as_alone() {
     }
 }
 
+#[test]
+fn members_evaluate_together_exactly_as_alone() {
+    for (c, rows) in shapes() {
+        let Some(group) = members(c, optimizer) else { return };
+        // Member 1's work buffers grown by a larger batch first: the batch is copied into a part of them.
+        let (big, _) = sample(&c, rows + 40, 5);
+        group[1].forward(&big).unwrap();
+        // The fused kernel's batch, and one past it (the tiled kernels' plan).
+        for n in [rows, 300] {
+            let (x, t) = sample(&c, n, 3);
+            let outputs = GpuNetwork::evaluate_together(&group, &x, None).unwrap().unwrap();
+            let losses = GpuNetwork::evaluate_together(&group, &x, Some(&t)).unwrap().unwrap();
+            let per = n * c.n_out;
+            assert_eq!((outputs.len(), losses.len()), (5 * per, 5), "{c:?} {n} rows");
+            for (i, net) in group.iter().enumerate() {
+                assert_eq!(outputs[i * per..][..per], net.forward(&x).unwrap()[..], "{c:?} {n} rows: member {i}");
+                assert_eq!(f64::from(losses[i]), net.loss(&x, &t).unwrap(), "{c:?} {n} rows: member {i}'s loss");
+            }
+        }
+    }
+}
+
 /// Member 2 diverges: a rate no network survives.
 fn diverging(i: usize) -> Optimizer {
     if i == 2 {
