@@ -49,7 +49,9 @@ def fit(
     seed = kwargs.pop("seed", None)
     seed = random_seed() if seed is None else seed
     parts = [p for p in np.array_split(np.arange(pop.size), min(int(shards), pop.size)) if len(p)]
-    data = client.scatter([X, Y], broadcast=True)
+    # Keys of their own (hash=False): with content-hashed keys, a second fit on the same arrays can reuse
+    # the keys that the scheduler is still releasing from the first, and its shards lose their data.
+    data = client.scatter([X, Y], broadcast=True, hash=False)
     futures = [
         client.submit(
             _train_shard,
