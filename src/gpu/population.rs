@@ -108,30 +108,33 @@ pub fn fit_together(
 /// `Backend::evaluate_together` on the GPU (see there): a submission for each group of members whose
 /// results fit one buffer; None unless the members share a device.
 pub fn evaluate_together(members: &[GpuNetwork], x: &[f32], t: Option<&[f32]>) -> Option<Result<Vec<f32>>> {
-    let lead = members.first()?;
-    if members.len() < 2 || !members.iter().all(|m| Arc::ptr_eq(&m.ctx, &lead.ctx)) {
+    if !together_on_one_device(members) {
         return None;
     }
+    let lead = &members[0];
     let rows = x.len() / lead.config.n_in;
     let per = if t.is_some() { 1 } else { rows * lead.config.n_out };
     let group = (BUFFER_VALUES / per.max(1)).clamp(1, MAX_MEMBERS);
-    let mut all = Vec::new();
-    if let Err(e) = memory::reserve("outputs", &mut all, members.len(), per) {
-        return Some(Err(e));
-    }
-    for members in members.chunks(group) {
-        match evaluate_all(members, x, t, rows) {
-            Ok(values) => all.extend(values),
-            Err(e) => return Some(Err(e)),
+    let all = || {
+        let mut all = Vec::new();
+        memory::reserve("outputs", &mut all, members.len(), per)?;
+        for members in members.chunks(group) {
+            all.extend(evaluate_all(members, x, t, rows)?);
         }
-    }
-    Some(Ok(all))
+        Ok(all)
+    };
+    Some(all())
 }
 
 /// Whether `members` can train side by side on batches of `rows` rows: two or more, on one device, and
 /// the fused kernel takes the batch.
 fn side_by_side(members: &[GpuNetwork], rows: usize) -> bool {
-    members.len() > 1 && members[0].uses_fused(rows) && members.iter().all(|m| Arc::ptr_eq(&m.ctx, &members[0].ctx))
+    together_on_one_device(members) && members[0].uses_fused(rows)
+}
+
+/// Whether `members` are two or more, all on one device: what any work they do together needs.
+fn together_on_one_device(members: &[GpuNetwork]) -> bool {
+    members.len() > 1 && members.iter().all(|m| Arc::ptr_eq(&m.ctx, &members[0].ctx))
 }
 
 /// How a group's run ended.
