@@ -8,9 +8,10 @@
 //! - `population`: 64 networks trained 100 steps on one sample, as a loop of `Backend::train` and as one
 //!   `Population::train` (whose tiny members run side by side in SIMD lanes), per network-step.
 //!
-//! Shapes: the article's 2-2-2 and the small nets 16-16-16 and 32-32-32 on one sample (the one-sample
-//! path, and just past it), 64-32-10 on a batch of 32 (a population member on the digits), 64-128-10 on
-//! a batch of 64 (the digits network), and 784-1024-10 on a batch of 256 (MNIST-sized). `cargo bench` runs them all; `cargo bench -- step/f32`
+//! Shapes: the article's 2-2-2 and the nets 16-16-16, 32-32-32 and 128-128-128 on one sample (the
+//! one-sample path: rows in registers and rows in blocks; SGD's update written in place), 64-32-10 on a
+//! batch of 32 (a population member on the digits), 64-128-10 on a batch of 64 (the digits network), and
+//! 784-1024-10 on a batch of 256 (MNIST-sized). `cargo bench` runs them all; `cargo bench -- step/f32`
 //! picks a subset. A regression shows here before it shows in `rustbp bench`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
@@ -19,10 +20,11 @@ use rustbp::{Activation, Backend, Config, Loss, Network, Optimizer, Population, 
 use std::hint::black_box;
 
 /// `(name, n_in, n_hidden, n_out, batch)` of every benchmarked shape.
-const SHAPES: [(&str, usize, usize, usize, usize); 6] = [
+const SHAPES: [(&str, usize, usize, usize, usize); 7] = [
     ("2-2-2_b1", 2, 2, 2, 1),
     ("16-16-16_b1", 16, 16, 16, 1),
     ("32-32-32_b1", 32, 32, 32, 1),
+    ("128-128-128_b1", 128, 128, 128, 1),
     ("64-32-10_b32", 64, 32, 10, 32),
     ("64-128-10_b64", 64, 128, 10, 64),
     ("784-1024-10_b256", 784, 1024, 10, 256),

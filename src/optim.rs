@@ -6,7 +6,9 @@
 //!   p = p - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
 //!
 //! An update is computed into fresh buffers and committed only if every new value is finite, so a
-//! diverging step leaves weights and optimizer state exactly as they were.
+//! diverging step leaves weights and optimizer state exactly as they were. (The one-sample path writes
+//! SGD's update over the old values instead when bounds prove every new value finite; see
+//! `Rule::bounds_after`.)
 
 use crate::error::{Error, Result};
 use crate::linalg::Scalar;
@@ -198,6 +200,30 @@ impl<T: Scalar> Rule<T> {
     }
 }
 
+impl<T: Scalar> Rule<T> {
+    /// For an update written over the values it reads (as the one-sample path does when it can): bounds
+    /// on |value| and |state| after the update, from bounds before it and on |gradient|, when every
+    /// value on the way is certain to stay finite (below a sixteenth of T's largest). None otherwise, and
+    /// always for Adam, whose division can make a NaN of zeros. Each bound is the exact one with room for
+    /// the rounding of the few operations behind it.
+    pub(crate) fn bounds_after(&self, (p, s): (f64, f64), g: f64) -> Option<(f64, f64)> {
+        let Self::Sgd { lr, mu, nesterov, wd } = *self else { return None };
+        let (lr, mu, wd) = (lr.to_f64()?, mu.to_f64()?, wd.to_f64()?);
+        let up = |x: f64| x * 1.01;
+        let d = up(g + wd * p);
+        let (s, step) = if mu == 0.0 {
+            (0.0, d)
+        } else {
+            let b = up(mu * s + d);
+            (b, if nesterov { up(d + mu * b) } else { b })
+        };
+        let p = up(p + lr * step);
+        let limit = T::max_value().to_f64()? / 16.0;
+        // Comparisons with a NaN are false, so a NaN bound fails too.
+        (d < limit && step < limit && s < limit && p < limit).then_some((p, s))
+    }
+}
+
 /// `Rule::kernel` on one block, compiled per instruction set.
 struct Block<'a, T> {
     rule: &'a Rule<T>,
@@ -331,9 +357,58 @@ fn in_range(arg: &'static str, value: f64, expected: &str, ok: bool) -> Result<(
 
 #[cfg(test)]
 // Tests fail by panicking, and compare exact values.
-#[allow(clippy::panic, clippy::float_cmp)]
+#[allow(clippy::panic, clippy::float_cmp, clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The bounds of `bounds_after` hold for every value within the bounds before, at every scale up
+    /// to the limit, and vouch for finite values only.
+    fn bounds_after_hold<T: Scalar>() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(3);
+        let max = T::max_value().to_f64().unwrap();
+        let (mut vouched, mut refused) = (0, 0);
+        for case in 0..20_000 {
+            // Magnitudes from 1e-3 to past the limit, on a log scale.
+            let mut scale = || max.powf(rng.random::<f64>() * 1.3 - 0.1) * 1e-3;
+            let (p, s, g) = (scale(), scale(), scale());
+            let lr = [0.5, 10.0, 1e-3][case % 3];
+            let (mu, nesterov) = [(0.0, false), (0.9, false), (0.5, true)][case / 3 % 3];
+            let wd = [0.0, 0.01][case / 9 % 2];
+            let rule = Optimizer::Sgd { lr, momentum: mu, nesterov, weight_decay: wd }.rule::<T>(1);
+            let Some((p_after, s_after)) = rule.bounds_after((p, s), g) else {
+                refused += 1;
+                continue;
+            };
+            vouched += 1;
+            let Rule::Sgd { lr, mu, nesterov, wd } = rule else { unreachable!() };
+            // The worst signs: the value and gradient against each other, the state along the gradient.
+            for (p, s, g) in [(p, s, g), (p, -s, -g), (-p, s, g), (p, s, -g)] {
+                let (p, s, g) = (T::of(p), T::of(s), T::of(g));
+                let (new, b) = if mu == T::zero() {
+                    (sgd(p, g, lr, wd), T::zero())
+                } else {
+                    momentum(p, g, s, lr, mu, wd, nesterov)
+                };
+                let (new, b) = (new.to_f64().unwrap(), b.to_f64().unwrap());
+                assert!(new.abs() <= p_after && b.abs() <= s_after, "{rule:?} from {p:?} {s:?} {g:?}: {new} {b}");
+                assert!(new.abs() < max / 16.0 && b.abs() < max / 16.0);
+            }
+        }
+        assert!(vouched > 5000 && refused > 1000, "{vouched} vouched, {refused} refused");
+        // A NaN or an infinite gradient, and Adam, are never vouched for.
+        let sgd = Optimizer::sgd(0.5).rule::<T>(1);
+        assert!(sgd.bounds_after((1.0, 0.0), f64::NAN).is_none());
+        assert!(sgd.bounds_after((1.0, 0.0), f64::INFINITY).is_none());
+        assert!(sgd.bounds_after((f64::NAN, 0.0), 1.0).is_none());
+        assert!(Optimizer::adam(0.001).rule::<T>(1).bounds_after((1.0, 1.0), 1.0).is_none());
+    }
+
+    #[test]
+    fn bounds_after_an_update_hold_in_f64_and_f32() {
+        bounds_after_hold::<f64>();
+        bounds_after_hold::<f32>();
+    }
 
     fn run(opt: Optimizer, steps: u64) -> Vec<f64> {
         // Minimise f(p) = 1/2 p^2 (gradient p) from p = 1, recording the trajectory.

@@ -769,17 +769,7 @@ mod tests {
     /// CPU can run must give the baseline build's bits.
     #[test]
     fn every_instruction_set_gives_the_baseline_bits() {
-        let settings = [
-            (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse, Optimizer::sgd(0.5)),
-            (
-                Activation::Relu,
-                Activation::Softmax,
-                Loss::CrossEntropy,
-                Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
-            ),
-            (Activation::Tanh, Activation::Identity, Loss::Mse, Optimizer::adam(0.01)),
-        ];
-        for (hidden, output, loss, optimizer) in settings {
+        for (hidden, output, loss, optimizer) in crate::network::tests::three_settings() {
             let c = Config {
                 hidden_activation: hidden,
                 output_activation: output,

@@ -423,6 +423,112 @@ fn one_sample_path_is_bit_identical_to_the_batched_path() {
     one_sample_matches_batched::<f32>();
 }
 
+/// Three settings that between them take every kind of step: the article's (sigmoid, half_sse, plain
+/// SGD), a classifier's (ReLU, softmax cross-entropy, SGD with Nesterov momentum and weight decay) and a
+/// regression's (tanh, identity, MSE, Adam).
+pub(super) fn three_settings() -> [(Activation, Activation, Loss, Optimizer); 3] {
+    [
+        (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse, Optimizer::sgd(0.5)),
+        (
+            Activation::Relu,
+            Activation::Softmax,
+            Loss::CrossEntropy,
+            Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
+        ),
+        (Activation::Tanh, Activation::Identity, Loss::Mse, Optimizer::adam(0.01)),
+    ]
+}
+
+/// Wider than 32, the one-sample path pads every row to 64, 128 or 256 values and sums in index order,
+/// where the batched path's products are `gemm`'s, which sums in its own order: the two agree to
+/// rounding, not bit for bit.
+fn wide_one_sample_matches_batched<T: Scalar>(tol: f64) {
+    let shapes = [(40, 64, 33), (100, 128, 70), (150, 200, 256)];
+    for (case, (n_in, n_hidden, n_out)) in shapes.into_iter().enumerate() {
+        for (hidden_activation, output_activation, loss, optimizer) in three_settings() {
+            let bias = if case == 1 { Bias::Shared } else { Bias::PerNeuron };
+            let config = Config {
+                hidden_activation,
+                output_activation,
+                loss,
+                bias,
+                optimizer,
+                ..Config::new(n_in, n_hidden, n_out)
+            };
+            let mut fast = Network::<T>::new(config, case as u64).unwrap();
+            let mut slow = fast.clone();
+            assert!(fast.is_tiny(1), "{config:?}");
+            let x: Vec<T> = data(n_in, 3).into_iter().map(T::of).collect();
+            let t: Vec<T> = targets(loss, 1, n_out, 4).into_iter().map(T::of).collect();
+            let got = fast.train(&x, &t, 6, &mut no_stop()).unwrap();
+            let want = batched_steps(&mut slow, &x, &t, 6);
+            for (g, w) in got.iter().zip(&want) {
+                close(*g, *w, tol * w.abs().max(1.0), &format!("loss, {config:?}"));
+            }
+            for (g, w) in fast.params().iter().flatten().zip(slow.params().iter().flatten()) {
+                let (g, w) = (g.to_f64().unwrap(), w.to_f64().unwrap());
+                close(g, w, tol * w.abs().max(1.0), &format!("a parameter, {config:?}"));
+            }
+            assert_eq!(fast.updates, slow.updates);
+        }
+    }
+}
+
+#[test]
+fn wide_one_sample_path_follows_the_batched_path_to_rounding() {
+    wide_one_sample_matches_batched::<f64>(1e-12);
+    wide_one_sample_matches_batched::<f32>(1e-4);
+}
+
+#[test]
+fn only_shapes_padded_little_take_the_wide_one_sample_path() {
+    let tiny = |n_in, n_hidden, n_out, batch| {
+        Network::<f64>::new(Config::new(n_in, n_hidden, n_out), 0).unwrap().is_tiny(batch)
+    };
+    assert!(tiny(32, 1, 32, 1), "up to 32, every shape");
+    assert!(tiny(256, 256, 256, 1) && tiny(64, 64, 64, 1) && tiny(100, 128, 70, 1));
+    // 64-256-10: w2's transpose would be 256 x 256 for 2,560 weights.
+    assert!(!tiny(64, 256, 10, 1));
+    assert!(!tiny(257, 257, 257, 1), "wider than 256");
+    assert!(!tiny(64, 64, 64, 2), "one sample only");
+}
+
+#[test]
+fn sgd_past_the_bound_on_its_values_takes_the_checked_update_with_the_same_bits() {
+    // SGD writes its update over the old values while bounds prove the new ones finite. Weights
+    // near f32's largest (5e37, over a sixteenth of it) fail that proof, so these steps take the
+    // update that is checked before it is committed: it must give the same bits, and start the cheap
+    // one again once the weights are back in range.
+    for optimizer in
+        [Optimizer::sgd(0.5), Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0 }]
+    {
+        let config = Config { optimizer, ..Config::new(2, 3, 2) };
+        let mut fast = Network::<f32>::new(config, 5).unwrap();
+        let [w1, b1, mut w2, b2] = fast.params().clone();
+        w2[0] = 5e37;
+        w2[4] = -5e37;
+        fast.set_params([w1, b1, w2, b2]).unwrap();
+        let mut slow = fast.clone();
+        let (x, t) = ([0.3_f32, -0.7], [0.2_f32, 0.9]);
+        let got = fast.train(&x, &t, 4, &mut no_stop()).unwrap();
+        let want = batched_steps(&mut slow, &x, &t, 4);
+        assert_eq!(got, want, "{optimizer:?}");
+        assert_eq!(fast.params(), slow.params());
+        assert_eq!(fast.optimizer_state(), slow.optimizer_state());
+        // Back in range: the big weights set to small ones, the steps go on alike.
+        for net in [&mut fast, &mut slow] {
+            let [w1, b1, mut w2, b2] = net.params().clone();
+            w2[0] = 0.5;
+            w2[4] = -0.25;
+            net.set_params([w1, b1, w2, b2]).unwrap();
+        }
+        let got = fast.train(&x, &t, 4, &mut no_stop()).unwrap();
+        let want = batched_steps(&mut slow, &x, &t, 4);
+        assert_eq!(got, want, "{optimizer:?}");
+        assert_eq!(fast.params(), slow.params());
+    }
+}
+
 #[test]
 fn binary_cross_entropy_is_the_mean_over_elements_from_the_logits() {
     // Logits far enough out that o rounds to 0 or 1, where -t ln(o) - (1 - t) ln(1 - o) would be inf.

@@ -1,7 +1,8 @@
 //! Training steps on one sample through a small network (every width at most `WIDEST`), as the
 //! article's 2-2-2 net: the same formulas, in the same order, as the batched path (so results are
-//! bit-identical), but with no matrix-product calls, allocations or loops of unknown length, since at this
-//! size that overhead would be most of the step.
+//! bit-identical up to width 32, where the batched path's products are direct loops too; wider, they are
+//! `gemm`'s and agree to rounding), but with no matrix-product calls, allocations or loops of unknown
+//! length, since at this size that overhead would be most of the step.
 //!
 //! For a run of steps the network is copied into a padded form (`Pad`): every row of its weights, and
 //! every layer's values, zero-padded to P, the next power of two of the widest layer, so that each row
@@ -14,16 +15,23 @@
 //! are zero and stay zero: padded inputs, hidden activations and output deltas are zero, so their
 //! gradients are zero, and every optimizer maps a zero weight with a zero gradient and state to zero.
 //! The two copies of w2 get the same gradients and so the same updates.
+//!
+//! SGD's update is written over the old values, each weight's gradient made in registers from the two
+//! vectors of its outer product, when bounds on the values (kept from step to step) prove every new value
+//! finite; otherwise, and for Adam, the gradients go into a second buffer, the update is computed there,
+//! and it is swapped in only if every value is finite. Both compute the same operations, so the same bits.
 
 use super::{bias_grad, Network};
 use crate::error::{Error, Result};
 use crate::linalg::Scalar;
 use crate::network::{Bias, Config};
-use crate::optim::Rule;
+use crate::optim::{self, Rule};
 use crate::{memory, simd};
 
-/// Widths up to this take the one-sample path.
-pub const WIDEST: usize = 32;
+/// Widths up to this take the one-sample path (wider than `ALWAYS`, only shapes it pads little).
+pub const WIDEST: usize = 256;
+/// Widths up to this take the one-sample path whatever the shape.
+const ALWAYS: usize = 32;
 
 /// A network in the padded form (see `Layout`), with its gradients and optimizer state in the same
 /// layout. The scratch of a network, reused.
@@ -33,6 +41,9 @@ pub(super) struct Pad<T> {
     grads: Vec<T>,
     state: Vec<Vec<T>>,
     next: Vec<Vec<T>>,
+    /// Bounds on |parameter| and |momentum buffer| while SGD's updates are written in place (see
+    /// `Rule::bounds_after`); None when they are to be measured again.
+    bounds: Option<(f64, f64)>,
     /// Whether this still equals the network, as after a run of steps, so that the next run (a loop of
     /// single steps) need not copy it in again. Whatever else writes the network's parameters, state
     /// or update count calls `Network::changed`.
@@ -60,7 +71,10 @@ impl<T: Scalar> Network<T> {
             4 => simd::widest(Run::<T, _, _, 4> { net: self, x, t, row, steps, loss }),
             8 => simd::widest(Run::<T, _, _, 8> { net: self, x, t, row, steps, loss }),
             16 => simd::widest(Run::<T, _, _, 16> { net: self, x, t, row, steps, loss }),
-            _ => simd::widest(Run::<T, _, _, 32> { net: self, x, t, row, steps, loss }),
+            32 => simd::widest(Run::<T, _, _, 32> { net: self, x, t, row, steps, loss }),
+            64 => simd::widest(Run::<T, _, _, 64> { net: self, x, t, row, steps, loss }),
+            128 => simd::widest(Run::<T, _, _, 128> { net: self, x, t, row, steps, loss }),
+            _ => simd::widest(Run::<T, _, _, 256> { net: self, x, t, row, steps, loss }),
         }
     }
 
@@ -77,6 +91,7 @@ impl<T: Scalar> Network<T> {
         let pad = &mut self.pad;
         // Biases are always there for the forward pass; the state covers what the update does.
         fill(&mut pad.params, at.len, "network parameters")?;
+        pad.bounds = None;
         put::<T, P>(&mut pad.params, self.params.each_ref().map(Vec::as_slice), &c, at);
         // The untrained values (biases when frozen) are in both buffers, so a swap keeps them.
         fill(&mut pad.grads, at.len, "gradients")?;
@@ -115,7 +130,12 @@ impl<T: Scalar> Network<T> {
 
 /// Whether a step of `config` on `batch` rows takes the one-sample path.
 pub(super) fn takes(c: &Config, batch: usize) -> bool {
-    batch == 1 && c.n_in <= WIDEST && c.n_hidden <= WIDEST && c.n_out <= WIDEST
+    let p = c.n_in.max(c.n_hidden).max(c.n_out).next_power_of_two();
+    // Wider, every matrix row is padded to the widest layer: a narrow layer beside a wide one (64-256-10)
+    // would pad w2's transpose to 256 x 256 for 2,560 weights, and the batched path does better.
+    let padded = (c.n_in + c.n_hidden + c.n_out + 2) * p;
+    let params = c.n_hidden * (c.n_in + c.n_out) + c.n_hidden + c.n_out;
+    batch == 1 && (p <= ALWAYS || (p <= WIDEST && padded <= 2 * params))
 }
 
 /// Where each part of the padded form starts: `[w1t | w2 | w2t | b1 | b2]`, each bias P values, each
@@ -177,7 +197,125 @@ fn outer<T: Scalar, const P: usize>(a: &[T; P], b: &[T; P], g: &mut [T]) {
     for (&a, row) in a.iter().zip(g.chunks_exact_mut(P)) {
         simd::whole_rows();
         // Built in registers and stored whole: written into `row` one by one, wide rows stayed scalar.
-        row.copy_from_slice(&b.map(|b| T::zero() + a * b));
+        let mut g = [T::zero(); P];
+        for j in 0..P {
+            g[j] = T::zero() + a * b[j];
+        }
+        row.copy_from_slice(&g);
+    }
+}
+
+/// SGD (lr, momentum, nesterov, weight decay) written over the padded parameters `p` and momentum
+/// buffer `s` (empty for plain SGD): each weight matrix's gradient is the outer product of its pair in
+/// `outers` (w1t, w2, w2t), made in registers as the update goes; the biases' are `biases`, when trained.
+/// The same operations as `Rule::kernel`, so the same bits.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn sgd_in_place<T: Scalar, const P: usize>(
+    p: &mut [T],
+    s: &mut [T],
+    at: Layout,
+    outers: [(&[T; P], &[T; P]); 3],
+    biases: Option<&[[T; P]; 2]>,
+    k: (T, T, bool, T),
+) {
+    for ((a, b), (start, end)) in outers.into_iter().zip([(0, at.w2), (at.w2, at.w2t), (at.w2t, at.b1)]) {
+        for (r, i) in (start..end).step_by(P).enumerate() {
+            simd::whole_rows();
+            sgd_row(&mut p[i..i + P], s.get_mut(i..i + P), Some(a[r]), b, k);
+        }
+    }
+    if let Some(biases) = biases {
+        for (g, i) in biases.iter().zip([at.b1, at.b2]) {
+            sgd_row(&mut p[i..i + P], s.get_mut(i..i + P), None, g, k);
+        }
+    }
+}
+
+/// One row of `sgd_in_place`: P values `p` and their momentum buffer `s` (None for plain SGD), with the
+/// gradient `0 + a g` (a row of an outer product, as the batched path computes it) or, with no `a`, `g`
+/// itself. A block of `LANES` values at a time, each built whole in registers and stored at once
+/// (stored one by one, wide rows stayed scalar).
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn sgd_row<T: Scalar, const P: usize>(
+    p: &mut [T],
+    s: Option<&mut [T]>,
+    a: Option<T>,
+    g: &[T; P],
+    (lr, mu, nesterov, wd): (T, T, bool, T),
+) {
+    let l = LANES.min(P);
+    let grad = |g: T| a.map_or(g, |a| T::zero() + a * g);
+    match s {
+        None => {
+            for (p, g) in p.chunks_exact_mut(l).zip(g.chunks_exact(l)) {
+                simd::whole_rows();
+                let mut new = [T::zero(); LANES];
+                for j in 0..l {
+                    new[j] = optim::sgd(p[j], grad(g[j]), lr, wd);
+                }
+                p.copy_from_slice(&new[..l]);
+            }
+        }
+        Some(s) => {
+            for ((p, s), g) in p.chunks_exact_mut(l).zip(s.chunks_exact_mut(l)).zip(g.chunks_exact(l)) {
+                simd::whole_rows();
+                let (mut new, mut b) = ([T::zero(); LANES], [T::zero(); LANES]);
+                for j in 0..l {
+                    let (v, m) = optim::momentum(p[j], grad(g[j]), s[j], lr, mu, wd, nesterov);
+                    new[j] = v;
+                    b[j] = optim::kept(m);
+                }
+                p.copy_from_slice(&new[..l]);
+                s.copy_from_slice(&b[..l]);
+            }
+        }
+    }
+}
+
+/// Values `sgd_row` updates at once: an AVX-512 vector of f32, two of f64.
+const LANES: usize = 16;
+
+/// The biases' gradients (each P values, zero past the layer's biases), when they are trained.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn bias_grads<T: Scalar, const P: usize>(c: &Config, dz1: &[T; P], dz2: &[T; P]) -> Option<[[T; P]; 2]> {
+    if !c.train_bias || c.bias == Bias::None {
+        return None;
+    }
+    let mut g = [[T::zero(); P]; 2];
+    bias_grad(&dz1[..c.n_hidden], c.n_hidden, &mut g[0][..c.bias.len(c.n_hidden)]);
+    bias_grad(&dz2[..c.n_out], c.n_out, &mut g[1][..c.bias.len(c.n_out)]);
+    Some(g)
+}
+
+/// The largest |v| as an f64, or infinity if a value is not finite.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn max_abs<T: Scalar, const P: usize>(v: &[T; P]) -> f64 {
+    let (mut m, mut finite) = (T::zero(), true);
+    for &v in v {
+        let a = v.abs();
+        m = if a > m { a } else { m };
+        finite &= a <= T::max_value(); // false for a NaN
+    }
+    if finite {
+        m.to_f64().unwrap_or(f64::INFINITY)
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Exact bounds on |parameter| and |momentum buffer| of `pad` (see `Pad::bounds`).
+fn measure<T: Scalar>(pad: &Pad<T>) -> (f64, f64) {
+    let max = |v: &[T]| v.iter().fold(0.0_f64, |m, v| m.max(v.abs().to_f64().unwrap_or(f64::INFINITY)));
+    let finite = |v: &[T]| v.iter().all(|v| v.is_finite());
+    let s = pad.state.first().map_or(&[][..], Vec::as_slice);
+    if finite(&pad.params) && finite(s) {
+        (max(&pad.params), max(s))
+    } else {
+        (f64::INFINITY, f64::INFINITY)
     }
 }
 
@@ -186,8 +324,8 @@ fn outer<T: Scalar, const P: usize>(a: &[T; P], b: &[T; P], g: &mut [T]) {
 #[allow(clippy::inline_always)]
 fn add_bias<T: Scalar, const P: usize>(z: &mut [T; P], b: &[T; P], bias: Bias) {
     match bias {
-        Bias::PerNeuron => *z = std::array::from_fn(|j| z[j] + b[j]),
-        Bias::Shared => *z = z.map(|z| z + b[0]),
+        Bias::PerNeuron => z.iter_mut().zip(b).for_each(|(z, &b)| *z = *z + b),
+        Bias::Shared => z.iter_mut().for_each(|z| *z = *z + b[0]),
         Bias::None => {}
     }
 }
@@ -348,26 +486,54 @@ fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: 
         dz1[j] = dz1[j] * c.hidden_activation.derivative(h[j]);
     }
 
-    // gradients: dw1t = x dz1^T, dw2 = dz2 h^T, dw2t = h dz2^T, and the biases'
-    let (gw, gb) = pad.grads.split_at_mut(at.b1);
-    let (gw1t, gw) = gw.split_at_mut(at.w2);
-    let (gw2, gw2t) = gw.split_at_mut(at.w2t - at.w2);
-    outer(x, &dz1, gw1t);
-    outer(&dz2, &h, gw2);
-    outer(&h, &dz2, gw2t);
-    if c.train_bias && c.bias != Bias::None {
-        let (gb1, gb2) = gb.split_at_mut(P);
-        bias_grad(&dz1[..n_hidden], n_hidden, &mut gb1[..c.bias.len(n_hidden)]);
-        bias_grad(&dz2[..n_out], n_out, &mut gb2[..c.bias.len(n_out)]);
+    // Gradients and update. SGD's update is written over the old values when bounds prove every new
+    // value finite (the usual case: it then needs no second buffer, no gradient matrices, no checks);
+    // otherwise the gradients go into the second buffer, are updated there, and are swapped in if finite.
+    let gb = bias_grads::<T, P>(c, &dz1, &dz2);
+    let bounds = match *rule {
+        Rule::Sgd { .. } => {
+            let (x_, h_, d1, d2) = (max_abs(x), max_abs(&h), max_abs(&dz1), max_abs(&dz2));
+            let mut g = (x_ * d1).max(d2 * h_);
+            if gb.is_some() {
+                // A bias's gradient is its neuron's delta, or, shared, the sum of the layer's.
+                let n = |width: usize| if c.bias == Bias::Shared { width as f64 } else { 1.0 };
+                g = g.max(d1 * n(n_hidden)).max(d2 * n(n_out));
+            }
+            let before = pad.bounds.unwrap_or_else(|| measure(pad));
+            rule.bounds_after(before, g * 1.01) // with room for each product's rounding
+        }
+        Rule::Adam(_) => None,
+    };
+    if let (Some(after), &Rule::Sgd { lr, mu, nesterov, wd }) = (bounds, rule) {
+        let (p, s) = (&mut pad.params[..], pad.state.first_mut().map_or(&mut [][..], Vec::as_mut_slice));
+        let outers = [(x, &dz1), (&dz2, &h), (&h, &dz2)];
+        // With a constant zero, the decay folds away, as in `Rule::kernel`.
+        if wd == T::zero() {
+            sgd_in_place(p, s, at, outers, gb.as_ref(), (lr, mu, nesterov, T::zero()));
+        } else {
+            sgd_in_place(p, s, at, outers, gb.as_ref(), (lr, mu, nesterov, wd));
+        }
+        pad.bounds = Some(after);
+    } else {
+        let (p, new) = (&pad.params, &mut pad.grads);
+        let (gw, gbias) = new.split_at_mut(at.b1);
+        let (gw1t, gw) = gw.split_at_mut(at.w2);
+        let (gw2, gw2t) = gw.split_at_mut(at.w2t - at.w2);
+        outer(x, &dz1, gw1t);
+        outer(&dz2, &h, gw2);
+        outer(&h, &dz2, gw2t);
+        if let Some([gb1, gb2]) = &gb {
+            gbias[..P].copy_from_slice(gb1);
+            gbias[P..].copy_from_slice(gb2);
+        }
+        let n = at.trained(c);
+        if !rule.apply(&p[..n], &mut new[..n], &pad.state, &mut pad.next) {
+            return Err(Error::Diverged { step: 0, what: "weights", losses: vec![] });
+        }
+        std::mem::swap(&mut pad.params, &mut pad.grads);
+        std::mem::swap(&mut pad.state, &mut pad.next);
+        pad.bounds = None;
     }
-
-    // update: the new values go into the gradients' buffer, committed by swapping it in
-    let n = at.trained(c);
-    if !rule.apply(&pad.params[..n], &mut pad.grads[..n], &pad.state, &mut pad.next) {
-        return Err(Error::Diverged { step: 0, what: "weights", losses: vec![] });
-    }
-    std::mem::swap(&mut pad.params, &mut pad.grads);
-    std::mem::swap(&mut pad.state, &mut pad.next);
     Ok(loss)
 }
 
@@ -376,9 +542,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::activation::Activation;
-    use crate::loss::Loss;
-    use crate::optim::Optimizer;
 
     #[derive(Clone, Copy)]
     enum Set {
@@ -391,11 +554,11 @@ mod tests {
 
     /// Losses, and every parameter and state value, after 25 steps compiled for `set` (which the CPU must
     /// have).
-    fn trained(c: Config, x: &[f32], t: &[f32], set: Set) -> (Vec<f64>, Vec<f32>) {
+    fn trained<const P: usize>(c: Config, x: &[f32], t: &[f32], set: Set) -> (Vec<f64>, Vec<f32>) {
         let mut net = Network::<f32>::new(c, 7).unwrap();
         let mut losses = vec![];
         let mut sink = |l| losses.push(l);
-        let k = Run::<f32, _, _, 32> { net: &mut net, x, t, row: |_| 0, steps: 25, loss: &mut sink };
+        let k = Run::<f32, _, _, P> { net: &mut net, x, t, row: |_| 0, steps: 25, loss: &mut sink };
         match set {
             Set::Baseline => simd::baseline(k),
             // SAFETY: the caller checked that the CPU has AVX2.
@@ -414,31 +577,31 @@ mod tests {
     /// CPU can run must give the baseline build's bits.
     #[test]
     fn every_instruction_set_gives_the_baseline_bits() {
-        let settings = [
-            (Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse, Optimizer::sgd(0.5), (2, 2, 2)),
-            (
-                Activation::Relu,
-                Activation::Softmax,
-                Loss::CrossEntropy,
-                Optimizer::Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
-                (13, 16, 10),
-            ),
-            (Activation::Tanh, Activation::Identity, Loss::Mse, Optimizer::adam(0.01), (30, 17, 3)),
-        ];
-        for (hidden_activation, output_activation, loss, optimizer, (n_in, n_hidden, n_out)) in settings {
+        let shapes = [(2, 2, 2), (13, 16, 10), (30, 17, 3)];
+        for ((hidden_activation, output_activation, loss, optimizer), (n_in, n_hidden, n_out)) in
+            crate::network::tests::three_settings().into_iter().zip(shapes)
+        {
             let c =
                 Config { hidden_activation, output_activation, loss, optimizer, ..Config::new(n_in, n_hidden, n_out) };
             let x: Vec<f32> = (0..n_in).map(|i| (i as f32 * 0.37).sin()).collect();
             let t: Vec<f32> = (0..n_out).map(|k| if k == 1 { 1.0 } else { 0.0 }).collect();
-            let baseline = trained(c, &x, &t, Set::Baseline);
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    assert_eq!(trained(c, &x, &t, Set::Avx2), baseline, "AVX2 {c:?}");
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    assert_eq!(trained(c, &x, &t, Set::Avx512), baseline, "AVX-512 {c:?}");
-                }
+            // Padded to 32 as the narrow shapes are, and to 128: a wide row is a loop of blocks.
+            sets_agree::<32>(c, &x, &t);
+            sets_agree::<128>(Config { n_in: n_in + 70, n_hidden: n_hidden + 100, n_out: n_out + 90, ..c }, &x, &t);
+        }
+    }
+
+    fn sets_agree<const P: usize>(c: Config, x: &[f32], t: &[f32]) {
+        let x: Vec<f32> = x.iter().copied().cycle().take(c.n_in).collect();
+        let t: Vec<f32> = t.iter().copied().chain(std::iter::repeat(0.0)).take(c.n_out).collect();
+        let baseline = trained::<P>(c, &x, &t, Set::Baseline);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                assert_eq!(trained::<P>(c, &x, &t, Set::Avx2), baseline, "AVX2 {c:?}");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                assert_eq!(trained::<P>(c, &x, &t, Set::Avx512), baseline, "AVX-512 {c:?}");
             }
         }
     }
