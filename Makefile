@@ -62,7 +62,10 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 # - network/tiny.rs: `pad_is_fresh` (a debug check); the test of `fresh` before copying the network in
 #   (copying it again gives the same values; a missed `changed` is tested); deleting an arm of
 #   `train_tiny`'s match on the padded size (a larger padding gives the same bits, only slower);
-#   `Layout::of`'s `P <= 8` (whether padded rows are kept: the same bits).
+#   `Layout::of`'s `P <= 8` (whether padded rows are kept: the same bits); `step`'s `wd == T::zero()`
+#   (as in `Rule::kernel`); `max_abs`'s `a > m` as `>=`; whether an SGD step is written in place or
+#   checked in a second buffer when its values are finite either way (both give the same bits, tested),
+#   such as `bounds_after`'s `<` against the limit as `<=`.
 # - activation.rs `row_max`'s `v > m` as `>=`: of two equal values it keeps the later (0 and -0 give the
 #   same exponentials and log-sum-exp).
 MUTATED := src/activation.rs src/loss.rs src/optim.rs src/linalg.rs src/exp.rs src/network.rs \
