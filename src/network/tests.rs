@@ -494,6 +494,31 @@ fn only_shapes_padded_little_take_the_wide_one_sample_path() {
 }
 
 #[test]
+fn an_sgd_update_that_would_overflow_is_refused_and_keeps_the_weights() {
+    // Small weights, a finite loss, but gradients near f32's largest (an input of 1e19 through a 1-1-1
+    // net with no activation): lr 2 takes both weights past it. The bounds must send the step to the
+    // checked update, which refuses it, rather than write infinities in place.
+    for momentum in [0.0, 0.9] {
+        let config = Config {
+            hidden_activation: Activation::Identity,
+            output_activation: Activation::Identity,
+            loss: Loss::Mse,
+            bias: Bias::None,
+            optimizer: Optimizer::Sgd { lr: 2.0, momentum, nesterov: false, weight_decay: 0.0 },
+            ..Config::new(1, 1, 1)
+        };
+        let mut net = Network::<f32>::with_params(config, [vec![1.0], vec![], vec![1.0], vec![]]).unwrap();
+        let before = net.clone();
+        match net.train(&[1e19], &[0.0], 1, &mut no_stop()) {
+            Err(Error::Diverged { what: "weights", .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(net.params(), before.params());
+        assert_eq!(net.optimizer_state(), before.optimizer_state());
+    }
+}
+
+#[test]
 fn sgd_past_the_bound_on_its_values_takes_the_checked_update_with_the_same_bits() {
     // SGD writes its update over the old values while bounds prove the new ones finite. Weights
     // near f32's largest (5e37, over a sixteenth of it) fail that proof, so these steps take the
