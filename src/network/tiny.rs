@@ -162,6 +162,13 @@ impl Layout {
         Self { w2, w2t, b1, b2: b1 + P, len: b1 + 2 * P }
     }
 
+    /// Where w1t, w2 and w2t start and end.
+    #[inline(always)]
+    #[allow(clippy::inline_always)]
+    fn weights(self) -> [(usize, usize); 3] {
+        [(0, self.w2), (self.w2, self.w2t), (self.w2t, self.b1)]
+    }
+
     /// Values an update covers: the weights, and the biases when they are trained.
     #[inline(always)]
     #[allow(clippy::inline_always)]
@@ -219,7 +226,7 @@ fn sgd_in_place<T: Scalar, const P: usize>(
     biases: Option<&[[T; P]; 2]>,
     k: (T, T, bool, T),
 ) {
-    for ((a, b), (start, end)) in outers.into_iter().zip([(0, at.w2), (at.w2, at.w2t), (at.w2t, at.b1)]) {
+    for ((a, b), (start, end)) in outers.into_iter().zip(at.weights()) {
         for (r, i) in (start..end).step_by(P).enumerate() {
             simd::whole_rows();
             sgd_row(&mut p[i..i + P], s.get_mut(i..i + P), Some(a[r]), b, k);
@@ -504,9 +511,10 @@ fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: 
         }
         Rule::Adam(_) => None,
     };
+    // The factors of each weight matrix's gradient, an outer product: w1t's, w2's, w2t's.
+    let outers = [(x, &dz1), (&dz2, &h), (&h, &dz2)];
     if let (Some(after), &Rule::Sgd { lr, mu, nesterov, wd }) = (bounds, rule) {
         let (p, s) = (&mut pad.params[..], pad.state.first_mut().map_or(&mut [][..], Vec::as_mut_slice));
-        let outers = [(x, &dz1), (&dz2, &h), (&h, &dz2)];
         // With a constant zero, the decay folds away, as in `Rule::kernel`.
         if wd == T::zero() {
             sgd_in_place(p, s, at, outers, gb.as_ref(), (lr, mu, nesterov, T::zero()));
@@ -516,15 +524,12 @@ fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: 
         pad.bounds = Some(after);
     } else {
         let (p, new) = (&pad.params, &mut pad.grads);
-        let (gw, gbias) = new.split_at_mut(at.b1);
-        let (gw1t, gw) = gw.split_at_mut(at.w2);
-        let (gw2, gw2t) = gw.split_at_mut(at.w2t - at.w2);
-        outer(x, &dz1, gw1t);
-        outer(&dz2, &h, gw2);
-        outer(&h, &dz2, gw2t);
+        for ((a, b), (start, end)) in outers.into_iter().zip(at.weights()) {
+            outer(a, b, &mut new[start..end]);
+        }
         if let Some([gb1, gb2]) = &gb {
-            gbias[..P].copy_from_slice(gb1);
-            gbias[P..].copy_from_slice(gb2);
+            new[at.b1..at.b2].copy_from_slice(gb1);
+            new[at.b2..at.len].copy_from_slice(gb2);
         }
         let n = at.trained(c);
         if !rule.apply(&p[..n], &mut new[..n], &pad.state, &mut pad.next) {
