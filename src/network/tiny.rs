@@ -241,44 +241,62 @@ fn sgd_in_place<T: Scalar, const P: usize>(
 
 /// One row of `sgd_in_place`: P values `p` and their momentum buffer `s` (None for plain SGD), with the
 /// gradient `0 + a g` (a row of an outer product, as the batched path computes it) or, with no `a`, `g`
-/// itself. A block of `LANES` values at a time, each built whole in registers and stored at once
-/// (stored one by one, wide rows stayed scalar).
+/// itself. A row of up to `LANES` values is one block, a wider one a run of blocks of `LANES`.
 #[inline(always)]
 #[allow(clippy::inline_always)]
-fn sgd_row<T: Scalar, const P: usize>(
-    p: &mut [T],
-    s: Option<&mut [T]>,
-    a: Option<T>,
-    g: &[T; P],
-    (lr, mu, nesterov, wd): (T, T, bool, T),
-) {
-    let l = LANES.min(P);
-    let grad = |g: T| a.map_or(g, |a| T::zero() + a * g);
+fn sgd_row<T: Scalar, const P: usize>(p: &mut [T], s: Option<&mut [T]>, a: Option<T>, g: &[T; P], k: (T, T, bool, T)) {
+    if P <= LANES {
+        sgd_block::<T, P>(p, s, a, g, k);
+        return;
+    }
     match s {
         None => {
-            for (p, g) in p.chunks_exact_mut(l).zip(g.chunks_exact(l)) {
+            for (p, g) in p.chunks_exact_mut(LANES).zip(g.chunks_exact(LANES)) {
                 simd::whole_rows();
-                let mut new = [T::zero(); LANES];
-                for j in 0..l {
-                    new[j] = optim::sgd(p[j], grad(g[j]), lr, wd);
-                }
-                p.copy_from_slice(&new[..l]);
+                sgd_block::<T, LANES>(p, None, a, g, k);
             }
         }
         Some(s) => {
-            for ((p, s), g) in p.chunks_exact_mut(l).zip(s.chunks_exact_mut(l)).zip(g.chunks_exact(l)) {
+            for ((p, s), g) in p.chunks_exact_mut(LANES).zip(s.chunks_exact_mut(LANES)).zip(g.chunks_exact(LANES)) {
                 simd::whole_rows();
-                let (mut new, mut b) = ([T::zero(); LANES], [T::zero(); LANES]);
-                for j in 0..l {
-                    let (v, m) = optim::momentum(p[j], grad(g[j]), s[j], lr, mu, wd, nesterov);
-                    new[j] = v;
-                    b[j] = optim::kept(m);
-                }
-                p.copy_from_slice(&new[..l]);
-                s.copy_from_slice(&b[..l]);
+                sgd_block::<T, LANES>(p, Some(s), a, g, k);
             }
         }
     }
+}
+
+/// B values of `sgd_row`, built whole in registers and stored at once (stored one by one, wide rows
+/// stayed scalar; built in a block wider than B, narrow rows went through the stack).
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn sgd_block<T: Scalar, const B: usize>(
+    p: &mut [T],
+    s: Option<&mut [T]>,
+    a: Option<T>,
+    g: &[T],
+    (lr, mu, nesterov, wd): (T, T, bool, T),
+) {
+    let (p, g): (&mut [T; B], &[T; B]) = (fixed_mut(p), fixed(g));
+    let grad = |g: T| a.map_or(g, |a| T::zero() + a * g);
+    let mut new = [T::zero(); B];
+    match s {
+        None => {
+            for j in 0..B {
+                new[j] = optim::sgd(p[j], grad(g[j]), lr, wd);
+            }
+        }
+        Some(s) => {
+            let s: &mut [T; B] = fixed_mut(s);
+            let mut b = [T::zero(); B];
+            for j in 0..B {
+                let (v, m) = optim::momentum(p[j], grad(g[j]), s[j], lr, mu, wd, nesterov);
+                new[j] = v;
+                b[j] = optim::kept(m);
+            }
+            *s = b;
+        }
+    }
+    *p = new;
 }
 
 /// Values `sgd_row` updates at once: an AVX-512 vector of f32, two of f64.
@@ -342,6 +360,13 @@ fn add_bias<T: Scalar, const P: usize>(z: &mut [T; P], b: &[T; P], bias: Bias) {
 #[allow(clippy::inline_always)]
 fn fixed<T, const P: usize>(v: &[T]) -> &[T; P] {
     v.first_chunk().unwrap_or_else(|| unreachable!("the padded layout has P values here"))
+}
+
+/// `fixed`, writable.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn fixed_mut<T, const P: usize>(v: &mut [T]) -> &mut [T; P] {
+    v.first_chunk_mut().unwrap_or_else(|| unreachable!("the padded layout has P values here"))
 }
 
 /// `v` as `len` zeros, reusing its room.
@@ -498,7 +523,9 @@ fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: 
     // otherwise the gradients go into the second buffer, are updated there, and are swapped in if finite.
     let gb = bias_grads::<T, P>(c, &dz1, &dz2);
     let bounds = match *rule {
-        Rule::Sgd { .. } => {
+        // Not at P = 8, where the checked update is the faster: LLVM splits an in-place row of 8 into
+        // pieces of 1, 4, 2 and 1 values.
+        Rule::Sgd { .. } if P != 8 => {
             let (x_, h_, d1, d2) = (max_abs(x), max_abs(&h), max_abs(&dz1), max_abs(&dz2));
             let mut g = (x_ * d1).max(d2 * h_);
             if gb.is_some() {
@@ -509,7 +536,7 @@ fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: 
             let before = pad.bounds.unwrap_or_else(|| measure(pad));
             rule.bounds_after(before, g * 1.01) // with room for each product's rounding
         }
-        Rule::Adam(_) => None,
+        Rule::Sgd { .. } | Rule::Adam(_) => None,
     };
     // The factors of each weight matrix's gradient, an outer product: w1t's, w2's, w2t's.
     let outers = [(x, &dz1), (&dz2, &h), (&h, &dz2)];
