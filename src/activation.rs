@@ -37,6 +37,20 @@ impl Activation {
         }
     }
 
+    /// `apply`, keeping in `sums` each row's sum of `e^(z - max)` when this is a softmax run on this
+    /// thread (`sums` is left empty otherwise), so that cross-entropy need not take the exponentials again.
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // into the wide copies of the training steps
+    pub(crate) fn apply_keeping_sums<T: Scalar>(self, z: &mut [T], cols: usize, sums: &mut Vec<T>) {
+        sums.clear();
+        if self == Self::Softmax && z.len() < PARALLEL {
+            exp_minus_row_max(z, cols);
+            sums.extend(z.chunks_exact_mut(cols).map(normalise));
+        } else {
+            self.apply(z, cols);
+        }
+    }
+
     /// Out of line, so that `apply` stays small enough to inline into the tiny networks' step.
     #[inline(never)]
     fn apply_parallel<T: Scalar>(self, z: &mut [T], cols: usize) {
@@ -171,12 +185,27 @@ pub fn softmax<T: Scalar>(row: &mut [T]) {
 #[allow(clippy::inline_always)] // into the wide copies of the training steps
 pub fn softmax_rows<T: Scalar>(z: &mut [T], cols: usize) {
     exp_minus_row_max(z, cols);
-    for row in z.chunks_exact_mut(cols) {
-        let sum = row.iter().fold(T::zero(), |s, &v| s + v);
-        for v in row.iter_mut() {
-            *v = *v / sum;
-        }
+    z.chunks_exact_mut(cols).for_each(|row| {
+        normalise(row);
+    });
+}
+
+/// A row of exponentials divided by their sum, which is returned.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+fn normalise<T: Scalar>(row: &mut [T]) -> T {
+    let sum = row_sum(row);
+    for v in row.iter_mut() {
+        *v = *v / sum;
     }
+    sum
+}
+
+/// A row's sum in index order, as softmax and cross-entropy's log-sum-exp take it.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+pub(crate) fn row_sum<T: Scalar>(row: &[T]) -> T {
+    row.iter().fold(T::zero(), |s, &v| s + v)
 }
 
 /// `e^(z - max)` in place, with each row's own maximum, in two passes over the block (see `softmax_rows`).

@@ -11,7 +11,7 @@
 //!
 //! For the first two, `dz2 = dL/do * f'(o)` with f the output activation.
 
-use crate::activation::{exp_minus_row_max, row_max, Activation};
+use crate::activation::{exp_minus_row_max, row_max, row_sum, Activation};
 use crate::linalg::Scalar;
 use crate::names::named_enum;
 
@@ -41,7 +41,7 @@ impl Loss {
             }
             Self::CrossEntropy => {
                 scratch.resize(z.len(), T::zero());
-                cross_entropy(z, t, n_out, scratch)
+                cross_entropy(z, t, n_out, scratch, &[])
             }
             Self::BinaryCrossEntropy => {
                 let total: f64 = z.iter().zip(t).map(|(&z, &t)| bce(z, t).to_f64().unwrap_or(f64::NAN)).sum();
@@ -65,10 +65,21 @@ impl Loss {
         total / w.len() as f64
     }
 
-    /// Writes `dz = dL/dz` for the output layer and returns the loss.
+    /// Writes `dz = dL/dz` for the output layer and returns the loss. `sums`: each row's sum of
+    /// `e^(z - max)` when the forward pass kept them (`Activation::apply_keeping_sums`), or empty.
     #[inline(always)]
     #[allow(clippy::inline_always)] // into the tiny step's wide copies (`network::tiny`)
-    pub fn delta<T: Scalar>(self, act: Activation, z: &[T], o: &[T], t: &[T], n_out: usize, dz: &mut [T]) -> f64 {
+    #[allow(clippy::too_many_arguments)] // the output layer's values, each a slice
+    pub fn delta<T: Scalar>(
+        self,
+        act: Activation,
+        z: &[T],
+        o: &[T],
+        t: &[T],
+        n_out: usize,
+        dz: &mut [T],
+        sums: &[T],
+    ) -> f64 {
         let batch = o.len() / n_out;
         match self {
             Self::HalfSse | Self::Mse => {
@@ -84,7 +95,7 @@ impl Loss {
             }
             Self::CrossEntropy => {
                 // dz is the loss's work space before it receives the delta.
-                let loss = cross_entropy(z, t, n_out, dz);
+                let loss = cross_entropy(z, t, n_out, dz, sums);
                 let inv_b = T::one() / T::of(batch as f64);
                 for ((dr, pr), tr) in dz.chunks_exact_mut(n_out).zip(o.chunks_exact(n_out)).zip(t.chunks_exact(n_out)) {
                     let mass: T = tr.iter().copied().sum();
@@ -134,23 +145,29 @@ pub(crate) fn square<T: Scalar>(e: T) -> f64 {
 }
 
 /// Cross-entropy of a batch from its logits, `-1/B sum_b sum_k t (z - log_sum_exp(z_b))` summed in f64,
-/// each row's `log_sum_exp` taken as that function takes it but with the exponentials of the whole batch
-/// at once in `scratch` (as long as z).
+/// each row's `log_sum_exp` taken as that function takes it: from the row sums of `e^(z - max)` in
+/// `sums` when there is one per row, else with the exponentials of the whole batch at once in `scratch`
+/// (as long as z).
 #[inline(always)]
 #[allow(clippy::inline_always)] // into the wide copies of the training steps
-fn cross_entropy<T: Scalar>(z: &[T], t: &[T], n_out: usize, scratch: &mut [T]) -> f64 {
-    scratch.copy_from_slice(z);
-    exp_minus_row_max(scratch, n_out);
+fn cross_entropy<T: Scalar>(z: &[T], t: &[T], n_out: usize, scratch: &mut [T], sums: &[T]) -> f64 {
+    let rows = z.len() / n_out;
+    let kept = sums.len() == rows;
+    if !kept {
+        scratch.copy_from_slice(z);
+        exp_minus_row_max(scratch, n_out);
+    }
     let mut total = 0.0;
-    for ((zr, tr), er) in z.chunks_exact(n_out).zip(t.chunks_exact(n_out)).zip(scratch.chunks_exact(n_out)) {
-        let lse = row_max(zr) + er.iter().copied().sum::<T>().ln();
+    for (r, (zr, tr)) in z.chunks_exact(n_out).zip(t.chunks_exact(n_out)).enumerate() {
+        let sum = if kept { sums[r] } else { row_sum(&scratch[r * n_out..(r + 1) * n_out]) };
+        let lse = row_max(zr) + sum.ln();
         for (&zj, &tj) in zr.iter().zip(tr) {
             if tj != T::zero() {
                 total -= (tj * (zj - lse)).to_f64().unwrap_or(f64::NAN);
             }
         }
     }
-    total / (z.len() / n_out) as f64
+    total / rows as f64
 }
 
 /// One element's binary cross-entropy from its logit, `max(z, 0) - z t + ln(1 + e^-|z|)`: the form that
@@ -271,7 +288,7 @@ mod tests {
             let o = outputs(act, &z, n_out);
             let (want_loss, want_dz) = reference(loss, act, &z, &t, n_out);
             let mut dz = vec![f64::NAN; z.len()];
-            let got = loss.delta(act, &z, &o, &t, n_out, &mut dz);
+            let got = loss.delta(act, &z, &o, &t, n_out, &mut dz, &[]);
             let value = loss.value(&z, &o, &t, n_out);
             let tol = 1e-12 * want_loss.abs().max(1.0);
             assert!((got - want_loss).abs() < tol, "{loss}/{act}: delta's loss {got} vs {want_loss}");
@@ -283,7 +300,7 @@ mod tests {
             let f = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
             let (z32, o32, t32) = (f(&z), f(&o), f(&t));
             let mut dz32 = vec![f32::NAN; z.len()];
-            let got = loss.delta(act, &z32, &o32, &t32, n_out, &mut dz32);
+            let got = loss.delta(act, &z32, &o32, &t32, n_out, &mut dz32, &[]);
             let value = loss.value(&z32, &o32, &t32, n_out);
             assert!((got - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0), "{loss}/{act} f32: {got}");
             assert!((value - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0), "{loss}/{act} f32: {value}");
@@ -313,12 +330,19 @@ mod tests {
                 let mut o = z.clone();
                 o.chunks_exact_mut(n_out).for_each(crate::activation::softmax);
                 let mut dz = vec![f64::NAN; z.len()];
-                let got = Loss::CrossEntropy.delta(Activation::Softmax, &z, &o, &t, n_out, &mut dz);
+                let got = Loss::CrossEntropy.delta(Activation::Softmax, &z, &o, &t, n_out, &mut dz, &[]);
                 assert_eq!(got.to_bits(), want.to_bits(), "{batch}x{n_out}");
                 assert_eq!(Loss::CrossEntropy.value(&z, &o, &t, n_out).to_bits(), want.to_bits(), "{batch}x{n_out}");
                 let mut block = z.clone();
                 Activation::Softmax.apply(&mut block, n_out);
                 assert_eq!(block, o, "{batch}x{n_out}");
+                // With the sums the forward pass keeps: the same outputs, loss and delta, bit for bit.
+                let (mut kept, mut sums, mut dz_kept) = (z.clone(), vec![], vec![f64::NAN; z.len()]);
+                Activation::Softmax.apply_keeping_sums(&mut kept, n_out, &mut sums);
+                assert_eq!((kept, sums.len()), (o.clone(), batch), "{batch}x{n_out}");
+                let got = Loss::CrossEntropy.delta(Activation::Softmax, &z, &o, &t, n_out, &mut dz_kept, &sums);
+                assert_eq!(got.to_bits(), want.to_bits(), "{batch}x{n_out} with the kept sums");
+                assert_eq!(dz_kept, dz, "{batch}x{n_out} with the kept sums");
             }
         }
     }

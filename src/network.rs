@@ -166,6 +166,9 @@ pub struct Forward<T> {
     pub h: Vec<T>,
     pub z2: Vec<T>,
     pub o: Vec<T>,
+    /// Each row's sum of `e^(z2 - max)` behind softmax outputs, for the loss (empty when not kept; see
+    /// `Activation::apply_keeping_sums`).
+    pub sums: Vec<T>,
 }
 
 impl<T> Forward<T> {
@@ -173,7 +176,8 @@ impl<T> Forward<T> {
     fn reserve(&mut self, c: &Config, batch: usize) -> Result<()> {
         memory::reserve("hidden activations", &mut self.h, batch, c.n_hidden)?;
         memory::reserve("output activations", &mut self.z2, batch, c.n_out)?;
-        memory::reserve("output activations", &mut self.o, batch, c.n_out)
+        memory::reserve("output activations", &mut self.o, batch, c.n_out)?;
+        memory::reserve("softmax sums", &mut self.sums, batch, 1)
     }
 }
 
@@ -411,7 +415,7 @@ impl<T: Scalar> Network<T> {
         affine(&acts.h, &self.params[W2], &self.params[B2], batch, c.n_hidden, c.n_out, c.bias, &mut acts.z2);
         acts.o.clear();
         acts.o.extend_from_slice(&acts.z2);
-        c.output_activation.apply(&mut acts.o, c.n_out);
+        c.output_activation.apply_keeping_sums(&mut acts.o, c.n_out, &mut acts.sums);
     }
 
     /// Fills `grads` from the activations of the last forward pass; returns the loss.
@@ -428,7 +432,7 @@ impl<T: Scalar> Network<T> {
         self.dz2.resize(batch * n_out, T::zero());
         self.dz1.resize(batch * n_hidden, T::zero());
         let Self { params, grads, acts, dz2, dz1, .. } = self;
-        let mut loss = c.loss.delta(c.output_activation, &acts.z2, &acts.o, t, n_out, dz2);
+        let mut loss = c.loss.delta(c.output_activation, &acts.z2, &acts.o, t, n_out, dz2, &acts.sums);
         if let Some(w) = w {
             loss = c.loss.weigh_rows(&acts.z2, &acts.o, t, n_out, w, dz2);
         }

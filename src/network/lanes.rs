@@ -712,7 +712,7 @@ fn delta<T: Scalar>(c: &Config, z: &[V<T>], o: &[V<T>], t: &[V<T>], dz: &mut [V<
         Loss::BinaryCrossEntropy => each(|l| {
             let lane = |v: &[V<T>]| -> [T; WIDEST] { std::array::from_fn(|k| v.get(k).map_or(T::zero(), |v| v[l])) };
             let (z, o, t, mut d) = (lane(z), lane(o), lane(t), [T::zero(); WIDEST]);
-            let value = loss.delta(act, &z[..n_out], &o[..n_out], &t[..n_out], n_out, &mut d[..n_out]);
+            let value = loss.delta(act, &z[..n_out], &o[..n_out], &t[..n_out], n_out, &mut d[..n_out], &[]);
             dz.iter_mut().zip(d).for_each(|(dz, d)| dz[l] = d);
             value
         }),

@@ -566,7 +566,7 @@ fn binary_cross_entropy_is_the_mean_over_elements_from_the_logits() {
     let n = z.len() as f64;
     close(Loss::BinaryCrossEntropy.value(&z, &o, &t, n_out), want, 1e-12, "loss");
     let mut dz = [0.0; 6];
-    let loss = Loss::BinaryCrossEntropy.delta(Activation::Sigmoid, &z, &o, &t, n_out, &mut dz);
+    let loss = Loss::BinaryCrossEntropy.delta(Activation::Sigmoid, &z, &o, &t, n_out, &mut dz, &[]);
     assert_eq!(loss.to_bits(), Loss::BinaryCrossEntropy.value(&z, &o, &t, n_out).to_bits());
     for k in 0..6 {
         close(dz[k], (o[k] - t[k]) / n, 1e-15, "dL/dz");

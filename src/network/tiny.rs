@@ -509,7 +509,7 @@ fn step<T: Scalar, const P: usize>(c: &Config, pad: &mut Pad<T>, x: &[T; P], t: 
 
     // backward: dz2, then dz1 = (w2^T dz2) * f'(h)
     let mut dz2 = [T::zero(); P];
-    let loss = c.loss.delta(c.output_activation, &z2[..n_out], &o[..n_out], t, n_out, &mut dz2[..n_out]);
+    let loss = c.loss.delta(c.output_activation, &z2[..n_out], &o[..n_out], t, n_out, &mut dz2[..n_out], &[]);
     if !loss.is_finite() {
         return Err(Error::Diverged { step: 0, what: "loss", losses: vec![] });
     }
