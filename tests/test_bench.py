@@ -6,6 +6,7 @@ The native C++ programs need a C++ compiler (CI has g++); without one their test
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib.util
 import json
 import math
@@ -115,6 +116,27 @@ def test_a_wrong_implementation_is_reported_loudly(tmp_path, capsys):
     assert [r.agrees for r in point.results] == [True, False]
     report.report([point], [], print)
     assert "LOSS MISMATCH: off by 1%" in capsys.readouterr().out
+
+
+def test_no_collection_falls_inside_a_timed_run():
+    # The collector is off while each implementation's run is timed (a full collection there costs
+    # milliseconds, and one before each run left the next one cold), and on again afterwards, also
+    # when a run raises.
+    named = [dataclasses.make_dataclass("Named", ["name"])(n) for n in ("a", "b")]
+    seen: list[bool] = []
+    out = measure.interleave(
+        named, build=lambda impl: impl, go=lambda _: float(seen.append(gc.isenabled()) or 1), reps=3
+    )
+    assert seen == [False] * 6
+    assert {name: len(times) for name, (times, _) in out.items()} == {"a": 3, "b": 3}
+    assert gc.isenabled()
+
+    def fails(_: object) -> float:
+        raise RuntimeError("a run that fails")
+
+    with pytest.raises(RuntimeError, match="a run that fails"):
+        measure.interleave(named, build=lambda impl: impl, go=fails, reps=1)
+    assert gc.isenabled()
 
 
 def test_small_net_goals_compare_rustbp_with_the_native_programs():

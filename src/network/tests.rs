@@ -519,6 +519,52 @@ fn an_sgd_update_that_would_overflow_is_refused_and_keeps_the_weights() {
 }
 
 #[test]
+fn a_nan_in_a_hidden_delta_under_a_finite_loss_is_refused_and_keeps_the_weights() {
+    // A 1-2-1 ReLU net in f32 whose second hidden unit is off (h = 0) but sits behind an output weight
+    // of 1e30: its delta is inf * relu'(0) = inf * 0, a NaN, while the loss (1e20, summed in f64) and
+    // the other unit's delta are finite. The bounds must see the NaN and send the step to the checked
+    // update, which refuses it, rather than write NaN into w1 in place.
+    let config = Config {
+        hidden_activation: Activation::Relu,
+        output_activation: Activation::Identity,
+        loss: Loss::Mse,
+        bias: Bias::None,
+        optimizer: Optimizer::sgd(0.1),
+        ..Config::new(1, 2, 1)
+    };
+    let mut net = Network::<f32>::with_params(config, [vec![1.0, -1.0], vec![], vec![1e5, 1e30], vec![]]).unwrap();
+    let before = net.clone();
+    match net.train(&[1e5], &[0.0], 1, &mut no_stop()) {
+        Err(Error::Diverged { what: "weights", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(net.params(), before.params());
+}
+
+#[test]
+fn a_decayed_weight_past_the_largest_value_is_refused_and_keeps_the_weights() {
+    // A weight of 3e38 on an input that is 0 changes no output and gets no gradient, so nothing in
+    // the step's values shows it; only the bound measured on the weights themselves does. Weight decay
+    // 3 at lr 1 takes it to -6e38, past f32's largest: the update must be checked and refused.
+    let config = Config {
+        hidden_activation: Activation::Identity,
+        output_activation: Activation::Identity,
+        loss: Loss::Mse,
+        bias: Bias::None,
+        optimizer: Optimizer::Sgd { lr: 1.0, momentum: 0.0, nesterov: false, weight_decay: 3.0 },
+        ..Config::new(2, 2, 2)
+    };
+    let w1 = vec![0.5, 3e38, 0.25, 0.0];
+    let mut net = Network::<f32>::with_params(config, [w1, vec![], vec![0.5, 0.25, 0.125, 0.5], vec![]]).unwrap();
+    let before = net.clone();
+    match net.train(&[1.0, 0.0], &[0.5, 0.5], 1, &mut no_stop()) {
+        Err(Error::Diverged { what: "weights", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(net.params(), before.params());
+}
+
+#[test]
 fn sgd_past_the_bound_on_its_values_takes_the_checked_update_with_the_same_bits() {
     // SGD writes its update over the old values while bounds prove the new ones finite. Weights
     // near f32's largest (5e37, over a sixteenth of it) fail that proof, so these steps take the

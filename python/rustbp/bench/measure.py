@@ -206,19 +206,28 @@ def interleave(
     returns each one's times and the value of its last run. ``build`` is not timed."""
     out: dict[str, tuple[list[float], float]] = {i.name: ([], float("nan")) for i in impls}
     order = list(impls)
-    for r in range(reps):
-        # A fresh order every round: rotating a fixed one would give each implementation the same
-        # predecessor every time, and a predecessor's lingering threads cost its successor up to 20%.
-        random.Random(r).shuffle(order)
-        for impl in order:
-            trainer = build(impl)
-            gc.collect()
-            t0 = time.perf_counter()
-            value = go(trainer)
-            dt = time.perf_counter() - t0
-            times, _ = out[impl.name]
-            times.append(dt)
-            out[impl.name] = (times, value)
+    # The collector is run once here and kept off while timing, so that no collection falls inside a
+    # timed run. Not run before each: a full collection walks every object (60 ms with PyTorch loaded)
+    # and leaves the next run cold; rustbp's 2-2-2 then took 160 ns a step over 2,000 steps, not 100.
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(reps):
+            # A fresh order every round: rotating a fixed one would give each implementation the same
+            # predecessor every time, and a predecessor's lingering threads cost its successor up to 20%.
+            random.Random(r).shuffle(order)
+            for impl in order:
+                trainer = build(impl)
+                t0 = time.perf_counter()
+                value = go(trainer)
+                dt = time.perf_counter() - t0
+                times, _ = out[impl.name]
+                times.append(dt)
+                out[impl.name] = (times, value)
+    finally:
+        if enabled:
+            gc.enable()
     return out
 
 

@@ -68,8 +68,8 @@ def run_plan(plan: Plan, out_dir: Path, stem: str = "bench", say: Callable[[str]
                 notes.append(f"C++: {e}; the native columns are skipped")
                 programs.close()
                 programs = None
-    # Move everything the imports made out of the collector's way, so the collection before each timed
-    # run (which keeps one implementation's garbage out of the next one's time) costs little.
+    # Move everything the imports made out of the collector's way, so the collection before each point's
+    # timed runs (which keeps earlier garbage out of their time) costs little.
     gc.collect()
     gc.freeze()
     try:
