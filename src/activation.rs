@@ -185,9 +185,9 @@ pub fn softmax<T: Scalar>(row: &mut [T]) {
 #[allow(clippy::inline_always)] // into the wide copies of the training steps
 pub fn softmax_rows<T: Scalar>(z: &mut [T], cols: usize) {
     exp_minus_row_max(z, cols);
-    z.chunks_exact_mut(cols).for_each(|row| {
+    for row in z.chunks_exact_mut(cols) {
         normalise(row);
-    });
+    }
 }
 
 /// A row of exponentials divided by their sum, which is returned.
