@@ -67,7 +67,9 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 #   checked in a second buffer when its values are finite either way (both give the same bits, tested),
 #   such as `bounds_after`'s `<` against the limit as `<=`.
 # - activation.rs `row_max`'s `v > m` as `>=`: of two equal values it keeps the later (0 and -0 give the
-#   same exponentials and log-sum-exp).
+#   same exponentials and log-sum-exp); `apply_keeping_sums`'s `z.len() < PARALLEL` as `<=` (a softmax of
+#   exactly PARALLEL values run on this thread, keeping its sums: the same bits, tested).
+# - network/tiny.rs `step`'s `P != 8` (which update runs at width 8: the same bits).
 MUTATED := src/activation.rs src/loss.rs src/optim.rs src/linalg.rs src/exp.rs src/network.rs \
 	src/network/tiny.rs src/network/backend.rs src/network/lanes.rs src/simd.rs
 
