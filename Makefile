@@ -45,7 +45,8 @@ fuzz: build ## throw 10,000 random cases at the public API (CASES=n for more); p
 # and both product routines are checked against a plain product on each side of the threshold):
 # - whether or how work is split over threads: PARALLEL's `<<` in optim.rs and linalg.rs; optim.rs
 #   `p.len() < PARALLEL`; activation.rs apply's `&&`/`>=`/`!=` and chunk size's `/`, backprop's `>=`;
-#   linalg.rs `large` (threads, parts) and `blocks` (by rows or by columns, at most len / 32 parts);
+#   linalg.rs `large` (threads, parts), `threaded`'s thresholds, and `blocks` (by rows or by columns, at
+#   most len / 32 parts);
 # - which of two product routines runs: linalg.rs `matmul`'s `m * n * k < SMALL || k == 0`.
 # - exp.rs's clamp `x < -746.0` (and -105.0) as `<=`: the bound is clamped to itself.
 # - network/backend.rs `in_pool` and `whole_call`: whether a run of steps, or a whole call, is handed to

@@ -10,6 +10,14 @@ use rayon::prelude::*;
 
 /// Products with fewer multiply-adds than this run as a direct loop.
 const SMALL: usize = 2048;
+/// Whether a product of `work` multiply-adds is split over the pool's threads: from `PARALLEL`, or from a
+/// quarter of it on a thread of the pool already (a whole call handed over because its steps have larger
+/// regions), where a split costs a join and no hand-off. 64-1024-10 at batch 1024: its three products of
+/// 10M multiply-adds went from one core to two, 3.7-4.2 ms a step to 3.1-3.4.
+fn threaded(work: usize) -> bool {
+    work >= PARALLEL || (work >= PARALLEL / 4 && rayon::current_thread_index().is_some())
+}
+
 /// Products with at least this many multiply-adds use every rayon thread; smaller ones run on one core,
 /// where waking the threads costs more than they gain. Measured on the 2-core development machine, whole
 /// steps of 64-H-10: threads slowed steps whose products were 1M multiply-adds by up to half and gave no
@@ -145,7 +153,7 @@ impl<T> Out<T> {
 
 #[inline(never)]
 fn large<T: Scalar>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) {
-    let threads = if m * n * k >= PARALLEL { crate::threads::count() } else { 1 };
+    let threads = if threaded(m * n * k) { crate::threads::count() } else { 1 };
     // Two blocks per thread: gemm's own threading scales poorly when the right operand is transposed,
     // as in the forward pass (256x1024x784 on 2 cores: 2.0 ms threaded by gemm, 1.5 ms in 4 blocks).
     let parts = if threads > 1 { 2 * threads } else { 1 };
@@ -248,6 +256,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_product_split_on_the_pool_has_the_bits_of_one_on_the_caller() {
+        // 64 x 256 x 512 multiply-adds: under PARALLEL, so one core from the caller's thread, but split
+        // over the pool's threads when called from one of them.
+        let (m, n, k) = (64, 256, 512);
+        assert!(!threaded(m * n * k) && m * n * k >= PARALLEL / 4);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1009) as f32).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729 % 997) as f32).cos()).collect();
+        let mut alone = vec![0.0_f32; m * n];
+        matmul(m, n, k, Mat::n(&a, k), Mat::t(&b, k), &mut alone, false);
+        let (on_pool, split) = crate::threads::install(|| {
+            let mut c = vec![0.0_f32; m * n];
+            matmul(m, n, k, Mat::n(&a, k), Mat::t(&b, k), &mut c, false);
+            (threaded(m * n * k), c)
+        });
+        assert!(on_pool || crate::threads::count() == 1, "not split on the pool");
+        assert!(alone.iter().zip(&split).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(alone.iter().any(|&v| v != 0.0));
     }
 
     #[test]
