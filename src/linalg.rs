@@ -13,7 +13,7 @@ const SMALL: usize = 2048;
 /// Whether a product of `work` multiply-adds is split over the pool's threads: from `PARALLEL`, or from a
 /// quarter of it on a thread of the pool already (a whole call handed over because its steps have larger
 /// regions), where a split costs a join and no hand-off. 64-1024-10 at batch 1024: its three products of
-/// 10M multiply-adds went from one core to two, 3.7-4.2 ms a step to 3.1-3.4.
+/// 10M multiply-adds went from one core to two, 3.8-4.0 ms a step to 3.5-3.6.
 fn threaded(work: usize) -> bool {
     work >= PARALLEL || (work >= PARALLEL / 4 && rayon::current_thread_index().is_some())
 }
