@@ -10,6 +10,13 @@ use rayon::prelude::*;
 
 /// Products with fewer multiply-adds than this run as a direct loop.
 const SMALL: usize = 2048;
+/// Products with at least this many multiply-adds use every rayon thread; smaller ones run on one core,
+/// where waking the threads costs more than they gain. Measured on the 2-core development machine, whole
+/// steps of 64-H-10: threads slowed steps whose products were 1M multiply-adds by up to half and gave no
+/// clear gain below about 16M (the caller is not a rayon thread, so each threaded region hands work over
+/// and waits for it).
+pub(crate) const PARALLEL: usize = 1 << 24;
+
 /// Whether a product of `work` multiply-adds is split over the pool's threads: from `PARALLEL`, or from a
 /// quarter of it on a thread of the pool already (a whole call handed over because its steps have larger
 /// regions), where a split costs a join and no hand-off. 64-1024-10 at batch 1024: its three products of
@@ -17,13 +24,6 @@ const SMALL: usize = 2048;
 fn threaded(work: usize) -> bool {
     work >= PARALLEL || (work >= PARALLEL / 4 && rayon::current_thread_index().is_some())
 }
-
-/// Products with at least this many multiply-adds use every rayon thread; smaller ones run on one core,
-/// where waking the threads costs more than they gain. Measured on the 2-core development machine, whole
-/// steps of 64-H-10: threads slowed steps whose products were 1M multiply-adds by up to half and gave no
-/// clear gain below about 16M (the caller is not a rayon thread, so each threaded region hands work over
-/// and waits for it).
-pub(crate) const PARALLEL: usize = 1 << 24;
 
 /// The element types the network computes in: f32 and f64.
 pub trait Scalar: Float + Send + Sync + std::fmt::Debug + Default + std::iter::Sum + 'static {
