@@ -507,15 +507,21 @@ fn an_sgd_update_that_would_overflow_is_refused_and_keeps_the_weights() {
             optimizer: Optimizer::Sgd { lr: 2.0, momentum, nesterov: false, weight_decay: 0.0 },
             ..Config::new(1, 1, 1)
         };
-        let mut net = Network::<f32>::with_params(config, [vec![1.0], vec![], vec![1.0], vec![]]).unwrap();
-        let before = net.clone();
-        match net.train(&[1e19], &[0.0], 1, &mut no_stop()) {
-            Err(Error::Diverged { what: "weights", .. }) => {}
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(net.params(), before.params());
-        assert_eq!(net.optimizer_state(), before.optimizer_state());
+        step_is_refused(config, [vec![1.0], vec![], vec![1.0], vec![]], &[1e19], &[0.0]);
     }
+}
+
+/// One step of a network with `params` on (x, t) must be refused as diverged and leave the weights and
+/// optimizer state as they were.
+fn step_is_refused(config: Config, params: [Vec<f32>; 4], x: &[f32], t: &[f32]) {
+    let mut net = Network::<f32>::with_params(config, params).unwrap();
+    let before = net.clone();
+    match net.train(x, t, 1, &mut no_stop()) {
+        Err(Error::Diverged { what: "weights", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(net.params(), before.params());
+    assert_eq!(net.optimizer_state(), before.optimizer_state());
 }
 
 #[test]
@@ -532,13 +538,7 @@ fn a_nan_in_a_hidden_delta_under_a_finite_loss_is_refused_and_keeps_the_weights(
         optimizer: Optimizer::sgd(0.1),
         ..Config::new(1, 2, 1)
     };
-    let mut net = Network::<f32>::with_params(config, [vec![1.0, -1.0], vec![], vec![1e5, 1e30], vec![]]).unwrap();
-    let before = net.clone();
-    match net.train(&[1e5], &[0.0], 1, &mut no_stop()) {
-        Err(Error::Diverged { what: "weights", .. }) => {}
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(net.params(), before.params());
+    step_is_refused(config, [vec![1.0, -1.0], vec![], vec![1e5, 1e30], vec![]], &[1e5], &[0.0]);
 }
 
 #[test]
@@ -555,13 +555,7 @@ fn a_decayed_weight_past_the_largest_value_is_refused_and_keeps_the_weights() {
         ..Config::new(2, 2, 2)
     };
     let w1 = vec![0.5, 3e38, 0.25, 0.0];
-    let mut net = Network::<f32>::with_params(config, [w1, vec![], vec![0.5, 0.25, 0.125, 0.5], vec![]]).unwrap();
-    let before = net.clone();
-    match net.train(&[1.0, 0.0], &[0.5, 0.5], 1, &mut no_stop()) {
-        Err(Error::Diverged { what: "weights", .. }) => {}
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(net.params(), before.params());
+    step_is_refused(config, [w1, vec![], vec![0.5, 0.25, 0.125, 0.5], vec![]], &[1.0, 0.0], &[0.5, 0.5]);
 }
 
 #[test]
