@@ -198,9 +198,7 @@ impl<T: Scalar> Rule<T> {
             }
         }
     }
-}
 
-impl<T: Scalar> Rule<T> {
     /// For an update written over the values it reads (as the one-sample path does when it can): bounds
     /// on |value| and |state| after the update, from bounds before it and on |gradient|, when every
     /// value on the way is certain to stay finite (below a sixteenth of T's largest). None otherwise, and
