@@ -183,6 +183,35 @@ def test_small_net_goals_compare_rustbp_with_the_native_programs():
     assert got["batch 1: 32-32-32 rustbp f64 loop in Rust, time per step"] == (pytest.approx(0.7), False)
 
 
+def test_the_large_net_goals_take_the_faster_pytorch_and_the_share_of_the_peak():
+    """784-1024-10 at batch 256: rustbp's time over the faster of PyTorch's two thread settings, and
+    rustbp's share of the peak measured in the same run, each dtype against its own goal."""
+    rb32, rb64 = impls.rustbp_name("float32", "rust"), impls.rustbp_name("float64", "rust")
+    times = {
+        rb32: 0.9e-3,
+        "PyTorch CPU f32": 1.2e-3,
+        "PyTorch CPU f32 1 thread": 1.0e-3,
+        rb64: 2.2e-3,
+        "PyTorch CPU f64": 2.0e-3,
+        "PyTorch CPU f64 1 thread": 4.0e-3,
+    }
+    results = [measure.Result(i, "float64", 10, [10 * t], 0.0, True) for i, t in times.items()]
+    results[0].extra["peak_fraction"] = 0.75
+    results[3].extra["peak_fraction"] = 0.5
+    points = [measure.Point("large", impls.Spec(784, 1024, 10), 256, 10, 0.0, results)]
+    got = {t["target"]: (t["measured"], t["met"], t["unit"]) for t in report.targets(points)}
+    step = "784-1024-10 batch 256: rustbp {} step time / best PyTorch CPU {}"
+    share = "784-1024-10 batch 256: rustbp {} share of the machine's measured peak"
+    assert got[step.format("f32", "f32")] == (pytest.approx(0.9), True, "x")
+    assert got[step.format("f64", "f64")] == (pytest.approx(1.1), False, "x")
+    assert got[share.format("f32")] == (pytest.approx(75.0), True, "%")
+    assert got[share.format("f64")] == (pytest.approx(50.0), False, "%")
+    lines: list[str] = []
+    report.report(points, [], lines.append)
+    shown = next(line for line in lines if share.format("f32") in line)
+    assert "75%" in shown and "goal >= 70%" in shown and "reached" in shown
+
+
 def test_bench_command_writes_agreeing_results(tmp_path, capsys):
     """`rustbp bench` on tiny sizes: the article's loss after one update, a four-point sweep, the native
     reference at two widths, the table, the JSON file with the peak and each result's GFLOP/s, and the

@@ -39,6 +39,14 @@ def fmt_percent(fraction: float | None) -> str:
     return f"{100 * fraction:.2g}%" if fraction < 0.1 else f"{100 * fraction:.0f}%"
 
 
+#: How a goal's measured value is printed, by its unit.
+SHOWN: dict[str, Callable[[float], str]] = {
+    "x": lambda v: f"{v:,.3g}x",
+    "us": lambda v: f"{v:,.2f} us",
+    "%": lambda v: f"{v:.0f}%",
+}
+
+
 def fmt_peak(r: Result) -> str:
     """GFLOP/s and the percentage of the peak, or blanks where they do not apply."""
     g = r.extra.get("gflops")
@@ -201,14 +209,24 @@ def targets(points: list[Point]) -> list[dict[str, Any]]:
             partial(operator.ge, goal),
             "us",
         )
+    large = by.get("large")
     for dt in ("f32", "f64"):
-        v = ratio("large", rustbp_name("float32" if dt == "f32" else "float64", "rust"), f"PyTorch CPU {dt}")
+        name = rustbp_name("float32" if dt == "f32" else "float64", "rust")
         goal = 0.9 if dt == "f32" else 1.0
         add(
             f"784-1024-10 batch 256: rustbp {dt} step time / best PyTorch CPU {dt}",
-            v,
+            ratio("large", name, f"PyTorch CPU {dt}"),
             f"<= {goal}x",
             partial(operator.ge, goal),
+        )
+        r = large.get(name) if large else None
+        share = r.extra.get("peak_fraction") if r else None
+        add(
+            f"784-1024-10 batch 256: rustbp {dt} share of the machine's measured peak",
+            None if share is None else 100 * share,
+            ">= 70%",
+            partial(operator.le, 70.0),
+            "%",
         )
     sweep = [p for p in points if p.workload == "sweep"]
     worst: float | None = None
@@ -305,7 +323,7 @@ def report(points: list[Point], notes: list[str], say: Callable[[str], None]) ->
     say("\nPerformance goals, as measured in this run")
     for t in found:
         v = t["measured"]
-        shown = "not measured" if v is None else (f"{v:,.2f} {t['unit']}" if t["unit"] == "us" else f"{v:,.3g}x")
+        shown = "not measured" if v is None else SHOWN[t["unit"]](v)
         mark = {None: "-", True: "reached", False: "not reached"}[t["met"]]
         say(f"  {t['target']:<80} {shown:>14}  goal {t['goal']:<10} {mark}")
     bad = [(p, r) for p in points for r in p.results if r.agrees is False]
