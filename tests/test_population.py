@@ -319,6 +319,28 @@ def test_to_moves_every_member():
     assert_close(gpu.to("cpu", "float64").get_weights()["w1"], pop.get_weights()["w1"], 1e-5)
 
 
+def test_gpu_members_too_large_for_the_fused_kernel_train_side_by_side_as_alone():
+    """64-48-10 has 3,610 parameters, more than the fused kernel holds: the members train through the tiled
+    kernels, each dispatch over all of them, and each equals its GPU network alone bit for bit."""
+    from conftest import require
+
+    require(GPU)
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(50, 64)), rng.integers(0, 10, 50)
+    kw = {"hidden_activation": "relu", "output_activation": "softmax", "loss": "cross_entropy"}
+    opt = rustbp.SGD(lr=0.05, momentum=0.9)
+    pop = rustbp.Population(64, 48, 10, 3, optimizer=opt, lr=[0.02, 0.05, 0.1], seed=4, device="gpu", **kw)
+    nets = [pop[i] for i in range(3)]
+    assert nets[0].device == "gpu"
+    losses = pop.train(x[:20], y[:20], 4)
+    history = pop.fit(x, y, 2, 16, seed=1, bootstrap=True)
+    for i, net in enumerate(nets):
+        np.testing.assert_array_equal(losses[i], net.train(x[:20], y[:20], 4))
+        rows = rustbp.population.bootstrap_rows(len(x), 1, i)
+        np.testing.assert_array_equal(history.loss[i], net.fit(x[rows], y[rows], 2, 16, seed=1).loss)
+        assert_same(net, pop[i], exact=True)
+
+
 @pytest.mark.parametrize("how", ["pickle", "save"])
 def test_populations_resume_exactly_after_pickle_and_save(tmp_path, how):
     rng = np.random.default_rng(4)

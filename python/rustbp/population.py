@@ -2,9 +2,10 @@
 
 Member ``i`` is exactly the ``Network`` built with that member's seed and optimizer settings and given
 the same calls: the core runs the network's own code on each member, members side by side on its
-threads, so results agree bit for bit on the CPU (float64 and float32). On the GPU, members of up to
-2,560 parameters train side by side in one dispatch, one workgroup each, every member bit for bit its
-GPU network alone (and within 1e-4 of the CPU)."""
+threads, so results agree bit for bit on the CPU (float64 and float32). On the GPU, members train side
+by side, every member bit for bit its GPU network alone (and within 1e-4 of the CPU): members of up to
+2,560 parameters in one dispatch, one workgroup each; larger ones with every dispatch of a step covering
+all of them."""
 
 from __future__ import annotations
 

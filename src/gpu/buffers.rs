@@ -132,20 +132,22 @@ pub struct Work {
 }
 
 impl Work {
-    /// Buffers for `rows` rows; `scratch_rows` is how many of them the fused kernel may hold (0: none).
-    pub fn new(ctx: &Context, c: &Config, rows: usize, scratch_rows: usize) -> Result<Self> {
+    /// Buffers for `rows` rows of each of `members` networks (see `plan::Stack`), with `batches` batches
+    /// of inputs and targets (1: one for every member), and the fused kernel's scratch for each.
+    pub fn new(ctx: &Context, c: &Config, rows: usize, [members, batches]: [usize; 2]) -> Result<Self> {
+        let each = rows * members;
         Ok(Self {
             cap: rows,
-            x: ctx.storage("inputs", rows * c.n_in)?,
-            t: ctx.storage("targets", rows * c.n_out)?,
-            h: ctx.storage("hidden activations", rows * c.n_hidden)?,
-            z2: ctx.storage("output net inputs", rows * c.n_out)?,
-            o: ctx.storage("outputs", rows * c.n_out)?,
-            dz2: ctx.storage("output deltas", rows * c.n_out)?,
-            dz1: ctx.storage("hidden deltas", rows * c.n_hidden)?,
-            row_loss: ctx.storage("row losses", rows)?,
-            colsum: ctx.storage("bias gradient sums", c.n_hidden.max(c.n_out))?,
-            scratch: ctx.storage("fused activations", scratch_rows * super::fused::scratch_per_row(c))?,
+            x: ctx.storage("inputs", rows * batches * c.n_in)?,
+            t: ctx.storage("targets", rows * batches * c.n_out)?,
+            h: ctx.storage("hidden activations", each * c.n_hidden)?,
+            z2: ctx.storage("output net inputs", each * c.n_out)?,
+            o: ctx.storage("outputs", each * c.n_out)?,
+            dz2: ctx.storage("output deltas", each * c.n_out)?,
+            dz1: ctx.storage("hidden deltas", each * c.n_hidden)?,
+            row_loss: ctx.storage("row losses", each)?,
+            colsum: ctx.storage("bias gradient sums", members * c.n_hidden.max(c.n_out))?,
+            scratch: ctx.storage("fused activations", members * super::fused::scratch_values(c, rows))?,
             plans: HashMap::new(),
         })
     }

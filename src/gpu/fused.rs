@@ -37,6 +37,17 @@ pub fn scratch_per_row(c: &Config) -> usize {
     2 * c.n_hidden + 3 * c.n_out + 1
 }
 
+/// Values of `scratch` that batches of up to `rows` rows need for each network: those of the largest
+/// batch the fused kernel takes, when its activations do not fit in workgroup memory.
+pub fn scratch_values(c: &Config, rows: usize) -> usize {
+    let r = rows.min(FUSED_MAX_ROWS);
+    if fits(c, r) && !local(c, r) {
+        r * scratch_per_row(c)
+    } else {
+        0
+    }
+}
+
 /// Whether a batch of `rows` rows keeps its activations in workgroup memory (`fused_local`).
 pub fn local(c: &Config, rows: usize) -> bool {
     rows * scratch_per_row(c) <= FUSED_LOCAL_SCRATCH

@@ -175,6 +175,13 @@ pub struct MatmulParams {
     pub epilogue: u32,
     pub act: u32,
     pub bias_mode: u32,
+    /// Values from one member's operand to the next's (workgroups (., ., m) take member m); 0: shared.
+    pub a_stride: u32,
+    pub b_stride: u32,
+    pub c_stride: u32,
+    pub bias_stride: u32,
+    pub d_stride: u32,
+    pub pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -185,7 +192,9 @@ pub struct RowsParams {
     pub act: u32,
     pub loss: u32,
     pub scale: f32,
-    pub pad: [u32; 3],
+    /// Values from one member's targets to the next's; 0: one batch for every member.
+    pub t_stride: u32,
+    pub pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -196,7 +205,9 @@ pub struct ReduceParams {
     pub out_off: u32,
     pub at_step: u32,
     pub scale: f32,
-    pub pad: [u32; 3],
+    /// Values from one member's destination to the next's.
+    pub out_stride: u32,
+    pub pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -223,6 +234,12 @@ pub struct OptimParams {
     pub beta2w: f32,
     pub eps: f32,
     pub pad1: f32,
+    /// Where the member's parameters (and gradients), optimizer state, and loss history (and Adam's
+    /// schedule) start.
+    pub theta_off: u32,
+    pub state_off: u32,
+    pub step_off: u32,
+    pub pad2: u32,
 }
 
 #[repr(C)]

@@ -8,7 +8,6 @@
 
 use super::buffers::{Buffers, Layout, Work};
 use super::context::Context;
-use super::fused::FUSED_MAX_ROWS;
 use super::plan::Kernel;
 use super::submit::{plan_of, Gathers};
 use super::AdapterSummary;
@@ -99,8 +98,7 @@ impl GpuNetwork {
     /// the plans built on the old ones), and returns them.
     fn ensure_plan<'w>(&self, work: &'w mut Option<Work>, rows: usize) -> Result<&'w mut Work> {
         if work.as_ref().is_none_or(|w| w.cap < rows) {
-            let scratch_rows = if self.uses_fused(rows.min(FUSED_MAX_ROWS)) { rows.min(FUSED_MAX_ROWS) } else { 0 };
-            *work = Some(self.ctx.guarded("allocation", || Work::new(&self.ctx, &self.config, rows, scratch_rows))?);
+            *work = Some(self.ctx.guarded("allocation", || Work::new(&self.ctx, &self.config, rows, [1, 1]))?);
         }
         let w = work.as_mut().ok_or_else(|| Error::Gpu { op: "planning", message: "no work buffers".into() })?;
         if !w.plans.contains_key(&rows) {

@@ -47,6 +47,26 @@ impl Dispatch {
     }
 }
 
+/// Where a plan's kernels find the values of the members they train: buffers holding `members`
+/// networks' values side by side. Member m's parameters and gradients start m n_params values in, its
+/// loss history m `history`, its step counter is the m-th (its optimizer state and Adam's schedule are
+/// where its row of `optim` says); its activations follow the previous member's in the work buffers, and so
+/// do its inputs and targets with `own_batches` (else every member reads the one batch). A network
+/// alone is a stack of one.
+pub struct Stack<'a> {
+    pub members: usize,
+    pub theta: &'a wgpu::Buffer,
+    pub grads: &'a wgpu::Buffer,
+    pub state: &'a wgpu::Buffer,
+    pub sched: &'a wgpu::Buffer,
+    pub counters: &'a wgpu::Buffer,
+    pub losses: &'a wgpu::Buffer,
+    /// The optimizer kernel's settings: one `OptimParams` per member (`GpuNetwork::member_optim`).
+    pub optim: &'a wgpu::Buffer,
+    pub history: usize,
+    pub own_batches: bool,
+}
+
 /// The dispatches for one batch size.
 pub struct Plan {
     pub forward: Vec<Dispatch>,
@@ -133,9 +153,12 @@ impl GpuNetwork {
         n.div_ceil(per_group).clamp(1, self.ctx.limits.max_compute_workgroups_per_dimension as usize)
     }
 
-    /// C = A B (flags and offsets in `p`) with `bias` and `d` for the epilogue, into `c`.
+    /// C = A B (flags, offsets and strides in `p`) for each member of `s`, with `bias` and `d` for the
+    /// epilogue, into `c`.
+    #[allow(clippy::too_many_arguments)]
     fn matmul(
         &self,
+        s: &Stack<'_>,
         p: MatmulParams,
         a: &wgpu::Buffer,
         b: &wgpu::Buffer,
@@ -150,25 +173,61 @@ impl GpuNetwork {
             kernel,
             &u,
             &[a, b, bias, d, c],
-            [(p.n as usize).div_ceil(tile), (p.m as usize).div_ceil(tile), 1],
+            [(p.n as usize).div_ceil(tile), (p.m as usize).div_ceil(tile), s.members],
         )
     }
 
     /// Builds the dispatches for batches of `rows` rows on the work buffers `w`.
     pub(super) fn build_plan(&self, w: &Work, rows: usize) -> Result<Plan> {
-        let [fwd1, fwd2] = self.forward_products(w, rows)?;
-        let outputs = self.rows_dispatch(w, rows, LOSS_NONE)?;
-        let loss = self.loss_dispatches(w, rows, &fwd1, &fwd2)?;
-        let mut step = self.loss_dispatches(w, rows, &fwd1, &fwd2)?;
-        self.backward_dispatches(w, rows, &mut step)?;
-        self.update_dispatches(&mut step, rows)?;
+        let b = &self.bufs;
+        let optim = self.settings("optim", &self.member_optim(0, 0, 0));
+        let s = Stack {
+            members: 1,
+            theta: &b.theta,
+            grads: &b.grads,
+            state: &b.state,
+            sched: &b.sched,
+            counters: &b.counter,
+            losses: &b.losses,
+            optim: &optim,
+            history: 0,
+            own_batches: false,
+        };
+        let [fwd1, fwd2] = self.forward_products(w, rows, &s)?;
+        let outputs = self.rows_dispatch(w, rows, &s, LOSS_NONE)?;
+        let loss = self.loss_dispatches(w, rows, &s, &fwd1, &fwd2)?;
+        let step = self.step_dispatches(w, rows, &s, &fwd1, &fwd2)?;
         Ok(Plan { forward: vec![fwd1, fwd2, outputs], loss, step, fused: self.fused_plan(w, rows)? })
     }
 
+    /// The dispatches of a training step of every member of `s` on batches of `rows` rows (a population
+    /// whose members are too large for the fused kernel): the network's own, each over all members.
+    pub(super) fn stack_step(&self, w: &Work, rows: usize, s: &Stack<'_>) -> Result<Vec<Dispatch>> {
+        let [fwd1, fwd2] = self.forward_products(w, rows, s)?;
+        self.step_dispatches(w, rows, s, &fwd1, &fwd2)
+    }
+
+    /// A training step: the loss pass, the backward pass and the update.
+    fn step_dispatches(
+        &self,
+        w: &Work,
+        rows: usize,
+        s: &Stack<'_>,
+        fwd1: &Dispatch,
+        fwd2: &Dispatch,
+    ) -> Result<Vec<Dispatch>> {
+        let mut step = self.loss_dispatches(w, rows, s, fwd1, fwd2)?;
+        self.backward_dispatches(w, rows, s, &mut step)?;
+        self.update_dispatches(&mut step, rows, s)?;
+        Ok(step)
+    }
+
     /// h = f(x w1^T + b1) and z2 = h w2^T + b2.
-    fn forward_products(&self, w: &Work, rows: usize) -> Result<[Dispatch; 2]> {
+    fn forward_products(&self, w: &Work, rows: usize, s: &Stack<'_>) -> Result<[Dispatch; 2]> {
         let c = &self.config;
-        let layer = |n: usize, k: usize, weights: usize, bias: usize, act: Activation| MatmulParams {
+        let n_params = self.layout.n_params as u32;
+        let x_stride = if s.own_batches { rows * c.n_in } else { 0 } as u32;
+        let layer = |n: usize, k: usize, weights: usize, bias: usize, act: Activation, a_stride: u32| MatmulParams {
             m: rows as u32,
             n: n as u32,
             k: k as u32,
@@ -178,17 +237,38 @@ impl GpuNetwork {
             epilogue: Epilogue::BiasAct.id(),
             act: act.id(),
             bias_mode: c.bias.id(),
+            a_stride,
+            b_stride: n_params,
+            bias_stride: n_params,
+            c_stride: (rows * n) as u32,
             ..Default::default()
         };
-        let (theta, dummy) = (&self.bufs.theta, &self.bufs.dummy);
+        let dummy = &self.bufs.dummy;
+        let h_stride = (rows * c.n_hidden) as u32;
         Ok([
-            self.matmul(layer(c.n_hidden, c.n_in, W1, B1, c.hidden_activation), &w.x, theta, theta, dummy, &w.h)?,
-            self.matmul(layer(c.n_out, c.n_hidden, W2, B2, Activation::Identity), &w.h, theta, theta, dummy, &w.z2)?,
+            self.matmul(
+                s,
+                layer(c.n_hidden, c.n_in, W1, B1, c.hidden_activation, x_stride),
+                &w.x,
+                s.theta,
+                s.theta,
+                dummy,
+                &w.h,
+            )?,
+            self.matmul(
+                s,
+                layer(c.n_out, c.n_hidden, W2, B2, Activation::Identity, h_stride),
+                &w.h,
+                s.theta,
+                s.theta,
+                dummy,
+                &w.z2,
+            )?,
         ])
     }
 
     /// o = g(z2), and with a loss the row losses and dz2.
-    fn rows_dispatch(&self, w: &Work, rows: usize, loss: u32) -> Result<Dispatch> {
+    fn rows_dispatch(&self, w: &Work, rows: usize, s: &Stack<'_>, loss: u32) -> Result<Dispatch> {
         let c = &self.config;
         let (dz_scale, _) = loss_scales(c.loss, rows, c.n_out);
         let u = self.settings(
@@ -199,17 +279,22 @@ impl GpuNetwork {
                 act: c.output_activation.id(),
                 loss,
                 scale: dz_scale,
-                pad: [0; 3],
+                t_stride: if s.own_batches { rows * c.n_out } else { 0 } as u32,
+                pad: [0; 2],
             },
         );
-        self.dispatch(Kernel::Rows, &u, &[&w.z2, &w.t, &w.o, &w.dz2, &w.row_loss], [self.stride_groups(rows, 64), 1, 1])
+        let groups = [self.stride_groups(rows, 64), s.members, 1];
+        self.dispatch(Kernel::Rows, &u, &[&w.z2, &w.t, &w.o, &w.dz2, &w.row_loss], groups)
     }
 
-    /// `out[out_off (+ step)] = scale * sum(x[0..n])`, into the loss history when `at_step`.
+    /// For each member of `s`: `out[out_off (+ its step)] = scale * sum(x[0..n])`, its x n values after
+    /// the previous member's and its out `out_stride` after; into the loss history when `at_step`.
+    #[allow(clippy::too_many_arguments)]
     fn reduce(
         &self,
+        s: &Stack<'_>,
         n: usize,
-        out_off: usize,
+        (out_off, out_stride): (usize, usize),
         at_step: bool,
         scale: f32,
         x: &wgpu::Buffer,
@@ -221,38 +306,51 @@ impl GpuNetwork {
             out_off: out_off as u32,
             at_step: u32::from(at_step),
             scale,
-            pad: [0; 3],
+            out_stride: out_stride as u32,
+            pad: [0; 2],
         };
-        self.dispatch(Kernel::Reduce, &self.settings("reduce", &p), &[x, &self.bufs.counter, out], [1, 1, 1])
+        self.dispatch(Kernel::Reduce, &self.settings("reduce", &p), &[x, s.counters, out], [s.members, 1, 1])
     }
 
     /// The forward pass, the row losses and dz2, and the batch loss into the history.
-    fn loss_dispatches(&self, w: &Work, rows: usize, fwd1: &Dispatch, fwd2: &Dispatch) -> Result<Vec<Dispatch>> {
+    fn loss_dispatches(
+        &self,
+        w: &Work,
+        rows: usize,
+        s: &Stack<'_>,
+        fwd1: &Dispatch,
+        fwd2: &Dispatch,
+    ) -> Result<Vec<Dispatch>> {
         let (_, loss_scale) = loss_scales(self.config.loss, rows, self.config.n_out);
         Ok(vec![
             fwd1.again(),
             fwd2.again(),
-            self.rows_dispatch(w, rows, self.config.loss.id())?,
-            self.reduce(rows, 0, true, loss_scale, &w.row_loss, &self.bufs.losses)?,
+            self.rows_dispatch(w, rows, s, self.config.loss.id())?,
+            self.reduce(s, rows, (0, s.history), true, loss_scale, &w.row_loss, s.losses)?,
         ])
     }
 
     /// dw2 = dz2^T h, dz1 = (dz2 w2) * f'(h), dw1 = dz1^T x, and the bias gradients.
-    fn backward_dispatches(&self, w: &Work, rows: usize, step: &mut Vec<Dispatch>) -> Result<()> {
+    fn backward_dispatches(&self, w: &Work, rows: usize, s: &Stack<'_>, step: &mut Vec<Dispatch>) -> Result<()> {
         let c = &self.config;
         let (b, nh, no, ni) = (rows as u32, c.n_hidden as u32, c.n_out as u32, c.n_in as u32);
+        let n_params = self.layout.n_params as u32;
+        let x_stride = if s.own_batches { b * ni } else { 0 };
         let off = |i: usize| self.layout.off[i] as u32;
-        let (theta, grads, dummy) = (&self.bufs.theta, &self.bufs.grads, &self.bufs.dummy);
-        let store = |m: u32, n: u32, c_off: u32| MatmulParams {
+        let dummy = &self.bufs.dummy;
+        let store = |m: u32, n: u32, c_off: u32, a_stride: u32, b_stride: u32| MatmulParams {
             m,
             n,
             k: b,
             flags: TRANS_A,
             c_off,
             epilogue: Epilogue::Store.id(),
+            a_stride,
+            b_stride,
+            c_stride: n_params,
             ..Default::default()
         };
-        step.push(self.matmul(store(no, nh, off(W2)), &w.dz2, &w.h, dummy, dummy, grads)?);
+        step.push(self.matmul(s, store(no, nh, off(W2), b * no, b * nh), &w.dz2, &w.h, dummy, dummy, s.grads)?);
         let deriv = MatmulParams {
             m: b,
             n: nh,
@@ -260,24 +358,25 @@ impl GpuNetwork {
             b_off: off(W2),
             epilogue: Epilogue::Deriv.id(),
             act: c.hidden_activation.id(),
+            a_stride: b * no,
+            b_stride: n_params,
+            d_stride: b * nh,
+            c_stride: b * nh,
             ..Default::default()
         };
-        step.push(self.matmul(deriv, &w.dz2, theta, dummy, &w.h, &w.dz1)?);
-        step.push(self.matmul(store(nh, ni, off(W1)), &w.dz1, &w.x, dummy, dummy, grads)?);
+        step.push(self.matmul(s, deriv, &w.dz2, s.theta, dummy, &w.h, &w.dz1)?);
+        step.push(self.matmul(s, store(nh, ni, off(W1), b * nh, x_stride), &w.dz1, &w.x, dummy, dummy, s.grads)?);
         if c.train_bias && c.bias != Bias::None {
             let shared = c.bias == Bias::Shared;
             for (delta, width, i) in [(&w.dz1, nh, B1), (&w.dz2, no, B2)] {
                 // A shared bias sums its column sums, through `colsum`.
-                let u = self.settings("bias_grad", &Quad { a: width, b, c: if shared { 0 } else { off(i) }, d: 0 });
-                let dest = if shared { &w.colsum } else { grads };
-                step.push(self.dispatch(
-                    Kernel::BiasGrad,
-                    &u,
-                    &[delta, dest],
-                    [(width as usize).div_ceil(64), 1, 1],
-                )?);
+                let (dest, at) = if shared { (&w.colsum, (0, width)) } else { (s.grads, (off(i), n_params)) };
+                let u = self.settings("bias_grad", &Quad { a: width, b, c: at.0, d: at.1 });
+                let groups = [(width as usize).div_ceil(64), s.members, 1];
+                step.push(self.dispatch(Kernel::BiasGrad, &u, &[delta, dest], groups)?);
                 if shared {
-                    step.push(self.reduce(width as usize, off(i) as usize, false, 1.0, &w.colsum, grads)?);
+                    let to = (off(i) as usize, n_params as usize);
+                    step.push(self.reduce(s, width as usize, to, false, 1.0, &w.colsum, s.grads)?);
                 }
             }
         }
@@ -285,21 +384,32 @@ impl GpuNetwork {
     }
 
     /// The optimizer over the trained prefix, then the step counter.
-    fn update_dispatches(&self, step: &mut Vec<Dispatch>, rows: usize) -> Result<()> {
+    fn update_dispatches(&self, step: &mut Vec<Dispatch>, rows: usize, s: &Stack<'_>) -> Result<()> {
         let l = &self.layout;
-        let bufs = &self.bufs;
         if l.n_trained > 0 {
-            let p = OptimParams { n: l.n_trained as u32, stride: l.n_params as u32, ..self.optim_params() };
             step.push(self.dispatch(
                 Kernel::Optim,
-                &self.settings("optim", &p),
-                &[&bufs.theta, &bufs.grads, &bufs.state, &bufs.sched, &bufs.counter, &bufs.losses],
-                [self.stride_groups(l.n_trained, 64), 1, 1],
+                s.optim,
+                &[s.theta, s.grads, s.state, s.sched, s.counters, s.losses],
+                [self.stride_groups(l.n_trained, 64), s.members, 1],
             )?);
         }
-        let u = self.settings("tick", &Quad { a: rows as u32, ..Default::default() });
-        step.push(self.dispatch(Kernel::Tick, &u, &[&bufs.counter], [1, 1, 1])?);
+        let u = self.settings("tick", &Quad { a: rows as u32, b: s.members as u32, ..Default::default() });
+        step.push(self.dispatch(Kernel::Tick, &u, &[s.counters], [s.members.div_ceil(64), 1, 1])?);
         Ok(())
+    }
+
+    /// optim.wgsl's settings for this network as a member whose parameters, optimizer state and loss
+    /// history start at those offsets.
+    pub(super) fn member_optim(&self, theta_off: usize, state_off: usize, step_off: usize) -> OptimParams {
+        OptimParams {
+            n: self.layout.n_trained as u32,
+            stride: self.layout.n_params as u32,
+            theta_off: theta_off as u32,
+            state_off: state_off as u32,
+            step_off: step_off as u32,
+            ..self.optim_params()
+        }
     }
 
     /// optim.wgsl's kind and settings.

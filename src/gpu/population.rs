@@ -1,21 +1,23 @@
 //! A population's members side by side on the GPU: one dispatch of the fused kernel trains them all,
 //! workgroup i training member i, so a step of a thousand small networks costs one launch, not a
-//! thousand. For a call, the members' parameters and optimizer state are copied into shared buffers,
-//! member after member, and back; each member's settings and offsets are its row of the fused kernel's
-//! settings array. The kernel, its operations and their order are those a member runs alone, so every
-//! member computes what its network would, bit for bit.
+//! thousand. Members too large for the fused kernel (or batches too long for it) take the tiled
+//! kernels' step instead, each dispatch over every member (workgroups (., ., i) or (., i) take member
+//! i, see `plan::Stack`). For a call, the members' parameters and optimizer state are copied into
+//! shared buffers, member after member, and back; each member's settings and offsets are its row of the
+//! kernel's settings array. The kernels, their operations and their order are those a member runs
+//! alone, so every member computes what its network would, bit for bit.
 //!
 //! As the CPU's lanes do, a group steps together until a member fails; then every member goes on alone
 //! from where the failure happened (`train`: the failing step; `fit`: the start of its epoch), so that the
 //! network's own code reports it.
 
-use super::buffers::{Layout, MAX_CHUNK_STEPS};
+use super::buffers::{Layout, Work, MAX_CHUNK_STEPS};
 use super::context::Context;
 use super::fused;
-use super::kernels::{FusedParams, Quad};
+use super::kernels::{FusedParams, OptimParams, Quad};
 use super::network::{evaluate_all, GpuNetwork};
-use super::plan::{Dispatch, Kernel};
-use super::submit::steps_per_submission;
+use super::plan::{Dispatch, Kernel, Stack};
+use super::submit::{steps_per_submission, MAX_TILED_CHUNK_STEPS};
 use crate::backend::{epoch_loss, Backend, FitPlan, KeepGoing};
 use crate::error::{Error, Result};
 use crate::memory;
@@ -27,24 +29,23 @@ use wgpu::util::DeviceExt;
 
 /// Members trained side by side at most; a larger population trains in several groups.
 const MAX_MEMBERS: usize = 8192;
+/// Values of one member's optimizer settings.
+const OPTIM_VALUES: usize = std::mem::size_of::<OptimParams>() / 4;
 /// Values one shared buffer may hold: the 128 MiB storage binding that lavapipe and WebGPU's defaults allow.
 const BUFFER_VALUES: usize = 1 << 25;
 /// The loss history's values at most (members times steps per submission).
 const LOSS_VALUES: usize = 1 << 22;
 
 /// How many members shaped as `c` train side by side on batches of `rows` rows: as many as the shared
-/// buffers hold when the fused kernel applies, else 1.
+/// buffers hold.
 pub fn together(c: &Config, rows: usize) -> usize {
-    if !fused::fits(c, rows) {
-        return 1;
-    }
-    let scratch = if fused::local(c, rows) { 0 } else { rows * fused::scratch_per_row(c) };
-    let per_member = (2 * Layout::new(c).n_params).max(rows * c.n_in.max(c.n_out)).max(scratch).max(1);
-    (BUFFER_VALUES / per_member).clamp(1, MAX_MEMBERS)
+    // The tiled kernels' batch buffers hold every member's activations and deltas too.
+    let widest = if fused::fits(c, rows) { c.n_in.max(c.n_out) } else { c.n_in.max(c.n_hidden).max(c.n_out) };
+    let per_member = (2 * Layout::new(c).n_params).max(rows * widest).max(fused::scratch_values(c, rows));
+    (BUFFER_VALUES / per_member.max(1)).clamp(1, MAX_MEMBERS)
 }
 
-/// `Backend::train_together` on the GPU (see there): None unless the members share a device and the
-/// fused kernel takes their batch.
+/// `Backend::train_together` on the GPU (see there): None unless the members share a device.
 pub fn train_together(
     members: &mut [GpuNetwork],
     x: &[f32],
@@ -53,8 +54,9 @@ pub fn train_together(
     losses: &mut [f64],
     keep_going: KeepGoing,
 ) -> Option<Vec<Result<()>>> {
-    let rows = members.first()?.config.check_pair(x, t, "T").ok()?;
-    if !side_by_side(members, rows) {
+    // A batch that does not fit the shape goes the members' own way, which says so.
+    members.first()?.config.check_pair(x, t, "T").ok()?;
+    if !together_on_one_device(members) {
         return None;
     }
     let mut out: Vec<&mut [f64]> = losses.chunks_exact_mut(steps.max(1)).take(members.len()).collect();
@@ -72,7 +74,7 @@ pub fn train_together(
 }
 
 /// `Backend::fit_together` on the GPU (see there): None unless the members share a device, fit on rows
-/// of one count without sample weights, take every rate given, and the fused kernel takes their batches.
+/// of one count without sample weights, and take every rate given.
 pub fn fit_together(
     members: &mut [GpuNetwork],
     data: Data<'_, f32>,
@@ -84,7 +86,7 @@ pub fn fit_together(
 ) -> Option<Vec<Result<()>>> {
     let (epochs, size) = (plan.epochs, members.len());
     let fit = Fit { data, plan, seeds, lrs };
-    let n = fit.rows(members).filter(|&n| side_by_side(members, plan.batch_size.min(n)))?;
+    let n = fit.rows(members).filter(|_| together_on_one_device(members))?;
     let mut out: Vec<&mut [f64]> = losses.chunks_exact_mut(epochs.max(1)).take(size).collect();
     // Each member's sample order is a row of one buffer: groups small enough for it to fit.
     let per_group = (BUFFER_VALUES / n).max(1);
@@ -126,12 +128,6 @@ pub fn evaluate_together(members: &[GpuNetwork], x: &[f32], t: Option<&[f32]>) -
     Some(all())
 }
 
-/// Whether `members` can train side by side on batches of `rows` rows: two or more, on one device, and
-/// the fused kernel takes the batch.
-fn side_by_side(members: &[GpuNetwork], rows: usize) -> bool {
-    together_on_one_device(members) && members[0].uses_fused(rows)
-}
-
 /// Whether `members` are two or more, all on one device: what any work they do together needs.
 fn together_on_one_device(members: &[GpuNetwork]) -> bool {
     members.len() > 1 && members.iter().all(|m| Arc::ptr_eq(&m.ctx, &members[0].ctx))
@@ -169,26 +165,14 @@ fn train_group(
     keep_going: KeepGoing,
 ) -> Result<(Ended, usize)> {
     let rows = x.len() / members[0].config.n_in;
-    let mut g = Group::new(members, steps)?;
-    let (xb, tb) = (g.upload("inputs", x)?, g.upload("targets", t)?);
-    let scratch = g.scratch(members, rows)?;
-    // Dispatches of `per` steps, and one for the rest of a submission.
-    let launch = || g.launch(members, rows, [&xb, &tb], false, &scratch);
-    let (full, tail) = (launch()?, launch()?);
-    let per = members[0].fused_steps_per_dispatch(rows);
+    let mut g = Group::new(members, steps, rows, false)?;
+    let batch = g.batch(members, Some((x, t)))?;
+    let run_of = g.steps(members, rows, &batch)?;
     let lead = &members[0];
     let mut done = 0;
     let run = |g: &mut Group, n: usize, done: usize| -> Result<Vec<f32>> {
-        g.set_steps(members, &full, per);
-        g.set_steps(members, &tail, n % per);
-        g.submit(members, n, done, 0, rows, &|pass| {
-            for _ in 0..n / per {
-                lead.record(pass, &full.dispatch);
-            }
-            if n % per > 0 {
-                lead.record(pass, &tail.dispatch);
-            }
-        })
+        run_of.set(g, members, n);
+        g.submit(members, n, done, 0, rows, &|pass| run_of.record(lead, pass, n))
     };
     let ended = loop {
         if done == steps {
@@ -235,13 +219,12 @@ fn fit_group(
     let (ni, no) = (members[0].config.n_in, members[0].config.n_out);
     let full = batch_size.min(n);
     let last = n - (n_batches - 1) * batch_size;
-    let mut g = Group::new(members, n_batches)?;
+    let mut g = Group::new(members, n_batches, full, true)?;
     let (xs, ys) = (g.upload("data set inputs", data.x)?, g.upload("data set targets", data.y)?);
     let order = g.ctx.guarded("allocation", || g.ctx.storage("sample orders", size * n))?;
-    let (xb, yb) = (g.buffer("inputs", size * full * ni)?, g.buffer("targets", size * full * no)?);
-    let scratch = g.scratch(members, full)?;
+    let batch = g.batch(members, None)?;
     let lead = &members[0];
-    // Per batch size: the gathers of every member's batch, and the fused kernel's step on them.
+    // Per batch size: the gathers of every member's batch, and a step on them.
     let mut sizes = vec![full];
     if last != full {
         sizes.push(last);
@@ -257,8 +240,8 @@ fn fit_group(
                 [lead.stride_groups(r * cols, 64), size, 1],
             )
         };
-        let gathers = [gather(ni, &xs, &xb)?, gather(no, &ys, &yb)?];
-        launches.push((r, gathers, g.launch(members, r, [&xb, &yb], true, &scratch)?));
+        let gathers = [gather(ni, &xs, &batch.x)?, gather(no, &ys, &batch.t)?];
+        launches.push((r, gathers, g.steps(members, r, &batch)?));
     }
     let rows_of = |b: usize| if b + 1 == n_batches { last } else { full };
     let (mut flat, mut one) = (Vec::with_capacity(size * n), Vec::with_capacity(n));
@@ -283,8 +266,8 @@ fn fit_group(
                 }
             }
         }
-        for (_, _, launch) in &launches {
-            g.set_steps(members, launch, 1);
+        for (_, _, steps) in &launches {
+            steps.set(&g, members, 1);
         }
         step_losses.iter_mut().for_each(Vec::clear);
         let mut b = 0;
@@ -297,10 +280,10 @@ fn fit_group(
             let lead = &members[0];
             let got = g.submit(members, k, b, b * batch_size, full, &|pass| {
                 for j in b..b + k {
-                    let Some((_, [gx, gy], launch)) = launches.iter().find(|l| l.0 == rows_of(j)) else { continue };
+                    let Some((_, [gx, gy], steps)) = launches.iter().find(|l| l.0 == rows_of(j)) else { continue };
                     lead.record(pass, gx);
                     lead.record(pass, gy);
-                    lead.record(pass, &launch.dispatch);
+                    steps.record(lead, pass, 1);
                 }
             })?;
             if g.first_failure(&got, k) < k {
@@ -325,17 +308,70 @@ struct Launch {
     settings: wgpu::Buffer,
     dispatch: Dispatch,
     rows: usize,
-    own_batches: bool,
 }
 
-/// A group's shared buffers for one call: member i's parameters at i * n_params, its optimizer state at
-/// i * state_stride, its step counter, and its row of `cap` values in the loss history (and Adam's
-/// schedule), with the snapshot a failed submission is rolled back to.
+/// A group's steps on batches of one size: the fused kernel, `per` steps a dispatch (`full`, and `tail`
+/// for the rest of a submission), or the tiled kernels' dispatches of one step of every member.
+enum Steps {
+    Fused { full: Launch, tail: Launch, per: usize },
+    Tiled(Vec<Dispatch>),
+}
+
+impl Steps {
+    /// Readies the next submission of `n` steps, with the members' rates as they are now.
+    fn set(&self, g: &Group, members: &[GpuNetwork], n: usize) {
+        match self {
+            Self::Fused { full, tail, per } => {
+                g.set_steps(members, full, *per);
+                g.set_steps(members, tail, n % per);
+            }
+            Self::Tiled(_) => g.set_rates(members),
+        }
+    }
+
+    /// Records `n` steps.
+    fn record(&self, lead: &GpuNetwork, pass: &mut wgpu::ComputePass<'_>, n: usize) {
+        match self {
+            Self::Fused { full, tail, per } => {
+                for _ in 0..n / per {
+                    lead.record(pass, &full.dispatch);
+                }
+                if n % per > 0 {
+                    lead.record(pass, &tail.dispatch);
+                }
+            }
+            Self::Tiled(step) => {
+                for d in (0..n).flat_map(|_| step) {
+                    lead.record(pass, d);
+                }
+            }
+        }
+    }
+}
+
+/// Where a group's batches (one batch, or every member's) and the fused kernel's activations that do not
+/// fit in workgroup memory are; with `work`, the tiled kernels' buffers, which hold them, for a largest
+/// batch the fused kernel does not take.
+struct Batch {
+    x: wgpu::Buffer,
+    t: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+    work: Option<Work>,
+}
+
+/// A group's shared buffers for one call: member i's parameters (and gradients) at i * n_params, its
+/// optimizer state at i * state_stride, its step counter, and its row of `cap` values in the loss
+/// history (and Adam's schedule), with the snapshot a failed submission is rolled back to.
 struct Group {
     ctx: Arc<Context>,
     size: usize,
     n_params: usize,
     state_stride: usize,
+    /// Batches of this many rows at most, each member its own when `own_batches`.
+    rows: usize,
+    own_batches: bool,
+    /// Whether the steps are the fused kernel's.
+    fused: bool,
     /// Steps one submission may run.
     cap: usize,
     theta: wgpu::Buffer,
@@ -345,20 +381,28 @@ struct Group {
     counters: wgpu::Buffer,
     losses: wgpu::Buffer,
     sched: wgpu::Buffer,
+    /// The tiled kernels' gradients and each member's optimizer settings (empty for the fused kernel).
+    grads: wgpu::Buffer,
+    optim: wgpu::Buffer,
     /// Seconds per unit of step work (`GpuNetwork::step_units`) of the last submission.
     pace: Option<f64>,
 }
 
 impl Group {
-    /// Shared buffers for `members` and submissions of at most `steps` steps, holding the members' values.
-    fn new(members: &[GpuNetwork], steps: usize) -> Result<Self> {
+    /// Shared buffers for `members`, submissions of at most `steps` steps on batches of at most `rows`
+    /// rows (each member its own when `own_batches`), holding the members' values.
+    fn new(members: &[GpuNetwork], steps: usize, rows: usize, own_batches: bool) -> Result<Self> {
         let (lead, size) = (&members[0], members.len());
         let ctx = Arc::clone(&lead.ctx);
         ctx.check_process()?;
         let n_params = lead.layout.n_params;
         let state_stride = members.iter().map(|m| m.layout.slots).max().unwrap_or(0) * n_params;
-        let cap = steps.min(MAX_CHUNK_STEPS).min(LOSS_VALUES / size).max(1);
+        let fused = lead.uses_fused(rows);
+        // The tiled kernels record a dozen dispatches a step: this bounds one command buffer.
+        let most = if fused { MAX_CHUNK_STEPS } else { MAX_TILED_CHUNK_STEPS };
+        let cap = steps.min(most).min(LOSS_VALUES / size).max(1);
         let adam = members.iter().any(|m| !m.schedule(0, 1).is_empty());
+        let tiled = |len: usize| if fused { 0 } else { len };
         let g = ctx.guarded("allocation", || {
             Ok(Self {
                 theta: ctx.storage("population parameters", size * n_params)?,
@@ -368,10 +412,15 @@ impl Group {
                 counters: ctx.storage("step counters", 2 * size)?,
                 losses: ctx.storage("population loss history", size * cap)?,
                 sched: ctx.storage("population Adam schedule", if adam { 2 * size * cap } else { 0 })?,
+                grads: ctx.storage("population gradients", tiled(size * n_params))?,
+                optim: ctx.storage("population optimizer settings", tiled(size * OPTIM_VALUES))?,
                 ctx: Arc::clone(&ctx),
                 size,
                 n_params,
                 state_stride,
+                rows,
+                own_batches,
+                fused,
                 cap,
                 pace: lead.pace,
             })
@@ -390,26 +439,70 @@ impl Group {
         Ok(b)
     }
 
-    /// The activations of every member's batch of `rows` rows, when they do not fit in workgroup memory.
-    fn scratch(&self, members: &[GpuNetwork], rows: usize) -> Result<wgpu::Buffer> {
+    /// Buffers for the group's batches, holding `given` when given (the one batch every member trains on).
+    fn batch(&self, members: &[GpuNetwork], given: Option<(&[f32], &[f32])>) -> Result<Batch> {
         let c = &members[0].config;
-        let per = if fused::local(c, rows) { 0 } else { rows * fused::scratch_per_row(c) };
-        self.buffer("population activations", self.size * per)
+        let batches = if self.own_batches { self.size } else { 1 };
+        let batch = if self.fused {
+            Batch {
+                x: self.buffer("inputs", batches * self.rows * c.n_in)?,
+                t: self.buffer("targets", batches * self.rows * c.n_out)?,
+                scratch: self.buffer("population activations", self.size * fused::scratch_values(c, self.rows))?,
+                work: None,
+            }
+        } else {
+            let w = self.ctx.guarded("allocation", || Work::new(&self.ctx, c, self.rows, [self.size, batches]))?;
+            Batch { x: w.x.clone(), t: w.t.clone(), scratch: w.scratch.clone(), work: Some(w) }
+        };
+        if let Some((x, t)) = given {
+            self.ctx.queue.write_buffer(&batch.x, 0, bytemuck::cast_slice(x));
+            self.ctx.queue.write_buffer(&batch.t, 0, bytemuck::cast_slice(t));
+        }
+        Ok(batch)
     }
 
-    /// The fused kernel over every member on batches of `rows` rows in `batch` (one batch for all, or with
-    /// `own_batches` member i's at i * rows); its steps are written by `set_steps`.
+    /// Steps of every member on batches of `rows` rows in `batch`: the fused kernel's when it takes them,
+    /// as for a network alone.
+    fn steps(&self, members: &[GpuNetwork], rows: usize, batch: &Batch) -> Result<Steps> {
+        let lead = &members[0];
+        match &batch.work {
+            _ if lead.uses_fused(rows) => {
+                let launch = || self.launch(members, rows, [&batch.x, &batch.t], &batch.scratch);
+                // A fit's step gathers its batches first: one step a dispatch.
+                let per = if self.own_batches { 1 } else { lead.fused_steps_per_dispatch(rows) };
+                Ok(Steps::Fused { full: launch()?, tail: launch()?, per })
+            }
+            None => Err(Error::Gpu { op: "planning", message: "no work buffers for the tiled kernels".into() }),
+            Some(work) => {
+                let stack = Stack {
+                    members: self.size,
+                    theta: &self.theta,
+                    grads: &self.grads,
+                    state: &self.state,
+                    sched: &self.sched,
+                    counters: &self.counters,
+                    losses: &self.losses,
+                    optim: &self.optim,
+                    history: self.cap,
+                    own_batches: self.own_batches,
+                };
+                Ok(Steps::Tiled(self.ctx.guarded("planning", || lead.stack_step(work, rows, &stack))?))
+            }
+        }
+    }
+
+    /// The fused kernel over every member on batches of `rows` rows in `batch`; its steps are written by
+    /// `set_steps`.
     fn launch(
         &self,
         members: &[GpuNetwork],
         rows: usize,
         batch: [&wgpu::Buffer; 2],
-        own_batches: bool,
         scratch: &wgpu::Buffer,
     ) -> Result<Launch> {
         let lead = &members[0];
         let settings = self.ctx.guarded("planning", || {
-            let params = self.params(members, rows, own_batches, 1);
+            let params = self.params(members, rows, 1);
             Ok(self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("population fused"),
                 contents: bytemuck::cast_slice(&params),
@@ -420,11 +513,11 @@ impl Group {
         let bufs = [batch[0], batch[1], &self.theta, &self.state, &self.sched, &self.losses, &self.counters, scratch];
         let bound = if matches!(kernel, Kernel::FusedLocal) { &bufs[..7] } else { &bufs[..] };
         let dispatch = self.ctx.guarded("planning", || lead.dispatch(kernel, &settings, bound, [self.size, 1, 1]))?;
-        Ok(Launch { settings, dispatch, rows, own_batches })
+        Ok(Launch { settings, dispatch, rows })
     }
 
     /// Every member's fused settings for `steps` steps on batches of `rows` rows, with its offsets.
-    fn params(&self, members: &[GpuNetwork], rows: usize, own_batches: bool, steps: usize) -> Vec<FusedParams> {
+    fn params(&self, members: &[GpuNetwork], rows: usize, steps: usize) -> Vec<FusedParams> {
         let c = &members[0].config;
         let global = !fused::local(c, rows);
         let at = |i: usize, per: usize| (i * per) as u32;
@@ -433,8 +526,8 @@ impl Group {
             .enumerate()
             .map(|(i, m)| FusedParams {
                 steps: steps as u32,
-                x_off: if own_batches { at(i, rows * c.n_in) } else { 0 },
-                t_off: if own_batches { at(i, rows * c.n_out) } else { 0 },
+                x_off: if self.own_batches { at(i, rows * c.n_in) } else { 0 },
+                t_off: if self.own_batches { at(i, rows * c.n_out) } else { 0 },
                 theta_off: at(i, self.n_params),
                 state_off: at(i, self.state_stride),
                 loss_off: at(i, self.cap),
@@ -447,8 +540,18 @@ impl Group {
 
     /// Writes the settings of `launch` for `steps` steps, with the members' rates as they are now.
     fn set_steps(&self, members: &[GpuNetwork], launch: &Launch, steps: usize) {
-        let params = self.params(members, launch.rows, launch.own_batches, steps);
+        let params = self.params(members, launch.rows, steps);
         self.ctx.queue.write_buffer(&launch.settings, 0, bytemuck::cast_slice(&params));
+    }
+
+    /// Writes every member's optimizer settings for the tiled kernels, with its rate as it is now.
+    fn set_rates(&self, members: &[GpuNetwork]) {
+        let params: Vec<OptimParams> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m.member_optim(i * self.n_params, i * self.state_stride, i * self.cap))
+            .collect();
+        self.ctx.queue.write_buffer(&self.optim, 0, bytemuck::cast_slice(&params));
     }
 
     /// Steps per submission at the pace measured so far.

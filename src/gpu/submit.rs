@@ -23,7 +23,7 @@ const FIRST_SUBMISSION_UNITS: f64 = 1e7;
 /// at about this many units a step, whatever their widths.
 const STEP_UNITS: usize = 32_768;
 /// The unfused path records about twelve dispatches per step; this bounds one command buffer.
-const MAX_TILED_CHUNK_STEPS: usize = 1_000;
+pub const MAX_TILED_CHUNK_STEPS: usize = 1_000;
 
 /// A fit's two gathers per batch size: rows of the data set's inputs and targets into the work buffers.
 pub type Gathers = HashMap<usize, [Dispatch; 2]>;

@@ -7,11 +7,15 @@
 // by 16 so that neighbouring threads touch neighbouring columns (coalesced stores, no bank conflicts).
 // The host defines PER before this source: 4 for `matmul`, 8 for `matmul_wide` (128 x 128 tiles, twice
 // the reuse of each loaded value) for products whose both sides are at least 128.
+// Workgroups (., ., m) compute member m's product of a population, each operand `*_stride` values after
+// the previous member's (0: one operand shared by every member).
 
 struct Params {
     m: u32, n: u32, k: u32, flags: u32,
     a_off: u32, b_off: u32, c_off: u32, bias_off: u32,
     d_off: u32, epilogue: u32, act: u32, bias_mode: u32,
+    a_stride: u32, b_stride: u32, c_stride: u32, bias_stride: u32,
+    d_stride: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 // Sizes, offsets and epilogue of this product.
@@ -39,6 +43,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let t = lid.y * 16u + lid.x;
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
+    let a_off = p.a_off + wid.z * p.a_stride;
+    let b_off = p.b_off + wid.z * p.b_stride;
     let trans_a = (p.flags & TRANS_A) != 0u;
     let trans_b = (p.flags & TRANS_B) != 0u;
     var acc: array<f32, PER * PER>;
@@ -56,7 +62,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             let gk = k0 + kk;
             var v = 0.0;
             if (gm < p.m && gk < p.k) {
-                v = a[p.a_off + select(gm * p.k + gk, gk * p.m + gm, trans_a)];
+                v = a[a_off + select(gm * p.k + gk, gk * p.m + gm, trans_a)];
             }
             tile_a[kk * TILE + mm] = v;
 
@@ -70,7 +76,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             let gk2 = k0 + bk;
             var w = 0.0;
             if (gn < p.n && gk2 < p.k) {
-                w = b[p.b_off + select(gk2 * p.n + gn, gn * p.k + gk2, trans_b)];
+                w = b[b_off + select(gk2 * p.n + gn, gn * p.k + gk2, trans_b)];
             }
             tile_b[bk * TILE + nn] = w;
         }
@@ -90,6 +96,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         }
         workgroupBarrier();
     }
+    let c_off = p.c_off + wid.z * p.c_stride;
+    let bias_off = p.bias_off + wid.z * p.bias_stride;
+    let d_off = p.d_off + wid.z * p.d_stride;
     for (var i = 0u; i < PER; i++) {
         let gm = row0 + lid.y + 16u * i;
         for (var j = 0u; j < PER; j++) {
@@ -101,15 +110,15 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             var v = acc[i * PER + j];
             if (p.epilogue == EPILOGUE_BIAS_ACT) {
                 if (p.bias_mode == BIAS_PER_NEURON) {
-                    v += bias[p.bias_off + gn];
+                    v += bias[bias_off + gn];
                 } else if (p.bias_mode == BIAS_SHARED) {
-                    v += bias[p.bias_off];
+                    v += bias[bias_off];
                 }
                 v = activate(p.act, v);
             } else if (p.epilogue == EPILOGUE_DERIV) {
-                v *= derivative(p.act, d[p.d_off + gm * p.n + gn]);
+                v *= derivative(p.act, d[d_off + gm * p.n + gn]);
             }
-            c[p.c_off + gm * p.n + gn] = v;
+            c[c_off + gm * p.n + gn] = v;
         }
     }
 }

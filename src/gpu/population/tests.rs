@@ -1,6 +1,7 @@
 //! Members trained side by side on the GPU against the same networks trained alone on it: bit for bit,
-//! through every path of a group (shared and own batches, activations in workgroup or global memory,
-//! several dispatches and submissions, a remainder batch, failures and stops). Skipped without an
+//! through every path of a group (the fused kernel and the tiled kernels, shared and own batches,
+//! activations in workgroup or global memory, several dispatches and submissions, a remainder batch,
+//! failures and stops). Skipped without an
 //! adapter unless `RUSTBP_REQUIRE_GPU=1`.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::float_cmp, clippy::print_stderr)] // tests fail loudly
 
@@ -13,7 +14,9 @@ use crate::optim::Optimizer;
 use crate::population::{gather, Population};
 
 /// Shapes (with batch rows) that reach both fused variants: activations in workgroup memory, and, for the
-/// third, in global memory (its fit's remainder batch of 20 rows is local again).
+/// third, in global memory (its fit's remainder batch of 20 rows is local again); then two the fused
+/// kernel does not take: too many parameters (3,070), and too many rows (300, with products of 128 x
+/// 128 tiles; its fit's remainder batch of 61 rows takes the fused kernel, activations in global memory).
 fn shapes() -> Vec<(Config, usize)> {
     let c = |ni, nh, no, hidden, output, loss, bias| Config {
         hidden_activation: hidden,
@@ -22,7 +25,7 @@ fn shapes() -> Vec<(Config, usize)> {
         bias,
         ..Config::new(ni, nh, no)
     };
-    vec![
+    let all = vec![
         (c(2, 2, 2, Activation::Sigmoid, Activation::Sigmoid, Loss::HalfSse, Bias::PerNeuron), 1),
         (c(5, 7, 3, Activation::Relu, Activation::Softmax, Loss::CrossEntropy, Bias::PerNeuron), 6),
         (c(16, 16, 8, Activation::Tanh, Activation::Identity, Loss::Mse, Bias::Shared), 100),
@@ -33,7 +36,23 @@ fn shapes() -> Vec<(Config, usize)> {
             },
             3,
         ),
-    ]
+        (c(40, 60, 10, Activation::Relu, Activation::Softmax, Loss::CrossEntropy, Bias::PerNeuron), 8),
+        (c(6, 130, 8, Activation::Tanh, Activation::Identity, Loss::Mse, Bias::Shared), 300),
+    ];
+    assert!(all.iter().enumerate().all(|(k, (c, rows))| fused::fits(c, *rows) == (k < TILED)));
+    all
+}
+
+/// The first of `shapes` the tiled kernels train.
+const TILED: usize = 4;
+
+/// Steps that take several dispatches of the fused kernel, or several of the tiled kernels' steps.
+fn some_steps(net: &GpuNetwork, rows: usize) -> usize {
+    if net.uses_fused(rows) {
+        2 * net.fused_steps_per_dispatch(rows) + 7
+    } else {
+        9
+    }
 }
 
 /// Member i's optimizer: plain, momentum, Nesterov with decay and Adam, at rates of their own.
@@ -84,7 +103,7 @@ fn members_train_side_by_side_exactly_as_alone() {
         let (x, t) = sample(&c, rows, 1);
         // Enough steps for several dispatches: in submissions sized by the pace measured on the way
         // (lavapipe's: a few dispatches each), or, with a pace that fast, in one submission.
-        let steps = 2 * group[0].fused_steps_per_dispatch(rows) + 7;
+        let steps = some_steps(&group[0], rows);
         if at_once {
             group[0].pace = Some(1e-15);
         }
@@ -166,7 +185,12 @@ fn diverging(i: usize) -> Optimizer {
 
 #[test]
 fn a_failing_member_fails_as_its_network_does_and_the_others_finish() {
-    let (c, rows) = shapes()[1];
+    for (c, rows) in [shapes()[1], shapes()[TILED]] {
+        a_failing_member_fails_in(c, rows);
+    }
+}
+
+fn a_failing_member_fails_in(c: Config, rows: usize) {
     let (Some(mut group), Some(mut alone)) = (members(c, diverging), members(c, diverging)) else { return };
     let (x, t) = sample(&c, rows, 1);
     let mut losses = vec![f64::NAN; 5 * 40];
@@ -200,7 +224,12 @@ fn a_failing_member_fails_as_its_network_does_and_the_others_finish() {
 
 #[test]
 fn a_stop_reaches_every_member_at_a_whole_step() {
-    let (c, rows) = shapes()[1];
+    for (c, rows) in [shapes()[1], shapes()[TILED]] {
+        a_stop_reaches_every_member_in(c, rows);
+    }
+}
+
+fn a_stop_reaches_every_member_in(c: Config, rows: usize) {
     let (Some(mut group), Some(mut alone)) = (members(c, optimizer), members(c, optimizer)) else { return };
     let (x, t) = sample(&c, rows, 1);
     let mut polls = 0;
@@ -244,7 +273,9 @@ fn a_stop_reaches_every_member_at_a_whole_step() {
 fn a_population_on_the_gpu_trains_its_members_side_by_side() {
     let (c, rows) = shapes()[0];
     let (Some(group), Some(mut alone)) = (members(c, optimizer), members(c, optimizer)) else { return };
-    assert!(together(&c, rows) >= 5 && together(&Config::new(64, 64, 10), 32) == 1);
+    // Members too large for the fused kernel train side by side too, as many as the buffers hold.
+    assert!(together(&c, rows) >= 5 && together(&Config::new(64, 64, 10), 32) >= 5);
+    assert_eq!(together(&Config::new(4096, 4096, 10), 4096), 1);
     let mut pop = Population::new(group).unwrap();
     let (x, t) = sample(&c, rows, 1);
     let losses = pop.train(&x, &t, 500, &mut || true).unwrap();
