@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check for a machine with a GPU, PyTorch and no Rust compiler: installs the abi3 wheel built
-# elsewhere (`make wheel` puts it in dist/), runs the GPU tests with RUSTBP_REQUIRE_GPU=1, then the GPU
-# workloads of `rustbp bench` (rustbp's GPU path against PyTorch CUDA), writing gpu-<time>.json under
-# benchmarks/results/ (or $RESULTS), then the population workload with 4096 members (gpu-population-<time>.json).
+# elsewhere (`make wheel` puts it in dist/), runs the GPU tests and the populations' GPU tests with
+# RUSTBP_REQUIRE_GPU=1, then the GPU workloads of `rustbp bench` (rustbp's GPU path against PyTorch
+# CUDA), writing gpu-<time>.json under benchmarks/results/ (or $RESULTS), then the population workload
+# with 4096 members (gpu-population-<time>.json).
 #
 # Vulkan: wgpu needs the Vulkan loader (libvulkan.so.1) and a driver manifest. Where the loader is
 # missing, .deb files in .gl/ (libvulkan1 and friends, fetched on another machine) are unpacked; where
@@ -51,7 +52,9 @@ export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$RESULTS"
 log "GPU tests"
 set +e
-RUSTBP_REQUIRE_GPU=1 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$RESULTS/gpu_tests.log"
+# With the populations' GPU tests: members side by side, through the fused kernel and the tiled ones.
+RUSTBP_REQUIRE_GPU=1 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_population.py -k gpu 2>&1 |
+    tee "$RESULTS/gpu_tests.log"
 tests_rc=${PIPESTATUS[0]}
 set -e
 
