@@ -193,30 +193,23 @@ impl GpuNetwork {
             history: 0,
             own_batches: false,
         };
-        let [fwd1, fwd2] = self.forward_products(w, rows, &s)?;
+        let fwd = self.forward_products(w, rows, &s)?;
+        let loss = self.loss_dispatches(w, rows, &s, &fwd)?;
+        let step = self.step_dispatches(w, rows, &s, &fwd)?;
+        let [fwd1, fwd2] = fwd;
         let outputs = self.rows_dispatch(w, rows, &s, LOSS_NONE)?;
-        let loss = self.loss_dispatches(w, rows, &s, &fwd1, &fwd2)?;
-        let step = self.step_dispatches(w, rows, &s, &fwd1, &fwd2)?;
         Ok(Plan { forward: vec![fwd1, fwd2, outputs], loss, step, fused: self.fused_plan(w, rows)? })
     }
 
     /// The dispatches of a training step of every member of `s` on batches of `rows` rows (a population
     /// whose members are too large for the fused kernel): the network's own, each over all members.
     pub(super) fn stack_step(&self, w: &Work, rows: usize, s: &Stack<'_>) -> Result<Vec<Dispatch>> {
-        let [fwd1, fwd2] = self.forward_products(w, rows, s)?;
-        self.step_dispatches(w, rows, s, &fwd1, &fwd2)
+        self.step_dispatches(w, rows, s, &self.forward_products(w, rows, s)?)
     }
 
-    /// A training step: the loss pass, the backward pass and the update.
-    fn step_dispatches(
-        &self,
-        w: &Work,
-        rows: usize,
-        s: &Stack<'_>,
-        fwd1: &Dispatch,
-        fwd2: &Dispatch,
-    ) -> Result<Vec<Dispatch>> {
-        let mut step = self.loss_dispatches(w, rows, s, fwd1, fwd2)?;
+    /// A training step after the forward products `fwd`: the loss pass, the backward pass and the update.
+    fn step_dispatches(&self, w: &Work, rows: usize, s: &Stack<'_>, fwd: &[Dispatch; 2]) -> Result<Vec<Dispatch>> {
+        let mut step = self.loss_dispatches(w, rows, s, fwd)?;
         self.backward_dispatches(w, rows, s, &mut step)?;
         self.update_dispatches(&mut step, rows, s)?;
         Ok(step)
@@ -226,44 +219,32 @@ impl GpuNetwork {
     fn forward_products(&self, w: &Work, rows: usize, s: &Stack<'_>) -> Result<[Dispatch; 2]> {
         let c = &self.config;
         let n_params = self.layout.n_params as u32;
-        let x_stride = if s.own_batches { rows * c.n_in } else { 0 } as u32;
-        let layer = |n: usize, k: usize, weights: usize, bias: usize, act: Activation, a_stride: u32| MatmulParams {
-            m: rows as u32,
-            n: n as u32,
-            k: k as u32,
-            flags: TRANS_B,
-            b_off: self.layout.off[weights] as u32,
-            bias_off: self.layout.off[bias] as u32,
-            epilogue: Epilogue::BiasAct.id(),
-            act: act.id(),
-            bias_mode: c.bias.id(),
-            a_stride,
-            b_stride: n_params,
-            bias_stride: n_params,
-            c_stride: (rows * n) as u32,
-            ..Default::default()
-        };
-        let dummy = &self.bufs.dummy;
-        let h_stride = (rows * c.n_hidden) as u32;
+        // Each member's input follows the previous member's (the hidden layer's always, the batch when
+        // each member has its own); its output too.
+        let layer =
+            |(input, own): (&wgpu::Buffer, bool), out, (n, k): (usize, usize), (weights, bias), act: Activation| {
+                let p = MatmulParams {
+                    m: rows as u32,
+                    n: n as u32,
+                    k: k as u32,
+                    flags: TRANS_B,
+                    b_off: self.layout.off[weights] as u32,
+                    bias_off: self.layout.off[bias] as u32,
+                    epilogue: Epilogue::BiasAct.id(),
+                    act: act.id(),
+                    bias_mode: c.bias.id(),
+                    a_stride: if own { rows * k } else { 0 } as u32,
+                    b_stride: n_params,
+                    bias_stride: n_params,
+                    c_stride: (rows * n) as u32,
+                    ..Default::default()
+                };
+                self.matmul(s, p, input, s.theta, s.theta, &self.bufs.dummy, out)
+            };
+        let (ni, nh, no) = (c.n_in, c.n_hidden, c.n_out);
         Ok([
-            self.matmul(
-                s,
-                layer(c.n_hidden, c.n_in, W1, B1, c.hidden_activation, x_stride),
-                &w.x,
-                s.theta,
-                s.theta,
-                dummy,
-                &w.h,
-            )?,
-            self.matmul(
-                s,
-                layer(c.n_out, c.n_hidden, W2, B2, Activation::Identity, h_stride),
-                &w.h,
-                s.theta,
-                s.theta,
-                dummy,
-                &w.z2,
-            )?,
+            layer((&w.x, s.own_batches), &w.h, (nh, ni), (W1, B1), c.hidden_activation)?,
+            layer((&w.h, true), &w.z2, (no, nh), (W2, B2), Activation::Identity)?,
         ])
     }
 
@@ -312,19 +293,12 @@ impl GpuNetwork {
         self.dispatch(Kernel::Reduce, &self.settings("reduce", &p), &[x, s.counters, out], [s.members, 1, 1])
     }
 
-    /// The forward pass, the row losses and dz2, and the batch loss into the history.
-    fn loss_dispatches(
-        &self,
-        w: &Work,
-        rows: usize,
-        s: &Stack<'_>,
-        fwd1: &Dispatch,
-        fwd2: &Dispatch,
-    ) -> Result<Vec<Dispatch>> {
+    /// The forward products `fwd`, the row losses and dz2, and the batch loss into the history.
+    fn loss_dispatches(&self, w: &Work, rows: usize, s: &Stack<'_>, fwd: &[Dispatch; 2]) -> Result<Vec<Dispatch>> {
         let (_, loss_scale) = loss_scales(self.config.loss, rows, self.config.n_out);
         Ok(vec![
-            fwd1.again(),
-            fwd2.again(),
+            fwd[0].again(),
+            fwd[1].again(),
             self.rows_dispatch(w, rows, s, self.config.loss.id())?,
             self.reduce(s, rows, (0, s.history), true, loss_scale, &w.row_loss, s.losses)?,
         ])

@@ -310,8 +310,18 @@ fn bias_grads<T: Scalar, const P: usize>(c: &Config, dz1: &[T; P], dz2: &[T; P])
         return None;
     }
     let mut g = [[T::zero(); P]; 2];
-    bias_grad(&dz1[..c.n_hidden], c.n_hidden, &mut g[0][..c.bias.len(c.n_hidden)]);
-    bias_grad(&dz2[..c.n_out], c.n_out, &mut g[1][..c.bias.len(c.n_out)]);
+    for ((g, d), n) in g.iter_mut().zip([dz1, dz2]).zip([c.n_hidden, c.n_out]) {
+        if c.bias == Bias::PerNeuron {
+            // One row: each neuron's delta summed from zero, as `bias_grad` does, but over the whole padded
+            // row (its padding is zero) in registers: a loop of the layer's width went through the stack,
+            // a third of a 2-2-2 step.
+            for j in 0..P {
+                g[j] = T::zero() + d[j];
+            }
+        } else {
+            bias_grad(&d[..n], n, &mut g[..1]);
+        }
+    }
     Some(g)
 }
 
