@@ -334,11 +334,17 @@ def test_gpu_members_too_large_for_the_fused_kernel_train_side_by_side_as_alone(
     assert nets[0].device == "gpu"
     losses = pop.train(x[:20], y[:20], 4)
     history = pop.fit(x, y, 2, 16, seed=1, bootstrap=True)
+    # Early stopping: members that have stopped sit out while the others go on side by side.
+    stops = {"validation_data": (x[:12] + 0.5, y[:12]), "patience": 1, "seed": 2}
+    stopping = pop.fit(x, y, 8, 16, **stops)
     for i, net in enumerate(nets):
         np.testing.assert_array_equal(losses[i], net.train(x[:20], y[:20], 4))
         rows = rustbp.population.bootstrap_rows(len(x), 1, i)
         np.testing.assert_array_equal(history.loss[i], net.fit(x[rows], y[rows], 2, 16, seed=1).loss)
+        alone = net.fit(x, y, 8, 16, **stops)
+        assert stopping[i].history == alone.history and stopping[i].best_epoch == alone.best_epoch
         assert_same(net, pop[i], exact=True)
+    assert len({h.epochs for h in stopping}) > 1, "every member stopped at the same epoch"  # some sat out
 
 
 @pytest.mark.parametrize("how", ["pickle", "save"])
