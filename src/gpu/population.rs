@@ -370,7 +370,7 @@ struct Group {
     /// Batches of this many rows at most, each member its own when `own_batches`.
     rows: usize,
     own_batches: bool,
-    /// Whether the steps are the fused kernel's.
+    /// Whether the fused kernel takes the largest batch (else the group holds the tiled kernels' buffers).
     fused: bool,
     /// Steps one submission may run.
     cap: usize,
