@@ -11,13 +11,13 @@
 //! from where the failure happened (`train`: the failing step; `fit`: the start of its epoch), so that the
 //! network's own code reports it.
 
-use super::buffers::{Layout, Work, MAX_CHUNK_STEPS};
+use super::buffers::{Layout, Work};
 use super::context::Context;
 use super::fused;
 use super::kernels::{FusedParams, OptimParams, Quad};
 use super::network::{evaluate_all, GpuNetwork};
 use super::plan::{Dispatch, Kernel, Stack};
-use super::submit::{steps_per_submission, MAX_TILED_CHUNK_STEPS};
+use super::submit::steps_per_submission;
 use crate::backend::{epoch_loss, Backend, FitPlan, KeepGoing};
 use crate::error::{Error, Result};
 use crate::memory;
@@ -398,9 +398,7 @@ impl Group {
         let n_params = lead.layout.n_params;
         let state_stride = members.iter().map(|m| m.layout.slots).max().unwrap_or(0) * n_params;
         let fused = lead.uses_fused(rows);
-        // The tiled kernels record a dozen dispatches a step: this bounds one command buffer.
-        let most = if fused { MAX_CHUNK_STEPS } else { MAX_TILED_CHUNK_STEPS };
-        let cap = steps.min(most).min(LOSS_VALUES / size).max(1);
+        let cap = steps.min(lead.most_steps(rows)).min(LOSS_VALUES / size).max(1);
         let adam = members.iter().any(|m| !m.schedule(0, 1).is_empty());
         let tiled = |len: usize| if fused { 0 } else { len };
         let g = ctx.guarded("allocation", || {

@@ -23,7 +23,7 @@ const FIRST_SUBMISSION_UNITS: f64 = 1e7;
 /// at about this many units a step, whatever their widths.
 const STEP_UNITS: usize = 32_768;
 /// The unfused path records about twelve dispatches per step; this bounds one command buffer.
-pub const MAX_TILED_CHUNK_STEPS: usize = 1_000;
+const MAX_TILED_CHUNK_STEPS: usize = 1_000;
 
 /// A fit's two gathers per batch size: rows of the data set's inputs and targets into the work buffers.
 pub type Gathers = HashMap<usize, [Dispatch; 2]>;
@@ -32,8 +32,16 @@ impl GpuNetwork {
     /// Steps on batches of up to `rows` rows in one submission: as many as fit in `SUBMISSION_SECS` at
     /// the pace of the last submission.
     pub(super) fn chunk_steps(&self, rows: usize) -> usize {
-        let cap = if self.uses_fused(rows) { MAX_CHUNK_STEPS } else { MAX_TILED_CHUNK_STEPS };
-        steps_per_submission(self.pace, self.step_units(rows), cap)
+        steps_per_submission(self.pace, self.step_units(rows), self.most_steps(rows))
+    }
+
+    /// Steps one submission on batches of `rows` rows may hold at most.
+    pub(super) fn most_steps(&self, rows: usize) -> usize {
+        if self.uses_fused(rows) {
+            MAX_CHUNK_STEPS
+        } else {
+            MAX_TILED_CHUNK_STEPS
+        }
     }
 
     /// A step's work on `rows` rows: its multiply-adds and its fixed cost.
